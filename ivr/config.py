@@ -1,0 +1,94 @@
+"""Settings from the environment, read once at start-up.
+
+The names are a contract (DESIGN.md). Secrets that are not configured are
+generated once into the data directory, so a development server is never
+open to unsigned requests and keeps the same token across restarts.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class ConfigError(Exception):
+    """A setting is missing or wrong; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    public_url: str
+    auth_token: str
+    account_sid: str
+    admin_token: str
+    flows_dir: Path
+    prompts_dir: Path
+    database_url: str | None = None
+    backup_number: str | None = None
+    caller_hash_key: bytes = b""
+    twilio_api_url: str = "https://api.twilio.com"
+    vosk_models: Mapping[str, Path] = field(default_factory=dict)
+    # Tokens generated at start-up, so `ivr serve` can say where they are.
+    generated: tuple[str, ...] = ()
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        data_dir = Path(env.get("IVR_DATA_DIR", "./var")).resolve()
+        public_url = env.get("IVR_PUBLIC_URL", "http://127.0.0.1:8080").rstrip("/")
+        if not public_url.startswith(("http://", "https://")):
+            raise ConfigError(f"IVR_PUBLIC_URL must start with http:// or https://: {public_url}")
+        generated: list[str] = []
+
+        def secret(var: str, filename: str) -> str:
+            value = env.get(var)
+            if value:
+                return value
+            path = data_dir / filename
+            generated.append(f"{var} read from {path}")
+            return _stored_secret(path)
+
+        models = {
+            name.removeprefix("IVR_VOSK_MODEL_").lower(): Path(value)
+            for name, value in env.items()
+            if name.startswith("IVR_VOSK_MODEL_") and value
+        }
+        return cls(
+            data_dir=data_dir,
+            public_url=public_url,
+            auth_token=secret("TWILIO_AUTH_TOKEN", "twilio_auth_token"),
+            account_sid=env.get("TWILIO_ACCOUNT_SID", "AC" + "0" * 32),
+            admin_token=secret("IVR_ADMIN_TOKEN", "admin_token"),
+            flows_dir=Path(env.get("IVR_FLOWS_DIR", "./flows")),
+            prompts_dir=Path(env.get("IVR_PROMPTS_DIR", "./prompts")),
+            database_url=env.get("IVR_DATABASE_URL") or None,
+            backup_number=env.get("IVR_BACKUP_NUMBER") or None,
+            caller_hash_key=secret("IVR_CALLER_HASH_KEY", "caller_hash_key").encode(),
+            twilio_api_url=env.get("IVR_TWILIO_API_URL", "https://api.twilio.com").rstrip("/"),
+            vosk_models=models,
+            generated=tuple(generated),
+        )
+
+
+def _stored_secret(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Written aside then linked: two instances starting together both end up
+    # with whichever secret was linked first, never with a half-written file.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    tmp.write_text(secrets.token_hex(20) + "\n")
+    tmp.chmod(0o600)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink()
+    return path.read_text().strip()

@@ -1,0 +1,322 @@
+"""Prompt catalogs: `prompts/<lang>/catalog.yaml` and optional recordings.
+
+    # prompts/es/catalog.yaml
+    voice: Polly.Lupe        # optional: Twilio <Say> voice for this language
+    locale: es-US            # optional: Twilio <Say language=...>; default en-US / es-US
+    welcome: Ha llamado a la Línea 988 de Prevención del Suicidio y Crisis.
+    whisper:
+      text: Llamada de crisis. Idioma {language}, necesidad {need}.
+      voice: Polly.Miguel    # optional: a voice for this prompt only
+
+`voice` and `locale` are reserved and cannot be prompt ids. Prompt text may
+carry placeholders `{name}` (letters, digits and _), filled in by whoever
+says the prompt (`fill`); other braces are refused, and a prompt must use
+the same placeholders in every language.
+
+A recording `prompts/<lang>/<id>.wav` (mono PCM or mu-law) replaces the
+text when the call hears the prompt; its catalog entry stays required, for
+transcripts and the counselor screen. A prompt's `seconds` is measured from
+the recording's header, or estimated from the text at 2.5 words a second
+(150 words a minute, about the pace of Twilio's text-to-speech voices) plus
+0.3 s, at least 0.5 s. A placeholder counts as two words (a region such as
+"New York"); a run of digits counts a word per digit ("988" is read
+"nine eight eight").
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from collections.abc import Mapping
+from pathlib import Path
+
+from ivr.flow.model import Prompt, PromptCatalog
+from ivr.yamlsrc import Node, Pos, Problems, YamlSyntaxError, load
+
+WORDS_PER_SECOND = 2.5
+PAUSE_SECONDS = 0.3
+MIN_SECONDS = 0.5
+CATALOG_FILE = "catalog.yaml"
+DEFAULT_LOCALES = {"en": "en-US", "es": "es-US"}
+
+PROMPT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_LANG_DIR = re.compile(r"^[a-z]{2,3}$")
+_LOCALE = re.compile(r"^([a-z]{2,3})-[A-Z]{2}$")
+_VOICE = re.compile(
+    r"^(man|woman|alice|Polly\.[A-Z][A-Za-z]+(-Neural|-Generative)?"
+    r"|Google\.([a-z]{2,3}-[A-Z]{2})-[A-Za-z0-9-]+)$"
+)
+# Amazon Polly voices Twilio offers for our languages, by the locale they speak.
+_POLLY_LOCALES = {
+    **dict.fromkeys(
+        (
+            "Danielle", "Gregory", "Ivy", "Joanna", "Joey", "Justin", "Kendra",
+            "Kevin", "Kimberly", "Matthew", "Ruth", "Salli", "Stephen",
+        ),
+        "en-US",
+    ),
+    **dict.fromkeys(("Lupe", "Miguel", "Pedro", "Penelope"), "es-US"),
+    **dict.fromkeys(("Andres", "Mia"), "es-MX"),
+    **dict.fromkeys(("Conchita", "Enrique", "Lucia", "Sergio"), "es-ES"),
+}  # fmt: skip
+
+_RESERVED = ("voice", "locale")
+_WAVE_PCM, _WAVE_MULAW, _WAVE_EXTENSIBLE = 1, 7, 0xFFFE
+
+
+def placeholders(text: str) -> tuple[str, ...]:
+    """The placeholder names in a prompt's text, in order, without repeats."""
+    return tuple(dict.fromkeys(_PLACEHOLDER.findall(text)))
+
+
+def fill(text: str, values: Mapping[str, str]) -> str:
+    """The text with each {name} replaced; a missing value is a ValueError."""
+    missing = [name for name in placeholders(text) if name not in values]
+    if missing:
+        raise ValueError("no value for " + ", ".join(f"{{{m}}}" for m in missing))
+    return _PLACEHOLDER.sub(lambda m: values[m.group(1)], text)
+
+
+def estimate_seconds(text: str) -> float:
+    """How long text-to-speech takes to say `text` (see the module docstring)."""
+    words = 2 * len(_PLACEHOLDER.findall(text))
+    for token in _PLACEHOLDER.sub(" ", text).split():
+        digits = sum(c.isdigit() for c in token)
+        words += digits if digits > 1 else int(any(c.isalnum() for c in token))
+    return max(MIN_SECONDS, words / WORDS_PER_SECOND + PAUSE_SECONDS)
+
+
+def recording_seconds(path: Path) -> float:
+    """Length of a mono PCM or mu-law WAV, from its header; ValueError when unusable.
+
+    Reads the RIFF chunks directly: the stdlib `wave` module refuses mu-law,
+    the format Twilio streams.
+    """
+    data = path.read_bytes()
+    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        raise ValueError("is not a WAV file (no RIFF/WAVE header)")
+    fmt: tuple[int, int, int, int, int, int] | None = None
+    size: int | None = None
+    offset = 12
+    while offset + 8 <= len(data) and (fmt is None or size is None):
+        chunk, length = (
+            data[offset : offset + 4],
+            int.from_bytes(data[offset + 4 : offset + 8], "little"),
+        )
+        body = data[offset + 8 : offset + 8 + length]
+        if chunk == b"fmt ":
+            if len(body) < 16:
+                raise ValueError("has a truncated format chunk")
+            fmt = struct.unpack("<HHIIHH", body[:16])
+            if fmt[0] == _WAVE_EXTENSIBLE and len(body) >= 26:
+                fmt = (struct.unpack("<H", body[24:26])[0], *fmt[1:])
+        elif chunk == b"data":
+            size = len(body)
+        offset += 8 + length + (length & 1)
+    if fmt is None:
+        raise ValueError("has no format chunk")
+    encoding, channels, rate, _, block, bits = fmt
+    if encoding == _WAVE_PCM and bits not in (8, 16):
+        raise ValueError(f"is {bits}-bit PCM; use 8- or 16-bit PCM or mu-law")
+    if encoding == _WAVE_MULAW and bits != 8:
+        raise ValueError(f"is {bits}-bit mu-law; mu-law samples are 8-bit")
+    if encoding not in (_WAVE_PCM, _WAVE_MULAW):
+        raise ValueError(f"uses WAV encoding {encoding}; use PCM (1) or mu-law (7)")
+    if channels != 1:
+        raise ValueError(f"has {channels} channels; prompts must be mono")
+    if rate <= 0 or block != bits // 8:
+        raise ValueError("has an inconsistent format chunk")
+    if not size:
+        raise ValueError("has no audio")
+    return size / (rate * block)
+
+
+def load_prompts(prompts_dir: Path, problems: Problems) -> PromptCatalog:
+    """Every language's catalog and recordings; problems are added, never raised."""
+    prompts: dict[str, dict[str, Prompt]] = {}
+    voices: dict[str, str] = {}
+    locales: dict[str, str] = {}
+    if not prompts_dir.is_dir():
+        problems.add(Pos(str(prompts_dir), 1, 1), "the prompts directory does not exist")
+        return PromptCatalog({})
+    for lang_dir in sorted(p for p in prompts_dir.iterdir() if p.is_dir()):
+        lang = lang_dir.name
+        if lang.startswith("."):
+            continue
+        if not _LANG_DIR.match(lang):
+            problems.add(
+                Pos(str(lang_dir), 1, 1),
+                f"'{lang}' is not a language code: prompt directories are named en, es, ...",
+            )
+            continue
+        catalog = _read_catalog(lang, lang_dir / CATALOG_FILE, problems)
+        if catalog is None:
+            continue
+        entries, voice, locale = catalog
+        _add_recordings(lang_dir, entries, problems)
+        prompts[lang] = entries
+        locales[lang] = locale
+        if voice:
+            voices[lang] = voice
+    _check_placeholders(prompts, problems)
+    if not prompts:
+        problems.add(Pos(str(prompts_dir), 1, 1), "no prompt catalogs: add <lang>/catalog.yaml")
+    return PromptCatalog(prompts, voices, locales)
+
+
+def _read_catalog(
+    lang: str, path: Path, problems: Problems
+) -> tuple[dict[str, Prompt], str | None, str] | None:
+    if not path.is_file():
+        problems.add(
+            Pos(str(path), 1, 1),
+            f"missing: the {lang} prompts need {path.name} with the text of each prompt",
+        )
+        return None
+    try:
+        root = load(path)
+    except YamlSyntaxError as exc:
+        problems.add(exc.problem.pos, exc.problem.message)
+        return None
+    if not root.is_map:
+        problems.add(root.pos, f"a prompt catalog maps prompt ids to text, not {root.kind_name}")
+        return None
+    entries: dict[str, Prompt] = {}
+    seen: dict[str, int] = {}
+    voice: tuple[str, Pos] | None = None
+    locale_value: tuple[str, Pos] | None = None
+    for key, pos, value in root.entries():
+        if key in seen:
+            problems.add(pos, f"'{key}' appears twice (first at line {seen[key]})")
+            continue
+        seen[key] = pos.line
+        if key in _RESERVED:
+            text = _scalar(value, key, problems)
+            if text and key == "voice":
+                voice = (text, value.pos)
+            elif text:
+                locale_value = (text, value.pos)
+        elif not PROMPT_ID.match(key):
+            problems.add(pos, f"prompt id '{key}' may hold only letters, digits, _ and -")
+        else:
+            prompt = _prompt(lang, key, pos, value, problems)
+            if prompt is not None:
+                entries[key] = prompt
+    locale = _locale(lang, locale_value, Pos(str(path), 1, 1), problems)
+    for prompt in entries.values():
+        if prompt.voice and prompt.pos:
+            _voice_ok(prompt.voice, locale, prompt.pos, problems)
+    if voice and not _voice_ok(voice[0], locale, voice[1], problems):
+        voice = None
+    return entries, voice[0] if voice else None, locale
+
+
+def _scalar(node: Node, what: str, problems: Problems) -> str | None:
+    if not node.is_scalar or node.is_null or not node.text.strip():
+        problems.add(node.pos, f"{what} must be text, not {node.kind_name}")
+        return None
+    return node.text.strip()
+
+
+def _prompt(lang: str, key: str, pos: Pos, value: Node, problems: Problems) -> Prompt | None:
+    voice: str | None = None
+    if value.is_map:
+        fields = {k: (p, v) for k, p, v in value.entries()}
+        for k, (p, _) in fields.items():
+            if k not in ("text", "voice"):
+                problems.add(
+                    p, f"unknown key '{k}' in prompt '{key}' (a prompt has text and voice)"
+                )
+        if "text" not in fields:
+            problems.add(pos, f"prompt '{key}' needs 'text'")
+            return None
+        if "voice" in fields:
+            voice = _scalar(fields["voice"][1], "voice", problems)
+        value = fields["text"][1]
+    text = _scalar(value, f"the text of prompt '{key}'", problems)
+    if text is None:
+        return None
+    leftover = _PLACEHOLDER.sub("", text)
+    if "{" in leftover or "}" in leftover:
+        problems.add(
+            value.pos,
+            f"prompt '{key}' has a brace that is not a placeholder: write {{name}} "
+            "with letters, digits and _ only",
+        )
+        return None
+    text = " ".join(text.split())
+    return Prompt(key, lang, text, estimate_seconds(text), pos=pos, voice=voice)
+
+
+def _locale(lang: str, value: tuple[str, Pos] | None, file_pos: Pos, problems: Problems) -> str:
+    if value is None:
+        if lang not in DEFAULT_LOCALES:
+            problems.add(
+                file_pos, f"set 'locale' (e.g. {lang}-US): Twilio needs it to speak {lang}"
+            )
+        return DEFAULT_LOCALES.get(lang, lang)
+    locale, pos = value
+    m = _LOCALE.match(locale)
+    if not m or m.group(1) != lang:
+        problems.add(pos, f"locale '{locale}' does not fit language {lang}: write e.g. {lang}-US")
+        return DEFAULT_LOCALES.get(lang, lang)
+    return locale
+
+
+def _voice_ok(voice: str, locale: str, pos: Pos, problems: Problems) -> bool:
+    m = _VOICE.match(voice)
+    if not m:
+        problems.add(
+            pos,
+            f"'{voice}' is not a Twilio voice: write Polly.<Name>, Google.<locale>-<name>, "
+            "man or woman",
+        )
+        return False
+    speaks = m.group(3) or _POLLY_LOCALES.get(voice.removeprefix("Polly.").split("-")[0])
+    if voice.startswith("Polly.") and speaks is None:
+        problems.warn(pos, f"{voice} is not a voice this checker knows; check it speaks {locale}")
+    elif speaks and speaks != locale:
+        problems.add(pos, f"{voice} speaks {speaks}, not {locale}: Twilio refuses the combination")
+        return False
+    return True
+
+
+def _add_recordings(lang_dir: Path, entries: dict[str, Prompt], problems: Problems) -> None:
+    catalog = lang_dir / CATALOG_FILE
+    for wav in sorted(lang_dir.glob("*.wav")):
+        pos = Pos(str(wav), 1, 1)
+        prompt = entries.get(wav.stem)
+        if prompt is None:
+            problems.add(
+                pos,
+                f"recording {wav.name} has no entry '{wav.stem}' in {catalog}: add its text "
+                "there (transcripts and the time analysis need it)",
+            )
+            continue
+        try:
+            seconds = recording_seconds(wav)
+        except (OSError, ValueError) as exc:
+            problems.add(pos, f"recording {wav.name} cannot be used: it {exc}")
+            continue
+        entries[wav.stem] = Prompt(
+            prompt.id, prompt.language, prompt.text, seconds, wav, prompt.pos, prompt.voice
+        )
+
+
+def _check_placeholders(prompts: Mapping[str, Mapping[str, Prompt]], problems: Problems) -> None:
+    first: dict[str, Prompt] = {}
+    for lang in sorted(prompts):
+        for prompt_id, prompt in prompts[lang].items():
+            other = first.setdefault(prompt_id, prompt)
+            mine, theirs = set(placeholders(prompt.text)), set(placeholders(other.text))
+            if mine != theirs and prompt.pos is not None:
+                problems.add(
+                    prompt.pos,
+                    f"prompt '{prompt_id}' uses {_names(mine)} in {lang} but {_names(theirs)} "
+                    f"in {other.language}: every language must fill the same placeholders",
+                )
+
+
+def _names(names: set[str]) -> str:
+    return ", ".join(f"{{{n}}}" for n in sorted(names)) or "no placeholders"

@@ -1,0 +1,337 @@
+"""The flow runtime: step(flow, state, event) -> Turn, pure and synchronous.
+
+A call is a `CallState` (stored between webhooks) and an event (the call
+started, the caller answered a menu or gave nothing). The runtime walks the
+flow from the current node until it must wait for the caller or hands the
+call to a human, and returns the new state with the actions that say what
+the caller hears. Adapters turn actions into TwiML or media-stream messages.
+
+Menu semantics (the time-to-human analysis assumes exactly these): each
+menu visit keeps one failure counter shared by silence and wrong input; a
+failure of kind K with fallback F replays the menu while failures so far
+< F.retries, and otherwise goes to F.then.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, time
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from ivr.flow.model import (
+    BUILTIN_FIELDS,
+    Branch,
+    Fallback,
+    Flow,
+    Goto,
+    Hangup,
+    Menu,
+    Option,
+    Say,
+    SetVars,
+    Transfer,
+)
+
+# A flow that never stops stepping is a bug the analysis should have caught;
+# this bound keeps a broken deploy from spinning a webhook forever.
+MAX_STEPS_PER_TURN = 200
+
+
+class FlowRuntimeError(Exception):
+    """The flow cannot continue (the caller is then sent to the backup line)."""
+
+
+@dataclass(frozen=True)
+class CallState:
+    flow_id: str
+    flow_version: str
+    node: str
+    language: str
+    need: str | None = None
+    caller_state: str | None = None
+    state_source: str | None = None
+    vars: Mapping[str, str] = field(default_factory=dict)
+    failures: int = 0  # at the current menu, shared by no-input and no-match
+    seq: int = 0  # bumped on every turn: callbacks carrying an older seq are replays
+    finished: bool = False  # handed over to a transfer or hung up
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "flow_id": self.flow_id,
+            "flow_version": self.flow_version,
+            "node": self.node,
+            "language": self.language,
+            "need": self.need,
+            "caller_state": self.caller_state,
+            "state_source": self.state_source,
+            "vars": dict(self.vars),
+            "failures": self.failures,
+            "seq": self.seq,
+            "finished": self.finished,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> CallState:
+        return cls(
+            flow_id=str(data["flow_id"]),
+            flow_version=str(data["flow_version"]),
+            node=str(data["node"]),
+            language=str(data["language"]),
+            need=data.get("need"),
+            caller_state=data.get("caller_state"),
+            state_source=data.get("state_source"),
+            vars={str(k): str(v) for k, v in dict(data.get("vars") or {}).items()},
+            failures=int(data.get("failures", 0)),
+            seq=int(data.get("seq", 0)),
+            finished=bool(data.get("finished", False)),
+        )
+
+
+# Events -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Start:
+    now: datetime
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The caller's answer at the current menu: keys, a recognised word, or nothing."""
+
+    now: datetime
+    digits: str = ""
+    word: str | None = None
+    word_language: str | None = None  # a listening menu may pick the language from speech
+
+
+Event = Start | Answer
+
+
+# Actions ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Speak:
+    prompt: str
+    language: str
+
+
+@dataclass(frozen=True)
+class Ask:
+    """Wait point: play the menu prompt and wait for keys or words."""
+
+    node: str
+    prompt: str
+    language: str
+    timeout: float
+    keys: str  # every key that selects an option
+    words: tuple[str, ...]
+    speech: bool
+
+
+@dataclass(frozen=True)
+class TransferTo:
+    """Wait point: hand the caller to a queue or line (the routing layer decides how)."""
+
+    node: str
+    queue: str | None
+    line: str | None
+    language: str
+    need: str | None
+
+
+@dataclass(frozen=True)
+class HangUp:
+    node: str
+
+
+Action = Speak | Ask | TransferTo | HangUp
+
+
+@dataclass(frozen=True)
+class Visit:
+    """A node entered during a turn: kept for the call's event trail."""
+
+    node: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Turn:
+    state: CallState
+    actions: tuple[Action, ...]
+    visited: tuple[Visit, ...]
+
+    @property
+    def wait(self) -> Action:
+        return self.actions[-1]
+
+
+def new_call(flow: Flow, caller_state: str | None = None, source: str | None = None) -> CallState:
+    return CallState(
+        flow_id=flow.id,
+        flow_version=flow.version,
+        node=flow.start,
+        language=flow.languages[0],
+        caller_state=caller_state,
+        state_source=source,
+    )
+
+
+def step(flow: Flow, state: CallState, event: Event) -> Turn:
+    if state.finished:
+        raise FlowRuntimeError(f"call already left the flow at {state.node!r}")
+    actions: list[Action] = []
+    visited: list[Visit] = []
+    if isinstance(event, Answer):
+        state, node_id = _answer(flow, state, event, actions, visited)
+    else:
+        node_id = state.node
+    return _run(flow, state, node_id, event.now, actions, visited)
+
+
+def _answer(
+    flow: Flow, state: CallState, event: Answer, actions: list[Action], visited: list[Visit]
+) -> tuple[CallState, str]:
+    node = flow.node(state.node).body
+    if not isinstance(node, Menu):
+        raise FlowRuntimeError(f"answer received while at non-menu node {state.node!r}")
+    option = _choose(node, event)
+    if option is not None:
+        how = f"key {event.digits}" if event.digits else f"word {event.word!r}"
+        visited.append(Visit(state.node, f"chose {how}"))
+        if event.word_language and event.word_language in flow.languages:
+            state = replace(state, language=event.word_language)
+        state = _apply_set(flow, replace(state, failures=0), option.set)
+        return state, option.next
+    fallback, kind = (
+        (node.no_input, "no input")
+        if not event.digits and not event.word
+        else (node.no_match, "no match")
+    )
+    return _fail(state, fallback, kind, actions, visited)
+
+
+def _choose(menu: Menu, event: Answer) -> Option | None:
+    for option in menu.options:
+        if event.digits and event.digits[:1] in option.keys:
+            return option
+        if event.word and event.word.casefold() in (w.casefold() for w in option.words):
+            return option
+    return None
+
+
+def _fail(
+    state: CallState, fallback: Fallback, kind: str, actions: list[Action], visited: list[Visit]
+) -> tuple[CallState, str]:
+    if state.failures < fallback.retries:
+        visited.append(Visit(state.node, f"{kind}: replay {state.failures + 1}"))
+        if fallback.prompt:
+            actions.append(Speak(fallback.prompt, state.language))
+        return replace(state, failures=state.failures + 1), state.node
+    visited.append(Visit(state.node, f"{kind}: go to {fallback.then}"))
+    return replace(state, failures=0), fallback.then
+
+
+def _apply_set(flow: Flow, state: CallState, values: tuple[tuple[str, str], ...]) -> CallState:
+    for key, value in values:
+        if key == "language":
+            if value not in flow.languages:
+                raise FlowRuntimeError(f"language {value!r} is not one of the flow's")
+            state = replace(state, language=value)
+        elif key == "need":
+            state = replace(state, need=value)
+        elif key == "caller_state":
+            state = replace(state, caller_state=value)
+        else:
+            state = replace(state, vars={**state.vars, key: value})
+    return state
+
+
+def _run(
+    flow: Flow,
+    state: CallState,
+    node_id: str,
+    now: datetime,
+    actions: list[Action],
+    visited: list[Visit],
+) -> Turn:
+    for _ in range(MAX_STEPS_PER_TURN):
+        node = flow.node(node_id).body
+        entering = not visited or visited[-1].node != node_id
+        if entering:
+            visited.append(Visit(node_id))
+        state = replace(state, node=node_id)
+        match node:
+            case Say(prompt=prompt, next=nxt):
+                actions.append(Speak(prompt, state.language))
+                node_id = nxt
+            case SetVars(values=values, next=nxt):
+                state = _apply_set(flow, state, values)
+                node_id = nxt
+            case Goto(target=target):
+                node_id = target
+            case Branch():
+                node_id = _branch(node, state, now)
+            case Menu():
+                actions.append(_ask(node_id, node, state))
+                return _turn(state, actions, visited)
+            case Transfer(queue=queue, line=line, prompt=prompt):
+                if prompt:
+                    actions.append(Speak(prompt, state.language))
+                actions.append(TransferTo(node_id, queue, line, state.language, state.need))
+                return _turn(replace(state, finished=True), actions, visited)
+            case Hangup(prompt=prompt):
+                if prompt:
+                    actions.append(Speak(prompt, state.language))
+                actions.append(HangUp(node_id))
+                return _turn(replace(state, finished=True), actions, visited)
+    raise FlowRuntimeError(f"flow {flow.id!r} did not reach a wait point near {node_id!r}")
+
+
+def _turn(state: CallState, actions: list[Action], visited: list[Visit]) -> Turn:
+    return Turn(replace(state, seq=state.seq + 1), tuple(actions), tuple(visited))
+
+
+def _ask(node_id: str, menu: Menu, state: CallState) -> Ask:
+    keys = "".join(k for option in menu.options for k in option.keys)
+    words = tuple(w for option in menu.options for w in option.words)
+    return Ask(node_id, menu.prompt, state.language, menu.timeout, keys, words, menu.speech)
+
+
+def _branch(node: Branch, state: CallState, now: datetime) -> str:
+    if node.on == "time":
+        local = now.astimezone(ZoneInfo(node.tz)) if node.tz else now
+        for span, target in node.cases:
+            if in_time_range(span, local.time()):
+                return target
+        return node.default
+    value = field_value(state, node.on)
+    for case, target in node.cases:
+        if value is not None and case.casefold() == value.casefold():
+            return target
+    return node.default
+
+
+def field_value(state: CallState, name: str) -> str | None:
+    if name in BUILTIN_FIELDS:
+        value: str | None = getattr(state, name)
+        return value
+    return state.vars.get(name)
+
+
+def parse_time_range(span: str) -> tuple[time, time]:
+    """'08:00-20:00' -> (08:00, 20:00); raises ValueError when malformed."""
+    start, _, end = span.partition("-")
+    return time.fromisoformat(start.strip()), time.fromisoformat(end.strip())
+
+
+def in_time_range(span: str, at: time) -> bool:
+    start, end = parse_time_range(span)
+    at = at.replace(tzinfo=None)
+    if start <= end:
+        return start <= at < end
+    return at >= start or at < end  # wraps past midnight, e.g. 20:00-08:00

@@ -1,0 +1,166 @@
+"""Call rows and their event trail: plain async functions with SQL.
+
+Every write that advances a call is one statement (a CTE), so a webhook costs
+one read and one write round trip, and a write only lands if the call is
+still at the step the webhook saw (`seq`): a retried or out-of-order
+callback can never step a call twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+Event = tuple[str, dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class CallRow:
+    call_sid: str
+    seq: int
+    phase: str
+    state: dict[str, Any]
+    transfer: dict[str, Any] | None
+    last_twiml: str
+    location_state: str | None
+    location_source: str | None
+
+
+_COLUMNS = (
+    "call_sid, seq, phase, state, transfer, last_twiml, location_state, location_source"
+)
+
+
+def _row(record: asyncpg.Record | None) -> CallRow | None:
+    return None if record is None else CallRow(**dict(record))
+
+
+async def create_call(
+    pool: asyncpg.Pool,
+    *,
+    call_sid: str,
+    caller_hash: str | None,
+    caller_area_code: str | None,
+    called: str | None,
+    flow_id: str,
+    flow_version: str,
+    seq: int,
+    state: dict[str, Any],
+    location_state: str | None,
+    location_source: str | None,
+    phase: str,
+    transfer: dict[str, Any] | None,
+    twiml: str,
+    events: Sequence[Event],
+) -> bool:
+    """Insert a new call with its first events; False if the CallSid already exists."""
+    kinds, details = _split(events)
+    inserted: int = await pool.fetchval(
+        """
+        WITH c AS (
+            INSERT INTO calls (call_sid, caller_hash, caller_area_code, called, flow_id,
+                               flow_version, seq, state, location_state, location_source,
+                               phase, transfer, last_twiml)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+            ON CONFLICT (call_sid) DO NOTHING
+            RETURNING call_sid
+        ), e AS (
+            INSERT INTO call_events (call_sid, kind, detail)
+            SELECT c.call_sid, x.kind, x.detail
+            FROM c, unnest($14::text[], $15::jsonb[]) WITH ORDINALITY AS x(kind, detail, n)
+            ORDER BY x.n
+        )
+        SELECT count(*) FROM c
+        """,
+        call_sid, caller_hash, caller_area_code, called, flow_id, flow_version, seq, state,
+        location_state, location_source, phase, transfer, twiml, kinds, details,
+    )
+    return inserted == 1
+
+
+async def load_call(pool: asyncpg.Pool, call_sid: str) -> CallRow | None:
+    return _row(await pool.fetchrow(f"SELECT {_COLUMNS} FROM calls WHERE call_sid = $1", call_sid))
+
+
+async def advance_call(
+    pool: asyncpg.Pool,
+    *,
+    call_sid: str,
+    expected_seq: int,
+    seq: int,
+    state: dict[str, Any],
+    phase: str,
+    transfer: dict[str, Any] | None,
+    twiml: str,
+    events: Sequence[Event],
+) -> bool:
+    """Move a call to its next step if it is still at `expected_seq`."""
+    kinds, details = _split(events)
+    updated: int = await pool.fetchval(
+        """
+        WITH c AS (
+            UPDATE calls SET seq = $3, state = $4, phase = $5, transfer = $6,
+                             last_twiml = $7, updated_at = now(),
+                             ended_at = CASE WHEN $5 = 'ended' THEN now() ELSE ended_at END
+            WHERE call_sid = $1 AND seq = $2
+            RETURNING call_sid
+        ), e AS (
+            INSERT INTO call_events (call_sid, kind, detail)
+            SELECT c.call_sid, x.kind, x.detail
+            FROM c, unnest($8::text[], $9::jsonb[]) WITH ORDINALITY AS x(kind, detail, n)
+            ORDER BY x.n
+        )
+        SELECT count(*) FROM c
+        """,
+        call_sid, expected_seq, seq, state, phase, transfer, twiml, kinds, details,
+    )
+    return updated == 1
+
+
+async def add_events(pool: asyncpg.Pool, call_sid: str, events: Sequence[Event]) -> None:
+    kinds, details = _split(events)
+    await pool.execute(
+        """
+        INSERT INTO call_events (call_sid, kind, detail)
+        SELECT $1, x.kind, x.detail
+        FROM unnest($2::text[], $3::jsonb[]) WITH ORDINALITY AS x(kind, detail, n) ORDER BY x.n
+        """,
+        call_sid, kinds, details,
+    )
+
+
+async def record_status(
+    pool: asyncpg.Pool, call_sid: str, status: str, detail: dict[str, Any]
+) -> bool:
+    """Store a status callback; a final status closes the call. False if the call is unknown."""
+    final = status in ("completed", "busy", "failed", "no-answer", "canceled")
+    updated: int = await pool.fetchval(
+        """
+        WITH c AS (
+            UPDATE calls SET twilio_status = $2, updated_at = now(),
+                ended_at = CASE WHEN $3 THEN coalesce(ended_at, now()) ELSE ended_at END,
+                phase = CASE WHEN $3 THEN 'ended' ELSE phase END
+            WHERE call_sid = $1
+            RETURNING call_sid
+        ), e AS (
+            INSERT INTO call_events (call_sid, kind, detail) VALUES ($1, 'status', $4)
+        )
+        SELECT count(*) FROM c
+        """,
+        call_sid, status, final, detail,
+    )
+    return updated == 1
+
+
+async def events_of(pool: asyncpg.Pool, call_sid: str) -> list[tuple[str, dict[str, Any]]]:
+    rows = await pool.fetch(
+        "SELECT kind, detail FROM call_events WHERE call_sid = $1 ORDER BY id", call_sid
+    )
+    return [(r["kind"], r["detail"]) for r in rows]
+
+
+def _split(events: Sequence[Event]) -> tuple[list[str], list[dict[str, Any]]]:
+    return [k for k, _ in events], [d for _, d in events]

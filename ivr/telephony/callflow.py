@@ -1,0 +1,234 @@
+"""A call's life between webhooks: load its state, step the flow, store, answer.
+
+No call state stays in process memory: every webhook reads the call row,
+computes the next step, and writes it back only if nobody else moved the
+call meanwhile. A callback for a step already taken (a Twilio retry, an
+out-of-order request, a second instance racing) gets the TwiML that step
+produced, so the caller hears the same thing and the call moves once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+
+from ivr.flow.model import Flow, FlowSet
+from ivr.flow.runtime import Answer, CallState, Start, TransferTo, Turn, new_call, step
+from ivr.routing.location import Location
+from ivr.storage import calls as db
+from ivr.telephony.twiml import DialStep, Renderer
+
+log = logging.getLogger(__name__)
+
+# Webhook parameters worth keeping in the event trail. From, Caller and the
+# caller's city or ZIP are left out on purpose: the trail must not identify
+# the caller.
+KEPT_PARAMS = (
+    "CallStatus", "Direction", "Digits", "DialCallStatus", "DialCallDuration",
+    "FromState", "CallDuration", "ErrorCode", "StirVerstat", "AnsweredBy",
+)
+ANSWERED = ("completed", "answered")
+# After the national backup itself went unanswered, ring it again this many
+# times before giving up: there is nowhere further to fail over to.
+BACKUP_REDIALS = 2
+
+
+class UnknownCall(Exception):
+    """A callback for a CallSid we have no record of."""
+
+
+@dataclass(frozen=True)
+class CallerInfo:
+    location: Location
+    caller_hash: str | None
+
+
+StepsFor = Callable[[TransferTo, str | None], Sequence[DialStep]]
+
+
+class CallFlow:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        flows: FlowSet,
+        renderer: Renderer,
+        steps_for: StepsFor,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.pool = pool
+        self.flows = flows
+        self.renderer = renderer
+        self.steps_for = steps_for
+        self.clock = clock
+
+    # Incoming call ---------------------------------------------------------
+
+    async def incoming(self, sid: str, params: Mapping[str, str], caller: CallerInfo) -> str:
+        flow = self.flows.for_number(params.get("To"))
+        loc = caller.location
+        state = new_call(flow, loc.state, loc.source)
+        turn = step(flow, state, Start(self.clock()))
+        twiml, phase, transfer = self._render_turn(turn)
+        events = [
+            _webhook_event("voice", params),
+            ("located", {"state": loc.state, "source": loc.source, "area_code": loc.area_code}),
+            *_turn_events(turn, twiml, transfer),
+        ]
+        created = await db.create_call(
+            self.pool,
+            call_sid=sid,
+            caller_hash=caller.caller_hash,
+            caller_area_code=loc.area_code,
+            called=params.get("To"),
+            flow_id=flow.id,
+            flow_version=flow.version,
+            seq=turn.state.seq,
+            state=turn.state.to_json(),
+            location_state=loc.state,
+            location_source=loc.source,
+            phase=phase,
+            transfer=transfer,
+            twiml=twiml,
+            events=events,
+        )
+        if created:
+            log.info("call %s started flow %s in %s", sid, flow.id, loc.state or "unknown state")
+            return twiml
+        return await self._replay(sid, "voice", params)
+
+    # Menu answers ----------------------------------------------------------
+
+    async def gather(self, sid: str, seq: int, params: Mapping[str, str]) -> str:
+        row = await self._row(sid)
+        if row.seq != seq or row.phase != "flow":
+            return await self._replay(sid, "gather", params, row)
+        state = CallState.from_json(row.state)
+        flow = self._flow(state)
+        event = Answer(self.clock(), digits=params.get("Digits", "").strip())
+        turn = step(flow, state, event)
+        twiml, phase, transfer = self._render_turn(turn)
+        events = [_webhook_event("gather", params), *_turn_events(turn, twiml, transfer)]
+        if await db.advance_call(
+            self.pool, call_sid=sid, expected_seq=row.seq, seq=turn.state.seq,
+            state=turn.state.to_json(), phase=phase, transfer=transfer, twiml=twiml,
+            events=events,
+        ):
+            return twiml
+        return await self._replay(sid, "gather", params)
+
+    # Transfer progress -----------------------------------------------------
+
+    async def dial_result(self, sid: str, seq: int, params: Mapping[str, str]) -> str:
+        row = await self._row(sid)
+        if row.seq != seq or row.phase != "transfer" or row.transfer is None:
+            return await self._replay(sid, "dial", params, row)
+        status = params.get("DialCallStatus", "")
+        transfer = dict(row.transfer)
+        steps = [DialStep(**{**s, "targets": tuple(s["targets"])}) for s in transfer["steps"]]
+        current = steps[transfer["index"]]
+        state = CallState.from_json(row.state)
+        new_seq = row.seq + 1
+        events: list[db.Event] = [_webhook_event("dial", params)]
+        if status in ANSWERED:
+            phase = "ended"
+            transfer["answered"] = {"tier": current.tier, "name": current.name}
+            twiml = self.renderer.goodbye()
+            events.append(("answered", {"tier": current.tier, "name": current.name}))
+        else:
+            phase = "transfer"
+            missed = {"tier": current.tier, "name": current.name, "status": status}
+            events.append(("missed", missed))
+            if current.last:
+                transfer["redials"] = transfer.get("redials", 0) + 1
+                nxt = current if transfer["redials"] <= BACKUP_REDIALS else None
+            else:
+                transfer["index"] += 1
+                nxt = steps[transfer["index"]]
+            if nxt is None:
+                phase = "ended"
+                twiml = self.renderer.goodbye()
+                events.append(("unreached", {}))
+            else:
+                twiml = self.renderer.dial_step(nxt, new_seq, state.language)
+                events.append(("dialing", {"tier": nxt.tier, "name": nxt.name}))
+        events.append(("twiml", {"xml": twiml}))
+        if await db.advance_call(
+            self.pool, call_sid=sid, expected_seq=row.seq, seq=new_seq,
+            state=replace(state, seq=new_seq).to_json(), phase=phase, transfer=transfer,
+            twiml=twiml, events=events,
+        ):
+            return twiml
+        return await self._replay(sid, "dial", params)
+
+    async def status(self, sid: str, params: Mapping[str, str]) -> bool:
+        return await db.record_status(
+            self.pool, sid, params.get("CallStatus", ""), _kept(params)
+        )
+
+    # Helpers ---------------------------------------------------------------
+
+    async def _row(self, sid: str) -> db.CallRow:
+        row = await db.load_call(self.pool, sid)
+        if row is None:
+            raise UnknownCall(sid)
+        return row
+
+    async def _replay(
+        self, sid: str, kind: str, params: Mapping[str, str], row: db.CallRow | None = None
+    ) -> str:
+        """Answer a repeated or stale callback with what the call's current step said."""
+        row = row or await self._row(sid)
+        detail = {"webhook": kind, **_kept(params), "at_seq": row.seq}
+        await db.add_events(self.pool, sid, [("replayed", detail)])
+        log.info("call %s: %s callback replayed (call is at step %d)", sid, kind, row.seq)
+        return row.last_twiml
+
+    def _flow(self, state: CallState) -> Flow:
+        flow = self.flows.flows.get(state.flow_id)
+        if flow is None or state.node not in flow.nodes:
+            raise UnknownCall(f"flow {state.flow_id!r} no longer has node {state.node!r}")
+        return flow
+
+    def _render_turn(self, turn: Turn) -> tuple[str, str, dict[str, Any] | None]:
+        wait = turn.wait
+        if isinstance(wait, TransferTo):
+            steps = list(self.steps_for(wait, turn.state.caller_state))
+            transfer: dict[str, Any] = {
+                "queue": wait.queue,
+                "line": wait.line,
+                "steps": [asdict(s) for s in steps],
+                "index": 0,
+            }
+            twiml = self.renderer.flow_turn(turn.actions, turn.state.seq, after=steps[:1])
+            return twiml, "transfer", transfer
+        twiml = self.renderer.flow_turn(turn.actions, turn.state.seq)
+        return twiml, ("flow" if not turn.state.finished else "ended"), None
+
+
+def _kept(params: Mapping[str, str]) -> dict[str, str]:
+    return {k: params[k] for k in KEPT_PARAMS if k in params}
+
+
+def _webhook_event(kind: str, params: Mapping[str, str]) -> db.Event:
+    return ("webhook", {"webhook": kind, **_kept(params)})
+
+
+def _turn_events(turn: Turn, twiml: str, transfer: dict[str, Any] | None) -> list[db.Event]:
+    events: list[db.Event] = [
+        ("node", {"node": v.node, "detail": v.detail} if v.detail else {"node": v.node})
+        for v in turn.visited
+    ]
+    if transfer is not None:
+        first = transfer["steps"][0] if transfer["steps"] else {}
+        events.append(("transfer", {
+            "queue": transfer["queue"], "line": transfer["line"],
+            "tier": first.get("tier"), "name": first.get("name"),
+            "language": turn.state.language, "need": turn.state.need,
+        }))
+    events.append(("twiml", {"xml": twiml}))
+    return events

@@ -1,0 +1,139 @@
+"""The one module that writes TwiML.
+
+Runtime actions and transfer steps become `VoiceResponse` documents here,
+with absolute callback URLs under IVR_PUBLIC_URL (Twilio signs the URL it
+was given, so the URL must be exactly the one we validate against).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+from twilio.twiml.voice_response import Dial, Gather, VoiceResponse
+
+from ivr.flow.model import PromptCatalog
+from ivr.flow.runtime import Action, Ask, HangUp, Speak
+
+# Twilio's <Say> takes a locale; flows name languages by their two-letter code.
+# The catalog's `locale` wins; these are for catalogs that do not set one.
+SAY_LOCALES = {"en": "en-US", "es": "es-US", "ko": "ko-KR"}
+
+
+@dataclass(frozen=True)
+class DialStep:
+    """One attempt to reach a human: ring every target at once for `timeout` seconds."""
+
+    tier: str
+    name: str
+    targets: tuple[str, ...]  # E.164 numbers or sip: URIs
+    timeout: int
+    last: bool = False  # the national backup: nothing after it
+
+
+class Renderer:
+    def __init__(self, public_url: str, prompts: PromptCatalog) -> None:
+        self.public_url = public_url
+        self.prompts = prompts
+
+    def url(self, path: str, **query: object) -> str:
+        qs = urlencode({k: v for k, v in query.items() if v is not None})
+        return f"{self.public_url}{path}" + (f"?{qs}" if qs else "")
+
+    def prompt_text(self, language: str, prompt_id: str, values: Mapping[str, object]) -> str:
+        prompt = self.prompts.get(language, prompt_id)
+        if prompt is None:  # validation makes this unreachable; never speak a raw id
+            return ""
+        return prompt.text.format_map(_Blank(values)) if values else prompt.text
+
+    def _speak(
+        self,
+        target: VoiceResponse | Gather,
+        language: str,
+        prompt_id: str,
+        values: Mapping[str, object] | None = None,
+    ) -> None:
+        prompt = self.prompts.get(language, prompt_id)
+        if prompt is not None and prompt.recording is not None and not values:
+            target.play(self.url(f"/prompts/{language}/{prompt_id}.wav"))
+            return
+        text = self.prompt_text(language, prompt_id, values or {})
+        if text:
+            voice = (prompt.voice if prompt else None) or self.prompts.voices.get(language)
+            locale = self.prompts.locales.get(language) or SAY_LOCALES.get(language, language)
+            target.say(text, language=locale, voice=voice)
+
+    def flow_turn(self, actions: Sequence[Action], seq: int, after: Iterable[DialStep] = ()) -> str:
+        """TwiML for a flow turn; a transfer's first dial step comes in `after`."""
+        response = VoiceResponse()
+        for action in actions:
+            match action:
+                case Speak(prompt=prompt, language=language):
+                    self._speak(response, language, prompt)
+                case Ask():
+                    self._gather(response, action, seq)
+                case HangUp():
+                    response.hangup()
+                case _:
+                    pass  # TransferTo: the dial steps below say how
+        for step in after:
+            self._dial(response, step, seq)
+        return str(response)
+
+    def _gather(self, response: VoiceResponse, ask: Ask, seq: int) -> None:
+        action = self.url("/twilio/gather", seq=seq)
+        gather = response.gather(
+            input="dtmf",
+            num_digits=1,
+            timeout=max(1, round(ask.timeout)),
+            action=action,
+            method="POST",
+            action_on_empty_result=False,
+        )
+        self._speak(gather, ask.language, ask.prompt)
+        # Silence falls through the Gather to this Redirect: the same callback
+        # without Digits is the no-input event.
+        response.redirect(action, method="POST")
+
+    def _dial(self, response: VoiceResponse, step: DialStep, seq: int) -> None:
+        dial: Dial = response.dial(
+            action=self.url("/twilio/dial", seq=seq),
+            method="POST",
+            timeout=step.timeout,
+        )
+        for target in step.targets:
+            if target.startswith("sip:"):
+                dial.sip(target)
+            else:
+                dial.number(target)
+
+    def dial_step(self, step: DialStep, seq: int, language: str | None = None) -> str:
+        response = VoiceResponse()
+        if language and step.last:
+            self._speak(response, language, "backup_connecting")
+        self._dial(response, step, seq)
+        return str(response)
+
+    def goodbye(self) -> str:
+        response = VoiceResponse()
+        response.hangup()
+        return str(response)
+
+
+def failsafe(backup_number: str) -> str:
+    """The answer when anything goes wrong: ring the backup line, nothing else.
+
+    Built without the flow, the prompts or the database so it cannot fail
+    for the same reason the normal path did.
+    """
+    response = VoiceResponse()
+    response.dial(backup_number, timeout=60)
+    return str(response)
+
+
+class _Blank(dict[str, object]):
+    """format_map source that leaves an unknown placeholder empty instead of raising."""
+
+    def __missing__(self, key: str) -> object:
+        return ""

@@ -1,0 +1,104 @@
+"""aiohttp handlers for Twilio's voice webhooks.
+
+A voice webhook never answers 500 and never leaves the caller in silence:
+whatever goes wrong inside (database down, a bug, an unknown CallSid), the
+caller is sent to the backup line.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from ivr.routing.location import caller_hash, locate
+from ivr.telephony.callflow import CallerInfo, CallFlow
+from ivr.telephony.signature import form_of
+from ivr.telephony.twiml import failsafe
+
+log = logging.getLogger(__name__)
+
+TWIML = "text/xml"
+
+
+class Keys:
+    """Typed application keys shared by the handlers (set in app.create_app)."""
+
+    callflow = web.AppKey("callflow", CallFlow)
+    backup_number = web.AppKey("backup_number", str)
+    georoute_param = web.AppKey("georoute_param", str)
+    default_region = web.AppKey("default_region", str)
+    hash_key = web.AppKey("hash_key", bytes)
+
+
+def twiml(body: str) -> web.Response:
+    return web.Response(text=body, content_type=TWIML)
+
+
+VoiceHandler = Callable[[web.Request, str], Awaitable[str]]
+
+
+def voice_webhook(handler: VoiceHandler) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """Wrap a voice handler: CallSid required, any failure answers the fail-safe TwiML."""
+
+    async def wrapped(request: web.Request) -> web.Response:
+        sid = form_of(request).get("CallSid", "").strip()
+        try:
+            if not sid:
+                raise ValueError("webhook without CallSid")
+            return twiml(await handler(request, sid))
+        except Exception:
+            log.exception("call %s: %s failed; sending the caller to the backup line",
+                          sid or "?", request.path)
+            return twiml(failsafe(request.app[Keys.backup_number]))
+
+    return wrapped
+
+
+def _seq(request: web.Request) -> int:
+    return int(request.query.get("seq", ""))
+
+
+@voice_webhook
+async def voice(request: web.Request, sid: str) -> str:
+    app = request.app
+    params = form_of(request)
+    location = locate(params, app[Keys.georoute_param] or None, app[Keys.default_region])
+    number = params.get("From", "")
+    hashed = caller_hash(number, app[Keys.hash_key]) if number else None
+    return await app[Keys.callflow].incoming(sid, params, CallerInfo(location, hashed))
+
+
+@voice_webhook
+async def gather(request: web.Request, sid: str) -> str:
+    return await request.app[Keys.callflow].gather(sid, _seq(request), form_of(request))
+
+
+@voice_webhook
+async def dial(request: web.Request, sid: str) -> str:
+    return await request.app[Keys.callflow].dial_result(sid, _seq(request), form_of(request))
+
+
+async def fallback(request: web.Request) -> web.Response:
+    """For the number's Fallback URL: no database, no flow, just the backup line."""
+    return twiml(failsafe(request.app[Keys.backup_number]))
+
+
+async def status(request: web.Request) -> web.Response:
+    params = form_of(request)
+    sid = params.get("CallSid", "").strip()
+    if not sid:
+        raise web.HTTPBadRequest(text="CallSid is required\n")
+    known = await request.app[Keys.callflow].status(sid, params)
+    if not known:
+        log.info("status callback for unknown call %s", sid)
+    return web.Response(status=204)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/twilio/voice", voice)
+    app.router.add_post("/twilio/gather", gather)
+    app.router.add_post("/twilio/dial", dial)
+    app.router.add_post("/twilio/fallback", fallback)
+    app.router.add_post("/twilio/status", status)

@@ -1,0 +1,157 @@
+"""YAML read as a tree that remembers where every value came from.
+
+Flow authors fix problems by line number, so every value we read out of a
+YAML file keeps its `file:line:col`. Loaders walk `Node`s and report into a
+`Problems` list instead of raising on the first mistake: an author wants the
+whole list at once.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+
+@dataclass(frozen=True)
+class Pos:
+    file: str
+    line: int  # 1-based, as editors count
+    col: int  # 1-based
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}"
+
+
+@dataclass(frozen=True)
+class Problem:
+    pos: Pos
+    message: str
+    warning: bool = False
+
+    def __str__(self) -> str:
+        kind = "warning: " if self.warning else ""
+        return f"{self.pos}: {kind}{self.message}"
+
+
+@dataclass
+class Problems:
+    items: list[Problem] = field(default_factory=list)
+
+    def add(self, pos: Pos, message: str) -> None:
+        self.items.append(Problem(pos, message))
+
+    def warn(self, pos: Pos, message: str) -> None:
+        self.items.append(Problem(pos, message, warning=True))
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.items if not p.warning]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.items if p.warning]
+
+    def sorted(self) -> list[Problem]:
+        return sorted(self.items, key=lambda p: (p.pos.file, p.pos.line, p.pos.col, p.message))
+
+
+class Node:
+    """One YAML value with its position; maps keep their keys' positions too."""
+
+    __slots__ = ("_raw", "file", "pos")
+
+    def __init__(self, raw: yaml.Node, file: str) -> None:
+        self._raw = raw
+        self.file = file
+        mark = raw.start_mark
+        self.pos = Pos(file, mark.line + 1, mark.column + 1)
+
+    @property
+    def is_map(self) -> bool:
+        return isinstance(self._raw, yaml.MappingNode)
+
+    @property
+    def is_list(self) -> bool:
+        return isinstance(self._raw, yaml.SequenceNode)
+
+    @property
+    def is_scalar(self) -> bool:
+        return isinstance(self._raw, yaml.ScalarNode)
+
+    @property
+    def is_null(self) -> bool:
+        return self.is_scalar and self._raw.tag == "tag:yaml.org,2002:null"
+
+    @property
+    def text(self) -> str:
+        """The scalar as written (numbers too), for loaders that parse it themselves."""
+        value = self._raw.value
+        return value if isinstance(value, str) else ""
+
+    @property
+    def kind_name(self) -> str:
+        if self.is_map:
+            return "a mapping"
+        if self.is_list:
+            return "a list"
+        return f"'{self.text}'" if not self.is_null else "nothing"
+
+    @property
+    def tag(self) -> str:
+        return str(self._raw.tag)
+
+    def entries(self) -> Iterator[tuple[str, Pos, Node]]:
+        for key, value in self._raw.value:
+            k = Node(key, self.file)
+            yield k.text, k.pos, Node(value, self.file)
+
+    def items(self) -> Iterator[Node]:
+        for value in self._raw.value:
+            yield Node(value, self.file)
+
+
+class YamlSyntaxError(Exception):
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(str(problem))
+        self.problem = problem
+
+
+def parse(text: str, file: str) -> Node:
+    """Parse one YAML document; a syntax error becomes one positioned Problem."""
+    try:
+        raw = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        what = exc.problem or "not valid YAML"
+        raise YamlSyntaxError(Problem(Pos(file, line, col), f"YAML syntax: {what}")) from None
+    except yaml.YAMLError as exc:
+        raise YamlSyntaxError(Problem(Pos(file, 1, 1), f"YAML syntax: {exc}")) from None
+    if raw is None:
+        raise YamlSyntaxError(Problem(Pos(file, 1, 1), "the file is empty"))
+    return Node(raw, file)
+
+
+def load(path: Path) -> Node:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise YamlSyntaxError(Problem(Pos(str(path), 1, 1), f"cannot read: {exc}")) from None
+    return parse(text, str(path))
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min)?\s*$")
+
+
+def parse_duration(text: str) -> float | None:
+    """'6s', '1.5s', '500ms', '2m', or a bare number of seconds; None if not one."""
+    m = _DURATION.match(text)
+    if not m:
+        return None
+    value = float(m.group(1))
+    unit = m.group(2) or "s"
+    return value / 1000 if unit == "ms" else value * 60 if unit in ("m", "min") else value

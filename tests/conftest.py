@@ -1,0 +1,99 @@
+"""Shared fixtures: a real PostgreSQL, a fresh database per test, a live server.
+
+The database is the embedded one from pgserver unless IVR_DATABASE_URL names
+another server; each test gets its own database created on it, so tests
+never see each other's calls.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+from aiohttp.test_utils import TestServer, unused_port
+
+from ivr.app import create_app
+from ivr.config import Settings
+from ivr.content import Content, load_content
+
+ROOT = Path(__file__).resolve().parent.parent
+AUTH_TOKEN = "test-auth-token-0123456789"
+
+
+@pytest.fixture(scope="session")
+def pg_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    url = os.environ.get("IVR_DATABASE_URL")
+    if url:
+        yield url
+        return
+    import pgserver
+
+    server = pgserver.get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="delete")
+    yield str(server.get_uri())
+    server.cleanup()
+
+
+def with_database(dsn: str, name: str) -> str:
+    parts = urlsplit(dsn)
+    return urlunsplit(parts._replace(path="/" + name))
+
+
+@pytest.fixture
+async def dsn(pg_root: str) -> AsyncIterator[str]:
+    name = "t_" + uuid.uuid4().hex[:16]
+    conn = await asyncpg.connect(pg_root)
+    try:
+        await conn.execute(f"CREATE DATABASE {name}")
+    finally:
+        await conn.close()
+    yield with_database(pg_root, name)
+    conn = await asyncpg.connect(pg_root)
+    try:
+        await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def content() -> Content:
+    return load_content(ROOT / "flows", ROOT / "prompts")
+
+
+def make_settings(tmp: Path, dsn: str | None, port: int) -> Settings:
+    return Settings(
+        data_dir=tmp,
+        public_url=f"http://127.0.0.1:{port}",
+        auth_token=AUTH_TOKEN,
+        account_sid="AC" + "1" * 32,
+        admin_token="test-admin-token",
+        flows_dir=ROOT / "flows",
+        prompts_dir=ROOT / "prompts",
+        database_url=dsn,
+        caller_hash_key=b"test-hash-key",
+    )
+
+
+@pytest.fixture
+def settings(tmp_path: Path, dsn: str) -> Settings:
+    return make_settings(tmp_path, dsn, unused_port())
+
+
+@pytest.fixture
+async def server(settings: Settings, content: Content) -> AsyncIterator[TestServer]:
+    port = int(settings.public_url.rsplit(":", 1)[1])
+    srv = TestServer(create_app(settings, content), host="127.0.0.1", port=port)
+    await srv.start_server()
+    yield srv
+    await srv.close()
+
+
+@pytest.fixture
+def other_settings(settings: Settings) -> Settings:
+    """Settings for a second server process sharing the same database."""
+    return replace(settings, public_url=f"http://127.0.0.1:{unused_port()}")
