@@ -12,27 +12,34 @@ Shape:
   recognizer even exists until the caller first makes a sound); when speech
   ends the session asks Vosk for its final result and decides.
 
-Decisions, measured on the Korean model with espeak-ng speech (see
-tests/speech and bench/speech_raw.py):
+Decisions, measured on the Korean model with espeak-ng speech through the
+phone path (21 menu-word utterances at varied speed and pitch, 36
+utterances of 18 other words; tests/speech, bench/speech_raw.py):
 
 * Audio is decoded at 16 kHz after our half-band upsampler rather than
-  handing Vosk 8 kHz and letting Kaldi resample. Both recognised every
-  in-grammar word equally well, but 16 kHz rejected out-of-grammar words
-  more often (for example 24 against 21 of 36 with the defaults), in every
-  configuration tried. Small Vosk models are trained on 16 kHz audio.
+  handed to Vosk at 8 kHz for Kaldi to resample. Both recognised 20 of 21
+  menu words, but 16 kHz rejected more of the other words: 26 of 36
+  against 25 at the default threshold, 24 against 21 at 0.6, and more in
+  every configuration tried. Small Vosk models are trained on 16 kHz
+  audio. The upsampling costs ~50 us per 20 ms speech frame, against
+  ~650 us for Vosk to decode it.
 * The grammar is the menu phrases plus the model's unknown-word token
   repeated `unknown_weight` times. Vosk builds a bigram model from the
   phrase list, so repeating the token raises the garbage path's prior and
-  more out-of-grammar speech lands on it instead of on a menu word.
+  more out-of-menu speech lands on it instead of on a menu word.
 * Confidence comes from Vosk's n-best list, not its per-word confidences.
   With a grammar of a few words the per-word (MBR) confidence is 1.0 for
   most answers, right or wrong, so it can neither reject much nor choose
-  between two languages. From the n-best list we get a posterior per
-  interpretation (alternatives that mean the same phrase add up) and, for
-  the winner of each language, a total log-likelihood of the same audio
-  that ranks languages against each other.
-* A recognizer that hears the grammar's phrases several times ("영어 영어")
-  counts as that phrase; two different phrases count as ambiguous.
+  between two languages (two recognizers both answering with 1.0). From
+  the n-best list we get a posterior per interpretation (alternatives that
+  mean the same phrase add up) and, for each language's best answer, the
+  total log-likelihood of the same audio, which ranks the languages.
+* Hearing one phrase several times ("영어 영어") counts as that phrase, the
+  unknown token next to a phrase is ignored, and two different phrases in
+  one utterance are ambiguous.
+* Known limit: a small grammar maps some out-of-menu words onto a menu word
+  with full confidence (고양이 "cat" is heard as 영어). Menus should use
+  words that sound unlike each other and unlike common answers.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ turns a prompt catalog into 8 kHz mono 16-bit WAV files that
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -40,6 +41,30 @@ def _tool(name: str, package: str) -> str:
     return path
 
 
+@functools.lru_cache(maxsize=4)
+def _known_voices(espeak: str) -> frozenset[str]:
+    """Languages, voice names and files espeak-ng knows, lower-cased.
+
+    espeak-ng falls back to its default voice without a word when asked for
+    one it lacks, which would render English prompts with a Spanish id.
+    """
+    try:
+        listing = subprocess.run(
+            [espeak, "--voices"], capture_output=True, timeout=_TIMEOUT, check=True
+        ).stdout.decode("utf-8", "replace")
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise RenderError(f"espeak-ng cannot list its voices: {exc}") from exc
+    known: set[str] = set()
+    for line in listing.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) >= 5:
+            # Pty, Language, Age/Gender, VoiceName, File, then other languages
+            known.update(f.lower() for f in (fields[1], fields[3], fields[4]))
+            # Other languages read "(en 3)": a language then its priority.
+            known.update(f[1:].lower() for f in fields[5:] if f.startswith("("))
+    return frozenset(known)
+
+
 def _run(argv: list[str], *, stdin: bytes | None = None) -> None:
     try:
         done = subprocess.run(argv, input=stdin, capture_output=True, timeout=_TIMEOUT, check=False)
@@ -70,7 +95,10 @@ def render_prompt(
     sox = _tool("sox", "sox")
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    argv = [espeak, "-v", voice or espeak_voice(lang)]
+    chosen = voice or espeak_voice(lang)
+    if chosen.split("+", 1)[0].lower() not in _known_voices(espeak):
+        raise RenderError(f"espeak-ng failed: it has no voice {chosen!r} (language {lang!r})")
+    argv = [espeak, "-v", chosen]
     if speed is not None:
         argv += ["-s", str(speed)]
     if pitch is not None:

@@ -89,7 +89,6 @@ class Renderer:
             timeout=max(1, round(ask.timeout)),
             action=action,
             method="POST",
-            action_on_empty_result=False,
         )
         self._speak(gather, ask.language, ask.prompt)
         # Silence falls through the Gather to this Redirect: the same callback

@@ -245,9 +245,9 @@ def test_unusable_wav_names_file_and_problem(
 def test_not_a_wav_and_missing_file(tmp_path: Path) -> None:
     text = tmp_path / "notes.wav"
     text.write_text("hello")
-    with pytest.raises(AudioFormatError, match="notes.wav: not a WAV file"):
+    with pytest.raises(AudioFormatError, match=r"notes\.wav: not a WAV file"):
         load_prompt_wav(text)
-    with pytest.raises(AudioFormatError, match="missing.wav: cannot read"):
+    with pytest.raises(AudioFormatError, match=r"missing\.wav: cannot read"):
         wav_duration(tmp_path / "missing.wav")
 
 
@@ -306,7 +306,7 @@ def test_utterance_with_preroll_hangover_and_end() -> None:
     assert len(onset.frames) == 10 and onset.frames[-2:] == (LOUD, LOUD)
     for _ in range(10):
         assert gate.push(LOUD).frames == (LOUD,)
-    passed = []
+    passed: list[bytes] = []
     ended_at = None
     for i in range(40):
         step = gate.push(SILENT)

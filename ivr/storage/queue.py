@@ -1,0 +1,217 @@
+"""Callers waiting for a counselor, and the offers that ring counselors for them.
+
+A caller enters the line (`enqueue`) with the counselor ids of their current
+tier; `claim_offers` matches the longest-waiting callers with the best free
+counselor of their tier, atomically across server instances; the call flow
+then dials each offer's address and reports how it ended (`offer_accepted`,
+`offer_missed`). Moving to the next tier (`set_tier`) or leaving the line
+(`dequeue`, `abandon`) cancels an offer still ringing and returns it, so the
+counselor leg can be hung up.
+
+The state changes live in SQL functions (migration 002): each is one round
+trip and takes its row locks in one fixed order, so concurrent instances
+never deadlock and never see a half-made offer.
+
+What happens to the counselor when an offer ends without a conversation, as
+in a contact center: no answer ('missed') or an unreachable address
+('failed') sets them 'offline' (not ready), so the next caller is not rung to
+an empty desk; a decline, or an offer cancelled because the caller left or
+the tier moved on, puts them back 'available' keeping their place in line
+(idle_since unchanged). A counselor who missed or declined a caller is not
+offered that caller again in the same tier.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final, Literal
+
+import asyncpg
+
+EndState = Literal["missed", "declined", "failed", "canceled"]
+FinalStatus = Literal["connected", "abandoned", "backup"]
+
+END_STATES: Final = frozenset({"missed", "declined", "failed", "canceled"})
+FINAL_STATUSES: Final = frozenset({"connected", "abandoned", "backup"})
+
+# NOTIFY channel raised when a caller may now be matched (a counselor became
+# available, a caller waits again or changed tier): dispatchers LISTEN on it.
+ROUTING_CHANNEL: Final = "ivr_routing"
+
+
+@dataclass(frozen=True)
+class Offer:
+    id: int
+    call_sid: str
+    counselor_id: str
+    address: str  # what to dial: staff phone number or SIP URI
+    center_id: str
+    tier_kind: str
+    language: str
+    need: str | None
+    caller_state: str | None
+    waited_seconds: float  # how long the caller had waited when the offer was made
+    leg_sid: str | None
+    state: str
+
+
+@dataclass(frozen=True)
+class WaitingCaller:
+    call_sid: str
+    queue: str
+    language: str
+    need: str | None
+    caller_state: str | None
+    status: str
+    waited_seconds: float
+    tier_index: int
+    tier_kind: str
+    tier_seconds: float  # time spent in the current tier
+    attempts: int
+    offered_counselor: str | None
+
+
+def _offers(records: Sequence[asyncpg.Record]) -> list[Offer]:
+    return [Offer(**dict(r)) for r in records]
+
+
+async def enqueue(
+    pool: asyncpg.Pool,
+    call_sid: str,
+    queue: str,
+    language: str,
+    need: str | None,
+    caller_state: str | None,
+    tier_index: int,
+    tier_kind: str,
+    eligible: Sequence[str],
+) -> bool:
+    """Put a caller on the line; False (and nothing changed) if already there."""
+    inserted: int = await pool.fetchval(
+        """
+        WITH w AS (
+            INSERT INTO waiting (call_sid, queue, language, need, caller_state,
+                                 tier_index, tier_kind, eligible)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+            ON CONFLICT (call_sid) DO NOTHING
+            RETURNING call_sid
+        )
+        SELECT count(*) FROM (SELECT ivr_routing_changed() FROM w) n
+        """,
+        call_sid, queue, language, need, caller_state, tier_index, tier_kind, list(eligible),
+    )
+    return inserted == 1
+
+
+async def set_tier(
+    pool: asyncpg.Pool, call_sid: str, tier_index: int, tier_kind: str, eligible: Sequence[str]
+) -> list[Offer]:
+    """Move a waiting caller to another tier; returns the offer it cancelled, if any."""
+    return _offers(await pool.fetch(
+        "SELECT * FROM ivr_set_tier($1, $2, $3, $4)",
+        call_sid, tier_index, tier_kind, list(eligible),
+    ))
+
+
+async def dequeue(pool: asyncpg.Pool, call_sid: str, status: FinalStatus) -> list[Offer]:
+    """Take a caller off the line for good; returns the offer it cancelled, if any.
+
+    A caller already off the line keeps their first final status.
+    """
+    if status not in FINAL_STATUSES:
+        raise ValueError(f"final status must be one of {sorted(FINAL_STATUSES)}, not {status!r}")
+    return _offers(await pool.fetch("SELECT * FROM ivr_leave_queue($1, $2)", call_sid, status))
+
+
+async def abandon(pool: asyncpg.Pool, call_sid: str) -> list[Offer]:
+    """The caller hung up: returns the offers whose counselor legs must be cancelled."""
+    return await dequeue(pool, call_sid, "abandoned")
+
+
+async def claim_offers(pool: asyncpg.Pool, limit: int = 20) -> list[Offer]:
+    """Match waiting callers with free counselors; each offer returned is ringing.
+
+    Callers are served longest-waiting first; each gets, among the free
+    counselors in their `eligible` list, one with the skill they need if any,
+    longest idle first. One statement, safe to run from every instance at once:
+    no counselor gets two open offers, no caller two.
+    """
+    if limit < 1:
+        raise ValueError("limit must be at least 1")
+    return _offers(await pool.fetch("SELECT * FROM ivr_claim_offers($1)", limit))
+
+
+async def offer_accepted(pool: asyncpg.Pool, offer_id: int) -> bool:
+    """The counselor accepted: they go 'on-call' and the caller 'connected'.
+
+    False when the offer was no longer ringing (the caller hung up, the tier
+    moved on, an admin withdrew it): the counselor leg should be hung up.
+    """
+    accepted: bool = await pool.fetchval("SELECT ivr_offer_accepted($1)", offer_id)
+    return accepted
+
+
+async def offer_missed(pool: asyncpg.Pool, offer_id: int, state: EndState = "missed") -> bool:
+    """The offer ended without a conversation; the caller waits again.
+
+    False when the offer was no longer ringing (nothing changed).
+    """
+    if state not in END_STATES:
+        raise ValueError(f"end state must be one of {sorted(END_STATES)}, not {state!r}")
+    ended: bool = await pool.fetchval("SELECT ivr_offer_ended($1, $2)", offer_id, state)
+    return ended
+
+
+async def set_leg(pool: asyncpg.Pool, offer_id: int, leg_sid: str) -> bool:
+    """Record the counselor leg's CallSid once the REST create returned.
+
+    False when the offer stopped ringing while the leg was being created (the
+    caller hung up meanwhile): that leg must be cancelled by whoever made it.
+    """
+    state: str | None = await pool.fetchval(
+        "UPDATE offers SET leg_sid = $2 WHERE id = $1 RETURNING state", offer_id, leg_sid
+    )
+    return state == "ringing"
+
+
+async def get_offer(pool: asyncpg.Pool, offer_id: int) -> Offer | None:
+    record = await pool.fetchrow("SELECT * FROM offer_details WHERE id = $1", offer_id)
+    return None if record is None else Offer(**dict(record))
+
+
+async def offer_by_leg(pool: asyncpg.Pool, leg_sid: str) -> Offer | None:
+    """The offer a counselor leg belongs to (for the leg's status callbacks)."""
+    record = await pool.fetchrow("SELECT * FROM offer_details WHERE leg_sid = $1", leg_sid)
+    return None if record is None else Offer(**dict(record))
+
+
+async def open_offers_of(pool: asyncpg.Pool, call_sid: str) -> list[Offer]:
+    return _offers(await pool.fetch(
+        "SELECT * FROM offer_details WHERE call_sid = $1 AND state = 'ringing' ORDER BY id",
+        call_sid,
+    ))
+
+
+_WAITING = """
+    SELECT call_sid, queue, language, need, caller_state, status,
+           extract(epoch FROM now() - enqueued_at)::double precision AS waited_seconds,
+           tier_index, tier_kind,
+           greatest(extract(epoch FROM now() - tier_started_at), 0)::double precision
+               AS tier_seconds,
+           attempts, offered_counselor
+    FROM waiting
+"""
+
+
+async def get_waiting(pool: asyncpg.Pool, call_sid: str) -> WaitingCaller | None:
+    record = await pool.fetchrow(_WAITING + " WHERE call_sid = $1", call_sid)
+    return None if record is None else WaitingCaller(**dict(record))
+
+
+async def waiting_callers(pool: asyncpg.Pool) -> list[WaitingCaller]:
+    """Callers still on the line (waiting or being offered), longest waiting first."""
+    records = await pool.fetch(
+        _WAITING + " WHERE status IN ('waiting', 'offering') ORDER BY enqueued_at, call_sid"
+    )
+    return [WaitingCaller(**dict(r)) for r in records]

@@ -1,0 +1,137 @@
+"""Voice webhooks at the wire: golden TwiML, fail-safe answers, bad input."""
+
+from __future__ import annotations
+
+import os
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+
+from ivr.config import Settings
+from tests.helpers import call_params, new_sid, parse_twiml, post_signed
+
+GOLDEN = Path(__file__).parent / "golden"
+BACKUP = "+18005550100"
+
+
+def canonical(xml: str, public_url: str) -> str:
+    return ET.canonicalize(xml.replace(public_url, "https://ivr.example"), strip_text=True)
+
+
+def is_failsafe(body: str) -> bool:
+    root = parse_twiml(body)
+    dials = root.findall("Dial")
+    return len(root) == 1 and len(dials) == 1 and (dials[0].text or "").strip() == BACKUP
+
+
+@pytest.mark.parametrize(
+    ("name", "steps"),
+    [
+        ("voice_answer", []),
+        ("gather_wrong_key", [{"Digits": "9"}]),
+        ("gather_spanish", [{"Digits": "2"}]),
+        ("gather_silence", [{}]),
+        ("dial_busy_next_tier", [{}, {"DialCallStatus": "busy"}]),
+    ],
+)
+async def test_golden_twiml(
+    server: TestServer, settings: Settings, name: str, steps: list[dict[str, str]]
+) -> None:
+    sid = new_sid()
+    base = settings.public_url
+    async with aiohttp.ClientSession() as s:
+        status, body = await post_signed(s, base + "/twilio/voice", call_params(sid))
+        assert status == 200
+        for seq, extra in enumerate(steps, start=1):
+            path = "/twilio/dial" if "DialCallStatus" in extra else "/twilio/gather"
+            status, body = await post_signed(s, f"{base}{path}?seq={seq}",
+                                             call_params(sid, CallStatus="in-progress", **extra))
+            assert status == 200
+    golden = GOLDEN / f"{name}.xml"
+    if os.environ.get("IVR_UPDATE_GOLDEN"):
+        golden.write_text(body.replace(base, "https://ivr.example") + "\n")
+    expected = golden.read_text()
+    assert canonical(body, base) == canonical(expected, "https://ivr.example")
+
+
+async def test_unknown_call_sid_gets_the_backup_line(
+    server: TestServer, settings: Settings
+) -> None:
+    async with aiohttp.ClientSession() as s:
+        status, body = await post_signed(s, settings.public_url + "/twilio/gather?seq=1",
+                                         call_params(new_sid(), Digits="1"))
+    assert status == 200
+    assert is_failsafe(body)
+
+
+async def test_missing_call_sid_gets_the_backup_line(
+    server: TestServer, settings: Settings
+) -> None:
+    params = call_params("")
+    async with aiohttp.ClientSession() as s:
+        status, body = await post_signed(s, settings.public_url + "/twilio/voice", params)
+    assert status == 200
+    assert is_failsafe(body)
+
+
+async def test_malformed_seq_gets_the_backup_line(server: TestServer, settings: Settings) -> None:
+    sid = new_sid()
+    async with aiohttp.ClientSession() as s:
+        await post_signed(s, settings.public_url + "/twilio/voice", call_params(sid))
+        status, body = await post_signed(s, settings.public_url + "/twilio/gather?seq=x",
+                                         call_params(sid, Digits="1"))
+    assert status == 200
+    assert is_failsafe(body)
+
+
+async def test_fallback_url_dials_the_backup(server: TestServer, settings: Settings) -> None:
+    async with aiohttp.ClientSession() as s:
+        status, body = await post_signed(s, settings.public_url + "/twilio/fallback",
+                                         call_params(new_sid(), ErrorCode="11200"))
+    assert status == 200
+    assert is_failsafe(body)
+
+
+async def test_status_callback_without_call_sid_is_400(
+    server: TestServer, settings: Settings
+) -> None:
+    async with aiohttp.ClientSession() as s:
+        status, _ = await post_signed(s, settings.public_url + "/twilio/status",
+                                      {"CallStatus": "completed"})
+    assert status == 400
+
+
+async def test_json_body_is_400(server: TestServer, settings: Settings) -> None:
+    async with aiohttp.ClientSession() as s:
+        resp = await s.post(settings.public_url + "/twilio/voice", json={"CallSid": "CA1"},
+                            headers={"X-Twilio-Signature": "x"})
+        assert resp.status == 400
+
+
+async def test_duplicate_voice_webhook_answers_the_same(
+    server: TestServer, settings: Settings
+) -> None:
+    sid = new_sid()
+    async with aiohttp.ClientSession() as s:
+        _, first = await post_signed(s, settings.public_url + "/twilio/voice", call_params(sid))
+        _, second = await post_signed(s, settings.public_url + "/twilio/voice", call_params(sid))
+    assert first == second
+    assert parse_twiml(first).find("Gather") is not None
+
+
+async def test_stale_callback_replays_without_stepping(
+    server: TestServer, settings: Settings
+) -> None:
+    sid = new_sid()
+    base = settings.public_url
+    async with aiohttp.ClientSession() as s:
+        await post_signed(s, base + "/twilio/voice", call_params(sid))
+        _, spanish = await post_signed(s, base + "/twilio/gather?seq=1",
+                                       call_params(sid, Digits="2"))
+        # A late retry of the same Gather, now with another key: the call already moved on.
+        _, late = await post_signed(s, base + "/twilio/gather?seq=1",
+                                    call_params(sid, Digits="1"))
+    assert late == spanish
