@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ivr.flow.analysis import FlowAnalysis
-from ivr.flow.model import FlowSet, Transfer
+from ivr.flow.model import FlowSet, Targets
 from ivr.flow.validate import validate_content
 from ivr.routing.plan import RoutingPlan, load_plan
 from ivr.yamlsrc import Pos, Problems
@@ -34,15 +34,19 @@ class InvalidContent(Exception):
 
 
 def check(flows_dir: Path, prompts_dir: Path) -> tuple[Content | None, Problems]:
-    flowset, problems, analyses = validate_content(flows_dir, prompts_dir)
+    problems = Problems()
     routing_path = flows_dir / ROUTING_FILE
+    plan: RoutingPlan | None = None
     if routing_path.exists():
         plan = load_plan(routing_path, problems)
     else:
         problems.add(Pos(str(routing_path), 1, 1), "the routing plan is missing")
-        plan = None
-    if flowset is not None and plan is not None:
-        _check_targets(flowset, plan, problems)
+    # Transfers are checked against the plan's queues and lines while the
+    # flows load, so a typo in a queue name is reported with the others.
+    targets = (
+        Targets(frozenset(plan.queues), frozenset(plan.lines)) if plan is not None else None
+    )
+    flowset, problems, analyses = validate_content(flows_dir, prompts_dir, targets, problems)
     if problems.errors or flowset is None or plan is None:
         return None, problems
     return Content(flowset, plan, analyses), problems
@@ -53,21 +57,3 @@ def load_content(flows_dir: Path, prompts_dir: Path) -> Content:
     if content is None:
         raise InvalidContent(problems)
     return content
-
-
-def _check_targets(flows: FlowSet, plan: RoutingPlan, problems: Problems) -> None:
-    for flow in flows.flows.values():
-        for node in flow.nodes.values():
-            body = node.body
-            if not isinstance(body, Transfer):
-                continue
-            if body.queue is not None and body.queue not in plan.queues:
-                known = ", ".join(sorted(plan.queues)) or "none"
-                where = node.positions.get("transfer.queue", node.pos)
-                problems.add(where, f"transfer to queue '{body.queue}', which the routing "
-                             f"plan does not define (its queues: {known})")
-            if body.line is not None and body.line not in plan.lines:
-                known = ", ".join(sorted(plan.lines)) or "none"
-                where = node.positions.get("transfer.line", node.pos)
-                problems.add(where, f"transfer to line '{body.line}', which the routing "
-                             f"plan does not define (its lines: {known})")

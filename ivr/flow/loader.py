@@ -54,6 +54,7 @@ from ivr.flow.model import (
     Option,
     Say,
     SetVars,
+    Targets,
     Transfer,
 )
 from ivr.flow.prompts import PROMPT_ID
@@ -94,7 +95,9 @@ class _Ref:
     what: str
 
 
-def load_flows(flows_dir: Path, problems: Problems) -> dict[str, Flow]:
+def load_flows(
+    flows_dir: Path, problems: Problems, targets: Targets | None = None
+) -> dict[str, Flow]:
     """Every flow file in `flows_dir` that reads without error, by flow id."""
     if not flows_dir.is_dir():
         problems.add(Pos(str(flows_dir), 1, 1), "the flows directory does not exist")
@@ -104,7 +107,7 @@ def load_flows(flows_dir: Path, problems: Problems) -> dict[str, Flow]:
     catch_all: Flow | None = None
     files = [p for p in sorted(flows_dir.glob("*.yaml")) if p.name != ROUTING_FILE]
     for path in files:
-        flow = load_flow_file(path, problems)
+        flow = load_flow_file(path, problems, targets)
         if flow is None:
             continue
         id_pos = flow.positions.get("id", flow.pos)
@@ -145,7 +148,9 @@ def load_flows(flows_dir: Path, problems: Problems) -> dict[str, Flow]:
     return flows
 
 
-def load_flow_file(path: Path, problems: Problems) -> Flow | None:
+def load_flow_file(
+    path: Path, problems: Problems, targets: Targets | None = None
+) -> Flow | None:
     """One flow file; None (with the problems added) when it has any error."""
     try:
         data = path.read_bytes()
@@ -159,7 +164,8 @@ def load_flow_file(path: Path, problems: Problems) -> Flow | None:
         problems.add(exc.problem.pos, exc.problem.message)
         return None
     errors_before = len(problems.errors)
-    flow = _FlowReader(problems, str(path)).read(root, hashlib.sha256(data).hexdigest()[:12])
+    version = hashlib.sha256(data).hexdigest()[:12]
+    flow = _FlowReader(problems, str(path), targets).read(root, version)
     if len(problems.errors) > errors_before:
         return None
     return flow
@@ -176,9 +182,10 @@ def _suggest(word: str, choices: Iterable[str], *, listing: bool = False) -> str
 
 
 class _FlowReader:
-    def __init__(self, problems: Problems, source: str) -> None:
+    def __init__(self, problems: Problems, source: str, targets: Targets | None = None) -> None:
         self.problems = problems
         self.source = source
+        self.targets = targets
         self.languages: tuple[str, ...] = ()
         self.refs: list[_Ref] = []
 
@@ -378,7 +385,22 @@ class _FlowReader:
         )
         if queue is None and line is None:
             return None
+        if self.targets is not None:
+            self.check_target(fields, "queue", queue, self.targets.queues)
+            self.check_target(fields, "line", line, self.targets.lines)
         return Transfer(queue=queue, line=line, prompt=prompt)
+
+    def check_target(
+        self, fields: dict[str, _Field], kind: str, name: str | None, known: frozenset[str]
+    ) -> None:
+        """A transfer to a queue or line the routing plan lacks would be a dead end."""
+        if name is None or name in known:
+            return
+        self.error(
+            fields[kind].value.pos,
+            f"transfer to {kind} '{name}', which the routing plan does not define"
+            + _suggest(name, known, listing=True),
+        )
 
     def hangup(self, node: Node, where: dict[str, Pos]) -> Hangup | None:
         if node.is_null:

@@ -95,6 +95,14 @@ NodeBody = Say | Menu | SetVars | Branch | Transfer | Hangup | Goto
 
 
 @dataclass(frozen=True)
+class Targets:
+    """The queues and lines a transfer may name (from the routing plan)."""
+
+    queues: frozenset[str]
+    lines: frozenset[str]
+
+
+@dataclass(frozen=True)
 class FlowNode:
     id: str
     body: NodeBody

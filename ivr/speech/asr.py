@@ -162,7 +162,8 @@ class _LoadedModel:
         return bool(self.model.vosk_model_find_word(word) >= 0)
 
 
-def _check_model_dir(path: Path, origin: str) -> None:
+def _check_model_dir(path: Path, origin: str) -> bool:
+    """Raise unless `path` looks like a Vosk model; True if it takes grammars."""
     if not path.exists():
         raise SpeechConfigError(f"{origin}={path}: no such directory")
     if not path.is_dir():
@@ -176,6 +177,7 @@ def _check_model_dir(path: Path, origin: str) -> None:
         raise SpeechConfigError(
             f"{origin}={path}: not a Vosk model (no graph/HCLG.fst nor graph/HCLr.fst + Gr.fst)"
         )
+    return dynamic
 
 
 class SpeechModels:
@@ -201,7 +203,14 @@ class SpeechModels:
             if not _LANG_RE.match(lang):
                 raise SpeechConfigError(f"{origin}: invalid language code {lang!r}")
             path = Path(raw).expanduser()
-            _check_model_dir(path, origin)
+            if not _check_model_dir(path, origin):
+                log.warning(
+                    "%s=%s: a static-graph model ignores menu grammars; it decodes"
+                    " with its whole vocabulary, slower and with no unknown-word path."
+                    " Prefer a small model (graph/HCLr.fst + Gr.fst)",
+                    origin,
+                    path,
+                )
             key = path.resolve()
             model = by_dir.get(key)
             if model is None:
@@ -277,15 +286,14 @@ class SpeechModels:
         """The phrases (as given) that the model cannot recognise, in order."""
         return [p for p in phrases if not self.vocabulary_has(lang, p)]
 
-    def _vosk_model(self, lang: str) -> Any:
-        return self._get(lang).model
-
 
 # ------------------------------------------------------------ interpretation
 
-_EMPTY = "empty"
-_UNKNOWN = "unknown"
-_AMBIGUOUS = "ambiguous"
+# Readings that are not a menu phrase. The leading space keeps them apart
+# from every phrase, which is normalised and never starts with one.
+_EMPTY = " empty"
+_UNKNOWN = " unknown"
+_AMBIGUOUS = " ambiguous"
 
 
 @dataclass(frozen=True)

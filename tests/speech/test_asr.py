@@ -17,6 +17,9 @@ from typing import Any
 import pytest
 
 from ivr.speech.asr import (
+    _AMBIGUOUS,
+    _EMPTY,
+    _UNKNOWN,
     ListenConfig,
     Match,
     NoMatch,
@@ -313,11 +316,11 @@ def test_alternatives_meaning_and_posterior() -> None:
     assert heard.score == 10.0
     expected = (1 + pow(2.718281828, -1)) / (1 + pow(2.718281828, -1) + pow(2.718281828, -2))
     assert heard.confidence == pytest.approx(expected, rel=1e-6)
-    assert _interpret("en", [("crisis", 5.0)], PHRASES, "[unk]").kind == "unknown"
-    assert _interpret("en", [("spanish crisis line", 5.0)], PHRASES, "[unk]").kind == "ambiguous"
+    assert _interpret("en", [("crisis", 5.0)], PHRASES, "[unk]").kind == _UNKNOWN
+    assert _interpret("en", [("spanish crisis line", 5.0)], PHRASES, "[unk]").kind == _AMBIGUOUS
     assert _interpret("en", [("spanish spanish", 5.0)], PHRASES, "[unk]").kind == "spanish"
-    assert _interpret("en", [("[unk] [unk]", 5.0)], PHRASES, "[unk]").kind == "unknown"
-    assert _interpret("en", [], PHRASES, "[unk]").kind == "empty"
+    assert _interpret("en", [("[unk] [unk]", 5.0)], PHRASES, "[unk]").kind == _UNKNOWN
+    assert _interpret("en", [], PHRASES, "[unk]").kind == _EMPTY
 
 
 def test_decision_across_languages() -> None:
@@ -326,10 +329,18 @@ def test_decision_across_languages() -> None:
     es = _Heard("es", "español", 1.0, 120.0, "español")
     assert _decide([en, es], words, 0.75) == Match("es", "español", 1.0, "español")
     weak = _Heard("en", "spanish", 0.5, 100.0, "spanish")
-    unk = _Heard("es", "unknown", 1.0, 130.0, "[unk]")
+    unk = _Heard("es", _UNKNOWN, 1.0, 130.0, "[unk]")
     assert _decide([weak, unk], words, 0.75) == NoMatch("low_confidence", "spanish")
     assert _decide([unk], words, 0.75) == NoMatch("unknown", "[unk]")
-    assert _decide([_Heard("en", "empty", 1.0, 0.0, "")], words, 0.75) is None
+    assert _decide([_Heard("en", _EMPTY, 1.0, 0.0, "")], words, 0.75) is None
+
+
+def test_menu_word_named_like_a_category() -> None:
+    phrases: dict[tuple[str, ...], str] = {("unknown",): "unknown", ("empty",): "empty"}
+    heard = _interpret("en", [("unknown", 3.0)], phrases, "[unk]")
+    assert heard.kind == "unknown" != _UNKNOWN
+    words = {"en": {"unknown": "Unknown", "empty": "empty"}}
+    assert _decide([heard], words, 0.75) == Match("en", "Unknown", 1.0, "unknown")
 
 
 # ------------------------------------------------------------------ English / Spanish models

@@ -1,0 +1,63 @@
+"""The `ivr` command: validate's exit codes and output, serve refusing bad flows."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ivr.cli import main
+from tests.conftest import ROOT
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    shutil.copytree(ROOT / "flows", tmp_path / "flows")
+    shutil.copytree(ROOT / "prompts", tmp_path / "prompts")
+    return tmp_path
+
+
+def test_validate_the_shipped_content(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", str(ROOT)]) == 0
+    out = capsys.readouterr().out
+    assert "flow 'lifeline' is valid" in out
+    assert "worst case" in out
+
+
+def test_validate_lists_every_problem_with_its_position(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    flow = project / "flows" / "988.yaml"
+    text = flow.read_text()
+    text = text.replace("next: main_menu", "next: main_menuu", 1)
+    text = text.replace("transfer: {queue: crisis, prompt: connecting}",
+                        "transfer: {queue: crisiss, prompt: connecting}")
+    flow.write_text(text)
+    assert main(["validate", str(project)]) == 2
+    out = capsys.readouterr().out.splitlines()
+    lines = text.splitlines()
+    menu_line = next(i for i, line in enumerate(lines, 1) if "main_menuu" in line)
+    assert any(o.startswith(f"{flow}:{menu_line}:") and "main_menuu" in o for o in out), out
+    queue_line = next(i for i, line in enumerate(lines, 1) if "crisiss" in line)
+    assert any(o.startswith(f"{flow}:{queue_line}:") and "crisiss" in o for o in out), out
+
+
+def test_validate_broken_yaml_exits_2(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (project / "flows" / "988.yaml").write_text("id: [unclosed\n")
+    assert main(["validate", str(project / "flows")]) == 2
+    assert "988.yaml:" in capsys.readouterr().out
+
+
+def test_serve_refuses_invalid_flows(project: Path) -> None:
+    (project / "flows" / "routing.yaml").write_text("national_backup: {}\n")
+    env = {**os.environ, "IVR_DATA_DIR": str(project / "var"),
+           "IVR_FLOWS_DIR": str(project / "flows"), "IVR_PROMPTS_DIR": str(project / "prompts")}
+    proc = subprocess.run([sys.executable, "-m", "ivr.cli", "serve", "--port", "1"],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "refusing to start" in proc.stderr
+    assert "routing.yaml:1:" in proc.stderr
