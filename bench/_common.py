@@ -181,9 +181,9 @@ def start_child(
     return Child(name, proc, log_path, log)
 
 
-async def wait_http(url: str, child: Child, timeout: float = 60.0) -> None:
+async def wait_http(url: str, child: Child, within: float = 60.0) -> None:
     """Wait until GET url answers 200; fail early if the child died."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     last = "no answer"
     async with aiohttp.ClientSession() as session:
         while time.monotonic() < deadline:
@@ -199,7 +199,7 @@ async def wait_http(url: str, child: Child, timeout: float = 60.0) -> None:
             except (aiohttp.ClientError, TimeoutError) as exc:
                 last = repr(exc)
             await asyncio.sleep(0.1)
-    raise RuntimeError(f"{child.name} not healthy after {timeout:.0f}s ({last}):\n{child.tail()}")
+    raise RuntimeError(f"{child.name} not healthy after {within:.0f}s ({last}):\n{child.tail()}")
 
 
 # PostgreSQL ------------------------------------------------------------------

@@ -28,6 +28,7 @@ import asyncio
 import math
 import os
 import random
+import shlex
 import sys
 import tempfile
 import time
@@ -61,6 +62,7 @@ from bench._common import (
 )
 
 AUTH_TOKEN = "bench-auth-token-0123456789"
+THIS_FILE = str(Path(__file__).resolve())
 FORM = "application/x-www-form-urlencoded"
 ENDPOINTS = ("voice", "gather")
 DIGITS = "2"  # "Para español": a language switch, then the transfer's first <Dial>
@@ -223,6 +225,7 @@ class Phase:
     errors: Counter[str] = field(default_factory=Counter)
     examples: dict[str, str] = field(default_factory=dict)
     late: int = 0  # requests that ended after the window: not counted
+    signed_in_window: int = 0  # calls the prepared supply did not cover
     server_cpu: float = 0.0
     postgres_cpu: float = 0.0
     client_cpu: float = 0.0
@@ -315,11 +318,13 @@ class Run:
 async def run_load(session: aiohttp.ClientSession, target: Target, pg: Postgres, load: str,
                    concurrency: int, seconds: float, interval: float | None) -> Phase:
     phase = Phase(target.name, load)
+    signed0 = target.supply.signed_on_the_fly
     cpu0 = (tree_cpu_seconds(target.pid), _pg_cpu(pg), time.process_time())
     start = time.monotonic()
     run = Run(session, target, phase, start + seconds, interval)
     await asyncio.gather(*(run.caller() for _ in range(concurrency)))
     phase.seconds = seconds
+    phase.signed_in_window = target.supply.signed_on_the_fly - signed0
     cpu1 = (tree_cpu_seconds(target.pid), _pg_cpu(pg), time.process_time())
     phase.server_cpu, phase.postgres_cpu, phase.client_cpu = (b - a for a, b in zip(cpu0, cpu1,
                                                                                   strict=True))
@@ -349,12 +354,12 @@ def server_env(port: int, dsn: str, data_dir: Path) -> dict[str, str]:
     return env
 
 
-def server_argv(port: int, profile: Path | None) -> list[str]:
+def server_argv(port: int, command: str | None, profile: Path | None) -> list[str]:
     serve = ["serve", "--host", "127.0.0.1", "--port", str(port)]
     if profile is not None:
         return [str(VENV_BIN / "python"), "-m", "cProfile", "-o", str(profile),
                 "-m", "ivr.cli", *serve]
-    return [str(VENV_BIN / "ivr"), *serve]
+    return [*(shlex.split(command) if command else [str(VENV_BIN / "ivr")]), *serve]
 
 
 async def probe(session: aiohttp.ClientSession, supply: CallSupply, base_url: str,
@@ -488,7 +493,8 @@ async def _bench(args: argparse.Namespace, pg: Postgres, work: Path, children: l
                  ) -> int:
     full_port, bare_port = free_port(), free_port()
     full_url, bare_url = f"http://127.0.0.1:{full_port}", f"http://127.0.0.1:{bare_port}"
-    full = start_child("ivr-serve", server_argv(full_port, args.profile_server),
+    full = start_child("ivr-serve", server_argv(full_port, args.server_command,
+                                                   args.profile_server),
                        server_env(full_port, pg.dsn, work / "data"), work)
     children.append(full)
     await wait_http(full_url + "/healthz", full)
@@ -502,7 +508,7 @@ async def _bench(args: argparse.Namespace, pg: Postgres, work: Path, children: l
         (work / "gather.xml").write_bytes(gather_twiml)
         print(f"real answers: voice {len(voice_twiml)} bytes, menu {len(gather_twiml)} bytes; "
               "the bare server answers the same bytes")
-        bare = start_child("bare", [sys.executable, str(Path(__file__).resolve()), "--bare",
+        bare = start_child("bare", [sys.executable, THIS_FILE, "--bare",
                                     "--port", str(bare_port), "--voice-file",
                                     str(work / "voice.xml"), "--gather-file",
                                     str(work / "gather.xml")], os.environ, work)
@@ -518,7 +524,7 @@ async def _bench(args: argparse.Namespace, pg: Postgres, work: Path, children: l
             warm = await run_load(session, target, pg, "warm-up", args.concurrency,
                                   args.warmup, None)
             rates[target.name] = warm.rps
-            target.supply.prepare(_calls_needed(warm.rps * 1.5, args.duration))
+            target.supply.prepare(_calls_needed(warm.rps * 2, args.duration))
             phase = await run_load(session, target, pg, "closed", args.concurrency,
                                    args.duration, None)
             phases += [warm, phase]  # errors in the warm-up are reported too
@@ -537,8 +543,10 @@ async def _bench(args: argparse.Namespace, pg: Postgres, work: Path, children: l
     measured = [p for p in phases if p.load != "warm-up"]
     report(measured, args.concurrency, interval)
     report_targets(measured)
-    late = {t.name: t.supply.signed_on_the_fly for t in targets}
-    print(f"requests signed inside the timed windows (supply ran out): {late}")
+    for p in measured:
+        if p.signed_in_window:
+            print(f"note: {p.target} / {p.load}: {p.signed_in_window} calls signed inside the "
+                  "window (the prepared supply ran out)")
     errors = report_errors(phases)
     for child in children:
         if child.proc.poll() is not None:
@@ -570,6 +578,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--profile-server", type=Path, default=None,
                         help="run the server under cProfile and write its stats here "
                              "(slows it down: figures are then not representative)")
+    parser.add_argument("--server-command", default=None,
+                        help="command that runs the `ivr` CLI, `serve ...` appended "
+                             "(default: .venv/bin/ivr), e.g. to run it under a profiler")
     parser.add_argument("--bare", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--voice-file", type=Path, help=argparse.SUPPRESS)

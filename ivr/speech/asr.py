@@ -449,6 +449,9 @@ class _Channel:
         self.recognizer: Any = None
 
     def accept(self, pcm: bytes) -> bool:
+        """Decode `pcm`; True if this created the recognizer (lazily, on first sound)."""
+        if not pcm:
+            return False
         if self.recognizer is None:
             rec = _vosk().KaldiRecognizer(self.model, self.config.decode_rate, self.grammar_json)
             rec.SetMaxAlternatives(self.config.alternatives)
@@ -456,8 +459,7 @@ class _Channel:
             created = True
         else:
             created = False
-        if pcm:
-            self.recognizer.AcceptWaveform(pcm)
+        self.recognizer.AcceptWaveform(pcm)
         return created
 
     def final(self) -> _Heard:

@@ -391,16 +391,17 @@ def frame_rms(frame: bytes, encoding: Literal["mulaw", "pcm16"] = "mulaw") -> fl
 class GateConfig:
     """Tuning of `EnergyGate`; times are in milliseconds.
 
-    `min_rms` (about -41 dBFS) sits above line hiss and below quiet speech;
+    `min_rms` (about -44 dBFS) sits above line hiss and below soft speech;
     the threshold also rises to `noise_factor` times the running noise floor
     on noisy lines. `hangover_ms` keeps passing frames after the energy
     drops so soft word endings reach the decoder; `preroll_ms` replays the
     frames before the onset so soft beginnings do too. `end_silence_ms` of
     quiet ends an utterance; `max_utterance_ms` ends one that never falls
-    quiet (a loud television) so decoding cannot run forever.
+    quiet, and the noise floor slowly rises under endless loud sound (a
+    television), so such sound stops reaching the decoder.
     """
 
-    min_rms: float = 300.0
+    min_rms: float = 200.0
     noise_factor: float = 3.0
     onset_ms: int = 40
     hangover_ms: int = 300
@@ -490,12 +491,14 @@ class EnergyGate:
         """Classify one frame; return the frames to decode and utterance events."""
         rms = self.last_rms = frame_rms(frame, self.encoding)
         loud = rms > self.threshold
+        # The floor follows quiet frames within a second, and creeps up under
+        # loud ones (a 40 s time constant): speech barely moves it, but a
+        # television left on stops opening the gate after ~15 s.
+        self.noise_rms += (0.0005 if loud else 0.05) * (rms - self.noise_rms)
         if not self.in_speech:
             self._preroll.append(frame)
             if not loud:
                 self._loud_run = 0
-                # Slow tracking so a word's tail does not lift the floor much.
-                self.noise_rms += 0.05 * (rms - self.noise_rms)
                 return _NOTHING
             self._loud_run += 1
             if self._loud_run < self._onset:

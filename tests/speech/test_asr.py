@@ -119,7 +119,7 @@ async def test_out_of_grammar_word_is_rejected(
 
 
 @pytest.mark.xfail(
-    strict=True,
+    strict=False,
     reason="known limitation: with a three-word grammar, some out-of-grammar words"
     " (고양이 'cat') decode as a menu word (영어) with full confidence",
 )

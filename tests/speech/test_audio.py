@@ -295,7 +295,7 @@ def test_silence_never_opens_the_gate() -> None:
 def test_utterance_with_preroll_hangover_and_end() -> None:
     cfg = GateConfig(onset_ms=40, preroll_ms=200, hangover_ms=300, end_silence_ms=600)
     gate = EnergyGate(cfg)
-    quiet = mulaw_tone(100)  # audible hiss, below the 300 threshold
+    quiet = mulaw_tone(100)  # audible hiss, below the default threshold
     for _ in range(20):
         assert gate.push(quiet).frames == ()
     first = gate.push(LOUD)
@@ -336,6 +336,14 @@ def test_max_utterance_ends_endless_noise() -> None:
     gate = EnergyGate(GateConfig(max_utterance_ms=1000))
     ended = [i for i in range(200) if gate.push(LOUD).speech_ended]
     assert ended and ended[0] < 60
+
+
+def test_endless_loud_sound_stops_opening_the_gate() -> None:
+    gate = EnergyGate()
+    steps = [gate.push(LOUD) for _ in range(3000)]  # a minute of television
+    assert any(step.speech_started for step in steps[:50])
+    assert not any(step.frames for step in steps[-1000:])
+    assert gate.threshold > 3000
 
 
 def test_noise_floor_raises_the_threshold() -> None:

@@ -6,6 +6,7 @@ import asyncio
 import random
 from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
+from itertools import pairwise
 from types import MappingProxyType
 
 import asyncpg
@@ -325,7 +326,7 @@ async def test_two_instances_never_double_offer(dsn: str) -> None:
         by_call[r["call_sid"]].append(r)
     for group in (*by_counselor.values(), *by_call.values()):
         spans = sorted((r["created_at"], r["ended_at"]) for r in group)
-        for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+        for (_, end), (start, _) in pairwise(spans):
             assert end <= start
     # A caller is connected at most once.
     accepted = [r["call_sid"] for r in rows if r["state"] == "accepted"]
