@@ -52,6 +52,7 @@ from bench._common import (
     Child,
     Postgres,
     free_port,
+    machine_busy_seconds,
     ms,
     postgres,
     print_table,
@@ -229,6 +230,7 @@ class Phase:
     server_cpu: float = 0.0
     postgres_cpu: float = 0.0
     client_cpu: float = 0.0
+    machine_cpu: float = 0.0  # every process on the machine, other people's included
 
     def error(self, endpoint: str, reason: str, body: bytes = b"") -> None:
         key = f"{endpoint}: {reason}"
@@ -319,15 +321,18 @@ async def run_load(session: aiohttp.ClientSession, target: Target, pg: Postgres,
                    concurrency: int, seconds: float, interval: float | None) -> Phase:
     phase = Phase(target.name, load)
     signed0 = target.supply.signed_on_the_fly
-    cpu0 = (tree_cpu_seconds(target.pid), _pg_cpu(pg), time.process_time())
+    cpu0 = (tree_cpu_seconds(target.pid), _pg_cpu(pg), time.process_time(),
+            machine_busy_seconds())
     start = time.monotonic()
     run = Run(session, target, phase, start + seconds, interval)
     await asyncio.gather(*(run.caller() for _ in range(concurrency)))
     phase.seconds = seconds
     phase.signed_in_window = target.supply.signed_on_the_fly - signed0
-    cpu1 = (tree_cpu_seconds(target.pid), _pg_cpu(pg), time.process_time())
-    phase.server_cpu, phase.postgres_cpu, phase.client_cpu = (b - a for a, b in zip(cpu0, cpu1,
-                                                                                  strict=True))
+    cpu1 = (tree_cpu_seconds(target.pid), _pg_cpu(pg), time.process_time(),
+            machine_busy_seconds())
+    phase.server_cpu, phase.postgres_cpu, phase.client_cpu, phase.machine_cpu = (
+        b - a for a, b in zip(cpu0, cpu1, strict=True)
+    )
     return phase
 
 
@@ -429,21 +434,24 @@ def report(phases: Sequence[Phase], concurrency: int, interval: float) -> None:
                          str(sum(phase.errors.values()))])
             for endpoint in ENDPOINTS:
                 s = summarize(phase.latencies[endpoint], phase.seconds)
-                rows.append([f"  {endpoint}", endpoint, str(s.count), f"{s.rps:.0f}", ms(s.p50),
+                rows.append(["", endpoint, str(s.count), f"{s.rps:.0f}", ms(s.p50),
                              ms(s.p99), ms(s.max), "", ""])
         print(f"\n{title}")
         print_table(["target", "endpoint", "requests", "rps", "p50 ms", "p99 ms", "max ms",
                      "vs bare", "errors"], rows)
 
-    print("\nCPU per request (ms) and cores busy during each window")
+    print("\nCPU per request (ms), and cores busy during each window: ours (client, server,"
+          " PostgreSQL) and other processes on the machine")
     rows = []
     for p in phases:
         n = max(p.requests, 1)
-        total = p.server_cpu + p.client_cpu + (0 if math.isnan(p.postgres_cpu) else p.postgres_cpu)
+        pg_cpu = 0.0 if math.isnan(p.postgres_cpu) else p.postgres_cpu
+        ours = p.server_cpu + p.client_cpu + pg_cpu
         rows.append([f"{p.target} / {p.load}", f"{p.server_cpu / n * 1000:.2f}",
-                     "-" if math.isnan(p.postgres_cpu) else f"{p.postgres_cpu / n * 1000:.2f}",
-                     f"{p.client_cpu / n * 1000:.2f}", f"{total / p.seconds:.2f}"])
-    print_table(["window", "server", "postgres", "client", "cores busy"], rows)
+                     "-" if math.isnan(p.postgres_cpu) else f"{pg_cpu / n * 1000:.2f}",
+                     f"{p.client_cpu / n * 1000:.2f}", f"{ours / p.seconds:.2f}",
+                     f"{max(0.0, p.machine_cpu - ours) / p.seconds:.2f}"])
+    print_table(["window", "server", "postgres", "client", "ours", "others"], rows)
 
 
 def report_errors(phases: Sequence[Phase]) -> int:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from functools import partial
+from pathlib import Path
 
 import asyncpg
 from aiohttp import web
@@ -13,10 +14,14 @@ from aiohttp import web
 from ivr.config import Settings
 from ivr.content import Content, load_content
 from ivr.flow.runtime import TransferTo
+from ivr.routing.location import area_code_table
+from ivr.speech.asr import ENV_PREFIX, ListenConfig, SpeechEngine, SpeechModels
+from ivr.speech.audio import GateConfig, load_prompt_wav
 from ivr.storage.database import open_pool, ping, start_embedded
 from ivr.telephony import webhooks
 from ivr.telephony.callflow import CallFlow
 from ivr.telephony.dialplan import dial_steps
+from ivr.telephony.media import MediaDeps, media_key, media_stream
 from ivr.telephony.signature import SignatureChecker, middleware
 from ivr.telephony.twiml import DialStep, Renderer
 from ivr.telephony.webhooks import Keys
@@ -26,14 +31,31 @@ log = logging.getLogger(__name__)
 # Twilio's webhook bodies are a few kilobytes; anything far larger is not Twilio.
 MAX_BODY = 64 * 1024
 
+# A menu word is decided this long after the caller stops speaking: short
+# enough to answer within 300 ms, long enough for the pause inside a word.
+LISTEN_CONFIG = ListenConfig(gate=GateConfig(end_silence_ms=240, hangover_ms=160))
+
 settings_key = web.AppKey("settings", Settings)
+speech_key = web.AppKey("speech", SpeechEngine)
+prompt_audio_key = web.AppKey("prompt_audio", dict[tuple[str, str], bytes])
 content_key = web.AppKey("content", Content)
 pool_key = web.AppKey("pool", asyncpg.Pool)
 
 
-def create_app(settings: Settings, content: Content | None = None) -> web.Application:
-    """Build the server. Content is loaded (and validated) here unless given."""
-    content = content or load_content(settings.flows_dir, settings.prompts_dir)
+def create_app(
+    settings: Settings, content: Content | None = None, speech: SpeechEngine | None = None
+) -> web.Application:
+    """Build the server. Content and speech models are loaded here unless given.
+
+    Raises InvalidContent for flows that do not validate and SpeechConfigError
+    for a model that cannot be loaded (its message names the variable).
+    """
+    content = content or load_content(
+        settings.flows_dir, settings.prompts_dir, settings.vosk_models
+    )
+    own_speech = speech is None and bool(settings.vosk_models)
+    if own_speech:
+        speech = load_speech(settings.vosk_models)
     checker = SignatureChecker(settings.auth_token, settings.public_url)
     app = web.Application(middlewares=[middleware(checker)], client_max_size=MAX_BODY)
     app[settings_key] = settings
@@ -43,8 +65,15 @@ def create_app(settings: Settings, content: Content | None = None) -> web.Applic
     app[Keys.georoute_param] = plan.georoute_param or ""
     app[Keys.default_region] = plan.default_region
     app[Keys.hash_key] = settings.caller_hash_key
+    if speech is not None:
+        app[speech_key] = speech
+    app[prompt_audio_key] = prompt_audio(content)
+    area_code_table()  # built now so the first caller does not pay for it
     app.cleanup_ctx.append(_database)
+    if own_speech:
+        app.cleanup_ctx.append(_speech_pool)
     webhooks.add_routes(app)
+    app.router.add_get("/twilio/media", media_stream)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/prompts/{lang}/{name}", prompt_recording)
     return app
@@ -61,9 +90,35 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     content = app[content_key]
     renderer = Renderer(settings.public_url, content.flows.prompts)
     steps_for = partial(_steps, content, app[Keys.backup_number])
-    app[Keys.callflow] = CallFlow(pool, content.flows, renderer, steps_for)
+    speech = app.get(speech_key)
+    languages = frozenset(speech.models.languages) if speech else frozenset()
+    app[Keys.callflow] = CallFlow(pool, content.flows, renderer, steps_for,
+                                  speech_languages=languages)
+    if speech is not None:
+        app[media_key] = MediaDeps(pool, speech, app[prompt_audio_key])
     yield
     await pool.close()
+
+
+async def _speech_pool(app: web.Application) -> AsyncIterator[None]:
+    yield
+    # Waits for decodes in flight: off the loop, like the decoding itself.
+    await asyncio.to_thread(app[speech_key].shutdown)
+
+
+def load_speech(models: Mapping[str, Path]) -> SpeechEngine:
+    origins = {lang: f"{ENV_PREFIX}{lang.upper()}" for lang in models}
+    return SpeechEngine(SpeechModels(models, origins=origins), config=LISTEN_CONFIG)
+
+
+def prompt_audio(content: Content) -> dict[tuple[str, str], bytes]:
+    """Every recording as 8 kHz mu-law, converted once, for media streams."""
+    audio: dict[tuple[str, str], bytes] = {}
+    for language, prompts in content.flows.prompts.prompts.items():
+        for prompt_id, prompt in prompts.items():
+            if prompt.recording is not None:
+                audio[(language, prompt_id)] = load_prompt_wav(prompt.recording)
+    return audio
 
 
 def _steps(

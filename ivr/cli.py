@@ -59,6 +59,7 @@ def _serve(host: str, port: int) -> int:
 
     from ivr.app import create_app
     from ivr.content import InvalidContent
+    from ivr.speech.errors import SpeechError
     from ivr.storage.database import DatabaseError
 
     settings = Settings.from_env()
@@ -68,6 +69,9 @@ def _serve(host: str, port: int) -> int:
         app = create_app(settings)
     except InvalidContent as exc:
         print(f"ivr: refusing to start, the flows are not valid:\n{exc}", file=sys.stderr)
+        return EXIT_INVALID
+    except SpeechError as exc:
+        print(f"ivr: refusing to start, speech is misconfigured: {exc}", file=sys.stderr)
         return EXIT_INVALID
     try:
         web.run_app(app, host=host, port=port, print=lambda s: print(f"ivr: {s}"))
@@ -92,13 +96,15 @@ def content_dirs(path: Path | None) -> tuple[Path, Path]:
 
 
 def _validate(paths: Sequence[Path]) -> int:
+    from ivr.config import vosk_model_paths
     from ivr.content import check
 
+    models = vosk_model_paths()
     status = 0
     targets: Sequence[Path | None] = paths or [None]
     for path in targets:
         flows_dir, prompts_dir = content_dirs(path)
-        content, problems = check(flows_dir, prompts_dir)
+        content, problems = check(flows_dir, prompts_dir, models)
         for problem in problems.sorted():
             print(problem)
         if content is None:

@@ -52,11 +52,7 @@ class Settings:
             generated.append(f"{var} read from {path}")
             return _stored_secret(path)
 
-        models = {
-            name.removeprefix("IVR_VOSK_MODEL_").lower(): Path(value)
-            for name, value in env.items()
-            if name.startswith("IVR_VOSK_MODEL_") and value
-        }
+        models = vosk_model_paths(env)
         return cls(
             data_dir=data_dir,
             public_url=public_url,
@@ -72,6 +68,16 @@ class Settings:
             vosk_models=models,
             generated=tuple(generated),
         )
+
+
+def vosk_model_paths(env: Mapping[str, str] | None = None) -> dict[str, Path]:
+    """{language: model dir} from every IVR_VOSK_MODEL_<LANG> that is set."""
+    env = os.environ if env is None else env
+    return {
+        name.removeprefix("IVR_VOSK_MODEL_").lower(): Path(value.strip())
+        for name, value in env.items()
+        if name.startswith("IVR_VOSK_MODEL_") and value.strip()
+    }
 
 
 def _stored_secret(path: Path) -> str:

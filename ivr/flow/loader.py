@@ -510,18 +510,25 @@ class _FlowReader:
                     key_owner[key] = node.pos.line
                     keys.append(key)
         words: list[str] = []
+        by_language: dict[str, tuple[str, ...]] = {}
         if "words" in fields:
-            for word, pos in self.text_list(fields["words"].value, "words"):
-                normal = " ".join(word.casefold().split())
-                if normal in word_owner:
-                    self.error(
-                        pos,
-                        f"word '{word}' already selects the option at line {word_owner[normal]} "
-                        "of this menu",
-                    )
-                else:
+            for language, entries in self.words_field(fields["words"].value):
+                mine: list[str] = []
+                for word, pos in entries:
+                    normal = " ".join(word.casefold().split())
+                    if normal in word_owner:
+                        self.error(
+                            pos,
+                            f"word '{word}' already selects the option at line "
+                            f"{word_owner[normal]} of this menu",
+                        )
+                        continue
                     word_owner[normal] = node.pos.line
+                    where[f"{path}.words.{len(words)}"] = pos
                     words.append(normal)
+                    mine.append(normal)
+                if language is not None:
+                    by_language[language] = tuple(mine)
         values: tuple[tuple[str, str], ...] | None = ()
         if "set" in fields:
             values = self.set_values(fields["set"].value, f"{path}.set", where)
@@ -538,7 +545,7 @@ class _FlowReader:
             )
         if len(self.problems.errors) > errors_before or values is None or nxt is None:
             return None
-        return Option(tuple(keys), tuple(words), values, nxt)
+        return Option(tuple(keys), tuple(words), values, nxt, by_language)
 
     def fallback(
         self, node_id: str, kind: str, field: _Field, where: dict[str, Pos]
@@ -764,6 +771,22 @@ class _FlowReader:
             self.error(node.pos, f"{what} is empty")
             return None
         return text
+
+    def words_field(self, node: Node) -> list[tuple[str | None, list[tuple[str, Pos]]]]:
+        """`words: [a, b]` (heard in any language) or `words: {en: [a], es: [b]}`."""
+        if not node.is_map:
+            return [(None, self.text_list(node, "words"))]
+        out: list[tuple[str | None, list[tuple[str, Pos]]]] = []
+        for language, key_pos, value in node.entries():
+            if self.languages and language not in self.languages:
+                self.error(
+                    key_pos,
+                    f"words for language '{language}', which is not one of the flow's "
+                    f"languages ({', '.join(self.languages)})",
+                )
+                continue
+            out.append((language, self.text_list(value, f"words in {language}")))
+        return out
 
     def text_list(self, node: Node, what: str) -> list[tuple[str, Pos]]:
         if not node.is_list:

@@ -28,6 +28,14 @@ class Option:
     words: tuple[str, ...]  # what a listening menu hears for it, in any of the flow's languages
     set: tuple[tuple[str, str], ...]
     next: str
+    # Words per language when the flow gives them so ({en: [...], es: [...]});
+    # empty: every word may be heard in any of the flow's languages.
+    words_by_language: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def words_in(self, language: str) -> tuple[str, ...]:
+        if not self.words_by_language:
+            return self.words
+        return self.words_by_language.get(language, ())
 
 
 @dataclass(frozen=True)

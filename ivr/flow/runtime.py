@@ -54,6 +54,9 @@ class CallState:
     state_source: str | None = None
     vars: Mapping[str, str] = field(default_factory=dict)
     failures: int = 0  # at the current menu, shared by no-input and no-match
+    # Until the caller picks a language (a key, a word, a `set`), a listening
+    # menu may hear them in any of the flow's languages.
+    language_chosen: bool = False
     seq: int = 0  # bumped on every turn: callbacks carrying an older seq are replays
     finished: bool = False  # handed over to a transfer or hung up
 
@@ -68,6 +71,7 @@ class CallState:
             "state_source": self.state_source,
             "vars": dict(self.vars),
             "failures": self.failures,
+            "language_chosen": self.language_chosen,
             "seq": self.seq,
             "finished": self.finished,
         }
@@ -84,6 +88,7 @@ class CallState:
             state_source=data.get("state_source"),
             vars={str(k): str(v) for k, v in dict(data.get("vars") or {}).items()},
             failures=int(data.get("failures", 0)),
+            language_chosen=bool(data.get("language_chosen", False)),
             seq=int(data.get("seq", 0)),
             finished=bool(data.get("finished", False)),
         )
@@ -99,12 +104,17 @@ class Start:
 
 @dataclass(frozen=True)
 class Answer:
-    """The caller's answer at the current menu: keys, a recognised word, or nothing."""
+    """The caller's answer at the current menu: keys, a recognised word, or nothing.
+
+    `unrecognised` is speech that matched no option (or not confidently):
+    a wrong answer, not silence.
+    """
 
     now: datetime
     digits: str = ""
     word: str | None = None
     word_language: str | None = None  # a listening menu may pick the language from speech
+    unrecognised: bool = False
 
 
 Event = Start | Answer
@@ -130,6 +140,9 @@ class Ask:
     keys: str  # every key that selects an option
     words: tuple[str, ...]
     speech: bool
+    # What to listen for in each of the flow's languages.
+    grammars: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    language_open: bool = False  # the caller has not chosen a language yet
 
 
 @dataclass(frozen=True)
@@ -204,12 +217,14 @@ def _answer(
         how = f"key {event.digits}" if event.digits else f"word {event.word!r}"
         visited.append(Visit(state.node, f"chose {how}"))
         if event.word_language and event.word_language in flow.languages:
-            state = replace(state, language=event.word_language)
-        state = _apply_set(flow, replace(state, failures=0), option.set)
+            state = replace(state, language=event.word_language, language_chosen=True)
+        # Answering the menu at all shows which language the caller follows.
+        state = replace(state, failures=0, language_chosen=True)
+        state = _apply_set(flow, state, option.set)
         return state, option.next
     fallback, kind = (
         (node.no_input, "no input")
-        if not event.digits and not event.word
+        if not event.digits and not event.word and not event.unrecognised
         else (node.no_match, "no match")
     )
     return _fail(state, fallback, kind, actions, visited)
@@ -241,7 +256,7 @@ def _apply_set(flow: Flow, state: CallState, values: tuple[tuple[str, str], ...]
         if key == "language":
             if value not in flow.languages:
                 raise FlowRuntimeError(f"language {value!r} is not one of the flow's")
-            state = replace(state, language=value)
+            state = replace(state, language=value, language_chosen=True)
         elif key == "need":
             state = replace(state, need=value)
         elif key == "caller_state":
@@ -277,7 +292,7 @@ def _run(
             case Branch():
                 node_id = _branch(node, state, now)
             case Menu():
-                actions.append(_ask(node_id, node, state))
+                actions.append(_ask(flow, node_id, node, state))
                 return _turn(state, actions, visited)
             case Transfer(queue=queue, line=line, prompt=prompt):
                 if prompt:
@@ -296,10 +311,15 @@ def _turn(state: CallState, actions: list[Action], visited: list[Visit]) -> Turn
     return Turn(replace(state, seq=state.seq + 1), tuple(actions), tuple(visited))
 
 
-def _ask(node_id: str, menu: Menu, state: CallState) -> Ask:
+def _ask(flow: Flow, node_id: str, menu: Menu, state: CallState) -> Ask:
     keys = "".join(k for option in menu.options for k in option.keys)
     words = tuple(w for option in menu.options for w in option.words)
-    return Ask(node_id, menu.prompt, state.language, menu.timeout, keys, words, menu.speech)
+    grammars = tuple(
+        (lang, tuple(w for option in menu.options for w in option.words_in(lang)))
+        for lang in flow.languages
+    )
+    return Ask(node_id, menu.prompt, state.language, menu.timeout, keys, words, menu.speech,
+               grammars, language_open=not state.language_chosen)
 
 
 def _branch(node: Branch, state: CallState, now: datetime) -> str:

@@ -22,6 +22,7 @@ DEFAULT_FROM = "+15125550142"  # Austin, TX; 555-01xx lines are reserved for fic
 DEFAULT_TO = "+18885550988"
 
 _PHONE = re.compile(r"^\+[1-9]\d{6,14}$")
+_LANGUAGE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 _ADDRESS = re.compile(r"^(\+[1-9]\d{6,14}|sip:\S+|client:\S+|anonymous)$", re.IGNORECASE)
 
 
@@ -54,25 +55,33 @@ class Silence(CallerInput):
 
 @dataclass(frozen=True)
 class Speak(CallerInput):
-    """The caller says `text` (recognised by Twilio for `<Gather input="speech">`)."""
+    """The caller says `text` (recognised by Twilio for `<Gather input="speech">`;
+    synthesized with espeak-ng for a media stream). `language` (en, es, ko,
+    en-US...) picks the voice; None: the stream's language parameter, else the
+    language of the last `<Say>` heard, else English."""
 
     text: str
     delay: float = 0.5
     barge_in: bool = False
+    language: str | None = None
 
     def __post_init__(self) -> None:
         if not self.text.strip():
             raise ScriptError("say: text must not be empty")
         if self.delay < 0:
             raise ScriptError("say: delay must not be negative")
+        if self.language is not None and not _LANGUAGE.match(self.language):
+            raise ScriptError(f"say: {self.language!r} is not a language code such as en or es-MX")
 
 
 @dataclass(frozen=True)
 class SpeakAudio(CallerInput):
-    """The caller's speech as a recording, for media-stream listening points."""
+    """The caller's speech as a recording, for media-stream listening points
+    (8 or 16 kHz 16-bit PCM, or 8 kHz mu-law, mono WAV)."""
 
     path: Path
     delay: float = 0.5
+    barge_in: bool = False
 
     def __post_init__(self) -> None:
         if self.delay < 0:

@@ -167,6 +167,91 @@ class Streamed(Entry):
         return f"media stream {self.url}: {self.note}"
 
 
+# -- bidirectional media streams (<Connect><Stream>, ivr.sim.media) ------------
+
+
+@dataclass(frozen=True)
+class StreamOpened(Entry):
+    url: str
+    stream_sid: str
+    parameters: tuple[tuple[str, str], ...]  # the <Parameter>s, in TwiML order
+
+    def describe(self) -> str:
+        # Names only: parameter values are tokens and have no place in output.
+        names = ", ".join(name for name, _ in self.parameters) or "none"
+        return f"media stream {self.url} opened (parameters: {names})"
+
+
+@dataclass(frozen=True)
+class StreamFailed(Entry):
+    url: str
+    status: int | None  # HTTP status of a refused upgrade; None: no HTTP answer
+    reason: str
+
+    def describe(self) -> str:
+        return f"media stream {self.url}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class StreamAudio(Entry):
+    """Audio the server played over the stream; `at` is when it stopped."""
+
+    started: float
+    seconds: float  # played to the caller
+    ending: str  # finished, cleared, stream closed, caller hung up, stream stopped
+    unplayed: float = 0.0  # buffered seconds dropped by the ending
+
+    @property
+    def interrupted(self) -> bool:
+        return self.ending == "cleared"
+
+    def describe(self) -> str:
+        text = f"heard {_seconds(self.seconds)} of stream audio from {_seconds(self.started)}"
+        if self.ending == "finished":
+            return text
+        dropped = f", {_seconds(self.unplayed)} unplayed" if self.unplayed else ""
+        return f"{text} ({self.ending}{dropped})"
+
+
+@dataclass(frozen=True)
+class MarkEchoed(Entry):
+    name: str
+    cleared: bool = False  # sent back because of a `clear`, not reached in playback
+
+    def describe(self) -> str:
+        return f"mark {self.name!r} echoed" + (" (cleared)" if self.cleared else "")
+
+
+@dataclass(frozen=True)
+class SpokeAudio(Entry):
+    """The caller's speech sent as stream audio: synthesized text or a recording."""
+
+    source: str  # the text said, or the recording's file name
+    seconds: float
+    language: str | None = None  # synthesis language; None for a recording
+    recording: bool = False
+
+    def describe(self) -> str:
+        what = f"recording {self.source}" if self.recording else f'"{self.source}"'
+        lang = f", {self.language}" if self.language else ""
+        return f"said {what} into the stream ({_seconds(self.seconds)}{lang})"
+
+
+@dataclass(frozen=True)
+class StreamClosed(Entry):
+    url: str
+    by: str  # server, caller, simulator
+    reason: str
+    frames: int  # 20 ms media frames sent
+    seconds: float  # how long the stream lasted
+
+    def describe(self) -> str:
+        return (
+            f"media stream closed by {self.by} after {_seconds(self.seconds)}"
+            f" ({self.reason}; {self.frames} frames sent)"
+        )
+
+
 @dataclass(frozen=True)
 class FallbackUsed(Entry):
     error_code: int

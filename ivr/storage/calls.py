@@ -27,10 +27,11 @@ class CallRow:
     last_twiml: str
     location_state: str | None
     location_source: str | None
+    listen: dict[str, Any] | None
 
 
 _COLUMNS = (
-    "call_sid, seq, phase, state, transfer, last_twiml, location_state, location_source"
+    "call_sid, seq, phase, state, transfer, last_twiml, location_state, location_source, listen"
 )
 
 
@@ -55,6 +56,7 @@ async def create_call(
     transfer: dict[str, Any] | None,
     twiml: str,
     events: Sequence[Event],
+    listen: dict[str, Any] | None = None,
 ) -> bool:
     """Insert a new call with its first events; False if the CallSid already exists."""
     kinds, details = _split(events)
@@ -63,8 +65,8 @@ async def create_call(
         WITH c AS (
             INSERT INTO calls (call_sid, caller_hash, caller_area_code, called, flow_id,
                                flow_version, seq, state, location_state, location_source,
-                               phase, transfer, last_twiml)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+                               phase, transfer, last_twiml, listen)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $16)
             ON CONFLICT (call_sid) DO NOTHING
             RETURNING call_sid
         ), e AS (
@@ -76,7 +78,7 @@ async def create_call(
         SELECT count(*) FROM c
         """,
         call_sid, caller_hash, caller_area_code, called, flow_id, flow_version, seq, state,
-        location_state, location_source, phase, transfer, twiml, kinds, details,
+        location_state, location_source, phase, transfer, twiml, kinds, details, listen,
     )
     return inserted == 1
 
@@ -96,6 +98,7 @@ async def advance_call(
     transfer: dict[str, Any] | None,
     twiml: str,
     events: Sequence[Event],
+    listen: dict[str, Any] | None = None,
 ) -> bool:
     """Move a call to its next step if it is still at `expected_seq`."""
     kinds, details = _split(events)
@@ -103,7 +106,7 @@ async def advance_call(
         """
         WITH c AS (
             UPDATE calls SET seq = $3, state = $4, phase = $5, transfer = $6,
-                             last_twiml = $7, updated_at = now(),
+                             last_twiml = $7, listen = $10, updated_at = now(),
                              ended_at = CASE WHEN $5 = 'ended' THEN now() ELSE ended_at END
             WHERE call_sid = $1 AND seq = $2
             RETURNING call_sid
@@ -115,7 +118,7 @@ async def advance_call(
         )
         SELECT count(*) FROM c
         """,
-        call_sid, expected_seq, seq, state, phase, transfer, twiml, kinds, details,
+        call_sid, expected_seq, seq, state, phase, transfer, twiml, kinds, details, listen,
     )
     return updated == 1
 
@@ -164,3 +167,38 @@ async def events_of(pool: asyncpg.Pool, call_sid: str) -> list[tuple[str, dict[s
 
 def _split(events: Sequence[Event]) -> tuple[list[str], list[dict[str, Any]]]:
     return [k for k, _ in events], [d for _, d in events]
+
+
+async def claim_listen(pool: asyncpg.Pool, call_sid: str, token: str) -> dict[str, Any] | None:
+    """Take a listening menu's stream token, once: a replayed `start` gets None."""
+    listen: dict[str, Any] | None = await pool.fetchval(
+        """
+        UPDATE calls SET listen = listen || '{"used": true}'::jsonb
+        WHERE call_sid = $1 AND listen->>'token' = $2
+          AND NOT coalesce((listen->>'used')::boolean, false)
+        RETURNING listen
+        """,
+        call_sid, token,
+    )
+    return listen
+
+
+async def store_decision(
+    pool: asyncpg.Pool, call_sid: str, token: str, decision: dict[str, Any]
+) -> bool:
+    """Keep what a stream decided, for the Connect action that follows its close."""
+    updated: int = await pool.fetchval(
+        """
+        WITH c AS (
+            UPDATE calls SET listen = listen || jsonb_build_object('decision', $3::jsonb)
+            WHERE call_sid = $1 AND listen->>'token' = $2
+            RETURNING call_sid
+        ), e AS (
+            INSERT INTO call_events (call_sid, kind, detail)
+            SELECT call_sid, 'heard', $3::jsonb FROM c
+        )
+        SELECT count(*) FROM c
+        """,
+        call_sid, token, decision,
+    )
+    return updated == 1

@@ -10,6 +10,7 @@ produced, so the caller hears the same thing and the call moves once.
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
@@ -18,7 +19,7 @@ from typing import Any
 import asyncpg
 
 from ivr.flow.model import Flow, FlowSet
-from ivr.flow.runtime import Answer, CallState, Start, TransferTo, Turn, new_call, step
+from ivr.flow.runtime import Answer, Ask, CallState, Start, TransferTo, Turn, new_call, step
 from ivr.routing.location import Location
 from ivr.storage import calls as db
 from ivr.telephony.twiml import DialStep, Renderer
@@ -59,12 +60,14 @@ class CallFlow:
         renderer: Renderer,
         steps_for: StepsFor,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        speech_languages: frozenset[str] = frozenset(),
     ) -> None:
         self.pool = pool
         self.flows = flows
         self.renderer = renderer
         self.steps_for = steps_for
         self.clock = clock
+        self.speech_languages = speech_languages  # languages with a Vosk model loaded
 
     # Incoming call ---------------------------------------------------------
 
@@ -73,7 +76,7 @@ class CallFlow:
         loc = caller.location
         state = new_call(flow, loc.state, loc.source)
         turn = step(flow, state, Start(self.clock()))
-        twiml, phase, transfer = self._render_turn(turn)
+        twiml, phase, transfer, listen = self._render_turn(sid, turn)
         events = [
             _webhook_event("voice", params),
             ("located", {"state": loc.state, "source": loc.source, "area_code": loc.area_code}),
@@ -95,6 +98,7 @@ class CallFlow:
             transfer=transfer,
             twiml=twiml,
             events=events,
+            listen=listen,
         )
         if created:
             log.info("call %s started flow %s in %s", sid, flow.id, loc.state or "unknown state")
@@ -104,22 +108,49 @@ class CallFlow:
     # Menu answers ----------------------------------------------------------
 
     async def gather(self, sid: str, seq: int, params: Mapping[str, str]) -> str:
+        digits = params.get("Digits", "").strip()
+        return await self._answer(sid, seq, params, "gather", lambda _: {"digits": digits})
+
+    async def listened(self, sid: str, seq: int, params: Mapping[str, str]) -> str:
+        """The Connect action after a listening menu's stream closed."""
+
+        def decision(row: db.CallRow) -> dict[str, Any]:
+            found = (row.listen or {}).get("decision")
+            return found if isinstance(found, dict) else {}  # no decision: no input
+
+        return await self._answer(sid, seq, params, "listen", decision)
+
+    async def _answer(
+        self,
+        sid: str,
+        seq: int,
+        params: Mapping[str, str],
+        kind: str,
+        decision: Callable[[db.CallRow], dict[str, Any]],
+    ) -> str:
         row = await self._row(sid)
         if row.seq != seq or row.phase != "flow":
-            return await self._replay(sid, "gather", params, row)
+            return await self._replay(sid, kind, params, row)
         state = CallState.from_json(row.state)
         flow = self._flow(state)
-        event = Answer(self.clock(), digits=params.get("Digits", "").strip())
+        heard = decision(row)
+        event = Answer(
+            self.clock(),
+            digits=str(heard.get("digits", "")),
+            word=heard.get("word"),
+            word_language=heard.get("language"),
+            unrecognised=bool(heard.get("unrecognised", False)),
+        )
         turn = step(flow, state, event)
-        twiml, phase, transfer = self._render_turn(turn)
-        events = [_webhook_event("gather", params), *_turn_events(turn, twiml, transfer)]
+        twiml, phase, transfer, listen = self._render_turn(sid, turn)
+        events = [_webhook_event(kind, params), *_turn_events(turn, twiml, transfer)]
         if await db.advance_call(
             self.pool, call_sid=sid, expected_seq=row.seq, seq=turn.state.seq,
             state=turn.state.to_json(), phase=phase, transfer=transfer, twiml=twiml,
-            events=events,
+            events=events, listen=listen,
         ):
             return twiml
-        return await self._replay(sid, "gather", params)
+        return await self._replay(sid, kind, params)
 
     # Transfer progress -----------------------------------------------------
 
@@ -194,7 +225,10 @@ class CallFlow:
             raise UnknownCall(f"flow {state.flow_id!r} no longer has node {state.node!r}")
         return flow
 
-    def _render_turn(self, turn: Turn) -> tuple[str, str, dict[str, Any] | None]:
+    def _render_turn(
+        self, sid: str, turn: Turn
+    ) -> tuple[str, str, dict[str, Any] | None, dict[str, Any] | None]:
+        """(TwiML, phase, transfer progress, listening-menu record) for a turn."""
         wait = turn.wait
         if isinstance(wait, TransferTo):
             steps = list(self.steps_for(wait, turn.state.caller_state))
@@ -205,9 +239,34 @@ class CallFlow:
                 "index": 0,
             }
             twiml = self.renderer.flow_turn(turn.actions, turn.state.seq, after=steps[:1])
-            return twiml, "transfer", transfer
-        twiml = self.renderer.flow_turn(turn.actions, turn.state.seq)
-        return twiml, ("flow" if not turn.state.finished else "ended"), None
+            return twiml, "transfer", transfer, None
+        listen = self._listen_record(wait, turn.state.seq) if isinstance(wait, Ask) else None
+        token = listen["token"] if listen else None
+        twiml = self.renderer.flow_turn(turn.actions, turn.state.seq, listen_token=token)
+        return twiml, ("flow" if not turn.state.finished else "ended"), None, listen
+
+    def _listen_record(self, ask: Ask, seq: int) -> dict[str, Any] | None:
+        """What a listening menu's stream needs; None when the menu cannot listen."""
+        if not ask.speech or not self.speech_languages:
+            return None
+        grammars = {
+            lang: list(words)
+            for lang, words in ask.grammars
+            if words and lang in self.speech_languages
+            and (lang == ask.language or ask.language_open)
+        }
+        if not grammars:
+            return None
+        return {
+            "token": secrets.token_urlsafe(18),
+            "seq": seq,
+            "node": ask.node,
+            "language": ask.language,
+            "prompt": ask.prompt,
+            "timeout": ask.timeout,
+            "keys": ask.keys,
+            "grammars": grammars,
+        }
 
 
 def _kept(params: Mapping[str, str]) -> dict[str, str]:

@@ -64,13 +64,25 @@ class Renderer:
             locale = self.prompts.locales.get(language) or SAY_LOCALES.get(language, language)
             target.say(text, language=locale, voice=voice)
 
-    def flow_turn(self, actions: Sequence[Action], seq: int, after: Iterable[DialStep] = ()) -> str:
-        """TwiML for a flow turn; a transfer's first dial step comes in `after`."""
+    def flow_turn(
+        self,
+        actions: Sequence[Action],
+        seq: int,
+        after: Iterable[DialStep] = (),
+        listen_token: str | None = None,
+    ) -> str:
+        """TwiML for a flow turn; a transfer's first dial step comes in `after`.
+
+        With a `listen_token` the menu listens over a media stream instead of
+        a <Gather>.
+        """
         response = VoiceResponse()
         for action in actions:
             match action:
                 case Speak(prompt=prompt, language=language):
                     self._speak(response, language, prompt)
+                case Ask() if listen_token:
+                    self._listen(response, action, seq, listen_token)
                 case Ask():
                     self._gather(response, action, seq)
                 case HangUp():
@@ -94,6 +106,21 @@ class Renderer:
         # Silence falls through the Gather to this Redirect: the same callback
         # without Digits is the no-input event.
         response.redirect(action, method="POST")
+
+    def _listen(self, response: VoiceResponse, ask: Ask, seq: int, token: str) -> None:
+        prompt = self.prompts.get(ask.language, ask.prompt)
+        if prompt is None or prompt.recording is None:
+            # Without a recording the stream has nothing to play: the prompt is
+            # spoken first, and the caller can answer once it ends.
+            self._speak(response, ask.language, ask.prompt)
+        connect = response.connect(action=self.url("/twilio/listen", seq=seq), method="POST")
+        stream = connect.stream(url=self.ws_url)
+        stream.parameter(name="token", value=token)
+
+    @property
+    def ws_url(self) -> str:
+        scheme, _, rest = self.public_url.partition("://")
+        return f"{'wss' if scheme == 'https' else 'ws'}://{rest}/twilio/media"
 
     def _dial(self, response: VoiceResponse, step: DialStep, seq: int) -> None:
         dial: Dial = response.dial(

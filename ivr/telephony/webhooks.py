@@ -76,6 +76,11 @@ async def gather(request: web.Request, sid: str) -> str:
 
 
 @voice_webhook
+async def listen(request: web.Request, sid: str) -> str:
+    return await request.app[Keys.callflow].listened(sid, _seq(request), form_of(request))
+
+
+@voice_webhook
 async def dial(request: web.Request, sid: str) -> str:
     return await request.app[Keys.callflow].dial_result(sid, _seq(request), form_of(request))
 
@@ -99,6 +104,7 @@ async def status(request: web.Request) -> web.Response:
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/twilio/voice", voice)
     app.router.add_post("/twilio/gather", gather)
+    app.router.add_post("/twilio/listen", listen)
     app.router.add_post("/twilio/dial", dial)
     app.router.add_post("/twilio/fallback", fallback)
     app.router.add_post("/twilio/status", status)

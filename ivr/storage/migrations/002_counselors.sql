@@ -27,7 +27,6 @@ CREATE TABLE counselors (
     CHECK ((presence IN ('offered', 'on-call')) = (current_call IS NOT NULL)),
     CHECK (presence <> 'available' OR idle_since IS NOT NULL)
 );
-CREATE INDEX counselors_free ON counselors (idle_since, id) WHERE presence = 'available';
 CREATE INDEX counselors_center ON counselors (center_id, id);
 
 CREATE TABLE waiting (
@@ -97,22 +96,27 @@ $$ SELECT pg_notify('ivr_routing', '') $$;
 CREATE FUNCTION ivr_claim_offers(p_limit integer) RETURNS SETOF offer_details
 LANGUAGE plpgsql AS $$
 DECLARE
-    free   text[];
-    taken  bigint[] := '{}';
-    w      record;
-    pick   record;
-    new_id bigint;
+    free     text[];
+    calls    text[] := '{}';
+    picks    text[] := '{}';
+    kinds    text[] := '{}';
+    centers  text[] := '{}';
+    skipped  text[] := '{}';
+    got      boolean;
+    w        record;
+    pick     record;
 BEGIN
     SELECT coalesce(array_agg(f.id), '{}') INTO free FROM (
         SELECT k.id FROM counselors k
         WHERE k.presence = 'available' AND NOT k.removed
         ORDER BY k.idle_since, k.id
-        LIMIT 1000
         FOR UPDATE SKIP LOCKED
     ) f;
     IF cardinality(free) = 0 THEN
         RETURN;
     END IF;
+    -- Choose first, write after: the matching is sequential (each caller takes
+    -- from what the older ones left), the writes are three set-based statements.
     FOR w IN
         SELECT q.call_sid, q.need, q.eligible, q.tier_kind, q.tier_started_at
         FROM waiting q
@@ -120,29 +124,67 @@ BEGIN
         ORDER BY q.enqueued_at, q.call_sid
         FOR UPDATE SKIP LOCKED
     LOOP
-        SELECT k.id, k.center_id INTO pick
-        FROM counselors k
-        WHERE k.id = ANY (free) AND k.id = ANY (w.eligible)
-          -- a counselor who missed or declined this caller is not rung again in this tier
-          AND NOT EXISTS (SELECT 1 FROM offers o
-                          WHERE o.call_sid = w.call_sid AND o.counselor_id = k.id
-                            AND o.created_at >= w.tier_started_at)
-        ORDER BY (w.need IS NOT NULL AND w.need = ANY (k.skills)) DESC, k.idle_since, k.id
-        LIMIT 1;
-        CONTINUE WHEN NOT FOUND;
-        UPDATE counselors SET presence = 'offered', current_call = w.call_sid,
-                              presence_since = now(), updated_at = now()
-        WHERE id = pick.id;
-        UPDATE waiting SET status = 'offering', offered_counselor = pick.id, updated_at = now()
-        WHERE call_sid = w.call_sid;
-        INSERT INTO offers (call_sid, counselor_id, tier_kind, center_id)
-        VALUES (w.call_sid, pick.id, w.tier_kind, pick.center_id)
-        RETURNING id INTO new_id;
-        taken := taken || new_id;
+        -- The best free counselor of the caller's list. Looked up one id at
+        -- a time through the primary key (OFFSET 0 keeps it a nested loop
+        -- whatever the statistics say): the list is short, the table may not be.
+        LOOP
+            SELECT k.id, k.center_id INTO pick
+            FROM unnest(w.eligible) AS e(id)
+            CROSS JOIN LATERAL (
+                SELECT c.id, c.center_id, c.idle_since, c.skills FROM counselors c
+                WHERE c.id = e.id AND c.presence = 'available' AND NOT c.removed
+                OFFSET 0
+            ) k
+            WHERE k.id <> ALL (picks) AND k.id <> ALL (skipped)
+              -- a counselor who missed or declined this caller is not rung again in this tier
+              AND NOT EXISTS (SELECT 1 FROM offers o
+                              WHERE o.call_sid = w.call_sid AND o.counselor_id = k.id
+                                AND o.created_at >= w.tier_started_at)
+            ORDER BY (w.need IS NOT NULL AND w.need = ANY (k.skills)) DESC, k.idle_since, k.id
+            LIMIT 1;
+            got := FOUND;
+            EXIT WHEN NOT got OR pick.id = ANY (free);
+            -- Became available after the lock above, or held by another instance.
+            PERFORM 1 FROM counselors c
+            WHERE c.id = pick.id AND c.presence = 'available' AND NOT c.removed
+            FOR UPDATE SKIP LOCKED;
+            EXIT WHEN FOUND;
+            skipped := skipped || pick.id;
+        END LOOP;
+        CONTINUE WHEN NOT got;
+        calls := calls || w.call_sid;
+        picks := picks || pick.id;
+        kinds := kinds || w.tier_kind;
+        centers := centers || pick.center_id;
         free := array_remove(free, pick.id);
-        EXIT WHEN cardinality(taken) >= p_limit OR cardinality(free) = 0;
+        EXIT WHEN cardinality(picks) >= p_limit OR cardinality(free) = 0;
     END LOOP;
-    RETURN QUERY SELECT * FROM offer_details d WHERE d.id = ANY (taken) ORDER BY d.id;
+    IF cardinality(picks) = 0 THEN
+        RETURN;
+    END IF;
+    UPDATE counselors k SET presence = 'offered', current_call = m.call_sid,
+                            presence_since = now(), updated_at = now()
+    FROM unnest(picks, calls) AS m(id, call_sid)
+    WHERE k.id = m.id;
+    UPDATE waiting q SET status = 'offering', offered_counselor = m.id, updated_at = now()
+    FROM unnest(picks, calls) AS m(id, call_sid)
+    WHERE q.call_sid = m.call_sid;
+    RETURN QUERY
+    WITH o AS (
+        INSERT INTO offers (call_sid, counselor_id, tier_kind, center_id)
+        SELECT m.call_sid, m.id, m.kind, m.center_id
+        FROM unnest(calls, picks, kinds, centers) WITH ORDINALITY AS m(call_sid, id, kind, center_id, n)
+        ORDER BY m.n
+        RETURNING *
+    )
+    SELECT o.id, o.call_sid, o.counselor_id, k.address, o.center_id, o.tier_kind,
+           q.language, q.need, q.caller_state,
+           extract(epoch FROM o.created_at - q.enqueued_at)::double precision,
+           o.leg_sid, o.state
+    FROM o
+    JOIN counselors k ON k.id = o.counselor_id
+    JOIN waiting q ON q.call_sid = o.call_sid
+    ORDER BY o.id;
 END $$;
 
 

@@ -1,0 +1,325 @@
+"""Counselor selection benchmark: `claim_offers` under load from two server processes.
+
+    .venv/bin/python bench/routing.py [--duration S] [--callers N] [--counselors N]
+
+An embedded PostgreSQL (or IVR_DATABASE_URL) gets a routing plan of 10
+centers and --counselors counselors, and --callers waiting callers whose
+eligible counselors come from `tiers.resolve`, as the server computes them.
+Then, for --duration seconds:
+
+- two worker processes, each with its own asyncpg pool like two server
+  instances, run a dispatcher (claim_offers every --tick ms) and resolve
+  every offer as a counselor would: accept (then talk, wrap up and become
+  available again; the caller is replaced by a new one so the line stays
+  near --callers), decline, miss or fail (then come back a moment later);
+- a third process flips the presence of random counselors (available,
+  wrap-up, offline) every --tick ms, withdrawing offers that ring them;
+- each worker also times a bare `SELECT 1` on the same pool at the same
+  pace: the cost of one database round trip, measured in the same run.
+
+Printed: latency of claim_offers (all, and those that made offers) against
+the round trip, the presence changes, and what the run did. Any error
+(a deadlock, a broken unique index) is counted and printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import multiprocessing as mp
+import os
+import random
+import sys
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import asyncpg
+
+if __package__ in (None, ""):  # run as a script: make `bench` and `ivr` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._common import ms, postgres, print_table, summarize
+from ivr.routing.plan import Center, Counselor, Line, Queue, RoutingPlan, Tier
+from ivr.routing.states import STATES
+from ivr.routing.tiers import resolve
+from ivr.storage import counselors as cs
+from ivr.storage import queue as q
+from ivr.storage.database import open_pool
+
+CENTERS = 10
+NEED = "veteran"
+
+
+def build_plan(counselors: int) -> RoutingPlan:
+    """A plan covering every state: center i serves every 10th state, backs up a region."""
+    states = sorted(STATES)
+    regions = {
+        f"r{r}": tuple(s for i in (2 * r, 2 * r + 1) for s in states[i::CENTERS])
+        for r in range(CENTERS // 2)
+    }
+    centers: dict[str, Center] = {}
+    for i in range(CENTERS):
+        cid = f"c{i}"
+        bilingual = i % 3 == 0
+        languages = ("en", "es") if bilingual else ("en",)
+        people = []
+        for n in range(i, counselors, CENTERS):
+            speaks = ("en", "es") if bilingual and n % 2 else ("en",)
+            skills = (NEED,) if n % 5 == 0 else ()
+            people.append(Counselor(f"k{n:03d}", f"Counselor {n}", cid,
+                                    phone=f"+1512555{n:04d}", languages=speaks, skills=skills))
+        centers[cid] = Center(
+            cid, f"Center {i}", tuple(states[i::CENTERS]), (f"r{(i // 2 + 1) % 5}",),
+            languages, (), tuple(people),
+        )
+    return RoutingPlan(
+        national_backup=Line("national", "National", "+18005550100"),
+        centers=MappingProxyType(centers),
+        queues=MappingProxyType(
+            {"crisis": Queue("crisis", (Tier("local"), Tier("backup"), Tier("national")))}
+        ),
+        regions=MappingProxyType(regions),
+    )
+
+
+def new_caller(plan: RoutingPlan, rng: random.Random) -> tuple[Any, ...]:
+    """enqueue() arguments for a caller from a random state, as the server would make them."""
+    state = rng.choice(sorted(STATES))
+    language = "es" if rng.random() < 0.2 else "en"
+    need = NEED if rng.random() < 0.15 else None
+    first = resolve(plan, "crisis", state, language, need)[0]
+    eligible = [p.id for p in first.counselors]
+    return ("CA" + uuid.uuid4().hex, "crisis", language, need, state, 0, first.kind, eligible)
+
+
+async def setup(dsn: str, args: argparse.Namespace) -> None:
+    pool = await open_pool(dsn)
+    try:
+        plan = build_plan(args.counselors)
+        await cs.sync_counselors(pool, plan)
+        rng = random.Random(1)
+        for c in await cs.list_counselors(pool):
+            if rng.random() < 0.7:
+                await cs.set_presence(pool, c.id, "available")
+        for _ in range(args.callers):
+            await q.enqueue(pool, *new_caller(plan, rng))
+    finally:
+        await pool.close()
+
+
+# --- the two server-like workers ---------------------------------------------------
+
+
+@dataclass
+class Measures:
+    claims: list[float] = field(default_factory=list)
+    claims_with_offers: list[float] = field(default_factory=list)
+    pings: list[float] = field(default_factory=list)
+    presence: list[float] = field(default_factory=list)
+    outcomes: Counter[str] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)
+
+
+def worker(dsn: str, index: int, start_at: float, args: argparse.Namespace,
+           out: mp.Queue[Measures]) -> None:
+    out.put(asyncio.run(_worker(dsn, index, start_at, args)))
+
+
+async def _worker(dsn: str, index: int, start_at: float, args: argparse.Namespace) -> Measures:
+    plan = build_plan(args.counselors)
+    rng = random.Random(100 + index)
+    m = Measures()
+    pool = await open_pool(dsn, min_size=8, max_size=8)
+    tick = args.tick / 1000
+    tasks: set[asyncio.Task[None]] = set()
+    try:
+        for _ in range(20):  # prepare the statements on every connection before measuring
+            await asyncio.gather(*(pool.fetchval("SELECT 1") for _ in range(8)))
+        await asyncio.sleep(max(0.0, start_at - time.time()))
+        end = time.monotonic() + args.duration
+
+        async def resolve_offer(offer: q.Offer) -> None:
+            try:
+                await asyncio.sleep(rng.uniform(0.1, 0.5))  # ringing
+                roll = rng.random()
+                if roll < 0.7:
+                    if not await q.offer_accepted(pool, offer.id):
+                        m.outcomes["withdrawn"] += 1
+                        return
+                    m.outcomes["accepted"] += 1
+                    await q.enqueue(pool, *new_caller(plan, rng))  # keep the line full
+                    await asyncio.sleep(rng.uniform(0.5, 2.0))  # talking
+                    await cs.call_ended_for_counselor(pool, offer.counselor_id, offer.call_sid)
+                else:
+                    state = "declined" if roll < 0.85 else "missed" if roll < 0.95 else "failed"
+                    if not await q.offer_missed(pool, offer.id, state):  # type: ignore[arg-type]
+                        m.outcomes["withdrawn"] += 1
+                        return
+                    m.outcomes[state] += 1
+                    if state == "declined":
+                        return
+                await asyncio.sleep(0.3)  # wrap-up, or back at the desk
+                # Refused when offered again meanwhile (the flipper made them available).
+                with contextlib.suppress(cs.PresenceConflict):
+                    await cs.set_presence(pool, offer.counselor_id, "available")
+            except Exception as exc:  # counted and reported, never silent
+                m.errors[type(exc).__name__] += 1
+
+        async def dispatcher() -> None:
+            while time.monotonic() < end:
+                t0 = time.perf_counter()
+                try:
+                    offers = await q.claim_offers(pool, limit=20)
+                except Exception as exc:
+                    m.errors[type(exc).__name__] += 1
+                    offers = []
+                took = time.perf_counter() - t0
+                m.claims.append(took)
+                if offers:
+                    m.claims_with_offers.append(took)
+                for offer in offers:
+                    task = asyncio.create_task(resolve_offer(offer))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+                await asyncio.sleep(tick * rng.uniform(0.5, 1.5))
+
+        async def pinger() -> None:
+            while time.monotonic() < end:
+                t0 = time.perf_counter()
+                await pool.fetchval("SELECT 1")
+                m.pings.append(time.perf_counter() - t0)
+                await asyncio.sleep(tick * rng.uniform(0.5, 1.5))
+
+        await asyncio.gather(dispatcher(), pinger())
+        await asyncio.gather(*tasks)
+    finally:
+        await pool.close()
+    return m
+
+
+def flipper(dsn: str, start_at: float, args: argparse.Namespace,
+            out: mp.Queue[Measures]) -> None:
+    out.put(asyncio.run(_flipper(dsn, start_at, args)))
+
+
+async def _flipper(dsn: str, start_at: float, args: argparse.Namespace) -> Measures:
+    """Supervisors and counselors changing presence by hand."""
+    rng = random.Random(7)
+    m = Measures()
+    pool = await open_pool(dsn, min_size=2, max_size=2)
+    ids = [f"k{n:03d}" for n in range(args.counselors)]
+    try:
+        await asyncio.sleep(max(0.0, start_at - time.time()))
+        end = time.monotonic() + args.duration
+        while time.monotonic() < end:
+            who = rng.choice(ids)
+            roll = rng.random()
+            presence = "available" if roll < 0.6 else "wrap-up" if roll < 0.8 else "offline"
+            t0 = time.perf_counter()
+            try:
+                change = await cs.set_presence(pool, who, presence)
+                m.outcomes["withdrew an offer" if change.withdrawn else presence] += 1
+            except cs.PresenceConflict:
+                m.outcomes["refused (on a call)"] += 1
+            except Exception as exc:
+                m.errors[type(exc).__name__] += 1
+            m.presence.append(time.perf_counter() - t0)
+            await asyncio.sleep(args.tick / 1000 * rng.uniform(0.5, 1.5))
+    finally:
+        await pool.close()
+    return m
+
+
+# --- main -----------------------------------------------------------------------------
+
+
+async def final_state(dsn: str) -> dict[str, int]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        row = await conn.fetchrow(
+            """
+            SELECT (SELECT count(*) FROM waiting WHERE status IN ('waiting', 'offering'))
+                       AS waiting,
+                   (SELECT count(*) FROM offers) AS offers,
+                   (SELECT count(*) FROM counselors WHERE presence = 'available') AS available,
+                   -- the guarantees, checked over the whole history of the run
+                   (SELECT count(*) FROM offers a JOIN offers b
+                      ON a.counselor_id = b.counselor_id AND a.id < b.id
+                     WHERE b.created_at < coalesce(a.ended_at, 'infinity')) AS double_counselor,
+                   (SELECT count(*) FROM offers a JOIN offers b
+                      ON a.call_sid = b.call_sid AND a.id < b.id
+                     WHERE b.created_at < coalesce(a.ended_at, 'infinity')) AS double_caller
+            """
+        )
+    finally:
+        await conn.close()
+    assert row is not None
+    return dict(row)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=15.0, help="seconds measured")
+    parser.add_argument("--callers", type=int, default=500)
+    parser.add_argument("--counselors", type=int, default=200)
+    parser.add_argument("--tick", type=float, default=5.0,
+                        help="ms between two claims (and two pings, two presence changes)")
+    args = parser.parse_args()
+    started = time.monotonic()
+    with postgres(os.environ.get("IVR_DATABASE_URL")) as pg:
+        asyncio.run(setup(pg.dsn, args))
+        ctx = mp.get_context("spawn")
+        out: mp.Queue[Measures] = ctx.Queue()
+        start_at = time.time() + 2.0  # every process ready and warmed up by then
+        procs = [ctx.Process(target=worker, args=(pg.dsn, i, start_at, args, out))
+                 for i in range(2)]
+        procs.append(ctx.Process(target=flipper, args=(pg.dsn, start_at, args, out)))
+        for p in procs:
+            p.start()
+        results = [out.get(timeout=args.duration + 60) for _ in procs]
+        for p in procs:
+            p.join()
+        state = asyncio.run(final_state(pg.dsn))
+    total = Measures()
+    for r in results:
+        for name in ("claims", "claims_with_offers", "pings", "presence"):
+            getattr(total, name).extend(getattr(r, name))
+        total.outcomes.update(r.outcomes)
+        total.errors.update(r.errors)
+
+    print(f"\nrouting: {args.counselors} counselors, ~{args.callers} waiting callers,"
+          f" 2 worker processes + 1 presence process, {args.duration:.0f} s,"
+          f" {os.cpu_count()} cores\n")
+    rows = []
+    for label, values in [
+        ("SELECT 1 (one round trip)", total.pings),
+        ("claim_offers, all", total.claims),
+        ("claim_offers, made offers", total.claims_with_offers),
+        ("set_presence (by hand)", total.presence),
+    ]:
+        s = summarize(values, args.duration)
+        rows.append([label, str(s.count), ms(s.p50), ms(s.p99), ms(s.max)])
+    print_table(["operation", "count", "p50 ms", "p99 ms", "max ms"], rows)
+    ping = summarize(total.pings, args.duration)
+    claim = summarize(total.claims, args.duration)
+    print(f"\nclaim_offers p50/p99 = {claim.p50 / ping.p50:.1f}x / {claim.p99 / ping.p99:.1f}x"
+          " the bare round trip's")
+    print(f"offers made: {state['offers']} ({state['offers'] / args.duration:.0f}/s);"
+          f" outcomes: {dict(sorted(total.outcomes.items()))}")
+    print(f"at the end: {state['waiting']} callers on the line,"
+          f" {state['available']} counselors available")
+    print(f"overlapping offers: counselor {state['double_counselor']},"
+          f" caller {state['double_caller']}; errors: {dict(total.errors) or 'none'}")
+    print(f"run time {time.monotonic() - started:.1f} s")
+    if total.errors or state["double_counselor"] or state["double_caller"]:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
