@@ -123,6 +123,7 @@ class Measures:
     pings: list[float] = field(default_factory=list)
     presence: list[float] = field(default_factory=list)
     outcomes: Counter[str] = field(default_factory=Counter)
+    samples: dict[str, list[int]] = field(default_factory=dict)
     errors: Counter[str] = field(default_factory=Counter)
 
 
@@ -203,6 +204,22 @@ async def _worker(dsn: str, index: int, start_at: float, args: argparse.Namespac
     return m
 
 
+_SAMPLE = """
+    SELECT (SELECT count(*) FROM waiting WHERE status = 'waiting')::int AS waiting,
+           (SELECT count(*) FROM waiting WHERE status = 'offering')::int AS ringing,
+           (SELECT count(*) FROM counselors WHERE presence = 'available')::int AS available,
+           (SELECT count(*) FROM counselors WHERE presence IN ('on-call', 'wrap-up'))::int
+               AS busy,
+           -- free counselors some waiting caller could be offered right now
+           (SELECT count(DISTINCT k.id) FROM counselors k JOIN waiting w
+              ON w.status = 'waiting' AND k.id = ANY (w.eligible)
+             WHERE k.presence = 'available' AND NOT EXISTS (
+                SELECT 1 FROM offers o WHERE o.call_sid = w.call_sid
+                  AND o.counselor_id = k.id AND o.created_at >= w.tier_started_at))::int
+               AS matchable
+"""
+
+
 def flipper(dsn: str, start_at: float, args: argparse.Namespace,
             out: mp.Queue[Measures]) -> None:
     out.put(asyncio.run(_flipper(dsn, start_at, args)))
@@ -217,7 +234,14 @@ async def _flipper(dsn: str, start_at: float, args: argparse.Namespace) -> Measu
     try:
         await asyncio.sleep(max(0.0, start_at - time.time()))
         end = time.monotonic() + args.duration
+        next_sample = 0.0
         while time.monotonic() < end:
+            if time.monotonic() >= next_sample:  # what the line looks like, twice a second
+                next_sample = time.monotonic() + 0.5
+                row = await pool.fetchrow(_SAMPLE)
+                assert row is not None
+                for key, value in row.items():
+                    m.samples.setdefault(key, []).append(value)
             who = rng.choice(ids)
             roll = rng.random()
             presence = "available" if roll < 0.6 else "wrap-up" if roll < 0.8 else "offline"
@@ -312,8 +336,9 @@ def main() -> None:
           " the bare round trip's")
     print(f"offers made: {state['offers']} ({state['offers'] / args.duration:.0f}/s);"
           f" outcomes: {dict(sorted(total.outcomes.items()))}")
-    print(f"at the end: {state['waiting']} callers on the line,"
-          f" {state['available']} counselors available")
+    flip = next(r for r in results if r.samples)
+    mean = {k: sum(v) / len(v) for k, v in flip.samples.items() if v}
+    print("during the run (mean of samples): " + ", ".join(f"{k} {v:.0f}" for k, v in mean.items()))
     print(f"overlapping offers: counselor {state['double_counselor']},"
           f" caller {state['double_caller']}; errors: {dict(total.errors) or 'none'}")
     print(f"run time {time.monotonic() - started:.1f} s")

@@ -27,6 +27,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     validate.add_argument("paths", nargs="*", type=Path,
                           help="flows directories or project directories (default: IVR_FLOWS_DIR)")
 
+    models = sub.add_parser("models", help="speech models").add_subparsers(
+        dest="models_command", required=True)
+    fetch = models.add_parser("fetch", help="download official Vosk models, checksum-verified")
+    fetch.add_argument("languages", nargs="+", metavar="LANG")
+    fetch.add_argument("--dest", type=Path, default=Path("models"))
+    fetch.add_argument("--base-url", help="mirror to download from (default: alphacephei.com)")
+
+    prompts = sub.add_parser("prompts", help="prompt recordings").add_subparsers(
+        dest="prompts_command", required=True)
+    render = prompts.add_parser(
+        "render", help="make development recordings of the catalog texts with espeak-ng")
+    render.add_argument("languages", nargs="*", metavar="LANG")
+    render.add_argument("--force", action="store_true", help="replace existing recordings")
+
+    sub.add_parser("migrate", help="apply database migrations and exit")
+
     call = sub.add_parser("call", help="simulate a call as Twilio would")
     from ivr.sim.options import add_call_arguments
 
@@ -44,6 +60,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(args.host, args.port)
         if args.command == "validate":
             return _validate(args.paths)
+        if args.command == "models":
+            return _fetch_models(args.languages, args.dest, args.base_url)
+        if args.command == "prompts":
+            return _render_prompts(args.languages, args.force)
+        if args.command == "migrate":
+            return asyncio.run(_migrate())
         if args.command == "call":
             from ivr.sim.run import run_call_command
 
@@ -114,6 +136,74 @@ def _validate(paths: Sequence[Path]) -> int:
             flow = content.flows.flows[flow_id]
             print(f"{flow.source}: flow '{flow_id}' is valid: {analysis.summary()}")
     return status
+
+
+def _fetch_models(languages: Sequence[str], dest: Path, base_url: str | None) -> int:
+    from ivr.speech.errors import SpeechError
+    from ivr.speech.fetch import DEFAULT_BASE_URL, fetch_models
+
+    try:
+        fetched = fetch_models(languages, dest, base_url=base_url or DEFAULT_BASE_URL)
+    except SpeechError as exc:
+        print(f"ivr models fetch: {exc}", file=sys.stderr)
+        return 1
+    for lang, path in fetched.items():
+        # A stable name per language, so deployments can set IVR_VOSK_MODEL_<LANG>
+        # without knowing the model's version.
+        link = dest / lang
+        if link.is_symlink() or not link.exists():
+            link.unlink(missing_ok=True)
+            link.symlink_to(path.name)
+        print(f"IVR_VOSK_MODEL_{lang.upper()}={link.resolve()}")
+    return 0
+
+
+def _render_prompts(languages: Sequence[str], force: bool) -> int:
+    from ivr.flow.prompts import load_prompts, placeholders
+    from ivr.speech.errors import SpeechError
+    from ivr.speech.render import render_prompt
+    from ivr.yamlsrc import Problems
+
+    prompts_dir = Path(os.environ.get("IVR_PROMPTS_DIR", "prompts"))
+    problems = Problems()
+    catalog = load_prompts(prompts_dir, problems)
+    if problems.errors:
+        for problem in problems.sorted():
+            print(problem, file=sys.stderr)
+        return EXIT_INVALID
+    made = 0
+    for lang in languages or catalog.languages():
+        for prompt_id, prompt in sorted(catalog.prompts.get(lang, {}).items()):
+            out = prompts_dir / lang / f"{prompt_id}.wav"
+            # Prompts with placeholders are filled in per call: they stay <Say>.
+            if placeholders(prompt.text) or (out.exists() and not force):
+                continue
+            try:
+                render_prompt(prompt.text, lang, out)
+            except SpeechError as exc:
+                print(f"ivr prompts render: {exc}", file=sys.stderr)
+                return 1
+            print(out)
+            made += 1
+    print(f"{made} recordings made", file=sys.stderr)
+    return 0
+
+
+async def _migrate() -> int:
+    from ivr.storage.database import DatabaseError, open_pool, start_embedded
+
+    settings = Settings.from_env()
+    dsn = settings.database_url
+    if dsn is None:
+        dsn = await asyncio.to_thread(start_embedded, settings.data_dir)
+    try:
+        pool = await open_pool(dsn, min_size=1, max_size=1)
+    except DatabaseError as exc:
+        print(f"ivr migrate: {exc}", file=sys.stderr)
+        return 1
+    await pool.close()
+    print("ivr migrate: the database is up to date")
+    return 0
 
 
 if __name__ == "__main__":

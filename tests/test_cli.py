@@ -61,3 +61,23 @@ def test_serve_refuses_invalid_flows(project: Path) -> None:
     assert proc.returncode == 2
     assert "refusing to start" in proc.stderr
     assert "routing.yaml:1:" in proc.stderr
+
+
+def test_models_fetch_unknown_language_fails_clearly(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["models", "fetch", "xx", "--dest", str(tmp_path)]) == 1
+    assert "no known model for xx" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_prompts_render_makes_recordings_that_validate(project: Path) -> None:
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng (Debian package) is not installed")
+    env = {**os.environ, "IVR_PROMPTS_DIR": str(project / "prompts")}
+    proc = subprocess.run([sys.executable, "-m", "ivr.cli", "prompts", "render", "es"],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    made = sorted(p.name for p in (project / "prompts" / "es").glob("*.wav"))
+    assert "main_menu.wav" in made and "whisper.wav" not in made  # placeholders stay <Say>
+    assert main(["validate", str(project)]) == 0

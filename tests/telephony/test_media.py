@@ -11,6 +11,7 @@ import base64
 import json
 import shutil
 from collections.abc import Sequence
+from pathlib import Path
 
 import aiohttp
 import asyncpg
@@ -18,7 +19,10 @@ import pytest
 from aiohttp.test_utils import TestServer
 from twilio.request_validator import RequestValidator
 
+from ivr.app import create_app
 from ivr.config import Settings
+from ivr.content import Content, load_content
+from ivr.speech.asr import SpeechEngine
 from ivr.speech.audio import FRAME_BYTES, load_prompt_wav
 from ivr.speech.render import render_prompt
 from tests.conftest import AUTH_TOKEN
@@ -259,3 +263,67 @@ async def test_recognizer_freed_when_the_caller_hangs_up(
     assert decision is None
 
 
+
+
+@pytest.fixture(scope="session")
+def recorded_content(
+    tmp_path_factory: pytest.TempPathFactory, speech_content: Content,
+    speech_models: dict[str, Path],
+) -> Content:
+    """The speech test content with a real recording of the English menu prompt."""
+    root = tmp_path_factory.mktemp("recorded")
+    source = Path(next(iter(speech_content.flows.flows.values())).source).parent.parent
+    shutil.copytree(source / "flows", root / "flows")
+    shutil.copytree(source / "prompts", root / "prompts")
+    text = speech_content.flows.prompts.get("en", "main_menu").text  # type: ignore[union-attr]
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng (Debian package) renders the recording")
+    render_prompt(text, "en", root / "prompts" / "en" / "main_menu.wav")
+    return load_content(root / "flows", root / "prompts", speech_models)
+
+
+async def test_speaking_over_the_prompt_stops_it(
+    settings: Settings, recorded_content: Content, speech_engine: SpeechEngine,
+    korean: dict[str, bytes],
+) -> None:
+    port = int(settings.public_url.rsplit(":", 1)[1])
+    server = TestServer(create_app(settings, recorded_content, speech_engine),
+                        host="127.0.0.1", port=port)
+    await server.start_server()
+    sid = new_sid()
+    try:
+        async with aiohttp.ClientSession() as s:
+            _, body = await post_signed(s, settings.public_url + "/twilio/voice",
+                                             call_params(sid))
+            root = parse_twiml(body)
+            # The recorded prompt is played over the stream, not said before it.
+            assert not any("press 1" in (say.text or "") for say in root.iter("Say"))
+            stream_el = root.find("Connect/Stream")
+            assert stream_el is not None
+            url = str(stream_el.get("url"))
+            token = str(stream_el.find("Parameter").get("value"))  # type: ignore[union-attr]
+            received: list[dict[str, object]] = []
+            async with s.ws_connect(url, headers=signed_ws_headers(url)) as ws:
+                for message in spoken(korean["스페인어"], sid, token):
+                    if ws.closed:
+                        break
+                    await ws.send_str(message)
+                async for msg in ws:
+                    if msg.type == aiohttp.WSMsgType.TEXT:
+                        received.append(json.loads(msg.data))
+            body = await listen_action(s, settings, sid)
+    finally:
+        await server.close()
+    events = [m["event"] for m in received]
+    assert events[0] == "media" and "mark" in events
+    assert events[-1] == "clear"  # barge-in: the rest of the prompt is dropped
+    played = sum(len(base64.b64decode(m["media"]["payload"]))  # type: ignore[index]
+                 for m in received if m["event"] == "media")
+    assert played == len(load_prompt_wav(root_wav(recorded_content)))
+    assert {say.get("language") for say in parse_twiml(body).findall("Say")} == {"es-US"}
+
+
+def root_wav(content: Content) -> Path:
+    prompt = content.flows.prompts.get("en", "main_menu")
+    assert prompt is not None and prompt.recording is not None
+    return prompt.recording
