@@ -15,6 +15,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -188,6 +189,10 @@ def start_child(
     return Child(name, proc, log_path, log)
 
 
+class ServerFailed(Exception):
+    """A server the benchmark started died or never became healthy."""
+
+
 async def wait_http(url: str, child: Child, within: float = 60.0) -> None:
     """Wait until GET url answers 200; fail early if the child died."""
     deadline = time.monotonic() + within
@@ -195,7 +200,7 @@ async def wait_http(url: str, child: Child, within: float = 60.0) -> None:
     async with aiohttp.ClientSession() as session:
         while time.monotonic() < deadline:
             if child.proc.poll() is not None:
-                raise RuntimeError(
+                raise ServerFailed(
                     f"{child.name} exited with {child.proc.returncode}:\n{child.tail()}"
                 )
             try:
@@ -206,7 +211,7 @@ async def wait_http(url: str, child: Child, within: float = 60.0) -> None:
             except (aiohttp.ClientError, TimeoutError) as exc:
                 last = repr(exc)
             await asyncio.sleep(0.1)
-    raise RuntimeError(f"{child.name} not healthy after {within:.0f}s ({last}):\n{child.tail()}")
+    raise ServerFailed(f"{child.name} not healthy after {within:.0f}s ({last}):\n{child.tail()}")
 
 
 # PostgreSQL ------------------------------------------------------------------
@@ -224,10 +229,14 @@ def postgres(dsn: str | None = None) -> Iterator[Postgres]:
     if dsn:
         yield Postgres(dsn, None)
         return
-    import pgserver  # type: ignore[import-untyped]
+    # pgserver warns through platformdirs when XDG_RUNTIME_DIR is unset; harmless here.
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+    import pgserver
 
     with tempfile.TemporaryDirectory(prefix="ivr-bench-pg-") as tmp:
-        server = pgserver.get_server(Path(tmp) / "pg", cleanup_mode="delete")
+        server = pgserver.get_server(  # type: ignore[attr-defined]
+            Path(tmp) / "pg", cleanup_mode="delete"
+        )
         try:
             yield Postgres(str(server.get_uri()), server.get_pid())
         finally:

@@ -44,7 +44,7 @@ import asyncpg
 if __package__ in (None, ""):  # run as a script: make `bench` and `ivr` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import ms, postgres, print_table, summarize
+from bench._common import ms, postgres, print_table, summarize, tree_cpu_seconds
 from ivr.routing.plan import Center, Counselor, Line, Queue, RoutingPlan, Tier
 from ivr.routing.states import STATES
 from ivr.routing.tiers import resolve
@@ -124,6 +124,7 @@ class Measures:
     presence: list[float] = field(default_factory=list)
     outcomes: Counter[str] = field(default_factory=Counter)
     samples: dict[str, list[int]] = field(default_factory=dict)
+    cpu_seconds: float = 0.0  # this process, over the measured window
     errors: Counter[str] = field(default_factory=Counter)
 
 
@@ -144,6 +145,7 @@ async def _worker(dsn: str, index: int, start_at: float, args: argparse.Namespac
             await asyncio.gather(*(pool.fetchval("SELECT 1") for _ in range(8)))
         await asyncio.sleep(max(0.0, start_at - time.time()))
         end = time.monotonic() + args.duration
+        cpu0 = time.process_time()
 
         async def resolve_offer(offer: q.Offer) -> None:
             try:
@@ -198,6 +200,7 @@ async def _worker(dsn: str, index: int, start_at: float, args: argparse.Namespac
                 await asyncio.sleep(tick * rng.uniform(0.5, 1.5))
 
         await asyncio.gather(dispatcher(), pinger())
+        m.cpu_seconds = time.process_time() - cpu0
         await asyncio.gather(*tasks)
     finally:
         await pool.close()
@@ -209,14 +212,7 @@ _SAMPLE = """
            (SELECT count(*) FROM waiting WHERE status = 'offering')::int AS ringing,
            (SELECT count(*) FROM counselors WHERE presence = 'available')::int AS available,
            (SELECT count(*) FROM counselors WHERE presence IN ('on-call', 'wrap-up'))::int
-               AS busy,
-           -- free counselors some waiting caller could be offered right now
-           (SELECT count(DISTINCT k.id) FROM counselors k JOIN waiting w
-              ON w.status = 'waiting' AND k.id = ANY (w.eligible)
-             WHERE k.presence = 'available' AND NOT EXISTS (
-                SELECT 1 FROM offers o WHERE o.call_sid = w.call_sid
-                  AND o.counselor_id = k.id AND o.created_at >= w.tier_started_at))::int
-               AS matchable
+               AS busy
 """
 
 
@@ -234,6 +230,7 @@ async def _flipper(dsn: str, start_at: float, args: argparse.Namespace) -> Measu
     try:
         await asyncio.sleep(max(0.0, start_at - time.time()))
         end = time.monotonic() + args.duration
+        cpu0 = time.process_time()
         next_sample = 0.0
         while time.monotonic() < end:
             if time.monotonic() >= next_sample:  # what the line looks like, twice a second
@@ -255,6 +252,7 @@ async def _flipper(dsn: str, start_at: float, args: argparse.Namespace) -> Measu
                 m.errors[type(exc).__name__] += 1
             m.presence.append(time.perf_counter() - t0)
             await asyncio.sleep(args.tick / 1000 * rng.uniform(0.5, 1.5))
+        m.cpu_seconds = time.process_time() - cpu0
     finally:
         await pool.close()
     return m
@@ -287,6 +285,13 @@ async def final_state(dsn: str) -> dict[str, int]:
     return dict(row)
 
 
+def machine_busy_seconds() -> float:
+    """CPU time spent busy by the whole machine since boot, all cores, from /proc/stat."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=15.0, help="seconds measured")
@@ -306,6 +311,13 @@ def main() -> None:
         procs.append(ctx.Process(target=flipper, args=(pg.dsn, start_at, args, out)))
         for p in procs:
             p.start()
+        # CPU over the measured window: the whole machine (other work included),
+        # PostgreSQL (postmaster and backends) and, from the reports, the workers.
+        time.sleep(max(0.0, start_at - time.time()))
+        busy0, pg0 = machine_busy_seconds(), tree_cpu_seconds(pg.pid) if pg.pid else 0.0
+        time.sleep(max(0.0, start_at + args.duration - time.time()))
+        busy = machine_busy_seconds() - busy0
+        pg_cpu = (tree_cpu_seconds(pg.pid) - pg0) if pg.pid else float("nan")
         results = [out.get(timeout=args.duration + 60) for _ in procs]
         for p in procs:
             p.join()
@@ -341,6 +353,10 @@ def main() -> None:
     print("during the run (mean of samples): " + ", ".join(f"{k} {v:.0f}" for k, v in mean.items()))
     print(f"overlapping offers: counselor {state['double_counselor']},"
           f" caller {state['double_caller']}; errors: {dict(total.errors) or 'none'}")
+    ours = sum(r.cpu_seconds for r in results)
+    print(f"CPU over the window (core-seconds of {args.duration:.0f} s x {os.cpu_count()}):"
+          f" machine {busy:.1f}, PostgreSQL {pg_cpu:.1f}, benchmark processes {ours:.1f},"
+          f" anything else {busy - ours - (0 if pg_cpu != pg_cpu else pg_cpu):.1f}")
     print(f"run time {time.monotonic() - started:.1f} s")
     if total.errors or state["double_counselor"] or state["double_caller"]:
         sys.exit(1)

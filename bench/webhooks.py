@@ -4,8 +4,10 @@
 
 Each simulated caller repeatedly makes one call the way Twilio would: a
 signed POST /twilio/voice with a new CallSid, then the menu callback (a
-signed POST to the Gather action URL of the first answer, Digits=2). The
-same client, in the same run, drives two servers, each in its own process:
+signed POST to the Gather action URL of the first answer, Digits=2), then
+the call's end (a signed POST /twilio/status, CallStatus=completed, so the
+server holds about as many live calls as there are callers). The same
+client, in the same run, drives two servers, each in its own process:
 
 - full webhook: the real `ivr serve` on an embedded PostgreSQL;
 - bare: an aiohttp handler that answers the very TwiML bytes the real server
@@ -35,9 +37,10 @@ import time
 import uuid
 import xml.etree.ElementTree as ET
 from collections import Counter, deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import aiohttp
@@ -51,6 +54,7 @@ from bench._common import (
     VENV_BIN,
     Child,
     Postgres,
+    ServerFailed,
     free_port,
     machine_busy_seconds,
     ms,
@@ -65,10 +69,15 @@ from bench._common import (
 AUTH_TOKEN = "bench-auth-token-0123456789"
 THIS_FILE = str(Path(__file__).resolve())
 FORM = "application/x-www-form-urlencoded"
-ENDPOINTS = ("voice", "gather")
+ENDPOINTS = ("voice", "gather", "status")
 DIGITS = "2"  # "Para español": a language switch, then the transfer's first <Dial>
 TARGET_RPS_RATIO = 0.30
 TARGET_P99 = 0.020
+# Paced load: a caller's requests at most this often, and at most this share of
+# the full webhook's saturation throughput offered in all.
+MIN_INTERVAL = 0.100
+PACED_SHARE = 0.5
+NOISY_OTHERS = 0.2  # cores used by other processes that make a run worth repeating
 REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=10)
 
 
@@ -113,11 +122,16 @@ class SignedPost:
     signature: str
 
 
+def status_params(sid: str) -> dict[str, str]:
+    return {**voice_params(sid), "CallStatus": "completed", "CallDuration": "95"}
+
+
 @dataclass(frozen=True)
 class PreparedCall:
     sid: str
     voice: SignedPost
     gather: SignedPost  # for the seq the first answer is expected to give
+    status: SignedPost  # the call's end
 
 
 class CallSupply:
@@ -144,7 +158,8 @@ class CallSupply:
     def _make(self) -> PreparedCall:
         sid = "CA" + uuid.uuid4().hex
         return PreparedCall(
-            sid, self.sign("/twilio/voice", voice_params(sid)), self.gather(sid, self.expected_seq)
+            sid, self.sign("/twilio/voice", voice_params(sid)), self.gather(sid, self.expected_seq),
+            self.sign("/twilio/status", status_params(sid)),
         )
 
     def prepare(self, calls: int) -> None:
@@ -193,13 +208,32 @@ def gather_seq(root: ET.Element) -> int:
         raise BadAnswer(f"Gather action without seq: {gather.get('action')!r}") from None
 
 
-def check_transfer(root: ET.Element) -> None:
+def check_transfer(root: ET.Element) -> bool:
     """The menu answer must start the transfer; the fail-safe <Dial> has no action URL."""
     dial = root.find("Dial")
     if dial is None:
         raise BadAnswer("menu answer without <Dial>")
     if "/twilio/dial" not in dial.get("action", ""):
         raise BadAnswer("menu answer is the fail-safe (Dial without action)")
+    return True
+
+
+T = TypeVar("T")
+# (status, content type, body) -> what the caller needs from it; raises BadAnswer.
+Check = Callable[[int, str, bytes], T]
+
+
+def twiml(then: Callable[[ET.Element], T]) -> Check[T]:
+    def check(status: int, content_type: str, body: bytes) -> T:
+        return then(parse_response(status, content_type, body))
+
+    return check
+
+
+def no_content(status: int, content_type: str, body: bytes) -> bool:
+    if status not in (200, 204):
+        raise BadAnswer(f"HTTP {status}")
+    return True
 
 
 # Running callers ---------------------------------------------------------------
@@ -225,12 +259,29 @@ class Phase:
     )
     errors: Counter[str] = field(default_factory=Counter)
     examples: dict[str, str] = field(default_factory=dict)
-    late: int = 0  # requests that ended after the window: not counted
+    # Throughput counts requests answered inside the window; latencies include
+    # the few answered after it, so the slowest requests are never left out.
+    completed: Counter[str] = field(default_factory=Counter)
     signed_in_window: int = 0  # calls the prepared supply did not cover
     server_cpu: float = 0.0
     postgres_cpu: float = 0.0
     client_cpu: float = 0.0
     machine_cpu: float = 0.0  # every process on the machine, other people's included
+
+    def absorb(self, other: Phase) -> None:
+        """Add another window of the same target and load to this one."""
+        self.seconds += other.seconds
+        for endpoint, values in other.latencies.items():
+            self.latencies[endpoint] += values
+        self.errors += other.errors
+        for key, example in other.examples.items():
+            self.examples.setdefault(key, example)
+        self.completed += other.completed
+        self.signed_in_window += other.signed_in_window
+        self.server_cpu += other.server_cpu
+        self.postgres_cpu += other.postgres_cpu
+        self.client_cpu += other.client_cpu
+        self.machine_cpu += other.machine_cpu
 
     def error(self, endpoint: str, reason: str, body: bytes = b"") -> None:
         key = f"{endpoint}: {reason}"
@@ -241,23 +292,32 @@ class Phase:
     def requests(self) -> int:
         return sum(len(v) for v in self.latencies.values())
 
+    def rps_of(self, endpoint: str | None = None) -> float:
+        done = self.completed[endpoint] if endpoint else self.completed.total()
+        return done / self.seconds if self.seconds else math.nan
+
     @property
     def rps(self) -> float:
-        return self.requests / self.seconds if self.seconds else math.nan
+        return self.rps_of()
+
+    def all_latencies(self) -> list[float]:
+        return [x for values in self.latencies.values() for x in values]
 
 
 class Run:
     """One load on one target: callers share a session and stop at the deadline."""
 
     def __init__(self, session: aiohttp.ClientSession, target: Target, phase: Phase,
-                 deadline: float, interval: float | None) -> None:
+                 deadline: float, interval: float | None, hangup: bool) -> None:
         self.session = session
+        self.hangup = hangup
         self.target = target
         self.phase = phase
         self.deadline = deadline
         self.interval = interval
 
-    async def post(self, endpoint: str, req: SignedPost) -> ET.Element | None:
+    async def post(self, endpoint: str, req: SignedPost, check: Check[T]) -> T | None:
+        """Send one signed webhook; None when it failed (the error is counted)."""
         headers = {"X-Twilio-Signature": req.signature, "Content-Type": FORM}
         start = time.perf_counter()
         try:
@@ -270,15 +330,14 @@ class Run:
             return None
         end = time.perf_counter()
         try:
-            root = parse_response(status, content_type, body)
+            result = check(status, content_type, body)
         except BadAnswer as exc:
             self.phase.error(endpoint, str(exc), body)
             return None
+        self.phase.latencies[endpoint].append(end - start)
         if time.monotonic() <= self.deadline:
-            self.phase.latencies[endpoint].append(end - start)
-        else:
-            self.phase.late += 1
-        return root
+            self.phase.completed[endpoint] += 1
+        return result
 
     async def pace(self, sent_at: float) -> None:
         """Paced load: wait out the rest of the interval since the last request was sent."""
@@ -294,39 +353,43 @@ class Run:
         while time.monotonic() < self.deadline:
             call = supply.next()
             sent = time.monotonic()
-            root = await self.post("voice", call.voice)
+            seq = await self.post("voice", call.voice, twiml(gather_seq))
             await self.pace(sent)
-            if root is None or time.monotonic() >= self.deadline:
-                continue
-            try:
-                seq = gather_seq(root)
-            except BadAnswer as exc:
-                self.phase.error("voice", str(exc), ET.tostring(root))
+            if seq is None or time.monotonic() >= self.deadline:
                 continue
             req = call.gather
             if seq != supply.expected_seq:
                 supply.signed_on_the_fly += 1
                 req = supply.gather(call.sid, seq)
             sent = time.monotonic()
-            root = await self.post("gather", req)
-            if root is not None:
-                try:
-                    check_transfer(root)
-                except BadAnswer as exc:
-                    self.phase.error("gather", str(exc), ET.tostring(root))
+            answered = await self.post("gather", req, twiml(check_transfer))
             await self.pace(sent)
+            if answered and self.hangup and time.monotonic() < self.deadline:
+                # Calls end: without this the server would hold thousands of live calls.
+                sent = time.monotonic()
+                await self.post("status", call.status, no_content)
+                await self.pace(sent)
 
 
-async def run_load(session: aiohttp.ClientSession, target: Target, pg: Postgres, load: str,
-                   concurrency: int, seconds: float, interval: float | None) -> Phase:
-    phase = Phase(target.name, load)
+@dataclass(frozen=True)
+class Load:
+    name: str
+    concurrency: int
+    seconds: float
+    interval: float | None  # None: closed loop
+    hangup: bool  # end each call with a status callback
+
+
+async def run_load(session: aiohttp.ClientSession, target: Target, pg: Postgres, load: Load,
+                   ) -> Phase:
+    phase = Phase(target.name, load.name)
     signed0 = target.supply.signed_on_the_fly
     cpu0 = (tree_cpu_seconds(target.pid), _pg_cpu(pg), time.process_time(),
             machine_busy_seconds())
     start = time.monotonic()
-    run = Run(session, target, phase, start + seconds, interval)
-    await asyncio.gather(*(run.caller() for _ in range(concurrency)))
-    phase.seconds = seconds
+    run = Run(session, target, phase, start + load.seconds, load.interval, load.hangup)
+    await asyncio.gather(*(run.caller() for _ in range(load.concurrency)))
+    phase.seconds = load.seconds
     phase.signed_in_window = target.supply.signed_on_the_fly - signed0
     cpu1 = (tree_cpu_seconds(target.pid), _pg_cpu(pg), time.process_time(),
             machine_busy_seconds())
@@ -334,6 +397,10 @@ async def run_load(session: aiohttp.ClientSession, target: Target, pg: Postgres,
         b - a for a, b in zip(cpu0, cpu1, strict=True)
     )
     return phase
+
+
+def _zero_nan(value: float) -> float:
+    return 0.0 if math.isnan(value) else value
 
 
 def _pg_cpu(pg: Postgres) -> float:
@@ -370,21 +437,25 @@ def server_argv(port: int, command: str | None, profile: Path | None) -> list[st
 async def probe(session: aiohttp.ClientSession, supply: CallSupply, base_url: str,
                 ) -> tuple[bytes, bytes, int]:
     """One call on the real server: its two answers (for the baseline) and the menu seq."""
-    call = supply.next()
-    answers = []
-    req = call.voice
-    for endpoint in ENDPOINTS:
-        async with session.post(base_url + req.path, data=req.body, headers={
-                "X-Twilio-Signature": req.signature, "Content-Type": FORM}) as resp:
+
+    async def send(endpoint: str, req: SignedPost) -> tuple[bytes, ET.Element]:
+        headers = {"X-Twilio-Signature": req.signature, "Content-Type": FORM}
+        async with session.post(base_url + req.path, data=req.body, headers=headers) as resp:
             body = await resp.read()
-            root = parse_response(resp.status, resp.content_type, body)
-        answers.append(body)
-        if endpoint == "voice":
-            seq = gather_seq(root)
-            req = supply.gather(call.sid, seq)
-        else:
-            check_transfer(root)
-    return answers[0], answers[1], seq
+            try:
+                return body, parse_response(resp.status, resp.content_type, body)
+            except BadAnswer as exc:
+                raise ServerFailed(f"first {endpoint} webhook: {exc}: {body[:300]!r}") from None
+
+    call = supply.next()
+    voice, root = await send("voice", call.voice)
+    try:
+        seq = gather_seq(root)
+        gather, root = await send("gather", supply.gather(call.sid, seq))
+        check_transfer(root)
+    except BadAnswer as exc:
+        raise ServerFailed(f"first call: {exc}: {ET.tostring(root)[:300]!r}") from None
+    return voice, gather, seq
 
 
 # The bare baseline -------------------------------------------------------------------
@@ -401,12 +472,17 @@ def serve_bare(port: int, voice_file: Path, gather_file: Path) -> None:
         return web.Response(body=answers[request.path], content_type="text/xml",
                             charset="utf-8")
 
+    async def ended(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(status=204)
+
     async def healthz(request: web.Request) -> web.Response:
         return web.json_response({"ok": True})
 
     app = web.Application()
     app.router.add_post("/twilio/voice", answer)
     app.router.add_post("/twilio/gather", answer)
+    app.router.add_post("/twilio/status", ended)
     app.router.add_get("/healthz", healthz)
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
 
@@ -428,13 +504,13 @@ def report(phases: Sequence[Phase], concurrency: int, interval: float) -> None:
             if phase is None:
                 continue
             ratio = f"{phase.rps / bare.rps:.0%}" if bare and bare.rps else "-"
-            overall = summarize([x for v in phase.latencies.values() for x in v], phase.seconds)
-            rows.append([target, "all", str(overall.count), f"{overall.rps:.0f}",
+            overall = summarize(phase.all_latencies(), phase.seconds)
+            rows.append([target, "all", str(overall.count), f"{phase.rps:.0f}",
                          ms(overall.p50), ms(overall.p99), ms(overall.max), ratio,
                          str(sum(phase.errors.values()))])
             for endpoint in ENDPOINTS:
                 s = summarize(phase.latencies[endpoint], phase.seconds)
-                rows.append(["", endpoint, str(s.count), f"{s.rps:.0f}", ms(s.p50),
+                rows.append(["", endpoint, str(s.count), f"{phase.rps_of(endpoint):.0f}", ms(s.p50),
                              ms(s.p99), ms(s.max), "", ""])
         print(f"\n{title}")
         print_table(["target", "endpoint", "requests", "rps", "p50 ms", "p99 ms", "max ms",
@@ -445,7 +521,7 @@ def report(phases: Sequence[Phase], concurrency: int, interval: float) -> None:
     rows = []
     for p in phases:
         n = max(p.requests, 1)
-        pg_cpu = 0.0 if math.isnan(p.postgres_cpu) else p.postgres_cpu
+        pg_cpu = _zero_nan(p.postgres_cpu)
         ours = p.server_cpu + p.client_cpu + pg_cpu
         rows.append([f"{p.target} / {p.load}", f"{p.server_cpu / n * 1000:.2f}",
                      "-" if math.isnan(p.postgres_cpu) else f"{pg_cpu / n * 1000:.2f}",
@@ -471,11 +547,23 @@ def report_targets(phases: Sequence[Phase]) -> None:
     print(f"\ntarget throughput >= {TARGET_RPS_RATIO:.0%} of bare: {verdict} ({ratio:.0%})")
     for load in ("closed", "paced"):
         phase = by_key[("full webhook", load)]
-        p99 = summarize([x for v in phase.latencies.values() for x in v], 1).p99
+        p99 = summarize(phase.all_latencies(), phase.seconds).p99
         verdict = "met" if p99 < TARGET_P99 else "NOT met"
         print(f"target p99 < {TARGET_P99 * 1000:.0f} ms, {load}: {verdict} ({ms(p99)} ms)")
     print("(closed loop: latency is concurrency / throughput by Little's law, so its p99"
           " measures saturation; the paced p99 is what a caller hears)")
+
+
+def report_server_log(child: Child) -> int:
+    """Problems the server logged (IVR_LOG_LEVEL=WARNING): errors count as failures."""
+    lines = child.log_path.read_text(errors="replace").splitlines()
+    errors = [n for n, line in enumerate(lines) if " ERROR " in line or " CRITICAL " in line]
+    warnings = [n for n, line in enumerate(lines) if " WARNING " in line]
+    for kind, found in (("ERROR", errors), ("warning", warnings)):
+        if found:
+            print(f"{kind}: the server logged {len(found)} {kind.lower()} lines; the first:")
+            print("\n".join("    " + line for line in lines[found[0]:found[0] + 12]))
+    return len(errors)
 
 
 # Main ------------------------------------------------------------------------------------
@@ -490,6 +578,9 @@ async def bench(args: argparse.Namespace) -> int:
         work = Path(tmp)
         try:
             return await _bench(args, pg, work, children)
+        except ServerFailed as exc:
+            print(f"ERROR {exc}")
+            return 1
         finally:
             for child in children:
                 child.stop()
@@ -525,37 +616,53 @@ async def _bench(args: argparse.Namespace, pg: Postgres, work: Path, children: l
 
         targets = [Target("bare", bare_url, bare.pid, CallSupply(bare_url, seq)),
                    Target("full webhook", full_url, full.pid, full_supply)]
-        phases: list[Phase] = []
+        warm_ups = []
         rates: dict[str, float] = {}
         for target in targets:
             target.supply.prepare(1000)
-            warm = await run_load(session, target, pg, "warm-up", args.concurrency,
-                                  args.warmup, None)
+            warm = await run_load(session, target, pg, Load(
+                "warm-up", args.concurrency, args.warmup, None, args.hangup))
+            warm_ups.append(warm)  # not measured, but its errors are reported
             rates[target.name] = warm.rps
-            target.supply.prepare(_calls_needed(warm.rps * 2, args.duration))
-            phase = await run_load(session, target, pg, "closed", args.concurrency,
-                                   args.duration, None)
-            phases += [warm, phase]  # errors in the warm-up are reported too
-            rates[target.name] = phase.rps
-            print(f"  {target.name}, closed loop: {phase.rps:.0f} req/s")
 
-        interval = (args.interval / 1000 if args.interval else
-                    args.concurrency / (args.paced_fraction * rates["full webhook"]))
-        for target in targets:
-            target.supply.prepare(_calls_needed(args.concurrency / interval * 1.2, args.duration))
-            phase = await run_load(session, target, pg, "paced", args.concurrency,
-                                   args.duration, interval)
-            phases.append(phase)
-            print(f"  {target.name}, paced: {phase.rps:.0f} req/s")
+        measured: list[Phase] = []
+        interval = math.nan  # set once the closed loop has measured saturation
+        for load in ("closed", "paced"):
+            if load == "paced":
+                interval = (args.interval / 1000 if args.interval else max(
+                    MIN_INTERVAL, args.concurrency / (PACED_SHARE * rates["full webhook"])))
+            pace = interval if load == "paced" else None
+            totals = {t.name: Phase(t.name, load) for t in targets}
+            for turn in range(args.rounds):
+                # Alternate which target goes first: background load drifts either way.
+                for target in targets if turn % 2 == 0 else targets[::-1]:
+                    rate = rates[target.name] * 2 if pace is None else args.concurrency / pace
+                    window = Load(load, args.concurrency, args.duration / args.rounds, pace,
+                                  args.hangup)
+                    target.supply.prepare(_calls_needed(rate * 1.2, window.seconds))
+                    phase = await run_load(session, target, pg, window)
+                    totals[target.name].absorb(phase)
+            for phase in totals.values():
+                print(f"  {phase.target}, {load}: {phase.rps:.0f} req/s")
+                if load == "closed":
+                    rates[phase.target] = phase.rps
+            measured += totals.values()
+        if args.concurrency / interval > 0.7 * rates["full webhook"]:  # only with --interval
+            print(f"warning: the paced load ({args.concurrency / interval:.0f} req/s) is over 70%"
+                  " of the full webhook's saturation: its latencies include queueing")
 
-    measured = [p for p in phases if p.load != "warm-up"]
     report(measured, args.concurrency, interval)
     report_targets(measured)
     for p in measured:
         if p.signed_in_window:
             print(f"note: {p.target} / {p.load}: {p.signed_in_window} calls signed inside the "
                   "window (the prepared supply ran out)")
-    errors = report_errors(phases)
+    others = sum(p.machine_cpu - p.server_cpu - p.client_cpu - _zero_nan(p.postgres_cpu)
+                 for p in measured) / sum(p.seconds for p in measured)
+    if others > NOISY_OTHERS:
+        print(f"warning: other processes kept {others:.1f} cores busy on average during the "
+              "measurements: the figures are lower and noisier than on a quiet machine")
+    errors = report_errors([*warm_ups, *measured]) + report_server_log(full)
     for child in children:
         if child.proc.poll() is not None:
             print(f"ERROR {child.name} exited with {child.proc.returncode}:\n{child.tail()}")
@@ -572,15 +679,20 @@ def _calls_needed(rps: float, seconds: float) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=6.0,
-                        help="seconds of each measured window (4 windows; default 6)")
+                        help="measured seconds per target and load (default 6)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="slices each measurement is cut into, alternating the targets, so"
+                             " that both see the same background load (default 3)")
     parser.add_argument("--warmup", type=float, default=2.0,
-                        help="seconds of unmeasured load before each closed loop")
+                        help="seconds of unmeasured load on each target first (default 2)")
     parser.add_argument("--concurrency", type=int, default=50, help="simulated callers")
     parser.add_argument("--interval", type=float, default=None,
-                        help="paced load: ms between a caller's requests (default: "
-                             "offered load = --paced-fraction of the full webhook's saturation)")
-    parser.add_argument("--paced-fraction", type=float, default=0.5,
-                        help="paced offered load as a fraction of saturation (default 0.5)")
+                        help="paced load: ms between two requests of a caller (default: 100,"
+                             " or more to keep the offered load at half the full webhook's"
+                             " measured saturation)")
+    parser.add_argument("--no-hangup", dest="hangup", action="store_false",
+                        help="do not end calls with a status callback (calls then pile up "
+                             "in the server's database as live calls)")
     parser.add_argument("--database-url", default=None,
                         help="PostgreSQL to use (default: an embedded one in a temp dir)")
     parser.add_argument("--profile-server", type=Path, default=None,
@@ -597,8 +709,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.bare:
         serve_bare(args.port, args.voice_file, args.gather_file)
         return 0
-    if args.concurrency < 1 or args.duration <= 0 or args.paced_fraction <= 0:
-        parser.error("--concurrency, --duration and --paced-fraction must be positive")
+    if min(args.concurrency, args.rounds) < 1 or min(args.duration, args.interval or 1) <= 0:
+        parser.error("--concurrency, --rounds, --duration and --interval must be positive")
     return asyncio.run(bench(args))
 
 

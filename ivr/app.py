@@ -11,19 +11,24 @@ from pathlib import Path
 import asyncpg
 from aiohttp import web
 
+from ivr.admin.api import create_admin_app
 from ivr.config import Settings
 from ivr.content import Content, load_content
 from ivr.flow.runtime import TransferTo
 from ivr.routing.location import area_code_table
 from ivr.speech.asr import ENV_PREFIX, ListenConfig, SpeechEngine, SpeechModels
 from ivr.speech.audio import GateConfig, load_prompt_wav
+from ivr.storage.counselors import sync_counselors
 from ivr.storage.database import open_pool, ping, start_embedded
+from ivr.storage.queue import Offer
 from ivr.telephony import webhooks
 from ivr.telephony.callflow import CallFlow
-from ivr.telephony.dialplan import dial_steps
+from ivr.telephony.dialplan import Step, transfer_steps
 from ivr.telephony.media import MediaDeps, media_key, media_stream
+from ivr.telephony.rest import TwilioRest
 from ivr.telephony.signature import SignatureChecker, middleware
-from ivr.telephony.twiml import DialStep, Renderer
+from ivr.telephony.transfer import Transfers
+from ivr.telephony.twiml import Renderer
 from ivr.telephony.webhooks import Keys
 
 log = logging.getLogger(__name__)
@@ -37,6 +42,7 @@ LISTEN_CONFIG = ListenConfig(gate=GateConfig(end_silence_ms=240, hangover_ms=160
 
 settings_key = web.AppKey("settings", Settings)
 speech_key = web.AppKey("speech", SpeechEngine)
+transfers_key = web.AppKey("transfers", Transfers)
 prompt_audio_key = web.AppKey("prompt_audio", dict[tuple[str, str], bytes])
 content_key = web.AppKey("content", Content)
 pool_key = web.AppKey("pool", asyncpg.Pool)
@@ -73,6 +79,12 @@ def create_app(
     if own_speech:
         app.cleanup_ctx.append(_speech_pool)
     webhooks.add_routes(app)
+    async def withdrawn(offer: Offer) -> None:
+        # An admin took a counselor away while their phone rang: hang that leg up.
+        await app[transfers_key].withdrawn(offer)
+
+    app.add_subapp("/admin", create_admin_app(
+        settings.admin_token, pool_key, plan.centers, on_withdrawn=withdrawn))
     app.router.add_get("/twilio/media", media_stream)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/prompts/{lang}/{name}", prompt_recording)
@@ -88,15 +100,26 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     pool = await open_pool(dsn)
     app[pool_key] = pool
     content = app[content_key]
+    synced = await sync_counselors(pool, content.plan)
+    log.info("counselors from the routing plan: %s", synced)
     renderer = Renderer(settings.public_url, content.flows.prompts)
+    rest = TwilioRest(settings.account_sid, settings.auth_token, settings.twilio_api_url)
+    transfers = Transfers(pool, content.plan, renderer, content.flows.prompts, rest,
+                          wrap_up_seconds=settings.wrap_up_seconds)
+    app[transfers_key] = transfers
     steps_for = partial(_steps, content, app[Keys.backup_number])
     speech = app.get(speech_key)
     languages = frozenset(speech.models.languages) if speech else frozenset()
-    app[Keys.callflow] = CallFlow(pool, content.flows, renderer, steps_for,
+    app[Keys.callflow] = CallFlow(pool, content.flows, renderer, steps_for, transfers,
                                   speech_languages=languages)
     if speech is not None:
         app[media_key] = MediaDeps(pool, speech, app[prompt_audio_key])
+    dispatcher = asyncio.create_task(transfers.run())
     yield
+    dispatcher.cancel()
+    await asyncio.gather(dispatcher, return_exceptions=True)
+    await transfers.close()
+    await rest.close()
     await pool.close()
 
 
@@ -123,8 +146,8 @@ def prompt_audio(content: Content) -> dict[tuple[str, str], bytes]:
 
 def _steps(
     content: Content, backup: str, transfer: TransferTo, caller_state: str | None
-) -> Sequence[DialStep]:
-    return dial_steps(content.plan, transfer, caller_state, backup)
+) -> Sequence[Step]:
+    return transfer_steps(content.plan, transfer, caller_state, backup)
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -47,6 +47,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ivr.sim.options import add_call_arguments
 
     add_call_arguments(call)
+    call.add_argument("--counselors-offline", action="store_true",
+                      help="without --server: leave the plan's counselors offline "
+                           "(callers then go to external centers and the national backup)")
 
     args = parser.parse_args(argv)
     logging.basicConfig(

@@ -32,6 +32,8 @@ class Settings:
     caller_hash_key: bytes = b""
     twilio_api_url: str = "https://api.twilio.com"
     vosk_models: Mapping[str, Path] = field(default_factory=dict)
+    # After a call, a counselor is in wrap-up this long before being offered again.
+    wrap_up_seconds: float = 60.0
     # Tokens generated at start-up, so `ivr serve` can say where they are.
     generated: tuple[str, ...] = ()
 
@@ -66,8 +68,22 @@ class Settings:
             caller_hash_key=secret("IVR_CALLER_HASH_KEY", "caller_hash_key").encode(),
             twilio_api_url=env.get("IVR_TWILIO_API_URL", "https://api.twilio.com").rstrip("/"),
             vosk_models=models,
+            wrap_up_seconds=_seconds(env, "IVR_WRAP_UP_SECONDS", 60.0),
             generated=tuple(generated),
         )
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    text = env.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, not {text!r}") from None
+    if value < 0:
+        raise ConfigError(f"{name} must not be negative")
+    return value
 
 
 def vosk_model_paths(env: Mapping[str, str] | None = None) -> dict[str, Path]:

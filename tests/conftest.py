@@ -76,7 +76,9 @@ def content() -> Content:
     return load_content(ROOT / "flows", ROOT / "prompts")
 
 
-def make_settings(tmp: Path, dsn: str | None, port: int) -> Settings:
+def make_settings(
+    tmp: Path, dsn: str | None, port: int, twilio_api_url: str = "http://127.0.0.1:9"
+) -> Settings:
     return Settings(
         data_dir=tmp,
         public_url=f"http://127.0.0.1:{port}",
@@ -87,12 +89,20 @@ def make_settings(tmp: Path, dsn: str | None, port: int) -> Settings:
         prompts_dir=ROOT / "prompts",
         database_url=dsn,
         caller_hash_key=b"test-hash-key",
+        twilio_api_url=twilio_api_url,
+        wrap_up_seconds=0.0,
     )
 
 
 @pytest.fixture
-def settings(tmp_path: Path, dsn: str) -> Settings:
-    return make_settings(tmp_path, dsn, unused_port())
+def twilio_api_url() -> str:
+    """Where the server's REST calls go; end-to-end tests point it at the simulator."""
+    return "http://127.0.0.1:9"  # nothing listens: every REST call fails fast
+
+
+@pytest.fixture
+def settings(tmp_path: Path, dsn: str, twilio_api_url: str) -> Settings:
+    return make_settings(tmp_path, dsn, unused_port(), twilio_api_url)
 
 
 @pytest.fixture

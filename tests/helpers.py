@@ -7,8 +7,11 @@ import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 
 import aiohttp
+from aiohttp.test_utils import TestServer
 from twilio.request_validator import RequestValidator
 
+from ivr.app import pool_key
+from ivr.storage.counselors import list_counselors, set_presence
 from tests.conftest import AUTH_TOKEN
 
 
@@ -50,3 +53,10 @@ def parse_twiml(text: str) -> ET.Element:
     root = ET.fromstring(text)
     assert root.tag == "Response"
     return root
+
+
+async def staff_all(server: TestServer) -> None:
+    """Every counselor of the plan starts the shift available."""
+    pool = server.app[pool_key]
+    for counselor in await list_counselors(pool):
+        await set_presence(pool, counselor.id, "available")

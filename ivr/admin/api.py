@@ -86,6 +86,9 @@ async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResp
         return await handler(request)
     except _Problem as exc:
         return _error(exc.status, exc.message, exc.field)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        log.warning("admin request failed on the database: %s", exc)
+        return _error(503, "database unavailable")
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -109,7 +112,10 @@ class _Admin:
         self._on_withdrawn = on_withdrawn
 
     def _pool(self, request: web.Request) -> asyncpg.Pool:
-        return request.config_dict[self._pool_key]
+        pool = request.config_dict.get(self._pool_key)
+        if pool is None:  # still starting
+            raise _Problem(503, "database not ready")
+        return pool
 
     @web.middleware
     async def authenticate(self, request: web.Request, handler: Handler) -> web.StreamResponse:

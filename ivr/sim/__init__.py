@@ -7,9 +7,11 @@ Redirect URLs followed, fallback URL on failures, status callback at the end.
 
 from ivr.sim.call import run_document, simulate_call
 from ivr.sim.config import SimConfig
+from ivr.sim.counselors import ApiError, Busy, CounselorScript, Fails, NoAnswer
 from ivr.sim.errors import MediaError, ScriptError, SimError, TwimlError
 from ivr.sim.hold import ConferenceDriver, LonelyConference, MediaStreamDriver, NoMediaStreams
-from ivr.sim.options import add_call_arguments, script_from_args
+from ivr.sim.media import MediaStreams, StreamSettings
+from ivr.sim.options import add_call_arguments, script_from_args, world_from_args
 from ivr.sim.script import (
     CallerInput,
     CallScript,
@@ -24,17 +26,24 @@ from ivr.sim.signing import compute_signature
 from ivr.sim.transcript import Transcript
 from ivr.sim.twiml import parse_twiml
 from ivr.sim.verbs import VerbHandler, default_handlers
+from ivr.sim.world import TwilioWorld
 
 __all__ = [
+    "ApiError",
+    "Busy",
     "CallScript",
     "CallSession",
     "CallerInput",
     "ConferenceDriver",
+    "CounselorScript",
     "DialOutcome",
     "Document",
+    "Fails",
     "LonelyConference",
     "MediaError",
     "MediaStreamDriver",
+    "MediaStreams",
+    "NoAnswer",
     "NoMediaStreams",
     "Press",
     "ScriptError",
@@ -44,7 +53,9 @@ __all__ = [
     "Speak",
     "SpeakAudio",
     "Step",
+    "StreamSettings",
     "Transcript",
+    "TwilioWorld",
     "TwimlError",
     "VerbHandler",
     "add_call_arguments",
@@ -54,4 +65,5 @@ __all__ = [
     "run_document",
     "script_from_args",
     "simulate_call",
+    "world_from_args",
 ]

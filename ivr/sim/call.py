@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import format_datetime
+from typing import TYPE_CHECKING
 
 import aiohttp
 
@@ -24,6 +25,9 @@ from ivr.sim.twiml import Reject, Verb
 from ivr.sim.verbs import VerbHandler, default_handlers
 from ivr.sim.webhook import WebhookClient
 
+if TYPE_CHECKING:
+    from ivr.sim.world import TwilioWorld
+
 
 async def simulate_call(
     cfg: SimConfig,
@@ -31,16 +35,22 @@ async def simulate_call(
     *,
     handlers: Mapping[type[Verb], VerbHandler] | None = None,
     http: aiohttp.ClientSession | None = None,
+    world: TwilioWorld | None = None,
 ) -> Transcript:
     """Place one simulated call and return what happened.
 
     `handlers` replaces how verbs are executed (see `default_handlers`);
-    `http` reuses a client session (one is created and closed otherwise).
+    `http` reuses a client session (one is created and closed otherwise);
+    `world` (started) is the Twilio account the call lives in: its REST API
+    can see and change the call, and conferences meet its counselors (its
+    handlers are used unless `handlers` is given).
     """
+    if handlers is None:
+        handlers = world.handlers() if world is not None else default_handlers()
     if http is None:
         async with aiohttp.ClientSession() as own:
-            return await _run(cfg, script, handlers or default_handlers(), own)
-    return await _run(cfg, script, handlers or default_handlers(), http)
+            return await _run(cfg, script, handlers, own, world)
+    return await _run(cfg, script, handlers, http, world)
 
 
 async def _run(
@@ -48,15 +58,23 @@ async def _run(
     script: CallScript,
     handlers: Mapping[type[Verb], VerbHandler],
     http: aiohttp.ClientSession,
+    world: TwilioWorld | None = None,
 ) -> Transcript:
     session = CallSession(cfg, script, WebhookClient(http, cfg))
-    document = await session.fetch_document(cfg.public(cfg.voice_path), "POST", "voice")
-    while document is not None and not session.ended:
-        step = await run_document(session, document, handlers)
-        document = step.document if step.kind == "goto" else None
-    if not session.ended:
-        session.end("server", "call ended")
-    await _status_callback(session)
+    if world is not None:
+        world.attach(session)
+    try:
+        document = await session.fetch_document(cfg.public(cfg.voice_path), "POST", "voice")
+        while document is not None and not session.ended:
+            step = await run_document(session, document, handlers)
+            document = step.document if step.kind == "goto" else None
+        if not session.ended:
+            session.end("server", "call ended")
+        await _status_callback(session)
+    finally:
+        if world is not None:
+            # Legs the server placed for this call end (or are canceled) now.
+            await world.settle(session)
     return session.transcript()
 
 

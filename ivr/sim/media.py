@@ -58,6 +58,7 @@ from ivr.sim.transcript import (
     Heard,
     MarkEchoed,
     Note,
+    Played,
     Pressed,
     Request,
     SpokeAudio,
@@ -81,6 +82,8 @@ MEDIA_FORMAT: Mapping[str, Any] = {"encoding": "audio/x-mulaw", "sampleRate": 80
 USER_AGENT = "Twilio.TmeWs/1.0"
 LANGUAGE_PARAMETERS = ("language", "lang")  # <Parameter> names read as the caller's language
 _NOISE_SEED = 988
+ABNORMAL_CLOSURE = 1006  # RFC 6455: the connection went away without a close frame
+MAX_WALL_LAG = 0.05  # wall seconds behind schedule before pacing starts afresh
 
 
 @dataclass(frozen=True)
@@ -89,10 +92,10 @@ class StreamSettings:
     they say `wall`."""
 
     speed: float = 1.0  # call seconds per wall second (tests use 10 or more)
-    idle_limit: float = 30.0  # caller with nothing left to do: the stream is stopped after this
+    idle_limit: float = 30.0  # caller waiting and server silent this long: stream stopped
     max_seconds: float = 600.0  # no stream runs longer (a server playing audio forever)
     prompt_wait: float = 1.0  # first window: no audio by then means there is no prompt...
-    prompt_wait_wall: float = 0.25  # ...and at least this much wall time went by
+    prompt_wait_wall: float = 0.1  # ...once at least this much wall time went by too
     listen_grace: float = 0.3  # later windows open after a prompt and this much quiet
     key_interval: float = 0.3  # between two keys, as for <Gather>
     noise_rms: float = 40.0  # line noise, 16-bit linear (about -58 dBFS)
@@ -124,7 +127,7 @@ class MediaStreams:
     ) -> None:
         self.settings = settings or StreamSettings()
         self._http = http
-        self._noise = _LineNoise(self.settings.noise_rms)
+        self._noise = _line_noise(self.settings.noise_rms)
 
     async def connect(self, session: CallSession, document: Document, connect: Connect) -> None:
         stream = connect.stream
@@ -261,6 +264,11 @@ def _pcm_bytes(samples: array[int]) -> bytes:
     return samples.tobytes()
 
 
+@functools.lru_cache(maxsize=4)
+def _line_noise(rms: float) -> _LineNoise:
+    return _LineNoise(rms)
+
+
 class _LineNoise:
     """One second of low Gaussian hiss, repeated: what an open phone line
     carries when nobody speaks."""
@@ -373,18 +381,26 @@ class _Caller:
         settings: StreamSettings,
         noise: _LineNoise,
         language_parameter: str | None,
+        after_prompt: bool,
     ) -> None:
         self._session = session
         self._settings = settings
         self._noise = noise
         self._language_parameter = language_parameter
         self.started_at = session.now
+        # A stream opened right after a <Say>/<Play> listens for the answer
+        # to it: no need to wait for a prompt over the stream.
+        self._after_prompt = after_prompt
         self.phase: Phase = "waiting"
         self.windows = 0
         self.last_activity = session.now  # end of the last thing said or pressed
         self._input: CallerInput = Silence()
         self._armed_at = 0.0
-        self._prompt_start = 0.0
+        self._prompt_start = 0.0  # of the prompt the armed input answers
+        self._heard_prompt = False  # whether that prompt came over the stream
+        self._playing_since: float | None = None  # start of the server audio playing now
+        self._last_heard = -1.0  # when server audio last played
+        self._window_closed = session.now  # when the caller last finished an input
         self._audio: asyncio.Task[bytes] | None = None
         self._language: str | None = None
         self._speech = b""
@@ -392,7 +408,7 @@ class _Caller:
         self._keys = ""
         self._next_key_at = 0.0
 
-    def tick(
+    async def tick(
         self, now: float, playing: bool, quiet_since: float | None, wall_elapsed: float
     ) -> tuple[bytes | None, str]:
         """(speech frame or None for line noise, key to send) for this tick.
@@ -401,40 +417,56 @@ class _Caller:
         the server's audio last stopped (None while some is playing or
         buffered)."""
         settings = self._settings
+        if playing:
+            if self._playing_since is None:
+                self._playing_since = now
+            self._last_heard = now
+        prompt_start = self._playing_since
+        if not playing:
+            self._playing_since = None
         if self.phase == "waiting":
             if self.windows == 0:
-                no_prompt = (
+                no_prompt = self._after_prompt or (
                     now - self.started_at >= settings.prompt_wait
                     and wall_elapsed >= settings.prompt_wait_wall
                 )
                 if playing or no_prompt:
-                    self._arm(now, now)
+                    self._arm(now, now, heard=playing)
             elif (
-                quiet_since is not None
-                and quiet_since > self.last_prompt_end_seen
+                self._last_heard >= self._window_closed
+                and quiet_since is not None
                 and now - quiet_since >= settings.listen_grace
             ):
-                self._arm(now, self._last_prompt_start)
+                # A new prompt played out and the server now waits: the
+                # caller answers it (barge-in cannot come earlier than this).
+                self._arm(
+                    now, prompt_start if prompt_start is not None else quiet_since, heard=True
+                )
+        if self.phase == "armed" and playing and not self._heard_prompt:
+            # Armed before any audio came (the prompt seemed to be over), but
+            # the server plays one now: that is the prompt the caller answers.
+            self._heard_prompt = True
+            self._prompt_start = now if prompt_start is None else prompt_start
         if self.phase == "armed":
             start = self._start_time(quiet_since)
-            if start is not None and now >= start:
-                self._begin(now)
+            # Whatever the call clock says, give the server a moment of wall
+            # time to start a prompt before the caller answers a silent line.
+            early = (
+                self.windows == 0
+                and not self._heard_prompt
+                and wall_elapsed < settings.prompt_wait_wall
+            )
+            if start is not None and now >= start and not early:
+                await self._begin(now)
         if self.phase == "acting":
             return self._act(now)
         return None, ""
 
-    # Later windows open only for a prompt that started after the caller's
-    # last window; these two are fed by the stream run.
-    last_prompt_end_seen = -1.0
-    _last_prompt_start = 0.0
-
-    def prompt_started(self, at: float) -> None:
-        self._last_prompt_start = at
-
-    def _arm(self, now: float, prompt_start: float) -> None:
+    def _arm(self, now: float, prompt_start: float, *, heard: bool) -> None:
         self.phase = "armed"
         self._armed_at = now
         self._prompt_start = prompt_start
+        self._heard_prompt = heard
         self._input = self._session.next_input()
         if isinstance(self._input, Speak | SpeakAudio):
             language = self._language_for(self._input)
@@ -455,14 +487,16 @@ class _Caller:
 
     def _start_time(self, quiet_since: float | None) -> float | None:
         caller_input = self._input
-        delay = getattr(caller_input, "delay", 0.0)
+        # Silence has no delay of its own: the caller stays quiet once the
+        # prompt is over, which takes as long as noticing it is over.
+        delay = getattr(caller_input, "delay", self._settings.listen_grace)
         if getattr(caller_input, "barge_in", False):
             return self._prompt_start + delay
         if quiet_since is None:
             return None  # the prompt is still playing: wait for its end
         return max(self._armed_at, quiet_since + delay)
 
-    def _begin(self, now: float) -> None:
+    async def _begin(self, now: float) -> None:
         caller_input = self._input
         session = self._session
         if isinstance(caller_input, Press):
@@ -471,18 +505,16 @@ class _Caller:
             session.record(Pressed(now, caller_input.digits))
             self.phase = "acting"
         elif isinstance(caller_input, Speak | SpeakAudio):
-            task = self._audio
-            if task is None or not task.done():
-                return  # still synthesizing: the caller starts a little later
-            self._audio = None
-            error = task.exception()
-            if error is not None:
-                if not isinstance(error, SpeechError):
-                    raise error
-                session.record(Note(now, f"caller audio unavailable, silence instead: {error}"))
+            task, self._audio = self._audio, None
+            assert task is not None
+            try:
+                # Usually ready long before; if not, the stream waits for it
+                # (in wall time only), so the caller speaks exactly on time.
+                self._speech = await task
+            except SpeechError as exc:
+                session.record(Note(now, f"caller audio unavailable, silence instead: {exc}"))
                 self._finish(now, acted=False)
                 return
-            self._speech = task.result()
             self._pos = 0
             if isinstance(caller_input, Speak):
                 source, language, recording = caller_input.text, self._language, False
@@ -515,13 +547,16 @@ class _Caller:
     def _finish(self, now: float, *, acted: bool) -> None:
         self.phase = "waiting"
         self.windows += 1
+        self._window_closed = now
         if acted:
             self.last_activity = now
 
     def cancel(self) -> None:
-        if self._audio is not None:
-            self._audio.cancel()
-            self._audio = None
+        task, self._audio = self._audio, None
+        if task is not None:
+            if task.done() and not task.cancelled():
+                task.exception()  # retrieved: nobody needs it any more
+            task.cancel()
 
 
 # -- one stream ------------------------------------------------------------------
@@ -558,6 +593,7 @@ class _StreamRun:
         self._segment_start: float | None = None
         self._segment_bytes = 0
         self._quiet_since: float | None = session.now
+        self._line_active = session.now  # end of the last server audio played
         language = next(
             (
                 value
@@ -566,7 +602,7 @@ class _StreamRun:
             ),
             None,
         )
-        self.caller = _Caller(session, settings, noise, language)
+        self.caller = _Caller(session, settings, noise, language, _after_prompt(session))
 
     # -- messages to the server ----------------------------------------------
 
@@ -631,7 +667,7 @@ class _StreamRun:
             }
         )
 
-    async def _echo_mark(self, name: str, *, cleared: bool) -> None:
+    async def _echo_mark(self, name: str, *, cleared: bool, at: float | None = None) -> None:
         await self._send(
             {
                 "event": "mark",
@@ -640,7 +676,7 @@ class _StreamRun:
                 "mark": {"name": name},
             }
         )
-        self.session.record(MarkEchoed(self.session.now, name, cleared))
+        self.session.record(MarkEchoed(self.session.now if at is None else at, name, cleared))
 
     async def _stop(self) -> None:
         session = self.session
@@ -730,9 +766,9 @@ class _StreamRun:
 
     # -- playback and transcript ---------------------------------------------
 
-    def _end_segment(self, ending: str, dropped: int = 0) -> None:
+    def _end_segment(self, ending: str, dropped: int = 0, at: float | None = None) -> None:
         """Record the server audio heard since the last silence, if any."""
-        now = self.session.now
+        now = self.session.now if at is None else at
         if self._segment_start is None and not dropped:
             return
         started = now if self._segment_start is None else self._segment_start
@@ -746,16 +782,16 @@ class _StreamRun:
         """Play one frame of server audio; True if some played."""
         now = self.session.now
         played, marks = self.playback.play_frame()
+        end = now + played / SAMPLE_RATE  # where playback is once this frame is out
         if played:
             if self._segment_start is None:
                 self._segment_start = now
                 self._quiet_since = None
-                self.caller.prompt_started(now)
             self._segment_bytes += played
-        elif self._segment_start is not None and not self.playback.buffered:
-            self._end_segment("finished")
+        if self._segment_start is not None and not self.playback.buffered:
+            self._end_segment("finished", at=end)
         for name in marks:
-            await self._echo_mark(name, cleared=False)
+            await self._echo_mark(name, cleared=False, at=end)
         return played > 0
 
     # -- the loop --------------------------------------------------------------
@@ -767,47 +803,48 @@ class _StreamRun:
             by, reason = await self._loop()
         finally:
             self.caller.cancel()
-            if by_us := not self._server_closed:
+            if not self._server_closed:
+                # Twilio ends its side with `stop`, then closes the socket.
                 await self._stop()
-                if not self.ws.closed:
-                    await self.ws.close()
+                await self.ws.close()
             try:
                 async with asyncio.timeout(self.settings.close_timeout):
                     await receiver
             except TimeoutError:
                 receiver.cancel()
-        del by_us
         seconds = session.now - self.started_at
         session.record(StreamClosed(session.now, self.url, by, reason, self.frames, seconds))
 
     async def _loop(self) -> tuple[str, str]:
         session, settings = self.session, self.settings
         clock = asyncio.get_running_loop()
-        wall_start = clock.time()
+        opened = wall_start = clock.time()  # wall_start: where pacing counts from
         ticks = 0
         while True:
             await self._take_messages()
             if self._server_closed:
                 self._end_segment("stream closed", self.playback.buffered)
-                return "server", "the server closed the websocket"
+                code = self.ws.close_code
+                if code is None or code == ABNORMAL_CLOSURE:
+                    return "server", "the connection dropped without a closing handshake"
+                return "server", f"the server closed the websocket (code {code})"
             now = session.now
             playing = await self._play()
             quiet_since = None if self.playback.buffered or playing else self._quiet_since
-            if quiet_since is not None and self._segment_start is None:
-                self.caller.last_prompt_end_seen = max(
-                    self.caller.last_prompt_end_seen, -1.0
-                )
-            speech, key = self.caller.tick(now, playing, quiet_since, clock.time() - wall_start)
-            await self._send_media(speech.ljust(FRAME_BYTES, b"\xff") if speech else
-                                   self.noise.frame(self.frames))
+            speech, key = await self.caller.tick(
+                now, playing, quiet_since, clock.time() - opened
+            )
+            line = self.noise.frame(self.frames)
+            await self._send_media(line if speech is None else speech + line[len(speech) :])
             if key:
                 await self._send_dtmf(key)
 
-            if self.caller.phase == "waiting" and now - self.caller.last_activity >= (
-                settings.idle_limit
-            ):
+            if playing:
+                self._line_active = now + FRAME_SECONDS
+            idle_since = max(self.caller.last_activity, self._line_active)
+            if self.caller.phase == "waiting" and now - idle_since >= settings.idle_limit:
                 self._end_segment("stream stopped", self.playback.buffered)
-                return "simulator", f"nothing more from the caller for {settings.idle_limit:g}s"
+                return "simulator", f"nobody said anything for {settings.idle_limit:g}s"
             if now - self.started_at >= settings.max_seconds:
                 self._end_segment("stream stopped", self.playback.buffered)
                 return "simulator", f"stream longer than {settings.max_seconds:g}s"
@@ -816,8 +853,22 @@ class _StreamRun:
             if not session.advance(FRAME_SECONDS):
                 return session.hung_up_by or "caller", "the call ended"
             ticks += 1
-            lag = wall_start + ticks * FRAME_SECONDS / settings.speed - clock.time()
-            await asyncio.sleep(max(0.0, lag))
+            ahead = wall_start + ticks * FRAME_SECONDS / settings.speed - clock.time()
+            if ahead < -MAX_WALL_LAG:
+                # Fell behind (a slow event loop, caller audio still being
+                # made): go on from here rather than burst to catch up.
+                wall_start -= ahead
+                ahead = 0.0
+            await asyncio.sleep(max(0.0, ahead))
+
+
+def _after_prompt(session: CallSession) -> bool:
+    """Whether the last thing that happened on the call was a prompt heard."""
+    for entry in reversed(session.transcript().entries):
+        if isinstance(entry, Request | Note | TwimlWarning):
+            continue  # bookkeeping, not something the caller lived through
+        return isinstance(entry, Heard | Played)
+    return False
 
 
 def _frame_ends_call(session: CallSession) -> bool:

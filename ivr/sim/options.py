@@ -10,8 +10,16 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
+from ivr.sim.clock import DEFAULT_SCALE
+from ivr.sim.counselors import (
+    BEHAVIOUR_HELP,
+    DEFAULT_BEHAVIOUR,
+    Behaviour,
+    parse_assignment,
+    parse_behaviour,
+)
 from ivr.sim.errors import ScriptError
 from ivr.sim.geo import number_in_state
 from ivr.sim.script import (
@@ -27,6 +35,11 @@ from ivr.sim.script import (
     Speak,
     SpeakAudio,
 )
+from ivr.speech.audio import load_prompt_wav
+from ivr.speech.errors import AudioFormatError
+
+if TYPE_CHECKING:
+    from ivr.sim.world import TwilioWorld
 
 INPUTS_DEST = "caller_inputs"
 
@@ -63,6 +76,11 @@ class _AppendInput(argparse.Action):
             path = Path(value)
             if not path.is_file():
                 raise ScriptError(f"{value}: no such file")
+            try:
+                # Checked now, so a wrong format stops the command before the call.
+                load_prompt_wav(path)
+            except AudioFormatError as exc:
+                raise ScriptError(str(exc)) from exc
             return SpeakAudio(path)
         return Silence()
 
@@ -134,6 +152,7 @@ def add_call_arguments(parser: argparse.ArgumentParser) -> None:
         "--duplicate-callbacks", action="store_true",
         help="send every action and status callback twice, as Twilio retries can",
     )
+    add_world_arguments(parser)
 
 
 def script_from_args(ns: argparse.Namespace) -> CallScript:
@@ -154,4 +173,76 @@ def script_from_args(ns: argparse.Namespace) -> CallScript:
         ),
         hangup_after=getattr(ns, "hangup_after", None),
         duplicate_callbacks=bool(getattr(ns, "duplicate_callbacks", False)),
+    )
+
+
+# -- the counselors' side (the world the server's REST calls reach) ------------
+
+
+def _counselor(text: str) -> tuple[str, Behaviour]:
+    try:
+        return parse_assignment(text)
+    except ScriptError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _behaviour(text: str) -> Behaviour:
+    try:
+        return parse_behaviour(text)
+    except ScriptError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _milliseconds(text: str) -> float:
+    value = _seconds(text)
+    if not 0 < value <= 1000:
+        raise argparse.ArgumentTypeError("milliseconds must be in (0, 1000]")
+    return value
+
+
+def add_world_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options for the counselors the server calls through the REST API."""
+    parser.add_argument(
+        "--counselor", metavar="TARGET=BEHAVIOUR", type=_counselor, action="append",
+        default=[],
+        help="what the counselor at TARGET (number or SIP URI) does when the server calls: "
+        f"{BEHAVIOUR_HELP}; repeat a TARGET for its successive calls",
+    )
+    parser.add_argument(
+        "--counselors-default", metavar="BEHAVIOUR", type=_behaviour,
+        help="what any other target does (default: accept after 3 s)",
+    )
+    parser.add_argument(
+        "--time-scale", metavar="MS", type=_milliseconds,
+        help="real milliseconds one simulated second lasts while parties wait on each "
+        "other (default 10)",
+    )
+    parser.add_argument(
+        "--api-port", metavar="PORT", type=int, default=0,
+        help="port of the emulated Twilio REST API (default: a free one)",
+    )
+
+
+def world_from_args(
+    ns: argparse.Namespace,
+    *,
+    account_sid: str | None = None,
+    auth_token: str | None = None,
+) -> TwilioWorld:
+    """The (not yet started) TwilioWorld described by add_world_arguments'
+    options; the account defaults to the first call's."""
+    from ivr.sim.world import TwilioWorld
+
+    counselors: dict[str, list[Behaviour]] = {}
+    for target, behaviour in getattr(ns, "counselor", None) or ():
+        counselors.setdefault(target, []).append(behaviour)
+    default: Behaviour | None = getattr(ns, "counselors_default", None)
+    scale_ms: float | None = getattr(ns, "time_scale", None)
+    return TwilioWorld(
+        account_sid=account_sid,
+        auth_token=auth_token,
+        counselors=counselors,
+        default=default or DEFAULT_BEHAVIOUR,
+        time_scale=DEFAULT_SCALE if scale_ms is None else scale_ms / 1000,
+        port=int(getattr(ns, "api_port", 0) or 0),
     )

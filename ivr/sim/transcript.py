@@ -150,6 +150,37 @@ class CounselorJoined(Entry):
 
 
 @dataclass(frozen=True)
+class LegEvent(Entry):
+    """Something that happened on a call the server placed through the REST
+    API (a counselor's leg): called, refused by the API, ringing, answered,
+    heard, pressed, pressed nothing, joined conference, left conference,
+    redirected by the server, then its final status (completed, canceled,
+    busy, no-answer, failed) with the reason as detail."""
+
+    target: str
+    event: str
+    detail: str = ""
+    sid: str = ""
+
+    def describe(self) -> str:
+        detail = f": {self.detail}" if self.detail else ""
+        return f"counselor {self.target} {self.event}{detail}"
+
+
+@dataclass(frozen=True)
+class ConferenceEvent(Entry):
+    """A conference the caller is in started or ended."""
+
+    name: str
+    event: str  # started, ended
+    reason: str = ""
+
+    def describe(self) -> str:
+        reason = f" ({self.reason})" if self.reason else ""
+        return f"conference {self.name} {self.event}{reason}"
+
+
+@dataclass(frozen=True)
 class OnHold(Entry):
     seconds: float
     reason: str

@@ -15,9 +15,9 @@ from ivr.sim.hold import (
     ConferenceDriver,
     LonelyConference,
     MediaStreamDriver,
-    NoMediaStreams,
     hold,
 )
+from ivr.sim.media import MediaStreams
 from ivr.sim.prompts import play, render, say_or_play
 from ivr.sim.script import Press, Silence, Speak, SpeakAudio
 from ivr.sim.session import CONTINUE, END, CallSession, Document, Step, new_sid
@@ -341,7 +341,7 @@ def default_handlers(
         Dial: DialHandler(conference or LonelyConference()),
         Hangup: handle_hangup,
         Reject: handle_reject,
-        Connect: ConnectHandler(media or NoMediaStreams()),
+        Connect: ConnectHandler(media or MediaStreams()),
         Start: handle_start,
         Stop: handle_stop,
         Enqueue: handle_enqueue,

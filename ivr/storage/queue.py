@@ -12,6 +12,14 @@ The state changes live in SQL functions (migration 002): each is one round
 trip and takes its row locks in one fixed order, so concurrent instances
 never deadlock and never see a half-made offer.
 
+How `claim_offers` stays cheap with hundreds of callers waiting: it locks the
+free counselors (SKIP LOCKED: a second instance claiming at the same moment
+gets the others, or returns at once); finds the eligible lists naming one of
+them (a list is stored once for all the callers sharing it, table
+`eligibility`); walks only the callers holding such a list, oldest first,
+looking up each one's best counselor by primary key; locks only the callers
+it matched; and writes every offer in one statement.
+
 What happens to the counselor when an offer ends without a conversation, as
 in a contact center: no answer ('missed') or an unreachable address
 ('failed') sets them 'offline' (not ready), so the next caller is not rung to
@@ -96,6 +104,8 @@ async def enqueue(
             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
             ON CONFLICT (call_sid) DO NOTHING
             RETURNING call_sid
+        ), g AS (
+            INSERT INTO eligibility (members) SELECT $8 FROM w ON CONFLICT DO NOTHING
         )
         SELECT count(*) FROM (SELECT ivr_routing_changed() FROM w) n
         """,
@@ -112,6 +122,32 @@ async def set_tier(
         "SELECT * FROM ivr_set_tier($1, $2, $3, $4)",
         call_sid, tier_index, tier_kind, list(eligible),
     ))
+
+
+async def requeue(
+    pool: asyncpg.Pool, call_sid: str, tier_index: int, tier_kind: str, eligible: Sequence[str]
+) -> bool:
+    """Put a connected caller back on the line (the counselor's leg dropped).
+
+    They keep their place (enqueued_at): the longest waiting is served first.
+    False when the caller was not connected.
+    """
+    updated: int = await pool.fetchval(
+        """
+        WITH w AS (
+            UPDATE waiting SET status = 'waiting', offered_counselor = NULL,
+                               tier_index = $2, tier_kind = $3, eligible = $4,
+                               tier_started_at = clock_timestamp(), updated_at = now()
+            WHERE call_sid = $1 AND status = 'connected'
+            RETURNING call_sid
+        ), g AS (
+            INSERT INTO eligibility (members) SELECT $4 FROM w ON CONFLICT DO NOTHING
+        )
+        SELECT count(*) FROM (SELECT ivr_routing_changed() FROM w) n
+        """,
+        call_sid, tier_index, tier_kind, list(eligible),
+    )
+    return updated == 1
 
 
 async def dequeue(pool: asyncpg.Pool, call_sid: str, status: FinalStatus) -> list[Offer]:

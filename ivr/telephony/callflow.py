@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,7 +22,10 @@ from ivr.flow.model import Flow, FlowSet
 from ivr.flow.runtime import Answer, Ask, CallState, Start, TransferTo, Turn, new_call, step
 from ivr.routing.location import Location
 from ivr.storage import calls as db
-from ivr.telephony.twiml import DialStep, Renderer
+from ivr.storage import transfers as outcomes
+from ivr.telephony.dialplan import DialStep, Step, step_from_json
+from ivr.telephony.transfer import Transfers, conference_name, transfer_record
+from ivr.telephony.twiml import Renderer
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +37,7 @@ KEPT_PARAMS = (
     "FromState", "CallDuration", "ErrorCode", "StirVerstat", "AnsweredBy",
 )
 ANSWERED = ("completed", "answered")
+FINAL_STATUSES = ("completed", "busy", "failed", "no-answer", "canceled")
 # After the national backup itself went unanswered, ring it again this many
 # times before giving up: there is nowhere further to fail over to.
 BACKUP_REDIALS = 2
@@ -49,7 +53,7 @@ class CallerInfo:
     caller_hash: str | None
 
 
-StepsFor = Callable[[TransferTo, str | None], Sequence[DialStep]]
+StepsFor = Callable[[TransferTo, str | None], Sequence[Step]]
 
 
 class CallFlow:
@@ -59,6 +63,7 @@ class CallFlow:
         flows: FlowSet,
         renderer: Renderer,
         steps_for: StepsFor,
+        transfers: Transfers,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         speech_languages: frozenset[str] = frozenset(),
     ) -> None:
@@ -66,6 +71,7 @@ class CallFlow:
         self.flows = flows
         self.renderer = renderer
         self.steps_for = steps_for
+        self.transfers = transfers
         self.clock = clock
         self.speech_languages = speech_languages  # languages with a Vosk model loaded
 
@@ -76,7 +82,7 @@ class CallFlow:
         loc = caller.location
         state = new_call(flow, loc.state, loc.source)
         turn = step(flow, state, Start(self.clock()))
-        twiml, phase, transfer, listen = self._render_turn(sid, turn)
+        twiml, phase, transfer, listen = await self._render_turn(sid, turn)
         events = [
             _webhook_event("voice", params),
             ("located", {"state": loc.state, "source": loc.source, "area_code": loc.area_code}),
@@ -102,6 +108,8 @@ class CallFlow:
         )
         if created:
             log.info("call %s started flow %s in %s", sid, flow.id, loc.state or "unknown state")
+            if transfer is not None:
+                await self.transfers.entered(sid, transfer)
             return twiml
         return await self._replay(sid, "voice", params)
 
@@ -142,64 +150,98 @@ class CallFlow:
             unrecognised=bool(heard.get("unrecognised", False)),
         )
         turn = step(flow, state, event)
-        twiml, phase, transfer, listen = self._render_turn(sid, turn)
+        twiml, phase, transfer, listen = await self._render_turn(sid, turn)
         events = [_webhook_event(kind, params), *_turn_events(turn, twiml, transfer)]
         if await db.advance_call(
             self.pool, call_sid=sid, expected_seq=row.seq, seq=turn.state.seq,
             state=turn.state.to_json(), phase=phase, transfer=transfer, twiml=twiml,
             events=events, listen=listen,
         ):
+            if transfer is not None:
+                await self.transfers.entered(sid, transfer)
             return twiml
         return await self._replay(sid, kind, params)
 
     # Transfer progress -----------------------------------------------------
 
     async def dial_result(self, sid: str, seq: int, params: Mapping[str, str]) -> str:
-        row = await self._row(sid)
-        if row.seq != seq or row.phase != "transfer" or row.transfer is None:
-            return await self._replay(sid, "dial", params, row)
+        """A dial step ended: answered is the end of the call, anything else the next step."""
         status = params.get("DialCallStatus", "")
+        return await self._step_ended(sid, seq, params, "dial", answered=status in ANSWERED)
+
+    async def conference_ended(self, sid: str, seq: int, params: Mapping[str, str]) -> str:
+        """The caller's conference ended: after a counselor, the call is over."""
+        row = await self._row(sid)
+        if row.phase in ("connected", "ended"):
+            await db.add_events(self.pool, sid, [_webhook_event("conference-end", params)])
+            return self.renderer.goodbye()
+        return await self._step_ended(sid, seq, params, "conference-end", answered=False, row=row)
+
+    async def resume(self, sid: str, seq: int, params: Mapping[str, str]) -> str:
+        """Where a caller taken out of the conference by the REST API lands."""
+        return await self._replay(sid, "resume", params)
+
+    async def _step_ended(
+        self, sid: str, seq: int, params: Mapping[str, str], kind: str, *,
+        answered: bool, row: db.CallRow | None = None,
+    ) -> str:
+        row = row or await self._row(sid)
+        if row.seq != seq or row.phase != "transfer" or row.transfer is None:
+            return await self._replay(sid, kind, params, row)
         transfer = dict(row.transfer)
-        steps = [DialStep(**{**s, "targets": tuple(s["targets"])}) for s in transfer["steps"]]
-        current = steps[transfer["index"]]
+        steps = [step_from_json(s) for s in transfer["steps"]]
+        current = steps[int(transfer["index"])]
         state = CallState.from_json(row.state)
         new_seq = row.seq + 1
-        events: list[db.Event] = [_webhook_event("dial", params)]
-        if status in ANSWERED:
+        events: list[db.Event] = [_webhook_event(kind, params)]
+        if answered:
             phase = "ended"
-            transfer["answered"] = {"tier": current.tier, "name": current.name}
             twiml = self.renderer.goodbye()
-            events.append(("answered", {"tier": current.tier, "name": current.name}))
+            await outcomes.answered(self.pool, sid, current.tier, current.name,
+                                    self._in_state(current, row.location_state))
         else:
             phase = "transfer"
-            missed = {"tier": current.tier, "name": current.name, "status": status}
-            events.append(("missed", missed))
-            if current.last:
+            events.append(("missed", {"tier": current.tier, "name": current.name,
+                                      "status": params.get("DialCallStatus", "")}))
+            nxt: int | None
+            if isinstance(current, DialStep) and current.last:
                 transfer["redials"] = transfer.get("redials", 0) + 1
-                nxt = current if transfer["redials"] <= BACKUP_REDIALS else None
+                nxt = int(transfer["index"]) if transfer["redials"] <= BACKUP_REDIALS else None
             else:
-                transfer["index"] += 1
-                nxt = steps[transfer["index"]]
+                nxt = await self.transfers.usable(steps, int(transfer["index"]) + 1)
+                nxt = len(steps) - 1 if nxt is None else nxt
             if nxt is None:
                 phase = "ended"
                 twiml = self.renderer.goodbye()
                 events.append(("unreached", {}))
             else:
-                twiml = self.renderer.dial_step(nxt, new_seq, state.language)
-                events.append(("dialing", {"tier": nxt.tier, "name": nxt.name}))
+                transfer["index"] = nxt
+                twiml = self.transfers.render_step(sid, steps[nxt], new_seq, state.language)
+                events.append(("dialing", {"tier": steps[nxt].tier, "name": steps[nxt].name}))
         events.append(("twiml", {"xml": twiml}))
         if await db.advance_call(
             self.pool, call_sid=sid, expected_seq=row.seq, seq=new_seq,
             state=replace(state, seq=new_seq).to_json(), phase=phase, transfer=transfer,
             twiml=twiml, events=events,
         ):
+            if phase == "transfer":
+                await self.transfers.entered(sid, transfer)
             return twiml
-        return await self._replay(sid, "dial", params)
+        return await self._replay(sid, kind, params)
+
+    def _in_state(self, step: Step, state: str | None) -> bool | None:
+        if state is None:
+            return None
+        centers = [self.transfers.plan.centers[c] for c in step.centers
+                   if c in self.transfers.plan.centers]
+        return any(state in c.serves for c in centers)
 
     async def status(self, sid: str, params: Mapping[str, str]) -> bool:
-        return await db.record_status(
-            self.pool, sid, params.get("CallStatus", ""), _kept(params)
-        )
+        status = params.get("CallStatus", "")
+        known = await db.record_status(self.pool, sid, status, _kept(params))
+        if known and status in FINAL_STATUSES:
+            await self.transfers.caller_gone(sid)
+        return known
 
     # Helpers ---------------------------------------------------------------
 
@@ -225,20 +267,21 @@ class CallFlow:
             raise UnknownCall(f"flow {state.flow_id!r} no longer has node {state.node!r}")
         return flow
 
-    def _render_turn(
+    async def _render_turn(
         self, sid: str, turn: Turn
     ) -> tuple[str, str, dict[str, Any] | None, dict[str, Any] | None]:
         """(TwiML, phase, transfer progress, listening-menu record) for a turn."""
         wait = turn.wait
         if isinstance(wait, TransferTo):
             steps = list(self.steps_for(wait, turn.state.caller_state))
-            transfer: dict[str, Any] = {
-                "queue": wait.queue,
-                "line": wait.line,
-                "steps": [asdict(s) for s in steps],
-                "index": 0,
-            }
-            twiml = self.renderer.flow_turn(turn.actions, turn.state.seq, after=steps[:1])
+            index = await self.transfers.usable(steps, 0)
+            index = len(steps) - 1 if index is None else index
+            transfer = transfer_record(
+                steps, index, queue_name=wait.queue, line=wait.line, language=wait.language,
+                need=wait.need, caller_state=turn.state.caller_state,
+            )
+            twiml = self.renderer.flow_turn(
+                turn.actions, turn.state.seq, then=(conference_name(sid), steps[index]))
             return twiml, "transfer", transfer, None
         listen = self._listen_record(wait, turn.state.seq) if isinstance(wait, Ask) else None
         token = listen["token"] if listen else None

@@ -1,41 +1,88 @@
-"""From a flow's transfer to the ordered dial steps that reach a human.
+"""From a flow's transfer to the ordered steps that reach a human.
 
-Each routing tier becomes one <Dial> ringing every target of the tier at
-once (counselors' phones or SIP URIs, or a center's external number). The
+A tier with counselors becomes a warm step: the caller waits in a conference
+of their own while counselors of the tier are offered the call one at a
+time. A tier of external centers, a special line and the national backup
+become dial steps: one <Dial> ringing every number of the step at once. The
 national backup is always the last step, whatever the plan resolved.
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+from typing import Any
+
 from ivr.flow.runtime import TransferTo
 from ivr.routing.plan import RoutingPlan
 from ivr.routing.tiers import resolve
-from ivr.telephony.twiml import DialStep
 
 # How long the national backup rings before we redial it.
 BACKUP_RING_SECONDS = 60
 
 
-def dial_steps(
+@dataclass(frozen=True)
+class DialStep:
+    """Ring every target at once for `timeout` seconds."""
+
+    tier: str
+    name: str
+    targets: tuple[str, ...]  # E.164 numbers or sip: URIs
+    timeout: int
+    last: bool = False  # the national backup: nothing after it
+    centers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class WarmStep:
+    """Offer the caller to the tier's counselors, best first, within `timeout` seconds."""
+
+    tier: str
+    name: str
+    counselors: tuple[str, ...]  # ids, in preference order
+    timeout: int
+    skip_when_unavailable: bool
+    centers: tuple[str, ...] = ()
+
+
+Step = DialStep | WarmStep
+
+
+def transfer_steps(
     plan: RoutingPlan, transfer: TransferTo, caller_state: str | None, backup: str
-) -> list[DialStep]:
-    steps: list[DialStep] = []
+) -> list[Step]:
+    steps: list[Step] = []
     if transfer.line is not None:
         line = plan.lines[transfer.line]
         steps.append(DialStep("line", line.id, (line.number,), BACKUP_RING_SECONDS))
     elif transfer.queue is not None:
-        for target in resolve(plan, transfer.queue, caller_state, transfer.language, transfer.need):
+        targets = resolve(plan, transfer.queue, caller_state, transfer.language, transfer.need)
+        for target in targets:
             if target.kind == "national":
                 continue  # added below, once, as the last step
-            # The resolved counselors are already filtered by language and skill.
-            numbers = [*target.external_numbers, *(c.address for c in target.counselors)]
-            if numbers:
-                name = ",".join(c.id for c in target.centers)
-                steps.append(
-                    DialStep(target.kind, name, tuple(numbers), round(target.ring_timeout))
-                )
+            name = ",".join(c.id for c in target.centers)
+            centers = tuple(c.id for c in target.centers)
+            timeout = round(target.ring_timeout)
+            # Resolved counselors are already filtered by language, best skill first.
+            if target.counselors:
+                ids = tuple(c.id for c in target.counselors)
+                steps.append(WarmStep(target.kind, name, ids, timeout,
+                                      target.skip_when_unavailable, centers))
+            if target.external_numbers:
+                steps.append(DialStep(target.kind, name, tuple(target.external_numbers),
+                                      timeout, centers=centers))
     national = plan.national_backup
-    steps.append(
-        DialStep("national", national.id, (backup,), BACKUP_RING_SECONDS, last=True)
-    )
+    steps.append(DialStep("national", national.id, (backup,), BACKUP_RING_SECONDS, last=True))
     return steps
+
+
+def step_to_json(step: Step) -> dict[str, Any]:
+    return {"mode": "warm" if isinstance(step, WarmStep) else "dial", **asdict(step)}
+
+
+def step_from_json(data: dict[str, Any]) -> Step:
+    fields = {k: v for k, v in data.items() if k != "mode"}
+    if data.get("mode") == "warm":
+        return WarmStep(**{**fields, "counselors": tuple(fields["counselors"]),
+                           "centers": tuple(fields.get("centers", ()))})
+    return DialStep(**{**fields, "targets": tuple(fields["targets"]),
+                       "centers": tuple(fields.get("centers", ()))})

@@ -7,29 +7,20 @@ was given, so the URL must be exactly the one we validate against).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from urllib.parse import urlencode
 
 from twilio.twiml.voice_response import Dial, Gather, VoiceResponse
 
 from ivr.flow.model import PromptCatalog
-from ivr.flow.runtime import Action, Ask, HangUp, Speak
+from ivr.flow.runtime import Action, Ask, HangUp, Speak, TransferTo
+from ivr.telephony.dialplan import DialStep, Step
 
 # Twilio's <Say> takes a locale; flows name languages by their two-letter code.
 # The catalog's `locale` wins; these are for catalogs that do not set one.
 SAY_LOCALES = {"en": "en-US", "es": "es-US", "ko": "ko-KR"}
-
-
-@dataclass(frozen=True)
-class DialStep:
-    """One attempt to reach a human: ring every target at once for `timeout` seconds."""
-
-    tier: str
-    name: str
-    targets: tuple[str, ...]  # E.164 numbers or sip: URIs
-    timeout: int
-    last: bool = False  # the national backup: nothing after it
+STAFF_LANGUAGE = "en"  # counselors hear whispers in the staff language
+HOLD_PAUSE = 20  # seconds of quiet between reassurances without hold music
 
 
 class Renderer:
@@ -68,13 +59,14 @@ class Renderer:
         self,
         actions: Sequence[Action],
         seq: int,
-        after: Iterable[DialStep] = (),
+        *,
         listen_token: str | None = None,
+        then: tuple[str, Step] | None = None,
     ) -> str:
-        """TwiML for a flow turn; a transfer's first dial step comes in `after`.
+        """TwiML for a flow turn.
 
         With a `listen_token` the menu listens over a media stream instead of
-        a <Gather>.
+        a <Gather>; `then` is a transfer's first step (conference name, step).
         """
         response = VoiceResponse()
         for action in actions:
@@ -88,9 +80,70 @@ class Renderer:
                 case HangUp():
                     response.hangup()
                 case _:
-                    pass  # TransferTo: the dial steps below say how
-        for step in after:
+                    pass  # TransferTo: `then` says how
+        if then is not None:
+            language = next((a.language for a in actions if isinstance(a, TransferTo)), "en")
+            self._step(response, then[0], then[1], seq, language)
+        return str(response)
+
+    def step(self, conference: str, step: Step, seq: int, language: str) -> str:
+        """TwiML for a transfer step on its own (the next tier)."""
+        response = VoiceResponse()
+        if isinstance(step, DialStep) and step.last:
+            self._speak(response, language, "backup_connecting")
+        self._step(response, conference, step, seq, language)
+        return str(response)
+
+    def _step(
+        self, response: VoiceResponse, conference: str, step: Step, seq: int, language: str
+    ) -> None:
+        if isinstance(step, DialStep):
             self._dial(response, step, seq)
+            return
+        # The caller waits alone (startConferenceOnEnter false: hold audio from
+        # waitUrl) until a counselor who accepted joins and starts it.
+        dial = response.dial(action=self.url("/twilio/conference-end", seq=seq), method="POST")
+        dial.conference(
+            conference,
+            start_conference_on_enter=False,
+            end_conference_on_exit=True,
+            beep=False,
+            wait_url=self.url("/twilio/hold", lang=language),
+            wait_method="POST",
+        )
+
+    def hold(self, language: str) -> str:
+        """The wait URL document, played in a loop while the caller waits."""
+        response = VoiceResponse()
+        self._speak(response, language, "hold_reassurance")
+        prompt = self.prompts.get(language, "hold_music")
+        if prompt is not None and prompt.recording is not None:
+            response.play(self.url(f"/prompts/{language}/hold_music.wav"))
+        else:
+            response.pause(length=HOLD_PAUSE)
+        return str(response)
+
+    def whisper(self, offer_id: int, values: Mapping[str, object]) -> str:
+        """What a counselor hears on answering: who is waiting, and press 1."""
+        response = VoiceResponse()
+        action = self.url("/twilio/whisper-answer", offer=offer_id)
+        gather = response.gather(input="dtmf", num_digits=1, timeout=8, action=action,
+                                 method="POST")
+        self._speak(gather, STAFF_LANGUAGE, "whisper", values)
+        response.redirect(action, method="POST")  # no key: not accepted
+        return str(response)
+
+    def join_conference(self, conference: str) -> str:
+        response = VoiceResponse()
+        dial = response.dial()
+        dial.conference(conference, start_conference_on_enter=True,
+                        end_conference_on_exit=True, beep=False)
+        return str(response)
+
+    def counselor_goodbye(self, prompt_id: str) -> str:
+        response = VoiceResponse()
+        self._speak(response, STAFF_LANGUAGE, prompt_id)
+        response.hangup()
         return str(response)
 
     def _gather(self, response: VoiceResponse, ask: Ask, seq: int) -> None:
@@ -134,13 +187,6 @@ class Renderer:
             else:
                 dial.number(target)
 
-    def dial_step(self, step: DialStep, seq: int, language: str | None = None) -> str:
-        response = VoiceResponse()
-        if language and step.last:
-            self._speak(response, language, "backup_connecting")
-        self._dial(response, step, seq)
-        return str(response)
-
     def goodbye(self) -> str:
         response = VoiceResponse()
         response.hangup()
@@ -155,6 +201,12 @@ def failsafe(backup_number: str) -> str:
     """
     response = VoiceResponse()
     response.dial(backup_number, timeout=60)
+    return str(response)
+
+
+def hangup_only() -> str:
+    response = VoiceResponse()
+    response.hangup()
     return str(response)
 
 

@@ -15,7 +15,7 @@ from aiohttp import web
 from ivr.routing.location import caller_hash, locate
 from ivr.telephony.callflow import CallerInfo, CallFlow
 from ivr.telephony.signature import form_of
-from ivr.telephony.twiml import failsafe
+from ivr.telephony.twiml import failsafe, hangup_only
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +81,52 @@ async def listen(request: web.Request, sid: str) -> str:
 
 
 @voice_webhook
+async def conference_end(request: web.Request, sid: str) -> str:
+    return await request.app[Keys.callflow].conference_ended(sid, _seq(request), form_of(request))
+
+
+@voice_webhook
+async def resume(request: web.Request, sid: str) -> str:
+    return await request.app[Keys.callflow].resume(sid, _seq(request), form_of(request))
+
+
+async def hold(request: web.Request) -> web.Response:
+    """The conference wait URL: reassurance and hold audio, no database needed."""
+    language = request.query.get("lang", "en")
+    return twiml(request.app[Keys.callflow].renderer.hold(language))
+
+
+def _offer(request: web.Request) -> int:
+    return int(request.query.get("offer", ""))
+
+
+async def whisper(request: web.Request) -> web.Response:
+    """A counselor answered: tell them who is waiting; they press 1 to accept."""
+    transfers = request.app[Keys.callflow].transfers
+    try:
+        return twiml(await transfers.whisper(_offer(request)))
+    except Exception:
+        log.exception("whisper for %s failed", request.query_string)
+        return twiml(hangup_only())
+
+
+async def whisper_answer(request: web.Request) -> web.Response:
+    transfers = request.app[Keys.callflow].transfers
+    digits = form_of(request).get("Digits", "").strip()
+    try:
+        return twiml(await transfers.whisper_answer(_offer(request), digits))
+    except Exception:
+        log.exception("whisper answer for %s failed", request.query_string)
+        return twiml(hangup_only())
+
+
+async def leg_status(request: web.Request) -> web.Response:
+    status = form_of(request).get("CallStatus", "")
+    await request.app[Keys.callflow].transfers.leg_status(_offer(request), status)
+    return web.Response(status=204)
+
+
+@voice_webhook
 async def dial(request: web.Request, sid: str) -> str:
     return await request.app[Keys.callflow].dial_result(sid, _seq(request), form_of(request))
 
@@ -106,5 +152,11 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/twilio/gather", gather)
     app.router.add_post("/twilio/listen", listen)
     app.router.add_post("/twilio/dial", dial)
+    app.router.add_post("/twilio/conference-end", conference_end)
+    app.router.add_post("/twilio/resume", resume)
+    app.router.add_post("/twilio/hold", hold)
+    app.router.add_post("/twilio/whisper", whisper)
+    app.router.add_post("/twilio/whisper-answer", whisper_answer)
+    app.router.add_post("/twilio/leg-status", leg_status)
     app.router.add_post("/twilio/fallback", fallback)
     app.router.add_post("/twilio/status", status)

@@ -219,3 +219,11 @@ async def test_queue_view_has_no_phone_numbers(client: Client, pool: asyncpg.Poo
     assert old["tier"]["index"] == 0 and old["tier"]["kind"] == "local"
     assert 29 <= old["waited_seconds"] < 60
     assert "+1" not in json.dumps(data)
+
+
+async def test_no_pool_yet_is_503(aiohttp_client: Any) -> None:
+    root = web.Application()
+    root.add_subapp("/admin", create_admin_app(TOKEN, POOL, ["tx"]))
+    client = await aiohttp_client(root)
+    resp = await client.get("/admin/queue", headers=AUTH)
+    assert resp.status == 503 and "error" in await body(resp)

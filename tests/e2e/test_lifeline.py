@@ -6,13 +6,16 @@ import asyncpg
 import pytest
 
 from ivr.config import Settings
-from ivr.sim import CallScript, DialOutcome, Press, Silence, simulate_call
+from ivr.sim import CallScript, NoAnswer, Press, Silence, TwilioWorld, simulate_call
 from ivr.sim.config import SimConfig
-from ivr.sim.transcript import Dialed, Heard, Transcript
+from ivr.sim.script import DialOutcome
+from ivr.sim.transcript import CounselorJoined, Dialed, Heard, Transcript
 
 TX_CALLER = "+15125550123"
 NATIONAL = "+18005550100"
 VETERANS = "+18005550111"
+TX_ENGLISH = {"+15125550101", "sip:ben@tx-crisis.example.org"}  # Ana (en, es), Ben (en)
+TX_SPANISH = {"+15125550101", "+15125550103"}  # Ana, Carla (es)
 
 
 def heard(t: Transcript, fragment: str) -> list[Heard]:
@@ -23,73 +26,104 @@ def dialed(t: Transcript) -> list[Dialed]:
     return list(t.of_type(Dialed))
 
 
-async def test_silence_goes_to_the_local_english_counselors(sim: SimConfig) -> None:
-    t = await simulate_call(sim, CallScript(from_number=TX_CALLER, inputs=(Silence(),)))
+def joined(t: Transcript) -> str:
+    """Who picked the caller up."""
+    people = t.of_type(CounselorJoined)
+    assert len(people) == 1, t.format()
+    return people[0].who
+
+
+async def test_silence_goes_to_a_local_english_counselor(
+    sim: SimConfig, world: TwilioWorld
+) -> None:
+    t = await simulate_call(sim, CallScript(from_number=TX_CALLER, inputs=(Silence(),)),
+                            world=world)
     assert t.reached_human, t.format()
     assert {h.language for h in t.of_type(Heard)} == {"en-US"}
     assert len(heard(t, "press 1")) == 1  # silence never replays the menu
-    first = dialed(t)[0]
-    # Texas center, English speakers only: Ana (en, es) and Ben (en, SIP), not Carla (es).
-    assert set(first.targets) == {"+15125550101", "sip:ben@tx-crisis.example.org"}
+    assert heard(t, "If you are in immediate danger, call 911")  # hold reassurance
+    assert joined(t) in TX_ENGLISH
+    assert not dialed(t)  # a warm transfer: the caller never left their conference
 
 
-async def test_veteran_presses_1_and_reaches_the_veterans_line(sim: SimConfig) -> None:
-    t = await simulate_call(sim, CallScript(from_number=TX_CALLER, inputs=(Press("1"),)))
+async def test_veteran_presses_1_and_reaches_the_veterans_line(
+    sim: SimConfig, world: TwilioWorld
+) -> None:
+    t = await simulate_call(sim, CallScript(from_number=TX_CALLER, inputs=(Press("1"),)),
+                            world=world)
     assert t.reached_human, t.format()
     assert heard(t, "Veterans Crisis Line")
     assert dialed(t)[0].targets == (VETERANS,)
 
 
-async def test_spanish_presses_2_and_continues_in_spanish(sim: SimConfig) -> None:
-    t = await simulate_call(sim, CallScript(from_number=TX_CALLER, inputs=(Press("2"),)))
+async def test_spanish_presses_2_and_continues_in_spanish(
+    sim: SimConfig, world: TwilioWorld
+) -> None:
+    t = await simulate_call(sim, CallScript(from_number=TX_CALLER, inputs=(Press("2"),)),
+                            world=world)
     assert t.reached_human, t.format()
-    after = [h for h in t.of_type(Heard) if h.at >= t.of_type(Heard)[1].at][1:]
+    pressed_at = next(e.at for e in t.entries if type(e).__name__ == "Pressed")
+    after = [h for h in t.of_type(Heard) if h.at > pressed_at]
     assert after and all(h.language == "es-US" for h in after)
-    assert heard(t, "español")
-    # Spanish speakers of the Texas center: Ana and Carla, not Ben.
-    assert set(dialed(t)[0].targets) == {"+15125550101", "+15125550103"}
+    assert heard(t, "Si está en peligro inmediato")  # reassurance on hold, in Spanish
+    assert joined(t) in TX_SPANISH
 
 
-async def test_wrong_key_replays_the_menu_once_then_connects(sim: SimConfig) -> None:
+async def test_wrong_key_replays_the_menu_once_then_connects(
+    sim: SimConfig, world: TwilioWorld
+) -> None:
     t = await simulate_call(sim, CallScript(from_number=TX_CALLER,
-                                            inputs=(Press("9"), Press("7"), Press("5"))))
+                                            inputs=(Press("9"), Press("7"), Press("5"))),
+                            world=world)
     assert t.reached_human, t.format()
     assert len(heard(t, "press 1")) == 2  # the first play and one replay, never more
     assert len(heard(t, "Sorry")) == 1
     assert heard(t, "Connecting you with a crisis counselor")
 
 
-async def test_wrong_key_then_silence_connects(sim: SimConfig) -> None:
+async def test_wrong_key_then_silence_connects(sim: SimConfig, world: TwilioWorld) -> None:
     t = await simulate_call(sim, CallScript(from_number=TX_CALLER,
-                                            inputs=(Press("9"), Silence())))
+                                            inputs=(Press("9"), Silence())), world=world)
     assert t.reached_human, t.format()
     assert len(heard(t, "press 1")) == 2
 
 
-async def test_wrong_key_then_spanish_on_the_replay(sim: SimConfig) -> None:
+async def test_wrong_key_then_spanish_on_the_replay(
+    sim: SimConfig, world: TwilioWorld
+) -> None:
     t = await simulate_call(sim, CallScript(from_number=TX_CALLER,
-                                            inputs=(Press("9"), Press("2"))))
+                                            inputs=(Press("9"), Press("2"))), world=world)
     assert t.reached_human
     assert heard(t, "Le estamos comunicando")
 
 
-async def test_unanswered_tiers_fall_back_to_the_national_backup(sim: SimConfig) -> None:
+NOBODY_LOCAL = {t: NoAnswer() for t in TX_ENGLISH | TX_SPANISH}
+
+
+@pytest.mark.counselors(counselors=NOBODY_LOCAL)
+async def test_unanswered_tiers_fall_back_to_the_national_backup(
+    sim: SimConfig, world: TwilioWorld
+) -> None:
     script = CallScript(from_number=TX_CALLER, inputs=(Silence(),),
-                        dial_outcomes=(DialOutcome("busy"), DialOutcome("no-answer"),
-                                       DialOutcome("answer")))
-    t = await simulate_call(sim, script)
+                        dial_outcomes=(DialOutcome("busy"), DialOutcome("answer")))
+    t = await simulate_call(sim, script, world=world)
     assert t.reached_human, t.format()
+    rung = {leg.who for leg in world.legs}
+    assert rung == TX_ENGLISH  # both local English counselors were offered the call
     calls = dialed(t)
-    assert [d.outcome for d in calls] == ["busy", "no-answer", "answered"]
+    assert [d.outcome for d in calls] == ["busy", "answered"]
+    assert calls[0].targets != (NATIONAL,)  # the regional backup first
     assert calls[-1].targets == (NATIONAL,)
-    assert len({d.targets for d in calls}) == 3  # each tier rings someone else
     assert heard(t, "national network")
 
 
-async def test_nobody_answers_anywhere_ends_without_a_loop(sim: SimConfig) -> None:
+@pytest.mark.counselors(counselors=NOBODY_LOCAL)
+async def test_nobody_answers_anywhere_ends_without_a_loop(
+    sim: SimConfig, world: TwilioWorld
+) -> None:
     script = CallScript(from_number=TX_CALLER, inputs=(Silence(),),
                         dial_outcomes=tuple(DialOutcome("no-answer") for _ in range(10)))
-    t = await simulate_call(sim, script)
+    t = await simulate_call(sim, script, world=world)
     assert not t.reached_human
     assert not t.loop_detected and not t.fallback_used
     calls = dialed(t)
@@ -98,18 +132,25 @@ async def test_nobody_answers_anywhere_ends_without_a_loop(sim: SimConfig) -> No
     assert t.hung_up_by == "server"
 
 
-async def test_new_york_spanish_caller_skips_the_english_only_center(sim: SimConfig) -> None:
+async def test_new_york_spanish_caller_skips_the_english_only_center(
+    sim: SimConfig, world: TwilioWorld
+) -> None:
     t = await simulate_call(sim, CallScript(from_number="+12125550123", from_state="NY",
-                                            inputs=(Press("2"),)))
-    assert t.reached_human
-    targets = dialed(t)[0].targets
-    assert not any(n.startswith("+1212") for n in targets)  # NY center speaks English only
+                                            inputs=(Press("2"),)), world=world)
+    assert t.reached_human, t.format()
+    # The NY center speaks English only: nobody there is rung; a Spanish-speaking
+    # regional backup answers instead.
+    assert not any(leg.who.startswith("+1212") for leg in world.legs)
+    assert dialed(t)[0].outcome == "answered"
+    assert not dialed(t)[0].targets[0].startswith("+1212")
 
 
-async def test_retried_callbacks_do_not_double_step(sim: SimConfig, settings: Settings) -> None:
+async def test_retried_callbacks_do_not_double_step(
+    sim: SimConfig, settings: Settings, world: TwilioWorld
+) -> None:
     script = CallScript(from_number=TX_CALLER, inputs=(Press("9"), Press("2")),
                         duplicate_callbacks=True)
-    t = await simulate_call(sim, script)
+    t = await simulate_call(sim, script, world=world)
     assert t.reached_human, t.format()
     assert len(heard(t, "press 1")) == 2
     conn = await asyncpg.connect(settings.database_url)
@@ -121,16 +162,17 @@ async def test_retried_callbacks_do_not_double_step(sim: SimConfig, settings: Se
         await conn.close()
     assert kinds.count("replayed") >= 2  # each duplicate answered from the stored step
     assert kinds.count("transfer") == 1
-    # voice (1), wrong key (2), key 2 (3), dial answered (4): one step per real callback.
-    assert seq == 4
+    # voice (1), wrong key (2), key 2 (3): one step per real callback.
+    assert seq == 3
 
 
 async def test_caller_number_never_stored_in_clear(
-    sim: SimConfig, settings: Settings, caplog: pytest.LogCaptureFixture
+    sim: SimConfig, settings: Settings, world: TwilioWorld, caplog: pytest.LogCaptureFixture
 ) -> None:
     number = "+15125550199"
     caplog.set_level("DEBUG")
-    t = await simulate_call(sim, CallScript(from_number=number, inputs=(Press("2"),)))
+    t = await simulate_call(sim, CallScript(from_number=number, inputs=(Press("2"),)),
+                            world=world)
     assert t.reached_human
     conn = await asyncpg.connect(settings.database_url)
     try:

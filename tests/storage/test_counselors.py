@@ -145,7 +145,8 @@ async def test_offline_during_a_call_keeps_the_call(pool: asyncpg.Pool) -> None:
     assert await q.offer_accepted(pool, offer.id)
     change = await cs.set_presence(pool, "ann", "offline")
     assert change.withdrawn is None and change.counselor.presence == "offline"
-    assert (await q.get_waiting(pool, "CA-1")) is not None
+    caller = await q.get_waiting(pool, "CA-1")
+    assert caller is not None and (caller.status, caller.offered_counselor) == ("connected", "ann")
     assert await q.get_offer(pool, offer.id) == replace(offer, state="accepted")
     # The end of the call does not undo what the supervisor set.
     assert await cs.call_ended_for_counselor(pool, "ann", "CA-1") is None

@@ -331,3 +331,36 @@ async def test_two_instances_never_double_offer(dsn: str) -> None:
     # A caller is connected at most once.
     accepted = [r["call_sid"] for r in rows if r["state"] == "accepted"]
     assert len(accepted) == len(set(accepted))
+
+
+async def test_requeue_after_a_dropped_counselor_keeps_the_place(pool: asyncpg.Pool) -> None:
+    await staff(pool, person("ann"), person("bob"), available=["ann"])
+    await wait(pool, "CA-1", ["ann"], ago=60)
+    (offer,) = await q.claim_offers(pool)
+    assert not await q.requeue(pool, "CA-1", 0, "local", ["bob"])  # not connected yet
+    assert await q.offer_accepted(pool, offer.id)
+    await wait(pool, "CA-2", ["bob"], ago=5)
+    assert await q.requeue(pool, "CA-1", 0, "local", ["bob"])
+    await cs.set_presence(pool, "bob", "available")
+    # The first caller is still the longest waiting, with a list of their new tier.
+    assert [(o.call_sid, o.counselor_id) for o in await q.claim_offers(pool)] == [("CA-1", "bob")]
+
+
+async def test_dispatchers_are_woken_when_someone_may_be_matched(
+    pool: asyncpg.Pool, dsn: str
+) -> None:
+    listener = await asyncpg.connect(dsn)
+    woken: asyncio.Queue[str] = asyncio.Queue()
+    await listener.add_listener(q.ROUTING_CHANNEL, lambda *args: woken.put_nowait(args[2]))
+    try:
+        await staff(pool, person("ann"))
+        await wait(pool, "CA-1", ["ann"])
+        await asyncio.wait_for(woken.get(), 5)  # a caller joined the line
+        await cs.set_presence(pool, "ann", "available")
+        await asyncio.wait_for(woken.get(), 5)  # a counselor became free
+        (offer,) = await q.claim_offers(pool)
+        await q.offer_missed(pool, offer.id, "declined")
+        await asyncio.wait_for(woken.get(), 5)  # the caller waits again
+        assert woken.empty()
+    finally:
+        await listener.close()

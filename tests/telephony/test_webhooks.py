@@ -11,7 +11,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from ivr.config import Settings
-from tests.helpers import call_params, new_sid, parse_twiml, post_signed
+from tests.helpers import call_params, new_sid, parse_twiml, post_signed, staff_all
 
 GOLDEN = Path(__file__).parent / "golden"
 BACKUP = "+18005550100"
@@ -28,18 +28,24 @@ def is_failsafe(body: str) -> bool:
 
 
 @pytest.mark.parametrize(
-    ("name", "steps"),
+    ("name", "staffed", "steps"),
     [
-        ("voice_answer", []),
-        ("gather_wrong_key", [{"Digits": "9"}]),
-        ("gather_spanish", [{"Digits": "2"}]),
-        ("gather_silence", [{}]),
-        ("dial_busy_next_tier", [{}, {"DialCallStatus": "busy"}]),
+        ("voice_answer", True, []),
+        ("gather_wrong_key", True, [{"Digits": "9"}]),
+        # Counselors available: the caller waits in a conference of their own.
+        ("gather_spanish", True, [{"Digits": "2"}]),
+        ("gather_silence", True, [{}]),
+        # Nobody available locally: the regional backup is dialed, then the national one.
+        ("unstaffed_silence", False, [{}]),
+        ("dial_busy_next_tier", False, [{}, {"DialCallStatus": "busy"}]),
     ],
 )
 async def test_golden_twiml(
-    server: TestServer, settings: Settings, name: str, steps: list[dict[str, str]]
+    server: TestServer, settings: Settings, name: str, staffed: bool,
+    steps: list[dict[str, str]],
 ) -> None:
+    if staffed:
+        await staff_all(server)
     sid = new_sid()
     base = settings.public_url
     async with aiohttp.ClientSession() as s:
@@ -51,6 +57,7 @@ async def test_golden_twiml(
                                              call_params(sid, CallStatus="in-progress", **extra))
             assert status == 200
     golden = GOLDEN / f"{name}.xml"
+    body = body.replace(sid, "CA_CALL_SID")
     if os.environ.get("IVR_UPDATE_GOLDEN"):
         golden.write_text(body.replace(base, "https://ivr.example") + "\n")
     expected = golden.read_text()

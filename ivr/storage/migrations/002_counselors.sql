@@ -5,7 +5,7 @@
 -- caller is 'offering' with offered_counselor = the offer's counselor. Each
 -- change to an open offer holds the row locks of both, always taken in the
 -- same order (caller, then counselor, then offer) so two changes never
--- deadlock; claiming takes them with SKIP LOCKED and never waits at all.
+-- deadlock; claiming takes its locks with SKIP LOCKED and never waits at all.
 
 CREATE TABLE counselors (
     id              text PRIMARY KEY,
@@ -43,6 +43,7 @@ CREATE TABLE waiting (
     tier_started_at   timestamptz NOT NULL DEFAULT clock_timestamp(),
     -- Counselor ids of the current tier (tiers.resolve), best first.
     eligible          text[] NOT NULL DEFAULT '{}',
+    eligible_key      bigint NOT NULL GENERATED ALWAYS AS (hash_array_extended(eligible, 0)) STORED,
     -- Being rung while 'offering'; the one who answered once 'connected'.
     offered_counselor text,
     attempts          integer NOT NULL DEFAULT 0,
@@ -53,6 +54,14 @@ CREATE TABLE waiting (
 CREATE INDEX waiting_line ON waiting (enqueued_at, call_sid) WHERE status = 'waiting';
 CREATE INDEX waiting_open ON waiting (enqueued_at) WHERE status IN ('waiting', 'offering');
 
+-- Many callers share one eligible list (same queue, state, language, need and
+-- tier): each list is kept once here, so a claim tests each against the free
+-- counselors once, not once per caller. Rows are never deleted (a deletion
+-- racing an enqueue could hide a caller); there is one per list ever used.
+CREATE TABLE eligibility (
+    members text[] PRIMARY KEY,
+    key     bigint NOT NULL GENERATED ALWAYS AS (hash_array_extended(members, 0)) STORED
+);
 CREATE TABLE offers (
     id            bigserial PRIMARY KEY,
     call_sid      text NOT NULL,
@@ -93,65 +102,70 @@ $$ SELECT pg_notify('ivr_routing', '') $$;
 -- The free counselors are locked up front with SKIP LOCKED: two instances
 -- claiming at once split them instead of both walking the line for the same
 -- few, and the second one returns at once when the first holds them all.
+-- One who becomes free meanwhile waits for the next claim.
 CREATE FUNCTION ivr_claim_offers(p_limit integer) RETURNS SETOF offer_details
 LANGUAGE plpgsql AS $$
 DECLARE
     free     text[];
+    hit      bigint[];
     calls    text[] := '{}';
     picks    text[] := '{}';
     kinds    text[] := '{}';
     centers  text[] := '{}';
-    skipped  text[] := '{}';
-    got      boolean;
     w        record;
     pick     record;
 BEGIN
     SELECT coalesce(array_agg(f.id), '{}') INTO free FROM (
         SELECT k.id FROM counselors k
         WHERE k.presence = 'available' AND NOT k.removed
-        ORDER BY k.idle_since, k.id
         FOR UPDATE SKIP LOCKED
     ) f;
     IF cardinality(free) = 0 THEN
         RETURN;
     END IF;
+    -- The lists naming a free counselor. Two lists may share a hash: a caller
+    -- is then walked for nothing (the test in the loop is exact), never missed.
+    hit := ARRAY(SELECT DISTINCT g.key FROM eligibility g WHERE g.members && free);
+    IF cardinality(hit) = 0 THEN
+        RETURN;
+    END IF;
     -- Choose first, write after: the matching is sequential (each caller takes
-    -- from what the older ones left), the writes are three set-based statements.
+    -- from what the older ones left), the writes are one set-based statement.
     FOR w IN
         SELECT q.call_sid, q.need, q.eligible, q.tier_kind, q.tier_started_at
         FROM waiting q
-        WHERE q.status = 'waiting' AND q.eligible && free
+        WHERE q.status = 'waiting' AND q.eligible_key = ANY (hit)
         ORDER BY q.enqueued_at, q.call_sid
-        FOR UPDATE SKIP LOCKED
     LOOP
-        -- The best free counselor of the caller's list. Looked up one id at
-        -- a time through the primary key (OFFSET 0 keeps it a nested loop
-        -- whatever the statistics say): the list is short, the table may not be.
-        LOOP
-            SELECT k.id, k.center_id INTO pick
-            FROM unnest(w.eligible) AS e(id)
-            CROSS JOIN LATERAL (
-                SELECT c.id, c.center_id, c.idle_since, c.skills FROM counselors c
-                WHERE c.id = e.id AND c.presence = 'available' AND NOT c.removed
-                OFFSET 0
-            ) k
-            WHERE k.id <> ALL (picks) AND k.id <> ALL (skipped)
-              -- a counselor who missed or declined this caller is not rung again in this tier
-              AND NOT EXISTS (SELECT 1 FROM offers o
-                              WHERE o.call_sid = w.call_sid AND o.counselor_id = k.id
-                                AND o.created_at >= w.tier_started_at)
-            ORDER BY (w.need IS NOT NULL AND w.need = ANY (k.skills)) DESC, k.idle_since, k.id
-            LIMIT 1;
-            got := FOUND;
-            EXIT WHEN NOT got OR pick.id = ANY (free);
-            -- Became available after the lock above, or held by another instance.
-            PERFORM 1 FROM counselors c
-            WHERE c.id = pick.id AND c.presence = 'available' AND NOT c.removed
-            FOR UPDATE SKIP LOCKED;
-            EXIT WHEN FOUND;
-            skipped := skipped || pick.id;
-        END LOOP;
-        CONTINUE WHEN NOT got;
+        -- Cheap test first: the counselors this caller could have may all be taken.
+        CONTINUE WHEN NOT (w.eligible && free);
+        -- The caller's best among the free counselors of their list: the
+        -- list is intersected in memory, then only those rows are read by
+        -- primary key (OFFSET 0 keeps it a nested loop whatever the
+        -- statistics say). All of them are locked by this transaction.
+        SELECT k.id, k.center_id INTO pick
+        FROM unnest(free) AS f(id)
+        CROSS JOIN LATERAL (
+            SELECT c.id, c.center_id, c.idle_since, c.skills FROM counselors c
+            WHERE c.id = f.id
+            OFFSET 0
+        ) k
+        WHERE f.id = ANY (w.eligible)
+          -- a counselor who missed or declined this caller is not rung again in this tier
+          AND NOT EXISTS (SELECT 1 FROM offers o
+                          WHERE o.call_sid = w.call_sid AND o.counselor_id = k.id
+                            AND o.created_at >= w.tier_started_at)
+        ORDER BY (w.need IS NOT NULL AND w.need = ANY (k.skills)) DESC, k.idle_since, k.id
+        LIMIT 1;
+        CONTINUE WHEN NOT FOUND;
+        -- Only the callers matched are locked (the walk may pass many). One
+        -- another instance is offering, or whose tier changed since the walk
+        -- read it, is left to the next claim.
+        PERFORM 1 FROM waiting q
+        WHERE q.call_sid = w.call_sid AND q.status = 'waiting'
+          AND q.tier_started_at = w.tier_started_at
+        FOR UPDATE SKIP LOCKED;
+        CONTINUE WHEN NOT FOUND;
         calls := calls || w.call_sid;
         picks := picks || pick.id;
         kinds := kinds || w.tier_kind;
@@ -162,19 +176,22 @@ BEGIN
     IF cardinality(picks) = 0 THEN
         RETURN;
     END IF;
-    UPDATE counselors k SET presence = 'offered', current_call = m.call_sid,
-                            presence_since = now(), updated_at = now()
-    FROM unnest(picks, calls) AS m(id, call_sid)
-    WHERE k.id = m.id;
-    UPDATE waiting q SET status = 'offering', offered_counselor = m.id, updated_at = now()
-    FROM unnest(picks, calls) AS m(id, call_sid)
-    WHERE q.call_sid = m.call_sid;
     RETURN QUERY
-    WITH o AS (
+    WITH m AS (
+        SELECT * FROM unnest(calls, picks, kinds, centers) WITH ORDINALITY
+            AS m(call_sid, id, kind, center_id, n)
+    ), k AS (
+        UPDATE counselors k SET presence = 'offered', current_call = m.call_sid,
+                                presence_since = now(), updated_at = now()
+        FROM m WHERE k.id = m.id
+        RETURNING k.id, k.address
+    ), q AS (
+        UPDATE waiting q SET status = 'offering', offered_counselor = m.id, updated_at = now()
+        FROM m WHERE q.call_sid = m.call_sid
+        RETURNING q.call_sid, q.language, q.need, q.caller_state, q.enqueued_at
+    ), o AS (
         INSERT INTO offers (call_sid, counselor_id, tier_kind, center_id)
-        SELECT m.call_sid, m.id, m.kind, m.center_id
-        FROM unnest(calls, picks, kinds, centers) WITH ORDINALITY AS m(call_sid, id, kind, center_id, n)
-        ORDER BY m.n
+        SELECT m.call_sid, m.id, m.kind, m.center_id FROM m ORDER BY m.n
         RETURNING *
     )
     SELECT o.id, o.call_sid, o.counselor_id, k.address, o.center_id, o.tier_kind,
@@ -182,8 +199,8 @@ BEGIN
            extract(epoch FROM o.created_at - q.enqueued_at)::double precision,
            o.leg_sid, o.state
     FROM o
-    JOIN counselors k ON k.id = o.counselor_id
-    JOIN waiting q ON q.call_sid = o.call_sid
+    JOIN k ON k.id = o.counselor_id
+    JOIN q ON q.call_sid = o.call_sid
     ORDER BY o.id;
 END $$;
 
@@ -300,6 +317,7 @@ BEGIN
         RETURN;
     END IF;
     ended := ivr_end_open_offer(p_call, 'canceled', NULL);
+    INSERT INTO eligibility (members) VALUES (p_eligible) ON CONFLICT DO NOTHING;
     UPDATE waiting SET tier_index = p_index, tier_kind = p_kind, eligible = p_eligible,
                        tier_started_at = clock_timestamp(), status = 'waiting',
                        offered_counselor = NULL, updated_at = now()

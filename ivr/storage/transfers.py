@@ -1,0 +1,150 @@
+"""Transfer progress and outcomes: the call row's side of a warm transfer.
+
+The counselor queue itself (waiting callers, offers) is in queue.py; this
+module records what the 988 reports need and finds callers whose current
+tier has nothing more to give.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+
+@dataclass(frozen=True)
+class StalledCaller:
+    """A waiting caller nobody is ringing, with what their tier could still offer."""
+
+    call_sid: str
+    seq: int
+    transfer: dict[str, Any]
+    tier_index: int
+    tier_seconds: float
+    untried: int  # eligible counselors of the tier not offered this caller yet
+    untried_available: int  # ... and available right now
+
+
+async def stalled_callers(pool: asyncpg.Pool) -> list[StalledCaller]:
+    rows = await pool.fetch(
+        """
+        SELECT w.call_sid, c.seq, c.transfer, w.tier_index,
+               greatest(extract(epoch FROM clock_timestamp() - w.tier_started_at), 0)
+                   ::double precision AS tier_seconds,
+               count(e.id) FILTER (WHERE o.id IS NULL) AS untried,
+               count(e.id) FILTER (WHERE o.id IS NULL AND k.presence = 'available')
+                   AS untried_available
+        FROM waiting w
+        JOIN calls c ON c.call_sid = w.call_sid AND c.phase = 'transfer'
+        LEFT JOIN LATERAL unnest(w.eligible) AS e(id) ON true
+        LEFT JOIN counselors k ON k.id = e.id
+        LEFT JOIN LATERAL (
+            SELECT o.id FROM offers o
+            WHERE o.call_sid = w.call_sid AND o.counselor_id = e.id
+              AND o.created_at >= w.tier_started_at
+            LIMIT 1
+        ) o ON true
+        WHERE w.status = 'waiting'
+        GROUP BY w.call_sid, c.seq, c.transfer, w.tier_index, w.tier_started_at
+        """
+    )
+    return [StalledCaller(**dict(r)) for r in rows]
+
+
+async def move_transfer(
+    pool: asyncpg.Pool,
+    call_sid: str,
+    expected_seq: int,
+    transfer: dict[str, Any],
+    twiml: str | None,
+    event: tuple[str, dict[str, Any]],
+) -> int | None:
+    """Advance a call's transfer if it is still at `expected_seq`; the new seq, or None."""
+    kind, detail = event
+    seq: int | None = await pool.fetchval(
+        """
+        WITH c AS (
+            UPDATE calls SET seq = seq + 1, transfer = $3,
+                   last_twiml = coalesce($4, last_twiml), updated_at = now()
+            WHERE call_sid = $1 AND seq = $2 AND phase = 'transfer'
+            RETURNING call_sid, seq
+        ), e AS (
+            INSERT INTO call_events (call_sid, kind, detail) SELECT call_sid, $5, $6 FROM c
+        )
+        SELECT seq FROM c
+        """,
+        call_sid, expected_seq, transfer, twiml, kind, detail,
+    )
+    return seq
+
+
+async def transfer_started(pool: asyncpg.Pool, call_sid: str) -> None:
+    await pool.execute(
+        "UPDATE calls SET transfer_started_at = coalesce(transfer_started_at, now()) "
+        "WHERE call_sid = $1", call_sid)
+
+
+async def ringing(pool: asyncpg.Pool, call_sid: str) -> None:
+    await pool.execute(
+        "UPDATE calls SET first_ring_at = coalesce(first_ring_at, now()) WHERE call_sid = $1",
+        call_sid)
+
+
+async def answered(
+    pool: asyncpg.Pool, call_sid: str, tier: str, center: str, in_state: bool | None
+) -> None:
+    await pool.execute(
+        """
+        WITH c AS (
+            UPDATE calls SET answered_at = coalesce(answered_at, now()),
+                   first_ring_at = coalesce(first_ring_at, now()),
+                   answered_tier = coalesce(answered_tier, $2),
+                   answered_center = coalesce(answered_center, $3),
+                   answered_in_state = coalesce(answered_in_state, $4),
+                   phase = 'connected', updated_at = now()
+            WHERE call_sid = $1 RETURNING call_sid
+        )
+        INSERT INTO call_events (call_sid, kind, detail)
+        SELECT call_sid, 'answered', jsonb_build_object('tier', $2::text, 'center', $3::text)
+        FROM c
+        """,
+        call_sid, tier, center, in_state,
+    )
+
+
+async def mark_abandoned(pool: asyncpg.Pool, call_sid: str) -> bool:
+    """The caller hung up before anyone answered; False if someone had."""
+    done: str | None = await pool.fetchval(
+        """
+        UPDATE calls SET abandoned = true
+        WHERE call_sid = $1 AND answered_at IS NULL AND transfer_started_at IS NOT NULL
+        RETURNING call_sid
+        """,
+        call_sid)
+    return done is not None
+
+
+async def call_context(pool: asyncpg.Pool, call_sid: str) -> asyncpg.Record | None:
+    """What a counselor leg needs to know of the caller's call."""
+    record: asyncpg.Record | None = await pool.fetchrow(
+        "SELECT called, location_state, transfer, seq, phase FROM calls WHERE call_sid = $1",
+        call_sid)
+    return record
+
+
+async def end_wrap_up(pool: asyncpg.Pool, after_seconds: float) -> int:
+    """Counselors in wrap-up longer than `after_seconds` become available again."""
+    rows = await pool.fetch(
+        """
+        UPDATE counselors SET presence = 'available', presence_since = now(),
+               idle_since = now(), updated_at = now()
+        WHERE presence = 'wrap-up' AND NOT removed
+          AND presence_since <= now() - make_interval(secs => $1)
+        RETURNING id
+        """,
+        after_seconds,
+    )
+    if rows:
+        await pool.execute("SELECT ivr_routing_changed()")
+    return len(rows)

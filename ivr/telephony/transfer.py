@@ -1,0 +1,303 @@
+"""Warm transfer: from the end of the flow to a counselor, tier by tier.
+
+The caller waits in a conference of their own (hold audio, reassurance in
+their language). Counselors of the current tier are offered the call one at
+a time (queue.claim_offers, atomic across instances); each offer rings the
+counselor's phone through the REST API, the counselor hears a whisper and
+presses 1 to join the caller's conference. A miss moves to the next
+counselor; a tier with nobody left (or nobody available, when the tier says
+so, or past its ring timeout) moves to the next tier; dial steps (external
+centers, the national backup) take the caller out of the conference into a
+plain <Dial>. Everything is driven by Twilio's callbacks and by a dispatcher
+loop that any instance may run: the state is in PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+
+from ivr.flow.model import PromptCatalog
+from ivr.routing.plan import RoutingPlan
+from ivr.storage import calls as db
+from ivr.storage import counselors as staff
+from ivr.storage import queue
+from ivr.storage import transfers as outcomes
+from ivr.telephony.dialplan import Step, WarmStep, step_from_json, step_to_json
+from ivr.telephony.rest import RestError, TwilioRest
+from ivr.telephony.twiml import Renderer
+
+log = logging.getLogger(__name__)
+
+LANGUAGE_NAMES = {"en": "English", "es": "Spanish"}
+# Leg statuses that end an offer without a conversation, and what they mean
+# for the counselor (queue.offer_missed decides their presence from it).
+MISSED: dict[str, queue.EndState] = {
+    "busy": "declined",
+    "no-answer": "missed",
+    "failed": "failed",
+    "canceled": "canceled",
+    "completed": "missed",
+}
+
+
+def conference_name(call_sid: str) -> str:
+    return f"call-{call_sid}"
+
+
+class Transfers:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        plan: RoutingPlan,
+        renderer: Renderer,
+        prompts: PromptCatalog,
+        rest: TwilioRest,
+        wrap_up_seconds: float = 60.0,
+    ) -> None:
+        self.pool = pool
+        self.plan = plan
+        self.renderer = renderer
+        self.prompts = prompts
+        self.rest = rest
+        self.wrap_up_seconds = wrap_up_seconds
+        self.wake = asyncio.Event()
+        self._legs: set[asyncio.Task[None]] = set()
+
+    def kick(self) -> None:
+        """Something changed: let the dispatcher look for matches now."""
+        self.wake.set()
+
+    # Choosing steps ----------------------------------------------------------
+
+    async def usable(self, steps: Sequence[Step], start: int) -> int | None:
+        """Index of the first step from `start` worth trying; None past the end."""
+        for index in range(start, len(steps)):
+            step = steps[index]
+            if (
+                isinstance(step, WarmStep)
+                and step.skip_when_unavailable
+                and await staff.tier_count_available(self.pool, step.counselors) == 0
+            ):
+                continue
+            return index
+        return None
+
+    def render_step(self, sid: str, step: Step, seq: int, language: str) -> str:
+        return self.renderer.step(conference_name(sid), step, seq, language)
+
+    async def entered(self, sid: str, transfer: dict[str, Any]) -> None:
+        """After a call row records a new current step: queue it or note the ring."""
+        await outcomes.transfer_started(self.pool, sid)
+        step = current_step(transfer)
+        if isinstance(step, WarmStep):
+            index = int(transfer["index"])
+            if not await queue.enqueue(
+                self.pool, sid, transfer.get("queue") or "", transfer["language"],
+                transfer.get("need"), transfer.get("caller_state"), index, step.tier,
+                step.counselors,
+            ):
+                await self._cancel(await queue.set_tier(
+                    self.pool, sid, index, step.tier, step.counselors))
+            self.kick()
+        else:
+            await queue.dequeue(self.pool, sid, "backup")
+            await outcomes.ringing(self.pool, sid)
+
+    # The dispatcher ------------------------------------------------------------
+
+    async def run(self, tick: float = 0.5) -> None:
+        """Match callers and counselors until cancelled; wakes on kick() or every tick."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), tick)
+            self.wake.clear()
+            try:
+                await self.dispatch_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("dispatcher pass failed; retrying")
+
+    async def dispatch_once(self) -> None:
+        await outcomes.end_wrap_up(self.pool, self.wrap_up_seconds)
+        for offer in await queue.claim_offers(self.pool):
+            task = asyncio.create_task(self._ring(offer))
+            self._legs.add(task)
+            task.add_done_callback(self._legs.discard)
+        for caller in await outcomes.stalled_callers(self.pool):
+            await self._maybe_next_tier(caller)
+
+    async def _ring(self, offer: queue.Offer) -> None:
+        context = await outcomes.call_context(self.pool, offer.call_sid)
+        step = current_step(context["transfer"]) if context and context["transfer"] else None
+        timeout = step.timeout if step else 20
+        try:
+            leg = await self.rest.place_call(
+                to=offer.address,
+                from_=(context["called"] if context else None) or self.plan.national_backup.number,
+                url=self.renderer.url("/twilio/whisper", offer=offer.id),
+                status_callback=self.renderer.url("/twilio/leg-status", offer=offer.id),
+                ring_seconds=max(5, timeout),
+            )
+        except RestError as exc:
+            log.warning("call %s: counselor %s could not be rung: %s",
+                        offer.call_sid, offer.counselor_id, exc)
+            await queue.offer_missed(self.pool, offer.id, "failed")
+            self.kick()
+            return
+        if not await queue.set_leg(self.pool, offer.id, leg.sid):
+            # The caller left (or the tier moved on) while the leg was being placed.
+            await self._end_leg(leg.sid, ringing=True)
+        log.info("call %s: ringing counselor %s (offer %d)",
+                 offer.call_sid, offer.counselor_id, offer.id)
+
+    async def _maybe_next_tier(self, caller: outcomes.StalledCaller) -> None:
+        step = current_step(caller.transfer)
+        if not isinstance(step, WarmStep) or caller.tier_index != caller.transfer["index"]:
+            return
+        exhausted = (
+            caller.untried == 0
+            or (step.skip_when_unavailable and caller.untried_available == 0)
+            or caller.tier_seconds >= step.timeout
+        )
+        if exhausted:
+            await self.next_tier(caller.call_sid, caller.seq, caller.transfer, "tier exhausted")
+
+    async def next_tier(
+        self, sid: str, seq: int, transfer: dict[str, Any], why: str
+    ) -> None:
+        """Move a waiting caller on from their current warm step, while they hold."""
+        steps = [step_from_json(s) for s in transfer["steps"]]
+        index = await self.usable(steps, int(transfer["index"]) + 1)
+        if index is None:
+            index = len(steps) - 1  # the national backup is always last
+        step = steps[index]
+        moved = {**transfer, "index": index}
+        language = transfer["language"]
+        twiml = self.render_step(sid, step, seq + 1, language)
+        event = ("next_tier", {"tier": step.tier, "name": step.name, "why": why})
+        new_seq = await outcomes.move_transfer(self.pool, sid, seq, moved, twiml, event)
+        if new_seq is None:
+            return  # another instance (or a callback) moved this call first
+        log.info("call %s: %s, moving to the %s tier (%s)", sid, why, step.tier, step.name)
+        if isinstance(step, WarmStep):
+            await self._cancel(await queue.set_tier(
+                self.pool, sid, index, step.tier, step.counselors))
+            self.kick()
+            return
+        await self._cancel(await queue.dequeue(self.pool, sid, "backup"))
+        await outcomes.ringing(self.pool, sid)
+        try:
+            redirected = await self.rest.redirect(sid, self.renderer.url("/twilio/resume",
+                                                                           seq=new_seq))
+        except RestError:
+            log.exception("call %s: could not take the caller to %s", sid, step.name)
+            return
+        if not redirected:
+            log.info("call %s: caller already gone", sid)
+
+    # Counselor legs --------------------------------------------------------------
+
+    async def whisper(self, offer_id: int) -> str:
+        offer = await queue.get_offer(self.pool, offer_id)
+        if offer is None or offer.state != "ringing":
+            return self.renderer.counselor_goodbye("whisper_gone")
+        region = offer.caller_state or "an unknown state"
+        values = {
+            "language": LANGUAGE_NAMES.get(offer.language, offer.language),
+            "need": offer.need or "general",
+            "region": region,
+            "wait": round(offer.waited_seconds),
+        }
+        return self.renderer.whisper(offer_id, values)
+
+    async def whisper_answer(self, offer_id: int, digits: str) -> str:
+        offer = await queue.get_offer(self.pool, offer_id)
+        if offer is None:
+            return self.renderer.counselor_goodbye("whisper_gone")
+        if digits == "1":
+            if not await queue.offer_accepted(self.pool, offer_id):
+                return self.renderer.counselor_goodbye("whisper_gone")
+            center = self.plan.centers.get(offer.center_id)
+            context = await outcomes.call_context(self.pool, offer.call_sid)
+            state = context["location_state"] if context else None
+            in_state = bool(center and state and state in center.serves) if state else None
+            await outcomes.answered(self.pool, offer.call_sid, offer.tier_kind, offer.center_id,
+                                    in_state)
+            log.info("call %s: counselor %s accepted", offer.call_sid, offer.counselor_id)
+            return self.renderer.join_conference(conference_name(offer.call_sid))
+        await queue.offer_missed(self.pool, offer_id, "declined" if digits else "missed")
+        self.kick()
+        return self.renderer.counselor_goodbye("whisper_declined")
+
+    async def leg_status(self, offer_id: int, status: str) -> None:
+        offer = await queue.get_offer(self.pool, offer_id)
+        if offer is None:
+            return
+        if status == "ringing":
+            await outcomes.ringing(self.pool, offer.call_sid)
+            return
+        if status == "completed" and offer.state == "accepted":
+            await staff.call_ended_for_counselor(self.pool, offer.counselor_id, offer.call_sid)
+            self.kick()
+            return
+        end = MISSED.get(status)
+        if end is not None and await queue.offer_missed(self.pool, offer_id, end):
+            log.info("call %s: counselor %s %s", offer.call_sid, offer.counselor_id, status)
+            self.kick()
+
+    # The caller ------------------------------------------------------------------
+
+    async def caller_gone(self, sid: str) -> None:
+        """The caller hung up: cancel counselor legs in flight, free their counselors."""
+        offers = await queue.abandon(self.pool, sid)
+        await self._cancel(offers)
+        if await outcomes.mark_abandoned(self.pool, sid):
+            await db.add_events(self.pool, sid, [("abandoned", {"legs": len(offers)})])
+            log.info("call %s: caller hung up while waiting", sid)
+        self.kick()
+
+    async def withdrawn(self, offer: queue.Offer) -> None:
+        await self._cancel([offer])
+        self.kick()
+
+    async def _cancel(self, offers: Sequence[queue.Offer]) -> None:
+        for offer in offers:
+            if offer.leg_sid:
+                await self._end_leg(offer.leg_sid, ringing=True)
+
+    async def _end_leg(self, leg_sid: str, *, ringing: bool) -> None:
+        try:
+            await self.rest.end_call(leg_sid, ringing=ringing)
+        except RestError:
+            log.exception("could not end counselor leg %s", leg_sid)
+
+    async def close(self) -> None:
+        for task in list(self._legs):
+            task.cancel()
+        await asyncio.gather(*self._legs, return_exceptions=True)
+
+
+def current_step(transfer: dict[str, Any]) -> Step:
+    return step_from_json(transfer["steps"][int(transfer["index"])])
+
+
+def transfer_record(
+    steps: Sequence[Step], index: int, *, queue_name: str | None, line: str | None,
+    language: str, need: str | None, caller_state: str | None,
+) -> dict[str, Any]:
+    return {
+        "queue": queue_name,
+        "line": line,
+        "language": language,
+        "need": need,
+        "caller_state": caller_state,
+        "steps": [step_to_json(s) for s in steps],
+        "index": index,
+    }
