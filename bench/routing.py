@@ -113,6 +113,46 @@ async def setup(dsn: str, args: argparse.Namespace) -> None:
         await pool.close()
 
 
+async def unloaded(dsn: str, free: int, rounds: int = 200) -> tuple[list[float], list[float]]:
+    """claim_offers and SELECT 1 alone on one connection, the line as it was set up.
+
+    All but `free` available counselors are set aside for the while, and each
+    claim is rolled back, so every round sees the same line and makes offers.
+    """
+    conn = await asyncpg.connect(dsn)
+    claims: list[float] = []
+    pings: list[float] = []
+    try:
+        aside = await conn.fetchval(
+            "WITH a AS (UPDATE counselors SET presence = 'wrap-up'"
+            " WHERE presence = 'available' AND id NOT IN ("
+            "  SELECT id FROM counselors WHERE presence = 'available' ORDER BY id LIMIT $1)"
+            " RETURNING id) SELECT array_agg(id) FROM a",
+            free,
+        )
+        for n in range(rounds + 20):  # the first 20 warm the plans up
+            tr = conn.transaction()
+            await tr.start()
+            t0 = time.perf_counter()
+            made = await conn.fetch("SELECT * FROM ivr_claim_offers(20)")
+            took = time.perf_counter() - t0
+            await tr.rollback()
+            t0 = time.perf_counter()
+            await conn.fetchval("SELECT 1")
+            ping = time.perf_counter() - t0
+            if n >= 20:
+                assert made, "the unloaded claim made no offer"
+                claims.append(took)
+                pings.append(ping)
+        # idle_since was left alone: they are back in the same order.
+        await conn.execute(
+            "UPDATE counselors SET presence = 'available' WHERE id = ANY ($1::text[])", aside
+        )
+    finally:
+        await conn.close()
+    return claims, pings
+
+
 # --- the two server-like workers ---------------------------------------------------
 
 
@@ -303,6 +343,7 @@ def main() -> None:
     started = time.monotonic()
     with postgres(os.environ.get("IVR_DATABASE_URL")) as pg:
         asyncio.run(setup(pg.dsn, args))
+        quiet = {f: asyncio.run(unloaded(pg.dsn, f)) for f in (3, 20)}
         ctx = mp.get_context("spawn")
         out: mp.Queue[Measures] = ctx.Queue()
         start_at = time.time() + 2.0  # every process ready and warmed up by then
@@ -341,6 +382,15 @@ def main() -> None:
     ]:
         s = summarize(values, args.duration)
         rows.append([label, str(s.count), ms(s.p50), ms(s.p99), ms(s.max)])
+    print_table(["operation", "count", "p50 ms", "p99 ms", "max ms"], rows)
+    print(f"\nthe same with no load: one connection, {args.callers} callers waiting, every"
+          " claim rolled back\n")
+    rows = []
+    for free, (claims, pings) in quiet.items():
+        for label, values in [(f"SELECT 1 ({free} counselors free)", pings),
+                              (f"claim_offers ({free} counselors free)", claims)]:
+            s = summarize(values, 1.0)
+            rows.append([label, str(s.count), ms(s.p50), ms(s.p99), ms(s.max)])
     print_table(["operation", "count", "p50 ms", "p99 ms", "max ms"], rows)
     ping = summarize(total.pings, args.duration)
     claim = summarize(total.claims, args.duration)

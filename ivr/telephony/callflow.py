@@ -172,8 +172,13 @@ class CallFlow:
     async def conference_ended(self, sid: str, seq: int, params: Mapping[str, str]) -> str:
         """The caller's conference ended: after a counselor, the call is over."""
         row = await self._row(sid)
-        if row.phase in ("connected", "ended"):
+        caller_left = params.get("CallStatus", "") in FINAL_STATUSES
+        if row.phase in ("connected", "ended") or caller_left:
+            # Twilio requests the action even when the caller hung up (and
+            # ignores the answer); that is an abandoned wait, not a failed tier.
             await db.add_events(self.pool, sid, [_webhook_event("conference-end", params)])
+            if caller_left and row.phase == "transfer":
+                await self.transfers.caller_gone(sid)
             return self.renderer.goodbye()
         return await self._step_ended(sid, seq, params, "conference-end", answered=False, row=row)
 

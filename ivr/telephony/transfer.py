@@ -106,7 +106,7 @@ class Transfers:
                     self.pool, sid, index, step.tier, step.counselors))
             self.kick()
         else:
-            await queue.dequeue(self.pool, sid, "backup")
+            await self._cancel(await queue.dequeue(self.pool, sid, "backup"))
             await outcomes.ringing(self.pool, sid)
 
     # The dispatcher ------------------------------------------------------------
