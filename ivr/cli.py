@@ -9,8 +9,12 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ivr.config import ConfigError, Settings
+
+if TYPE_CHECKING:
+    import asyncpg
 
 EXIT_INVALID = 2
 
@@ -43,6 +47,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     sub.add_parser("migrate", help="apply database migrations and exit")
 
+    report = sub.add_parser("report", help="988-style figures per state")
+    report.add_argument("--since", default="30d",
+                        help="24h, 7d, 2w or an ISO date (default: 30d)")
+
     call = sub.add_parser("call", help="simulate a call as Twilio would")
     from ivr.sim.options import add_call_arguments
 
@@ -69,6 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _render_prompts(args.languages, args.force)
         if args.command == "migrate":
             return asyncio.run(_migrate())
+        if args.command == "report":
+            return asyncio.run(_report(args.since))
         if args.command == "call":
             from ivr.sim.run import run_call_command
 
@@ -192,7 +202,7 @@ def _render_prompts(languages: Sequence[str], force: bool) -> int:
     return 0
 
 
-async def _migrate() -> int:
+async def _open_pool(command: str) -> asyncpg.Pool | None:
     from ivr.storage.database import DatabaseError, open_pool, start_embedded
 
     settings = Settings.from_env()
@@ -200,12 +210,39 @@ async def _migrate() -> int:
     if dsn is None:
         dsn = await asyncio.to_thread(start_embedded, settings.data_dir)
     try:
-        pool = await open_pool(dsn, min_size=1, max_size=1)
+        return await open_pool(dsn, min_size=1, max_size=1)
     except DatabaseError as exc:
-        print(f"ivr migrate: {exc}", file=sys.stderr)
+        print(f"ivr {command}: {exc}", file=sys.stderr)
+        return None
+
+
+async def _migrate() -> int:
+    pool = await _open_pool("migrate")
+    if pool is None:
         return 1
     await pool.close()
     print("ivr migrate: the database is up to date")
+    return 0
+
+
+async def _report(since_text: str) -> int:
+    from ivr.report import parse_since, table
+    from ivr.storage.reports import figures_by_state
+
+    try:
+        since = parse_since(since_text)
+    except ValueError as exc:
+        print(f"ivr report: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    pool = await _open_pool("report")
+    if pool is None:
+        return 1
+    try:
+        rows = await figures_by_state(pool, since)
+    finally:
+        await pool.close()
+    print(f"Calls to a counselor queue since {since:%Y-%m-%d %H:%M} UTC")
+    print(table(rows))
     return 0
 
 
