@@ -90,7 +90,8 @@ async def cluster(
             "IVR_FLOWS_DIR": str(queued_content / "flows"),
             "IVR_PROMPTS_DIR": str(queued_content / "prompts"), "IVR_LOG_LEVEL": "WARNING",
         }
-        procs.append(subprocess.Popen(
+        # Popen returns at once; only waiting on a process would block the loop.
+        procs.append(subprocess.Popen(  # noqa: ASYNC220
             [sys.executable, "-m", "ivr.cli", "serve", "--port", str(port)],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     try:
@@ -101,7 +102,7 @@ async def cluster(
         for proc in procs:
             proc.terminate()
         for proc in procs:
-            proc.wait(timeout=10)
+            await asyncio.to_thread(proc.wait, 10)
         await world.stop()
         await runner.cleanup()
 
