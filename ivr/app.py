@@ -20,7 +20,7 @@ from ivr.speech.asr import ENV_PREFIX, ListenConfig, SpeechEngine, SpeechModels
 from ivr.speech.audio import GateConfig, load_prompt_wav
 from ivr.storage.counselors import sync_counselors
 from ivr.storage.database import open_pool, ping, start_embedded
-from ivr.storage.queue import Offer
+from ivr.storage.queue import ROUTING_CHANNEL, Offer
 from ivr.telephony import webhooks
 from ivr.telephony.callflow import CallFlow
 from ivr.telephony.dialplan import Step, transfer_steps
@@ -114,8 +114,13 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
                                   speech_languages=languages)
     if speech is not None:
         app[media_key] = MediaDeps(pool, speech, app[prompt_audio_key])
+    # Any instance's change that may allow a match (a counselor freed, a
+    # caller waiting) is announced with NOTIFY: every dispatcher wakes at once.
+    listener = await asyncpg.connect(dsn)
+    await listener.add_listener(ROUTING_CHANNEL, lambda *_: transfers.kick())
     dispatcher = asyncio.create_task(transfers.run())
     yield
+    await listener.close()
     dispatcher.cancel()
     await asyncio.gather(dispatcher, return_exceptions=True)
     await transfers.close()
