@@ -57,16 +57,24 @@ async def create_call(
     twiml: str,
     events: Sequence[Event],
     listen: dict[str, Any] | None = None,
+    ringing: bool = False,
 ) -> bool:
-    """Insert a new call with its first events; False if the CallSid already exists."""
+    """Insert a new call with its first events; False if the CallSid already exists.
+
+    A call that goes straight to a transfer has its transfer start (and, for a
+    dial step, its first ring) stamped in the same statement.
+    """
     kinds, details = _split(events)
     inserted: int = await pool.fetchval(
         """
         WITH c AS (
             INSERT INTO calls (call_sid, caller_hash, caller_area_code, called, flow_id,
                                flow_version, seq, state, location_state, location_source,
-                               phase, transfer, last_twiml, listen)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $16)
+                               phase, transfer, last_twiml, listen,
+                               transfer_started_at, first_ring_at)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $16,
+                    CASE WHEN $11 = 'transfer' THEN now() END,
+                    CASE WHEN $17 THEN now() END)
             ON CONFLICT (call_sid) DO NOTHING
             RETURNING call_sid
         ), e AS (
@@ -78,7 +86,7 @@ async def create_call(
         SELECT count(*) FROM c
         """,
         call_sid, caller_hash, caller_area_code, called, flow_id, flow_version, seq, state,
-        location_state, location_source, phase, transfer, twiml, kinds, details, listen,
+        location_state, location_source, phase, transfer, twiml, kinds, details, listen, ringing,
     )
     return inserted == 1
 
@@ -99,14 +107,23 @@ async def advance_call(
     twiml: str,
     events: Sequence[Event],
     listen: dict[str, Any] | None = None,
+    ringing: bool = False,
 ) -> bool:
-    """Move a call to its next step if it is still at `expected_seq`."""
+    """Move a call to its next step if it is still at `expected_seq`.
+
+    Entering a transfer stamps its start, and a dial step its first ring.
+    """
     kinds, details = _split(events)
     updated: int = await pool.fetchval(
         """
         WITH c AS (
             UPDATE calls SET seq = $3, state = $4, phase = $5, transfer = $6,
                              last_twiml = $7, listen = $10, updated_at = now(),
+                             transfer_started_at = CASE WHEN $5 = 'transfer'
+                                 THEN coalesce(transfer_started_at, now())
+                                 ELSE transfer_started_at END,
+                             first_ring_at = CASE WHEN $11
+                                 THEN coalesce(first_ring_at, now()) ELSE first_ring_at END,
                              ended_at = CASE WHEN $5 = 'ended' THEN now() ELSE ended_at END
             WHERE call_sid = $1 AND seq = $2
             RETURNING call_sid
@@ -119,6 +136,7 @@ async def advance_call(
         SELECT count(*) FROM c
         """,
         call_sid, expected_seq, seq, state, phase, transfer, twiml, kinds, details, listen,
+        ringing,
     )
     return updated == 1
 
@@ -135,27 +153,35 @@ async def add_events(pool: asyncpg.Pool, call_sid: str, events: Sequence[Event])
     )
 
 
+FINAL_STATUSES = ("completed", "busy", "failed", "no-answer", "canceled")
+
+
 async def record_status(
     pool: asyncpg.Pool, call_sid: str, status: str, detail: dict[str, Any]
-) -> bool:
-    """Store a status callback; a final status closes the call. False if the call is unknown."""
-    final = status in ("completed", "busy", "failed", "no-answer", "canceled")
-    updated: int = await pool.fetchval(
+) -> str | None:
+    """Store a status callback; a final status closes the call.
+
+    Returns the call's phase before this callback, None if the call is unknown.
+    """
+    final = status in FINAL_STATUSES
+    before: str | None = await pool.fetchval(
         """
-        WITH c AS (
+        WITH old AS (
+            SELECT call_sid, phase FROM calls WHERE call_sid = $1 FOR UPDATE
+        ), c AS (
             UPDATE calls SET twilio_status = $2, updated_at = now(),
                 ended_at = CASE WHEN $3 THEN coalesce(ended_at, now()) ELSE ended_at END,
-                phase = CASE WHEN $3 THEN 'ended' ELSE phase END
-            WHERE call_sid = $1
-            RETURNING call_sid
+                phase = CASE WHEN $3 THEN 'ended' ELSE calls.phase END
+            FROM old WHERE calls.call_sid = old.call_sid
+            RETURNING old.phase
         ), e AS (
             INSERT INTO call_events (call_sid, kind, detail) VALUES ($1, 'status', $4)
         )
-        SELECT count(*) FROM c
+        SELECT phase FROM c
         """,
         call_sid, status, final, detail,
     )
-    return updated == 1
+    return before
 
 
 async def events_of(pool: asyncpg.Pool, call_sid: str) -> list[tuple[str, dict[str, Any]]]:

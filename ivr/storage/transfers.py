@@ -79,12 +79,6 @@ async def move_transfer(
     return seq
 
 
-async def transfer_started(pool: asyncpg.Pool, call_sid: str) -> None:
-    await pool.execute(
-        "UPDATE calls SET transfer_started_at = coalesce(transfer_started_at, now()) "
-        "WHERE call_sid = $1", call_sid)
-
-
 async def ringing(pool: asyncpg.Pool, call_sid: str) -> None:
     await pool.execute(
         "UPDATE calls SET first_ring_at = coalesce(first_ring_at, now()) WHERE call_sid = $1",

@@ -24,7 +24,7 @@ from ivr.routing.location import Location
 from ivr.storage import calls as db
 from ivr.storage import transfers as outcomes
 from ivr.telephony.dialplan import DialStep, Step, step_from_json
-from ivr.telephony.transfer import Transfers, conference_name, transfer_record
+from ivr.telephony.transfer import Transfers, conference_name, is_ringing, transfer_record
 from ivr.telephony.twiml import Renderer
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ KEPT_PARAMS = (
     "FromState", "CallDuration", "ErrorCode", "StirVerstat", "AnsweredBy",
 )
 ANSWERED = ("completed", "answered")
-FINAL_STATUSES = ("completed", "busy", "failed", "no-answer", "canceled")
+FINAL_STATUSES = db.FINAL_STATUSES
 # After the national backup itself went unanswered, ring it again this many
 # times before giving up: there is nowhere further to fail over to.
 BACKUP_REDIALS = 2
@@ -105,6 +105,7 @@ class CallFlow:
             twiml=twiml,
             events=events,
             listen=listen,
+            ringing=is_ringing(transfer),
         )
         if created:
             log.info("call %s started flow %s in %s", sid, flow.id, loc.state or "unknown state")
@@ -155,7 +156,7 @@ class CallFlow:
         if await db.advance_call(
             self.pool, call_sid=sid, expected_seq=row.seq, seq=turn.state.seq,
             state=turn.state.to_json(), phase=phase, transfer=transfer, twiml=twiml,
-            events=events, listen=listen,
+            events=events, listen=listen, ringing=is_ringing(transfer),
         ):
             if transfer is not None:
                 await self.transfers.entered(sid, transfer)
@@ -227,7 +228,7 @@ class CallFlow:
         if await db.advance_call(
             self.pool, call_sid=sid, expected_seq=row.seq, seq=new_seq,
             state=replace(state, seq=new_seq).to_json(), phase=phase, transfer=transfer,
-            twiml=twiml, events=events,
+            twiml=twiml, events=events, ringing=phase == "transfer" and is_ringing(transfer),
         ):
             if phase == "transfer":
                 await self.transfers.entered(sid, transfer)
@@ -243,10 +244,10 @@ class CallFlow:
 
     async def status(self, sid: str, params: Mapping[str, str]) -> bool:
         status = params.get("CallStatus", "")
-        known = await db.record_status(self.pool, sid, status, _kept(params))
-        if known and status in FINAL_STATUSES:
-            await self.transfers.caller_gone(sid)
-        return known
+        before = await db.record_status(self.pool, sid, status, _kept(params))
+        if before == "transfer" and status in FINAL_STATUSES:
+            await self.transfers.caller_gone(sid)  # hung up while waiting for a human
+        return before is not None
 
     # Helpers ---------------------------------------------------------------
 

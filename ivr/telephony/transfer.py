@@ -28,7 +28,7 @@ from ivr.storage import calls as db
 from ivr.storage import counselors as staff
 from ivr.storage import queue
 from ivr.storage import transfers as outcomes
-from ivr.telephony.dialplan import Step, WarmStep, step_from_json, step_to_json
+from ivr.telephony.dialplan import DialStep, Step, WarmStep, step_from_json, step_to_json
 from ivr.telephony.rest import RestError, TwilioRest
 from ivr.telephony.twiml import Renderer
 
@@ -92,8 +92,8 @@ class Transfers:
         return self.renderer.step(conference_name(sid), step, seq, language)
 
     async def entered(self, sid: str, transfer: dict[str, Any]) -> None:
-        """After a call row records a new current step: queue it or note the ring."""
-        await outcomes.transfer_started(self.pool, sid)
+        """After a call row records a new current step: put the caller in line, or
+        take them out of it for a dial step (the row stamped the times already)."""
         step = current_step(transfer)
         if isinstance(step, WarmStep):
             index = int(transfer["index"])
@@ -105,9 +105,8 @@ class Transfers:
                 await self._cancel(await queue.set_tier(
                     self.pool, sid, index, step.tier, step.counselors))
             self.kick()
-        else:
+        elif was_queued(transfer):
             await self._cancel(await queue.dequeue(self.pool, sid, "backup"))
-            await outcomes.ringing(self.pool, sid)
 
     # The dispatcher ------------------------------------------------------------
 
@@ -286,6 +285,16 @@ class Transfers:
 
 def current_step(transfer: dict[str, Any]) -> Step:
     return step_from_json(transfer["steps"][int(transfer["index"])])
+
+
+def is_ringing(transfer: dict[str, Any] | None) -> bool:
+    """A dial step rings at once; a warm step rings when a counselor is offered."""
+    return transfer is not None and isinstance(current_step(transfer), DialStep)
+
+
+def was_queued(transfer: dict[str, Any]) -> bool:
+    """Whether an earlier step of this transfer put the caller in the waiting line."""
+    return any(s.get("mode") == "warm" for s in transfer["steps"][: int(transfer["index"])])
 
 
 def transfer_record(

@@ -21,12 +21,16 @@ from ivr.telephony.dialplan import DialStep, Step
 SAY_LOCALES = {"en": "en-US", "es": "es-US", "ko": "ko-KR"}
 STAFF_LANGUAGE = "en"  # counselors hear whispers in the staff language
 HOLD_PAUSE = 20  # seconds of quiet between reassurances without hold music
+TURN_CACHE_SIZE = 4096
 
 
 class Renderer:
     def __init__(self, public_url: str, prompts: PromptCatalog) -> None:
         self.public_url = public_url
         self.prompts = prompts
+        # Most turns hold nothing of the caller (the greeting and menu at seq 1
+        # are the same for every call): render each distinct one once.
+        self._turns: dict[tuple[tuple[Action, ...], int], str] = {}
 
     def url(self, path: str, **query: object) -> str:
         qs = urlencode({k: v for k, v in query.items() if v is not None})
@@ -68,6 +72,22 @@ class Renderer:
         With a `listen_token` the menu listens over a media stream instead of
         a <Gather>; `then` is a transfer's first step (conference name, step).
         """
+        plain = listen_token is None and then is None
+        key = (tuple(actions), seq)
+        if plain and key in self._turns:
+            return self._turns[key]
+        text = self._flow_turn(actions, seq, listen_token, then)
+        if plain and len(self._turns) < TURN_CACHE_SIZE:
+            self._turns[key] = text
+        return text
+
+    def _flow_turn(
+        self,
+        actions: Sequence[Action],
+        seq: int,
+        listen_token: str | None,
+        then: tuple[str, Step] | None,
+    ) -> str:
         response = VoiceResponse()
         for action in actions:
             match action:
