@@ -214,6 +214,18 @@ async def wait_http(url: str, child: Child, within: float = 60.0) -> None:
     raise ServerFailed(f"{child.name} not healthy after {within:.0f}s ({last}):\n{child.tail()}")
 
 
+def report_server_log(child: Child) -> int:
+    """Problems the server logged (IVR_LOG_LEVEL=WARNING): errors count as failures."""
+    lines = child.log_path.read_text(errors="replace").splitlines()
+    errors = [n for n, line in enumerate(lines) if " ERROR " in line or " CRITICAL " in line]
+    warnings = [n for n, line in enumerate(lines) if " WARNING " in line]
+    for kind, found in (("ERROR", errors), ("warning", warnings)):
+        if found:
+            print(f"{kind}: the server logged {len(found)} {kind.lower()} lines; the first:")
+            print("\n".join("    " + line for line in lines[found[0]:found[0] + 12]))
+    return len(errors)
+
+
 # PostgreSQL ------------------------------------------------------------------
 
 

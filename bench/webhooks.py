@@ -60,6 +60,7 @@ from bench._common import (
     ms,
     postgres,
     print_table,
+    report_server_log,
     start_child,
     summarize,
     tree_cpu_seconds,
@@ -115,15 +116,15 @@ def gather_params(sid: str) -> dict[str, str]:
     }
 
 
+def status_params(sid: str) -> dict[str, str]:
+    return {**voice_params(sid), "CallStatus": "completed", "CallDuration": "95"}
+
+
 @dataclass(frozen=True)
 class SignedPost:
     path: str  # path and query, as sent and as signed
     body: bytes
     signature: str
-
-
-def status_params(sid: str) -> dict[str, str]:
-    return {**voice_params(sid), "CallStatus": "completed", "CallDuration": "95"}
 
 
 @dataclass(frozen=True)
@@ -542,7 +543,7 @@ def report_errors(phases: Sequence[Phase]) -> int:
 def report_targets(phases: Sequence[Phase]) -> None:
     by_key = {(p.target, p.load): p for p in phases}
     bare, full = by_key[("bare", "closed")], by_key[("full webhook", "closed")]
-    ratio = full.rps / bare.rps
+    ratio = full.rps / bare.rps if bare.rps else math.nan
     verdict = "met" if ratio >= TARGET_RPS_RATIO else "NOT met"
     print(f"\ntarget throughput >= {TARGET_RPS_RATIO:.0%} of bare: {verdict} ({ratio:.0%})")
     for load in ("closed", "paced"):
@@ -552,18 +553,6 @@ def report_targets(phases: Sequence[Phase]) -> None:
         print(f"target p99 < {TARGET_P99 * 1000:.0f} ms, {load}: {verdict} ({ms(p99)} ms)")
     print("(closed loop: latency is concurrency / throughput by Little's law, so its p99"
           " measures saturation; the paced p99 is what a caller hears)")
-
-
-def report_server_log(child: Child) -> int:
-    """Problems the server logged (IVR_LOG_LEVEL=WARNING): errors count as failures."""
-    lines = child.log_path.read_text(errors="replace").splitlines()
-    errors = [n for n, line in enumerate(lines) if " ERROR " in line or " CRITICAL " in line]
-    warnings = [n for n, line in enumerate(lines) if " WARNING " in line]
-    for kind, found in (("ERROR", errors), ("warning", warnings)):
-        if found:
-            print(f"{kind}: the server logged {len(found)} {kind.lower()} lines; the first:")
-            print("\n".join("    " + line for line in lines[found[0]:found[0] + 12]))
-    return len(errors)
 
 
 # Main ------------------------------------------------------------------------------------
