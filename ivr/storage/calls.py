@@ -156,32 +156,41 @@ async def add_events(pool: asyncpg.Pool, call_sid: str, events: Sequence[Event])
 FINAL_STATUSES = ("completed", "busy", "failed", "no-answer", "canceled")
 
 
+@dataclass(frozen=True)
+class StatusRecorded:
+    phase: str  # the call's phase before this callback
+    transfer: dict[str, Any] | None
+
+
 async def record_status(
     pool: asyncpg.Pool, call_sid: str, status: str, detail: dict[str, Any]
-) -> str | None:
-    """Store a status callback; a final status closes the call.
+) -> StatusRecorded | None:
+    """Store a status callback; a final status closes the call, and a caller who
+    hangs up during a transfer nobody answered yet is counted as abandoned.
 
-    Returns the call's phase before this callback, None if the call is unknown.
+    None if the call is unknown.
     """
     final = status in FINAL_STATUSES
-    before: str | None = await pool.fetchval(
+    row = await pool.fetchrow(
         """
         WITH old AS (
             SELECT call_sid, phase FROM calls WHERE call_sid = $1 FOR UPDATE
         ), c AS (
             UPDATE calls SET twilio_status = $2, updated_at = now(),
                 ended_at = CASE WHEN $3 THEN coalesce(ended_at, now()) ELSE ended_at END,
-                phase = CASE WHEN $3 THEN 'ended' ELSE calls.phase END
+                phase = CASE WHEN $3 THEN 'ended' ELSE calls.phase END,
+                abandoned = calls.abandoned OR ($3 AND old.phase = 'transfer'
+                                                AND calls.answered_at IS NULL)
             FROM old WHERE calls.call_sid = old.call_sid
-            RETURNING old.phase
+            RETURNING old.phase, calls.transfer
         ), e AS (
             INSERT INTO call_events (call_sid, kind, detail) VALUES ($1, 'status', $4)
         )
-        SELECT phase FROM c
+        SELECT phase, transfer FROM c
         """,
         call_sid, status, final, detail,
     )
-    return before
+    return None if row is None else StatusRecorded(row["phase"], row["transfer"])
 
 
 async def events_of(pool: asyncpg.Pool, call_sid: str) -> list[tuple[str, dict[str, Any]]]:

@@ -178,8 +178,9 @@ class CallFlow:
             # Twilio requests the action even when the caller hung up (and
             # ignores the answer); that is an abandoned wait, not a failed tier.
             await db.add_events(self.pool, sid, [_webhook_event("conference-end", params)])
-            if caller_left and row.phase == "transfer":
-                await self.transfers.caller_gone(sid)
+            if caller_left and row.phase == "transfer" and row.transfer:
+                await self.transfers.caller_gone(sid, row.transfer)
+                await outcomes.mark_abandoned(self.pool, sid)
             return self.renderer.goodbye()
         return await self._step_ended(sid, seq, params, "conference-end", answered=False, row=row)
 
@@ -244,10 +245,13 @@ class CallFlow:
 
     async def status(self, sid: str, params: Mapping[str, str]) -> bool:
         status = params.get("CallStatus", "")
-        before = await db.record_status(self.pool, sid, status, _kept(params))
-        if before == "transfer" and status in FINAL_STATUSES:
-            await self.transfers.caller_gone(sid)  # hung up while waiting for a human
-        return before is not None
+        recorded = await db.record_status(self.pool, sid, status, _kept(params))
+        if recorded is None:
+            return False
+        if recorded.phase == "transfer" and status in FINAL_STATUSES and recorded.transfer:
+            # Hung up while waiting for a human: free whoever is being rung for them.
+            await self.transfers.caller_gone(sid, recorded.transfer)
+        return True
 
     # Helpers ---------------------------------------------------------------
 

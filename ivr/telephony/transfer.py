@@ -24,7 +24,6 @@ import asyncpg
 
 from ivr.flow.model import PromptCatalog
 from ivr.routing.plan import RoutingPlan
-from ivr.storage import calls as db
 from ivr.storage import counselors as staff
 from ivr.storage import queue
 from ivr.storage import transfers as outcomes
@@ -253,13 +252,14 @@ class Transfers:
 
     # The caller ------------------------------------------------------------------
 
-    async def caller_gone(self, sid: str) -> None:
-        """The caller hung up: cancel counselor legs in flight, free their counselors."""
+    async def caller_gone(self, sid: str, transfer: dict[str, Any]) -> None:
+        """The caller hung up mid-transfer: cancel counselor legs in flight and free
+        their counselors (only a caller in the waiting line can have any)."""
+        if not (isinstance(current_step(transfer), WarmStep) or was_queued(transfer)):
+            return
         offers = await queue.abandon(self.pool, sid)
         await self._cancel(offers)
-        if await outcomes.mark_abandoned(self.pool, sid):
-            await db.add_events(self.pool, sid, [("abandoned", {"legs": len(offers)})])
-            log.info("call %s: caller hung up while waiting", sid)
+        log.info("call %s: caller hung up while waiting (%d legs cancelled)", sid, len(offers))
         self.kick()
 
     async def withdrawn(self, offer: queue.Offer) -> None:
