@@ -104,7 +104,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     log.info("counselors from the routing plan: %s", synced)
     renderer = Renderer(settings.public_url, content.flows.prompts)
     rest = TwilioRest(settings.account_sid, settings.auth_token, settings.twilio_api_url)
-    transfers = Transfers(pool, content.plan, renderer, content.flows.prompts, rest,
+    transfers = Transfers(pool, content.plan, renderer, rest,
                           wrap_up_seconds=settings.wrap_up_seconds)
     app[transfers_key] = transfers
     steps_for = partial(_steps, content, app[Keys.backup_number])

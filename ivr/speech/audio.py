@@ -375,6 +375,17 @@ def load_prompt_wav(path: str | os.PathLike[str]) -> bytes:
 # ---------------------------------------------------------------- energy gate
 
 
+# Each mu-law code's magnitude, in steps of 128 (a byte holds up to 32767/128).
+_PEAK = bytes(min(255, abs(ulaw_decode_sample(code)) // 128 + 1) for code in range(256))
+QUIET_SKIP = 8  # frames settled by their peak between two exact RMS measurements
+_QUIET_RATES = tuple(1 - 0.95 ** (n + 1) for n in range(QUIET_SKIP + 1))
+
+
+def frame_peak(frame: bytes) -> float:
+    """An upper bound of a mu-law frame's peak amplitude, in 16-bit linear units."""
+    return max(frame.translate(_PEAK), default=0) * 128.0
+
+
 def frame_rms(frame: bytes, encoding: Literal["mulaw", "pcm16"] = "mulaw") -> float:
     """Root mean square of a frame, in 16-bit linear units."""
     if not frame:
@@ -469,6 +480,7 @@ class EnergyGate:
         self._preroll: deque[bytes] = deque(maxlen=max(cfg.count(cfg.preroll_ms), self._onset))
         self.noise_rms = 0.0
         self.last_rms = 0.0
+        self._quiet_skips = 0
         self._reset_utterance()
 
     def _reset_utterance(self) -> None:
@@ -489,12 +501,28 @@ class EnergyGate:
 
     def push(self, frame: bytes) -> GateStep:
         """Classify one frame; return the frames to decode and utterance events."""
+        if (
+            not self.in_speech
+            and self.encoding == "mulaw"
+            and frame_peak(frame) <= self.threshold
+            and self._quiet_skips < QUIET_SKIP
+        ):
+            # The RMS cannot exceed the peak: a quiet line between words is
+            # settled by one C-speed pass; the exact RMS (for the noise floor)
+            # is still taken on every QUIET_SKIP-th frame.
+            self._quiet_skips += 1
+            self._preroll.append(frame)
+            self._loud_run = 0
+            return _NOTHING
+        skipped, self._quiet_skips = self._quiet_skips, 0
         rms = self.last_rms = frame_rms(frame, self.encoding)
         loud = rms > self.threshold
         # The floor follows quiet frames within a second, and creeps up under
         # loud ones (a 40 s time constant): speech barely moves it, but a
-        # television left on stops opening the gate after ~15 s.
-        self.noise_rms += (0.0005 if loud else 0.05) * (rms - self.noise_rms)
+        # television left on stops opening the gate after ~15 s. Frames settled
+        # by their peak alone count towards the quiet rate as if measured.
+        rate = 0.0005 if loud else _QUIET_RATES[skipped]
+        self.noise_rms += rate * (rms - self.noise_rms)
         if not self.in_speech:
             self._preroll.append(frame)
             if not loud:

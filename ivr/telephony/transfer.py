@@ -22,7 +22,6 @@ from typing import Any
 
 import asyncpg
 
-from ivr.flow.model import PromptCatalog
 from ivr.routing.plan import RoutingPlan
 from ivr.storage import counselors as staff
 from ivr.storage import queue
@@ -55,14 +54,12 @@ class Transfers:
         pool: asyncpg.Pool,
         plan: RoutingPlan,
         renderer: Renderer,
-        prompts: PromptCatalog,
         rest: TwilioRest,
         wrap_up_seconds: float = 60.0,
     ) -> None:
         self.pool = pool
         self.plan = plan
         self.renderer = renderer
-        self.prompts = prompts
         self.rest = rest
         self.wrap_up_seconds = wrap_up_seconds
         self.wake = asyncio.Event()

@@ -100,24 +100,35 @@ def _offer(request: web.Request) -> int:
     return int(request.query.get("offer", ""))
 
 
-async def whisper(request: web.Request) -> web.Response:
+CounselorHandler = Callable[[web.Request, int], Awaitable[str]]
+
+
+def counselor_webhook(
+    handler: CounselorHandler,
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """Wrap a counselor-leg handler: on any failure the leg is hung up, never
+    sent to the backup line (that is the caller's fail-safe, not staff's)."""
+
+    async def wrapped(request: web.Request) -> web.Response:
+        try:
+            return twiml(await handler(request, _offer(request)))
+        except Exception:
+            log.exception("counselor leg %s failed", request.path_qs)
+            return twiml(hangup_only())
+
+    return wrapped
+
+
+@counselor_webhook
+async def whisper(request: web.Request, offer: int) -> str:
     """A counselor answered: tell them who is waiting; they press 1 to accept."""
-    transfers = request.app[Keys.callflow].transfers
-    try:
-        return twiml(await transfers.whisper(_offer(request)))
-    except Exception:
-        log.exception("whisper for %s failed", request.query_string)
-        return twiml(hangup_only())
+    return await request.app[Keys.callflow].transfers.whisper(offer)
 
 
-async def whisper_answer(request: web.Request) -> web.Response:
-    transfers = request.app[Keys.callflow].transfers
+@counselor_webhook
+async def whisper_answer(request: web.Request, offer: int) -> str:
     digits = form_of(request).get("Digits", "").strip()
-    try:
-        return twiml(await transfers.whisper_answer(_offer(request), digits))
-    except Exception:
-        log.exception("whisper answer for %s failed", request.query_string)
-        return twiml(hangup_only())
+    return await request.app[Keys.callflow].transfers.whisper_answer(offer, digits)
 
 
 async def leg_status(request: web.Request) -> web.Response:

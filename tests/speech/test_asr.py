@@ -366,3 +366,20 @@ async def test_real_language_model_accuracy(lang: str, speech: Speech) -> None:
             assert decision.word == word
     finally:
         engine.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("flags", "coretype"),
+    [
+        ("fpu sse2 avx avx2 fma avx512f avx512cd avx512bw avx512dq avx512vl", "SkylakeX"),
+        ("fpu sse2 avx avx2 fma avx512f", "Haswell"),
+        ("fpu sse2 avx", "Sandybridge"),
+        ("fpu sse2 sse3", None),
+    ],
+)
+def test_openblas_coretype_follows_the_cpu_flags(flags: str, coretype: str | None) -> None:
+    from ivr.speech.asr import openblas_coretype
+
+    cpuinfo = f"processor\t: 0\nmodel name\t: x\nflags\t\t: {flags}\n"
+    assert openblas_coretype(cpuinfo) == coretype
+    assert openblas_coretype("") is None

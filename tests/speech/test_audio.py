@@ -370,3 +370,11 @@ def test_gate_config_is_validated() -> None:
         GateConfig(onset_ms=100, preroll_ms=40)
     with pytest.raises(ValueError, match="end_silence"):
         GateConfig(hangover_ms=500, end_silence_ms=200)
+
+
+def test_frame_peak_bounds_the_rms_from_above() -> None:
+    from ivr.speech.audio import frame_peak, frame_rms
+
+    for frame in (SILENT, LOUD, mulaw_tone(200), mulaw_tone(4000), bytes(range(160))):
+        assert frame_peak(frame) >= frame_rms(frame)
+    assert frame_peak(mulaw_tone(200)) < 1000  # quiet hiss stays well under a threshold
