@@ -474,9 +474,10 @@ SLOW_KERNELS = frozenset({"Prescott", "Katmai", "Coppermine", "Northwood", "Bani
 
 
 def openblas_core() -> str:
-    """The OpenBLAS kernels Vosk uses in this environment (the server inherits it)."""
+    """The OpenBLAS kernels Vosk uses when loaded as the server loads it."""
     try:
-        done = subprocess.run([sys.executable, "-c", "import vosk"], capture_output=True,
+        load = "from ivr.speech.asr import vosk_module; vosk_module()"
+        done = subprocess.run([sys.executable, "-c", load], capture_output=True,
                               text=True, timeout=60,
                               env={**os.environ, "OPENBLAS_VERBOSE": "2"})
     except (OSError, subprocess.SubprocessError):
@@ -486,20 +487,13 @@ def openblas_core() -> str:
 
 
 def faster_coretype() -> str | None:
-    """An OPENBLAS_CORETYPE this CPU runs, from its flags; None if nothing beats SSE3."""
+    """The OPENBLAS_CORETYPE the server picks for this CPU; None if nothing beats SSE3."""
+    from ivr.speech.asr import openblas_coretype
+
     try:
-        text = Path("/proc/cpuinfo").read_text()
+        return openblas_coretype(Path("/proc/cpuinfo").read_text())
     except OSError:
         return None
-    line = next((x for x in text.splitlines() if x.startswith("flags")), "")
-    flags = set(line.split(":", 1)[-1].split())
-    if {"avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"} <= flags:
-        return "SkylakeX"
-    if {"avx2", "fma"} <= flags:
-        return "Haswell"
-    if "avx" in flags:
-        return "Sandybridge"
-    return None
 
 
 def blas_note(core: str) -> str | None:

@@ -156,9 +156,10 @@ def measure_raw(
     """Measure raw Vosk decoding; return the figures as a flat dict."""
     config = config or ListenConfig()
     workers = workers or os.cpu_count() or 1
-    import vosk
+    # The server's import: same OpenBLAS kernel choice, same silenced logging.
+    from ivr.speech.asr import vosk_module
 
-    vosk.SetLogLevel(-1)
+    vosk = vosk_module()
     with tempfile.TemporaryDirectory(prefix="speech-raw-") as tmp:
         words = {}
         for i, word in enumerate(WORDS):

@@ -139,7 +139,7 @@ class ListenConfig:
 _VOSK: Any = None
 
 
-def _vosk() -> Any:
+def vosk_module() -> Any:
     """Import Vosk on first use: it costs ~0.1 s, and `ivr validate` never needs it."""
     global _VOSK
     if _VOSK is None:
@@ -225,7 +225,7 @@ class SpeechModels:
         *,
         origins: Mapping[str, str] | None = None,
     ) -> None:
-        vosk: Any = _vosk() if paths else None
+        vosk: Any = vosk_module() if paths else None
         loaded: dict[str, _LoadedModel] = {}
         by_dir: dict[Path, Any] = {}
         for lang, raw in sorted(paths.items()):
@@ -483,7 +483,8 @@ class _Channel:
         if not pcm:
             return False
         if self.recognizer is None:
-            rec = _vosk().KaldiRecognizer(self.model, self.config.decode_rate, self.grammar_json)
+            vosk = vosk_module()
+            rec = vosk.KaldiRecognizer(self.model, self.config.decode_rate, self.grammar_json)
             rec.SetMaxAlternatives(self.config.alternatives)
             self.recognizer = rec
             created = True
