@@ -38,7 +38,7 @@ MAX_BODY = 64 * 1024
 
 # A menu word is decided this long after the caller stops speaking: short
 # enough to answer within 300 ms, long enough for the pause inside a word.
-LISTEN_CONFIG = ListenConfig(gate=GateConfig(end_silence_ms=240, hangover_ms=160))
+LISTEN_CONFIG = ListenConfig(gate=GateConfig(end_silence_ms=200, hangover_ms=160))
 
 settings_key = web.AppKey("settings", Settings)
 speech_key = web.AppKey("speech", SpeechEngine)
