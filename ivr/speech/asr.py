@@ -45,17 +45,19 @@ utterances of 18 other words; tests/speech, bench/speech_raw.py):
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import math
 import os
+import queue
 import re
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from ivr.speech.audio import EnergyGate, GateConfig, Upsampler, ulaw_to_pcm16
 from ivr.speech.errors import SpeechConfigError
@@ -78,6 +80,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 ENV_PREFIX = "IVR_VOSK_MODEL_"
+_T = TypeVar("_T")
 _LANG_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 
 NoMatchReason = Literal[
@@ -417,6 +420,76 @@ def _warn_ignored(ignored: Mapping[str, Sequence[str]]) -> None:
         log.warning("menu words the speech models cannot recognise (ignored): %s", new)
 
 
+class PriorityPool(Executor):
+    """A fixed pool of decoding threads whose queue serves urgent jobs first.
+
+    A caller who stopped speaking waits for a final result; it should not
+    queue behind other calls' streaming chunks, which can wait a little.
+    """
+
+    def __init__(self, workers: int, name: str) -> None:
+        self._queue: queue.PriorityQueue[tuple[int, int, _Work | None]] = queue.PriorityQueue()
+        self._order = itertools.count()
+        self._closed = False
+        self._threads = [
+            threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True)
+            for i in range(workers)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> Future[_T]:
+        return self._put(1, fn, args, kwargs)
+
+    def submit_first(self, fn: Callable[..., _T], /, *args: Any) -> Future[_T]:
+        return self._put(0, fn, args, {})
+
+    def _put(
+        self, priority: int, fn: Callable[..., _T], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Future[_T]:
+        if self._closed:
+            raise RuntimeError("cannot schedule new futures after shutdown")
+        future: Future[_T] = Future()
+        self._queue.put((priority, next(self._order), _Work(future, fn, args, kwargs)))
+        return future
+
+    def _work(self) -> None:
+        while True:
+            _, _, work = self._queue.get()
+            if work is None:
+                return
+            if not work.future.set_running_or_notify_cancel():
+                continue
+            try:
+                work.future.set_result(work.fn(*work.args, **work.kwargs))
+            except BaseException as exc:
+                work.future.set_exception(exc)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self._closed = True
+        if cancel_futures:
+            while True:
+                try:
+                    _, _, work = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if work is not None:
+                    work.future.cancel()
+        for _ in self._threads:  # after every job still queued
+            self._queue.put((2, next(self._order), None))
+        if wait:
+            for thread in self._threads:
+                thread.join()
+
+
+@dataclass
+class _Work:
+    future: Future[Any]
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+
+
 class SpeechEngine:
     """The models plus the bounded pool where all decoding happens."""
 
@@ -433,7 +506,7 @@ class SpeechEngine:
         self.models = models
         self.config = config or ListenConfig()
         self.max_workers = workers
-        self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vosk")
+        self.executor: Executor = PriorityPool(workers, "vosk")
         self._lock = threading.Lock()
         self._open_sessions = 0
 
@@ -666,11 +739,21 @@ class ListenSession:
             return
         self._submit(self._decode_job, self._take_pending())
 
-    def _submit(self, job: Callable[[bytes], Any], data: bytes) -> asyncio.Future[Any] | None:
-        """Run `job(data)` in the pool as the session's one job in flight."""
+    def _submit(
+        self, job: Callable[[bytes], Any], data: bytes, *, urgent: bool = False
+    ) -> asyncio.Future[Any] | None:
+        """Run `job(data)` in the pool as the session's one job in flight.
+
+        An urgent job (a final result a caller is waiting for) goes ahead of
+        other calls' streaming chunks.
+        """
         self.stats.decode_jobs += 1
+        executor = self.engine.executor
         try:
-            future = asyncio.get_running_loop().run_in_executor(self.engine.executor, job, data)
+            if urgent and isinstance(executor, PriorityPool):
+                future = asyncio.wrap_future(executor.submit_first(job, data))
+            else:
+                future = asyncio.get_running_loop().run_in_executor(executor, job, data)
         except RuntimeError as exc:  # the pool was shut down under us
             self._failed = True
             log.error("speech decoding unavailable: %s", exc)
@@ -728,7 +811,7 @@ class ListenSession:
                 if self._closed:
                     return NoMatch("closed")
                 self.stats.utterances += 1
-                future = self._submit(self._final_job, self._take_pending())
+                future = self._submit(self._final_job, self._take_pending(), urgent=True)
                 if future is None:
                     return NoMatch("error")
                 try:

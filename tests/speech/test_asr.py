@@ -383,3 +383,25 @@ def test_openblas_coretype_follows_the_cpu_flags(flags: str, coretype: str | Non
     cpuinfo = f"processor\t: 0\nmodel name\t: x\nflags\t\t: {flags}\n"
     assert openblas_coretype(cpuinfo) == coretype
     assert openblas_coretype("") is None
+
+
+def test_priority_pool_serves_final_results_first() -> None:
+    import threading
+
+    from ivr.speech.asr import PriorityPool
+
+    pool = PriorityPool(1, "test")
+    gate = threading.Event()
+    order: list[str] = []
+    try:
+        busy = pool.submit(gate.wait, 5)  # the one worker is decoding someone's chunk
+        later = [pool.submit(order.append, f"chunk {n}") for n in range(3)]
+        final = pool.submit_first(order.append, "final")
+        gate.set()
+        for future in (busy, *later, final):
+            future.result(timeout=5)
+    finally:
+        pool.shutdown()
+    assert order == ["final", "chunk 0", "chunk 1", "chunk 2"]
+    with pytest.raises(RuntimeError):
+        pool.submit(order.append, "too late")
