@@ -45,22 +45,21 @@ utterances of 18 other words; tests/speech, bench/speech_raw.py):
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import logging
 import math
 import os
-import queue
 import re
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import Executor, Future
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 from ivr.speech.audio import EnergyGate, GateConfig, Upsampler, ulaw_to_pcm16
 from ivr.speech.errors import SpeechConfigError
+from ivr.speech.pool import PriorityPool
 from ivr.speech.vocabulary import UNKNOWN_TOKENS, grammar_form
 
 __all__ = [
@@ -80,7 +79,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 ENV_PREFIX = "IVR_VOSK_MODEL_"
-_T = TypeVar("_T")
 _LANG_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 
 NoMatchReason = Literal[
@@ -418,76 +416,6 @@ def _warn_ignored(ignored: Mapping[str, Sequence[str]]) -> None:
     if new:
         _warned.update(new)
         log.warning("menu words the speech models cannot recognise (ignored): %s", new)
-
-
-class PriorityPool(Executor):
-    """A fixed pool of decoding threads whose queue serves urgent jobs first.
-
-    A caller who stopped speaking waits for a final result; it should not
-    queue behind other calls' streaming chunks, which can wait a little.
-    """
-
-    def __init__(self, workers: int, name: str) -> None:
-        self._queue: queue.PriorityQueue[tuple[int, int, _Work | None]] = queue.PriorityQueue()
-        self._order = itertools.count()
-        self._closed = False
-        self._threads = [
-            threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True)
-            for i in range(workers)
-        ]
-        for thread in self._threads:
-            thread.start()
-
-    def submit(self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> Future[_T]:
-        return self._put(1, fn, args, kwargs)
-
-    def submit_first(self, fn: Callable[..., _T], /, *args: Any) -> Future[_T]:
-        return self._put(0, fn, args, {})
-
-    def _put(
-        self, priority: int, fn: Callable[..., _T], args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Future[_T]:
-        if self._closed:
-            raise RuntimeError("cannot schedule new futures after shutdown")
-        future: Future[_T] = Future()
-        self._queue.put((priority, next(self._order), _Work(future, fn, args, kwargs)))
-        return future
-
-    def _work(self) -> None:
-        while True:
-            _, _, work = self._queue.get()
-            if work is None:
-                return
-            if not work.future.set_running_or_notify_cancel():
-                continue
-            try:
-                work.future.set_result(work.fn(*work.args, **work.kwargs))
-            except BaseException as exc:
-                work.future.set_exception(exc)
-
-    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        self._closed = True
-        if cancel_futures:
-            while True:
-                try:
-                    _, _, work = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if work is not None:
-                    work.future.cancel()
-        for _ in self._threads:  # after every job still queued
-            self._queue.put((2, next(self._order), None))
-        if wait:
-            for thread in self._threads:
-                thread.join()
-
-
-@dataclass
-class _Work:
-    future: Future[Any]
-    fn: Callable[..., Any]
-    args: tuple[Any, ...]
-    kwargs: dict[str, Any]
 
 
 class SpeechEngine:

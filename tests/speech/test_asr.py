@@ -388,7 +388,7 @@ def test_openblas_coretype_follows_the_cpu_flags(flags: str, coretype: str | Non
 def test_priority_pool_serves_final_results_first() -> None:
     import threading
 
-    from ivr.speech.asr import PriorityPool
+    from ivr.speech.pool import PriorityPool
 
     pool = PriorityPool(1, "test")
     gate = threading.Event()
