@@ -122,7 +122,13 @@ async def mark_abandoned(pool: asyncpg.Pool, call_sid: str) -> bool:
 async def call_context(pool: asyncpg.Pool, call_sid: str) -> asyncpg.Record | None:
     """What a counselor leg needs to know of the caller's call."""
     record: asyncpg.Record | None = await pool.fetchrow(
-        "SELECT called, location_state, transfer, seq, phase FROM calls WHERE call_sid = $1",
+        """
+        SELECT c.called, c.location_state, c.transfer, c.seq, c.phase,
+               coalesce(extract(epoch FROM clock_timestamp() - w.tier_started_at), 0)
+                   ::double precision AS tier_seconds
+        FROM calls c LEFT JOIN waiting w USING (call_sid)
+        WHERE c.call_sid = $1
+        """,
         call_sid)
     return record
 

@@ -33,6 +33,7 @@ from ivr.telephony.twiml import Renderer
 log = logging.getLogger(__name__)
 
 LANGUAGE_NAMES = {"en": "English", "es": "Spanish"}
+MIN_RING = 10  # seconds: a counselor's phone rings at least this long
 # Leg statuses that end an offer without a conversation, and what they mean
 # for the counselor (queue.offer_missed decides their presence from it).
 MISSED: dict[str, queue.EndState] = {
@@ -131,14 +132,15 @@ class Transfers:
     async def _ring(self, offer: queue.Offer) -> None:
         context = await outcomes.call_context(self.pool, offer.call_sid)
         step = current_step(context["transfer"]) if context and context["transfer"] else None
-        timeout = step.timeout if step else 20
+        # Ring for what is left of the tier's time, but long enough to pick up.
+        left = step.timeout - context["tier_seconds"] if step and context else MIN_RING
         try:
             leg = await self.rest.place_call(
                 to=offer.address,
                 from_=(context["called"] if context else None) or self.plan.national_backup.number,
                 url=self.renderer.url("/twilio/whisper", offer=offer.id),
                 status_callback=self.renderer.url("/twilio/leg-status", offer=offer.id),
-                ring_seconds=max(5, timeout),
+                ring_seconds=max(MIN_RING, round(left)),
             )
         except RestError as exc:
             log.warning("call %s: counselor %s could not be rung: %s",
