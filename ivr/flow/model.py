@@ -147,6 +147,9 @@ class Prompt:
     recording: Path | None = None
     pos: Pos | None = None
     voice: str | None = None  # overrides the language's voice for this prompt
+    # A prompt that switches language midway ("... press 1. Para español,
+    # oprima 2."): (language, text) in order; empty when it is all `language`.
+    segments: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

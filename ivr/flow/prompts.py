@@ -65,6 +65,9 @@ _RESERVED = ("voice", "locale")
 _WAVE_PCM, _WAVE_MULAW, _WAVE_EXTENSIBLE = 1, 7, 0xFFFE
 
 
+_LANGUAGE = re.compile(r"^[a-z]{2}$")
+
+
 def placeholders(text: str) -> tuple[str, ...]:
     """The placeholder names in a prompt's text, in order, without repeats."""
     return tuple(dict.fromkeys(_PLACEHOLDER.findall(text)))
@@ -219,8 +222,43 @@ def _scalar(node: Node, what: str, problems: Problems) -> str | None:
     return node.text.strip()
 
 
+def _segments(
+    lang: str, key: str, value: Node, problems: Problems
+) -> tuple[tuple[str, str], ...] | None:
+    """`- text` (in the catalog's language) or `- {es: text}` items, said in order."""
+    out: list[tuple[str, str]] = []
+    for item in value.items():
+        language, node = lang, item
+        if item.is_map:
+            entries = list(item.entries())
+            if len(entries) != 1 or not _LANGUAGE.match(entries[0][0]):
+                problems.add(item.pos, f"a part of prompt '{key}' is text, or one language "
+                             "code with its text, like {es: \"Para español, oprima 2.\"}")
+                return None
+            language, _, node = entries[0]
+        text = _scalar(node, f"a part of prompt '{key}'", problems)
+        if text is None:
+            return None
+        out.append((language, " ".join(text.split())))
+    if not out:
+        problems.add(value.pos, f"prompt '{key}' is an empty list")
+        return None
+    return tuple(out)
+
+
 def _prompt(lang: str, key: str, pos: Pos, value: Node, problems: Problems) -> Prompt | None:
     voice: str | None = None
+    if value.is_list:
+        segments = _segments(lang, key, value, problems)
+        if segments is None:
+            return None
+        spoken = " ".join(part for _, part in segments)
+        if _PLACEHOLDER.search(spoken):
+            problems.add(value.pos, f"prompt '{key}' mixes languages: it cannot have placeholders")
+            return None
+        if all(language == lang for language, _ in segments):
+            segments = ()
+        return Prompt(key, lang, spoken, estimate_seconds(spoken), pos=pos, segments=segments)
     if value.is_map:
         fields = {k: (p, v) for k, p, v in value.entries()}
         for k, (p, _) in fields.items():

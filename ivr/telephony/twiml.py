@@ -53,11 +53,21 @@ class Renderer:
         if prompt is not None and prompt.recording is not None and not values:
             target.play(self.url(f"/prompts/{language}/{prompt_id}.wav"))
             return
+        if prompt is not None and prompt.segments:
+            for segment_language, part in prompt.segments:
+                voice = prompt.voice if segment_language == language else None
+                self._say(target, segment_language, part, voice)
+            return
         text = self.prompt_text(language, prompt_id, values or {})
         if text:
-            voice = (prompt.voice if prompt else None) or self.prompts.voices.get(language)
-            locale = self.prompts.locales.get(language) or SAY_LOCALES.get(language, language)
-            target.say(text, language=locale, voice=voice)
+            self._say(target, language, text, prompt.voice if prompt else None)
+
+    def _say(
+        self, target: VoiceResponse | Gather, language: str, text: str, voice: str | None
+    ) -> None:
+        voice = voice or self.prompts.voices.get(language)
+        locale = self.prompts.locales.get(language) or SAY_LOCALES.get(language, language)
+        target.say(text, language=locale, voice=voice)
 
     def flow_turn(
         self,

@@ -39,7 +39,9 @@ async def test_silence_goes_to_a_local_english_counselor(
     t = await simulate_call(sim, CallScript(from_number=TX_CALLER, inputs=(Silence(),)),
                             world=world)
     assert t.reached_human, t.format()
-    assert {h.language for h in t.of_type(Heard)} == {"en-US"}
+    # English throughout, but for the menu's Spanish line, said by the Spanish voice.
+    assert [h.language for h in heard(t, "Para español")] == ["es-US"]
+    assert {h.language for h in t.of_type(Heard) if "español" not in h.text} == {"en-US"}
     assert len(heard(t, "press 1")) == 1  # silence never replays the menu
     assert heard(t, "If you are in immediate danger, call 911")  # hold reassurance
     assert joined(t) in TX_ENGLISH

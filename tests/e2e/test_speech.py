@@ -72,4 +72,4 @@ async def test_silence_in_a_listening_menu_connects(
 ) -> None:
     t = await call(voice_sim, world, Silence())
     assert t.reached_human, t.format()
-    assert {h.language for h in t.of_type(Heard)} == {"en-US"}
+    assert {h.language for h in t.of_type(Heard) if "español" not in h.text} == {"en-US"}

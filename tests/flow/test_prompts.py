@@ -299,3 +299,36 @@ def test_the_real_catalogs_are_complete_and_clean() -> None:
     welcome = catalog.get("es", "welcome")
     assert welcome is not None
     assert "Línea 988 de Prevención del Suicidio y Crisis" in welcome.text
+
+
+def test_a_prompt_may_switch_language_midway(tmp_path: Path, write: Write) -> None:
+    write("prompts/en/catalog.yaml", """
+        menu:
+          - Press 1 for help.
+          - {es: "Para español, oprima 2."}
+        plain:
+          - One part.
+          - Another, same language.
+        """)
+    problems = Problems()
+    catalog = load_prompts(tmp_path / "prompts", problems)
+    assert not problems.items
+    menu = catalog.get("en", "menu")
+    assert menu is not None
+    assert menu.segments == (("en", "Press 1 for help."), ("es", "Para español, oprima 2."))
+    assert menu.text == "Press 1 for help. Para español, oprima 2."
+    assert menu.seconds == estimate_seconds(menu.text)
+    plain = catalog.get("en", "plain")
+    assert plain is not None and plain.segments == ()
+
+
+def test_a_mixed_prompt_part_must_name_one_language(tmp_path: Path, write: Write) -> None:
+    write("prompts/en/catalog.yaml", """
+        menu:
+          - Press 1.
+          - {es: Para español, oprima 2.}
+        """)
+    problems = Problems()
+    load_prompts(tmp_path / "prompts", problems)
+    assert [(line, "is text, or one language code" in m) for _, line, m in messages(problems)] \
+        == [(3, True)]

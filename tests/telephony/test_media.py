@@ -61,7 +61,7 @@ async def start_call(s: aiohttp.ClientSession, settings: Settings, sid: str) -> 
     assert stream is not None
     params = {p.get("name"): p.get("value") for p in stream.findall("Parameter")}
     # No recording for the menu prompt: it is said before the stream opens.
-    assert "press 1" in (root.findall("Say")[-1].text or "")
+    assert "press 1" in " ".join(say.text or "" for say in root.findall("Say"))
     return str(stream.get("url")), str(params["token"])
 
 
