@@ -55,6 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ivr.sim.options import add_call_arguments
 
     add_call_arguments(call)
+    call.add_argument("--stream-speed", type=float, default=1.0, metavar="X",
+                      help="media streams run X times faster than real time (default 1)")
     call.add_argument("--counselors-offline", action="store_true",
                       help="without --server: leave the plan's counselors offline "
                            "(callers then go to external centers and the national backup)")

@@ -20,6 +20,7 @@ from ivr.config import Settings
 from ivr.sim.call import simulate_call
 from ivr.sim.config import SimConfig
 from ivr.sim.errors import ScriptError
+from ivr.sim.media import MediaStreams, StreamSettings
 from ivr.sim.options import script_from_args, world_from_args
 
 
@@ -62,17 +63,19 @@ async def run_call_command(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     world = world_from_args(args, account_sid=settings.account_sid,
                             auth_token=settings.auth_token)
+    media = MediaStreams(StreamSettings(speed=args.stream_speed))
+    handlers = world.handlers(media=media)
     async with world:  # Twilio's REST API and the counselors' phones
         if args.server:
             cfg = SimConfig(server_url=args.server, auth_token=settings.auth_token,
                             public_url=settings.public_url, account_sid=settings.account_sid)
-            transcript = await simulate_call(cfg, script, world=world)
+            transcript = await simulate_call(cfg, script, world=world, handlers=handlers)
         else:
             local = replace(settings, twilio_api_url=world.api_url)
             staffed = not args.counselors_offline
             async with local_server(local, counselors_available=staffed) as live:
                 cfg = SimConfig(server_url=live.public_url, auth_token=live.auth_token,
                                 account_sid=live.account_sid)
-                transcript = await simulate_call(cfg, script, world=world)
+                transcript = await simulate_call(cfg, script, world=world, handlers=handlers)
     print(transcript.format())
     return 0 if transcript.reached_human else 1
