@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
 import asyncpg
@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 LANGUAGE_NAMES = {"en": "English", "es": "Spanish"}
 MIN_RING = 10  # seconds: a counselor's phone rings at least this long
+REDIRECT_RETRIES = (0.5, 1.0, 2.0, 4.0)  # pauses after each failed attempt
 # Leg statuses that end an offer without a conversation, and what they mean
 # for the counselor (queue.offer_missed decides their presence from it).
 MISSED: dict[str, queue.EndState] = {
@@ -64,7 +65,7 @@ class Transfers:
         self.rest = rest
         self.wrap_up_seconds = wrap_up_seconds
         self.wake = asyncio.Event()
-        self._legs: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def kick(self) -> None:
         """Something changed: let the dispatcher look for matches now."""
@@ -123,9 +124,7 @@ class Transfers:
     async def dispatch_once(self) -> None:
         await outcomes.end_wrap_up(self.pool, self.wrap_up_seconds)
         for offer in await queue.claim_offers(self.pool):
-            task = asyncio.create_task(self._ring(offer))
-            self._legs.add(task)
-            task.add_done_callback(self._legs.discard)
+            self._spawn(self._ring(offer))
         for caller in await outcomes.stalled_callers(self.pool):
             await self._maybe_next_tier(caller)
 
@@ -190,14 +189,27 @@ class Transfers:
             return
         await self._cancel(await queue.dequeue(self.pool, sid, "backup"))
         await outcomes.ringing(self.pool, sid)
-        try:
-            redirected = await self.rest.redirect(sid, self.renderer.url("/twilio/resume",
-                                                                           seq=new_seq))
-        except RestError:
-            log.exception("call %s: could not take the caller to %s", sid, step.name)
-            return
-        if not redirected:
-            log.info("call %s: caller already gone", sid)
+        # In the background: retries must not hold up the dispatcher's pass.
+        self._spawn(self._take_out(sid, self.renderer.url("/twilio/resume", seq=new_seq),
+                                   step.name))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _take_out(self, sid: str, url: str, where: str) -> None:
+        """Redirect a holding caller to a dial step, retrying: a caller left alone
+        in their conference would wait for nobody."""
+        for attempt, pause in enumerate(REDIRECT_RETRIES):
+            try:
+                if not await self.rest.redirect(sid, url):
+                    log.info("call %s: caller already gone", sid)
+                return
+            except RestError:
+                log.exception("call %s: could not take the caller to %s (attempt %d)",
+                              sid, where, attempt + 1)
+            await asyncio.sleep(pause)
 
     # Counselor legs --------------------------------------------------------------
 
@@ -277,9 +289,9 @@ class Transfers:
             log.exception("could not end counselor leg %s", leg_sid)
 
     async def close(self) -> None:
-        for task in list(self._legs):
+        for task in list(self._tasks):
             task.cancel()
-        await asyncio.gather(*self._legs, return_exceptions=True)
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
 def current_step(transfer: dict[str, Any]) -> Step:
