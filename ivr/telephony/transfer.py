@@ -124,7 +124,7 @@ class Transfers:
     async def dispatch_once(self) -> None:
         await outcomes.end_wrap_up(self.pool, self.wrap_up_seconds)
         for offer in await queue.claim_offers(self.pool):
-            self._spawn(self._ring(offer))
+            self.spawn(self._ring(offer))
         for caller in await outcomes.stalled_callers(self.pool):
             await self._maybe_next_tier(caller)
 
@@ -190,15 +190,15 @@ class Transfers:
         await self._cancel(await queue.dequeue(self.pool, sid, "backup"))
         await outcomes.ringing(self.pool, sid)
         # In the background: retries must not hold up the dispatcher's pass.
-        self._spawn(self._take_out(sid, self.renderer.url("/twilio/resume", seq=new_seq),
+        self.spawn(self.take_out(sid, self.renderer.url("/twilio/resume", seq=new_seq),
                                    step.name))
 
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _take_out(self, sid: str, url: str, where: str) -> None:
+    async def take_out(self, sid: str, url: str, where: str) -> None:
         """Redirect a holding caller to a dial step, retrying: a caller left alone
         in their conference would wait for nobody."""
         for attempt, pause in enumerate(REDIRECT_RETRIES):

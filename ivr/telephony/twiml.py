@@ -138,12 +138,13 @@ class Renderer:
             start_conference_on_enter=False,
             end_conference_on_exit=True,
             beep=False,
-            wait_url=self.url("/twilio/hold", lang=language),
+            wait_url=self.url("/twilio/hold", lang=language, call=conference.removeprefix("call-")),
             wait_method="POST",
         )
 
-    def hold(self, language: str) -> str:
-        """The wait URL document, played in a loop while the caller waits."""
+    def hold(self, language: str, call_sid: str, rounds: int) -> str:
+        """The wait URL document: reassurance then hold audio, then the next round
+        (the count lets the wait URL notice a caller who has held too long)."""
         response = VoiceResponse()
         self._speak(response, language, "hold_reassurance")
         prompt = self.prompts.get(language, "hold_music")
@@ -151,6 +152,8 @@ class Renderer:
             response.play(self.url(f"/prompts/{language}/hold_music.wav"))
         else:
             response.pause(length=HOLD_PAUSE)
+        response.redirect(self.url("/twilio/hold", lang=language, call=call_sid, n=rounds + 1),
+                          method="POST")
         return str(response)
 
     def whisper(self, offer_id: int, values: Mapping[str, object]) -> str:

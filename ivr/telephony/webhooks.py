@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from ivr.routing.location import caller_hash, locate
+from ivr.storage.database import ping
 from ivr.telephony.callflow import CallerInfo, CallFlow
 from ivr.telephony.signature import form_of
 from ivr.telephony.twiml import failsafe, hangup_only
@@ -20,6 +21,7 @@ from ivr.telephony.twiml import failsafe, hangup_only
 log = logging.getLogger(__name__)
 
 TWIML = "text/xml"
+HOLD_ROUNDS_BEFORE_CHECK = 2  # about a minute of holding
 
 
 class Keys:
@@ -91,9 +93,26 @@ async def resume(request: web.Request, sid: str) -> str:
 
 
 async def hold(request: web.Request) -> web.Response:
-    """The conference wait URL: reassurance and hold audio, no database needed."""
+    """The conference wait URL: reassurance and hold audio, no database needed.
+
+    It is also the caller's lifeline: whoever would offer them to a counselor
+    works through the database, so a caller who has held a while while the
+    database does not answer is sent, by the REST API, to the fallback
+    (the backup line) rather than left to hold for nobody.
+    """
+    callflow = request.app[Keys.callflow]
     language = request.query.get("lang", "en")
-    return twiml(request.app[Keys.callflow].renderer.hold(language))
+    call_sid = request.query.get("call", "")
+    try:
+        rounds = int(request.query.get("n", "0"))
+    except ValueError:
+        rounds = 0
+    if call_sid and rounds >= HOLD_ROUNDS_BEFORE_CHECK and not await ping(callflow.pool):
+        log.error("call %s: database down while holding: sending the caller to the backup",
+                  call_sid)
+        url = callflow.renderer.url("/twilio/fallback")
+        callflow.transfers.spawn(callflow.transfers.take_out(call_sid, url, "the backup line"))
+    return twiml(callflow.renderer.hold(language, call_sid, rounds))
 
 
 def _offer(request: web.Request) -> int:

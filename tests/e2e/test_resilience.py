@@ -116,3 +116,40 @@ async def test_database_stopped_mid_call_sends_caller_to_backup(
     assert status == 200
     root = parse_twiml(body)
     assert [d.text for d in root.findall("Dial")] == ["+18005550100"]
+
+
+async def test_database_lost_while_holding_sends_the_caller_to_backup(
+    own_database: tuple[str, object], tmp_path: Path, content: Content
+) -> None:
+    """Nobody can be offered to a holding caller without the database: after about
+    a minute on hold the wait URL notices and the REST API takes them to the backup."""
+    from ivr.app import pool_key
+    from ivr.sim import CallScript, NoAnswer, Silence, TwilioWorld, simulate_call
+    from ivr.sim.config import SimConfig
+    from ivr.sim.transcript import Dialed
+    from tests.helpers import staff_all
+
+    dsn, pg = own_database
+    async with TwilioWorld(default=NoAnswer()) as world:
+        port = unused_port()
+        settings = make_settings(tmp_path, dsn, port, world.api_url)
+        server = TestServer(create_app(settings, content), host="127.0.0.1", port=port)
+        await server.start_server()
+        try:
+            await staff_all(server)
+            pool = server.app[pool_key]
+            sim = SimConfig(server_url=settings.public_url, auth_token=settings.auth_token,
+                            account_sid=settings.account_sid)
+            script = CallScript(from_number="+15125550123", inputs=(Silence(),),
+                                hold_patience=600)
+            call = asyncio.create_task(simulate_call(sim, script, world=world))
+            while not await pool.fetchval("SELECT count(*) FROM offers"):
+                await asyncio.sleep(0.02)  # the caller holds; Ana's phone rings unanswered
+            await asyncio.to_thread(pg.cleanup)  # type: ignore[attr-defined]
+            t = await asyncio.wait_for(call, 60)
+        finally:
+            await server.close()
+    assert t.reached_human, t.format()
+    # Straight to the backup line: not the regional backup a missed tier would lead to.
+    assert [d.targets for d in t.of_type(Dialed)] == [("+18005550100",)]
+    assert "/twilio/fallback" in t.format(show_requests=True)
