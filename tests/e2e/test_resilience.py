@@ -143,8 +143,10 @@ async def test_database_lost_while_holding_sends_the_caller_to_backup(
             script = CallScript(from_number="+15125550123", inputs=(Silence(),),
                                 hold_patience=600)
             call = asyncio.create_task(simulate_call(sim, script, world=world))
-            while not await pool.fetchval("SELECT count(*) FROM offers"):
-                await asyncio.sleep(0.02)  # the caller holds; Ana's phone rings unanswered
+            for _ in range(500):  # until the caller holds and Ana's phone rings unanswered
+                if await pool.fetchval("SELECT count(*) FROM offers"):
+                    break
+                await asyncio.sleep(0.02)
             await asyncio.to_thread(pg.cleanup)  # type: ignore[attr-defined]
             t = await asyncio.wait_for(call, 60)
         finally:
