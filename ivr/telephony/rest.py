@@ -108,24 +108,16 @@ class TwilioRest:
 
     async def redirect(self, sid: str, url: str) -> bool:
         """Send a live call to new TwiML; False when the call has already ended."""
-        try:
-            await self._client.calls(sid).update_async(url=url, method="POST")
-        except TwilioRestException as exc:
-            if exc.code in ALREADY_ENDED:
-                return False
-            raise RestError(f"redirecting {sid} failed: {exc.status} {exc.code}") from exc
-        except Exception as exc:
-            raise RestError(f"redirecting {sid} failed: {exc!r}") from exc
-        return True
+        return await self._update(sid, url=url, method="POST") is not None
 
-    async def _update(self, sid: str, *, status: str) -> str | None:
-        """Update a call's status; returns the status Twilio reports after it."""
+    async def _update(self, sid: str, **changes: str) -> str | None:
+        """Update a call; the status Twilio reports after it, None if it had ended."""
         try:
-            call = await self._client.calls(sid).update_async(status=status)
+            call = await self._client.calls(sid).update_async(**changes)
         except TwilioRestException as exc:
             if exc.code in ALREADY_ENDED:
                 return None
             raise RestError(f"updating {sid} failed: {exc.status} {exc.code}") from exc
-        except Exception as exc:
+        except Exception as exc:  # network, timeouts: the same for the caller
             raise RestError(f"updating {sid} failed: {exc!r}") from exc
-        return str(call.status) if call.status is not None else None
+        return str(call.status or "unknown")
