@@ -90,6 +90,7 @@ from bench._common import (
     percentile,
     postgres,
     print_table,
+    report_server_log,
     start_child,
     tree_cpu_seconds,
     wait_http,
@@ -961,18 +962,6 @@ def report(args: argparse.Namespace, raw: dict[str, Any], core: str, record: Rec
     errors += report_server_log(server)
     print(f"errors: {errors}")
     return 1 if errors else 0
-
-
-def report_server_log(child: Child) -> int:
-    """Problems the server logged (IVR_LOG_LEVEL=WARNING): errors count as failures."""
-    lines = child.log_path.read_text(errors="replace").splitlines()
-    errors = [n for n, line in enumerate(lines) if " ERROR " in line or " CRITICAL " in line]
-    warnings = [n for n, line in enumerate(lines) if " WARNING " in line]
-    for kind, found in (("ERROR", errors), ("warning", warnings)):
-        if found:
-            print(f"{kind}: the server logged {len(found)} {kind.lower()} lines; the first:")
-            print("\n".join("    " + line for line in lines[found[0]:found[0] + 8]))
-    return len(errors)
 
 
 def _levels(text: str) -> list[int]:
