@@ -10,7 +10,8 @@ from __future__ import annotations
 import base64
 import json
 import shutil
-from collections.abc import Sequence
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import aiohttp
@@ -115,56 +116,54 @@ async def listen_action(s: aiohttp.ClientSession, settings: Settings, sid: str) 
     return body
 
 
-async def test_spoken_spanish_continues_in_spanish(
-    speech_server: TestServer, settings: Settings, korean: dict[str, bytes]
-) -> None:
+Messages = Callable[[str, str], list[str]]  # (CallSid, token) -> what Twilio sends
+
+
+async def answer_menu(settings: Settings, messages: Messages) -> tuple[ET.Element, str]:
+    """Place a call, answer its listening menu over the stream, then follow the
+    Connect action as Twilio does; returns its TwiML and the stream's token."""
     sid = new_sid()
     async with aiohttp.ClientSession() as s:
         url, token = await start_call(s, settings, sid)
-        assert await stream(s, url, spoken(korean["스페인어"], sid, token))
-        body = await listen_action(s, settings, sid)
-    root = parse_twiml(body)
-    assert {say.get("language") for say in root.findall("Say")} == {"es-US"}
+        assert await stream(s, url, messages(sid, token))  # the server decided and closed
+        return parse_twiml(await listen_action(s, settings, sid)), token
+
+
+def languages(root: ET.Element) -> set[str | None]:
+    return {say.get("language") for say in root.findall("Say")}
+
+
+async def test_spoken_spanish_continues_in_spanish(
+    speech_server: TestServer, settings: Settings, korean: dict[str, bytes]
+) -> None:
+    root, _ = await answer_menu(settings, lambda sid, tok: spoken(korean["스페인어"], sid, tok))
+    assert languages(root) == {"es-US"}
     assert root.find("Dial") is not None
 
 
 async def test_spoken_veteran_word_goes_to_the_veterans_line(
     speech_server: TestServer, settings: Settings, korean: dict[str, bytes]
 ) -> None:
-    sid = new_sid()
-    async with aiohttp.ClientSession() as s:
-        url, token = await start_call(s, settings, sid)
-        assert await stream(s, url, spoken(korean["아니요"], sid, token))
-        body = await listen_action(s, settings, sid)
-    root = parse_twiml(body)
+    root, _ = await answer_menu(settings, lambda sid, tok: spoken(korean["아니요"], sid, tok))
     assert [n.text for n in root.iter("Number")] == ["+18005550111"]
-    assert {say.get("language") for say in root.findall("Say")} == {"en-US"}
+    assert languages(root) == {"en-US"}
 
 
 async def test_in_stream_dtmf_selects_like_a_key(
     speech_server: TestServer, settings: Settings
 ) -> None:
-    sid = new_sid()
-    async with aiohttp.ClientSession() as s:
-        url, token = await start_call(s, settings, sid)
-        dtmf = json.dumps({"event": "dtmf", "streamSid": "MZ" + "0" * 32,
-                           "dtmf": {"track": "inbound_track", "digit": "2"}})
-        messages = [*spoken(b"", sid, token, tail=0.2)[:12], dtmf]
-        assert await stream(s, url, messages)
-        body = await listen_action(s, settings, sid)
-    assert {say.get("language") for say in parse_twiml(body).findall("Say")} == {"es-US"}
+    dtmf = json.dumps({"event": "dtmf", "streamSid": "MZ" + "0" * 32,
+                       "dtmf": {"track": "inbound_track", "digit": "2"}})
+    root, _ = await answer_menu(
+        settings, lambda sid, tok: [*spoken(b"", sid, tok, tail=0.2)[:12], dtmf])
+    assert languages(root) == {"es-US"}
 
 
 async def test_silence_until_the_timeout_is_no_input(
     speech_server: TestServer, settings: Settings
 ) -> None:
-    sid = new_sid()
-    async with aiohttp.ClientSession() as s:
-        url, token = await start_call(s, settings, sid)
-        # 6 s of line noise: past the menu's 5 s timeout.
-        assert await stream(s, url, spoken(b"", sid, token, tail=6.0))
-        body = await listen_action(s, settings, sid)
-    root = parse_twiml(body)
+    # 6 s of line noise: past the menu's 5 s timeout.
+    root, _ = await answer_menu(settings, lambda sid, tok: spoken(b"", sid, tok, tail=6.0))
     assert "Connecting you" in (root.find("Say").text or "")  # type: ignore[union-attr]
     assert root.find("Dial") is not None
 
@@ -172,13 +171,8 @@ async def test_silence_until_the_timeout_is_no_input(
 async def test_unknown_word_takes_the_no_match_path(
     speech_server: TestServer, settings: Settings, korean: dict[str, bytes]
 ) -> None:
-    sid = new_sid()
-    async with aiohttp.ClientSession() as s:
-        url, token = await start_call(s, settings, sid)
-        # 영어 is in the model but in no grammar of this menu.
-        assert await stream(s, url, spoken(korean["영어"], sid, token))
-        body = await listen_action(s, settings, sid)
-    root = parse_twiml(body)
+    # 영어 is in the model but in no grammar of this menu.
+    root, token = await answer_menu(settings, lambda sid, tok: spoken(korean["영어"], sid, tok))
     # no_match: "sorry", then the menu again, listening with a fresh token.
     assert "Sorry" in (root.find("Say").text or "")  # type: ignore[union-attr]
     new_token = root.find("Connect/Stream/Parameter").get("value")  # type: ignore[union-attr]
@@ -198,14 +192,10 @@ async def test_unknown_word_takes_the_no_match_path(
 async def test_malformed_stream_closes_and_the_call_goes_on(
     speech_server: TestServer, settings: Settings, bad: str
 ) -> None:
-    sid = new_sid()
-    async with aiohttp.ClientSession() as s:
-        url, token = await start_call(s, settings, sid)
-        messages = [*spoken(b"", sid, token, tail=0.1)[:5], bad]
-        assert await stream(s, url, messages)
-        body = await listen_action(s, settings, sid)
+    root, _ = await answer_menu(
+        settings, lambda sid, tok: [*spoken(b"", sid, tok, tail=0.1)[:5], bad])
     # No decision stored: the menu's no-input path (connect).
-    assert parse_twiml(body).find("Dial") is not None
+    assert root.find("Dial") is not None
 
 
 async def test_token_is_single_use(
