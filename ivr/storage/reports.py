@@ -1,4 +1,4 @@
-"""The 988-style figures, per caller state, from the calls' recorded outcomes."""
+"""The 988-style figures, per caller state, from the `call_outcomes` view."""
 
 from __future__ import annotations
 
@@ -28,17 +28,14 @@ async def figures_by_state(pool: asyncpg.Pool, since: datetime) -> list[StateFig
     rows = await pool.fetch(
         """
         WITH t AS (
-            SELECT coalesce(location_state, 'unknown') AS state, answered_at, answered_tier,
-                   answered_in_state, abandoned,
-                   extract(epoch FROM answered_at - transfer_started_at)::double precision
-                       AS answer_seconds
-            FROM calls
-            WHERE transfer_started_at IS NOT NULL AND transfer->>'queue' IS NOT NULL
-              AND created_at >= $1
+            SELECT coalesce(location_state, 'unknown') AS state, answered_tier,
+                   answered_in_state, abandoned, seconds_to_answer AS answer_seconds
+            FROM call_outcomes
+            WHERE queue IS NOT NULL AND transfer_started_at >= $1
         )
         SELECT coalesce(state, 'all') AS state,
                count(*)::int AS calls,
-               count(answered_at)::int AS answered,
+               count(answer_seconds)::int AS answered,
                count(*) FILTER (WHERE answered_in_state)::int AS answered_in_state,
                count(*) FILTER (WHERE abandoned)::int AS abandoned,
                count(*) FILTER (WHERE answered_tier IS NOT NULL

@@ -42,6 +42,16 @@ async def test_report_counts_in_state_rollover_and_abandoned(
     assert tx_row.average_answer_seconds is not None and tx_row.p90_answer_seconds is not None
     assert (rows["OK"].calls, rows["OK"].abandoned, rows["OK"].answered) == (1, 1, 0)
     assert (rows["all"].calls, rows["all"].answered) == (3, 2)
+    outcomes = {r["call_sid"]: r for r in await server.app[pool_key].fetch(
+        "SELECT * FROM call_outcomes")}
+    local, rolled, left = (outcomes[t.call_sid] for t in (answered_locally, rolled_over,
+                                                          abandoned))
+    assert (local["answered_tier"], local["counselors_tried"], local["answered_in_state"]) == (
+        "local", 1, True)
+    assert (rolled["answered_tier"], rolled["counselors_tried"]) == ("backup", 2)
+    assert rolled["seconds_to_first_ring"] <= rolled["seconds_to_answer"]
+    assert (left["abandoned"], left["seconds_to_answer"], left["location_source"]) == (
+        True, None, "from_state")
     lines = table(list(rows.values())).splitlines()
     assert lines[0].split()[:2] == ["state", "calls"]
     assert lines[2].split()[:3] == ["TX", "2", "50%"]  # in-state answer rate
