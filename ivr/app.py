@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import AsyncIterator, Mapping, Sequence
 from functools import partial
 from pathlib import Path
@@ -24,7 +25,13 @@ from ivr.storage.queue import ROUTING_CHANNEL, Offer
 from ivr.telephony import webhooks
 from ivr.telephony.callflow import CallFlow
 from ivr.telephony.dialplan import Step, transfer_steps
-from ivr.telephony.media import MediaDeps, media_key, media_stream
+from ivr.telephony.media import (
+    MediaDeps,
+    close_media_streams,
+    media_key,
+    media_stream,
+    open_streams_key,
+)
 from ivr.telephony.rest import TwilioRest
 from ivr.telephony.signature import SignatureChecker, middleware
 from ivr.telephony.transfer import Transfers
@@ -33,6 +40,7 @@ from ivr.telephony.webhooks import Keys
 
 log = logging.getLogger(__name__)
 
+CLOSE_TIMEOUT = 5.0  # seconds for each resource to close at shutdown
 # Twilio's webhook bodies are a few kilobytes; anything far larger is not Twilio.
 MAX_BODY = 64 * 1024
 
@@ -74,6 +82,7 @@ def create_app(
     if speech is not None:
         app[speech_key] = speech
     app[prompt_audio_key] = prompt_audio(content)
+    app[open_streams_key] = weakref.WeakSet()
     area_code_table()  # built now so the first caller does not pay for it
     app.cleanup_ctx.append(_database)
     if own_speech:
@@ -86,6 +95,7 @@ def create_app(
     app.add_subapp("/admin", create_admin_app(
         settings.admin_token, pool_key, plan.centers, on_withdrawn=withdrawn))
     app.router.add_get("/twilio/media", media_stream)
+    app.on_shutdown.append(close_media_streams)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/prompts/{lang}/{name}", prompt_recording)
     return app
@@ -120,12 +130,18 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     await listener.add_listener(ROUTING_CHANNEL, lambda *_: transfers.kick())
     dispatcher = asyncio.create_task(transfers.run())
     yield
-    await listener.close()
+    await listener.close(timeout=CLOSE_TIMEOUT)
     dispatcher.cancel()
     await asyncio.gather(dispatcher, return_exceptions=True)
     await transfers.close()
     await rest.close()
-    await pool.close()
+    try:
+        # Graceful close waits for every connection to come back: bounded, so a
+        # stuck query can never keep the process from stopping.
+        await asyncio.wait_for(pool.close(), CLOSE_TIMEOUT)
+    except TimeoutError:
+        log.warning("database connections still busy at shutdown: closing them")
+        pool.terminate()
 
 
 async def _speech_pool(app: web.Application) -> AsyncIterator[None]:

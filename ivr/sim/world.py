@@ -44,6 +44,9 @@ from ivr.sim.webhook import WebhookClient
 SETTLE_SECONDS = 120.0  # at most this long (simulated) for a call's legs to end after it
 
 
+STOP_TIMEOUT = 10.0  # wall seconds for running legs to stop
+
+
 class TwilioWorld:
     def __init__(
         self,
@@ -111,7 +114,8 @@ class TwilioWorld:
         for task in self._tasks:
             task.cancel()
         if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            # Bounded: a leg that will not stop must not hang whoever stops the world.
+            await asyncio.wait(self._tasks, timeout=STOP_TIMEOUT)
         self._tasks.clear()
         if self._runner is not None:
             await self._runner.cleanup()

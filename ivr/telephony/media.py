@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from ivr.speech.asr import ListenSession, Match, NoMatch, SpeechEngine
 from ivr.speech.audio import FRAME_BYTES
@@ -53,11 +54,21 @@ class MediaDeps:
 
 
 media_key = web.AppKey("media", MediaDeps)
+open_streams_key = web.AppKey("open_streams", weakref.WeakSet[web.WebSocketResponse])
+
+
+async def close_media_streams(app: web.Application) -> None:
+    """On shutdown: end every open stream (each call goes on by its Connect action)."""
+    for ws in list(app.get(open_streams_key, ())):
+        await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
 
 
 async def media_stream(request: web.Request) -> web.StreamResponse:
     ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE)
     await ws.prepare(request)
+    streams = request.app.get(open_streams_key)
+    if streams is not None:
+        streams.add(ws)
     deps = request.app.get(media_key)
     call_sid = "?"
     session: ListenSession | None = None
