@@ -50,7 +50,6 @@ LISTEN_CONFIG = ListenConfig(gate=GateConfig(end_silence_ms=200, hangover_ms=160
 
 settings_key = web.AppKey("settings", Settings)
 speech_key = web.AppKey("speech", SpeechEngine)
-transfers_key = web.AppKey("transfers", Transfers)
 prompt_audio_key = web.AppKey("prompt_audio", dict[tuple[str, str], bytes])
 content_key = web.AppKey("content", Content)
 pool_key = web.AppKey("pool", asyncpg.Pool)
@@ -90,7 +89,7 @@ def create_app(
     webhooks.add_routes(app)
     async def withdrawn(offer: Offer) -> None:
         # An admin took a counselor away while their phone rang: hang that leg up.
-        await app[transfers_key].withdrawn(offer)
+        await app[Keys.callflow].transfers.withdrawn(offer)
 
     app.add_subapp("/admin", create_admin_app(
         settings.admin_token, pool_key, plan.centers, on_withdrawn=withdrawn))
@@ -116,7 +115,6 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     rest = TwilioRest(settings.account_sid, settings.auth_token, settings.twilio_api_url)
     transfers = Transfers(pool, content.plan, renderer, rest,
                           wrap_up_seconds=settings.wrap_up_seconds)
-    app[transfers_key] = transfers
     steps_for = partial(_steps, content, app[Keys.backup_number])
     speech = app.get(speech_key)
     languages = frozenset(speech.models.languages) if speech else frozenset()

@@ -216,7 +216,6 @@ class CallFlow:
                 nxt = int(transfer["index"]) if transfer["redials"] <= BACKUP_REDIALS else None
             else:
                 nxt = await self.transfers.usable(steps, int(transfer["index"]) + 1)
-                nxt = len(steps) - 1 if nxt is None else nxt
             if nxt is None:
                 phase = "ended"
                 twiml = self.renderer.goodbye()
@@ -285,7 +284,6 @@ class CallFlow:
         if isinstance(wait, TransferTo):
             steps = list(self.steps_for(wait, turn.state.caller_state))
             index = await self.transfers.usable(steps, 0)
-            index = len(steps) - 1 if index is None else index
             transfer = transfer_record(
                 steps, index, queue_name=wait.queue, line=wait.line, language=wait.language,
                 need=wait.need, caller_state=turn.state.caller_state,
@@ -293,12 +291,12 @@ class CallFlow:
             twiml = self.renderer.flow_turn(
                 turn.actions, turn.state.seq, then=(conference_name(sid), steps[index]))
             return twiml, "transfer", transfer, None
-        listen = self._listen_record(wait, turn.state.seq) if isinstance(wait, Ask) else None
+        listen = self._listen_record(wait) if isinstance(wait, Ask) else None
         token = listen["token"] if listen else None
         twiml = self.renderer.flow_turn(turn.actions, turn.state.seq, listen_token=token)
         return twiml, ("flow" if not turn.state.finished else "ended"), None, listen
 
-    def _listen_record(self, ask: Ask, seq: int) -> dict[str, Any] | None:
+    def _listen_record(self, ask: Ask) -> dict[str, Any] | None:
         """What a listening menu's stream needs; None when the menu cannot listen."""
         if not ask.speech or not self.speech_languages:
             return None
@@ -312,12 +310,10 @@ class CallFlow:
             return None
         return {
             "token": secrets.token_urlsafe(18),
-            "seq": seq,
             "node": ask.node,
             "language": ask.language,
             "prompt": ask.prompt,
             "timeout": ask.timeout,
-            "keys": ask.keys,
             "grammars": grammars,
         }
 

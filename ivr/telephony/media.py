@@ -59,16 +59,15 @@ open_streams_key = web.AppKey("open_streams", weakref.WeakSet[web.WebSocketRespo
 
 async def close_media_streams(app: web.Application) -> None:
     """On shutdown: end every open stream (each call goes on by its Connect action)."""
-    for ws in list(app.get(open_streams_key, ())):
+    streams = app[open_streams_key]
+    for ws in list(streams):
         await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
 
 
 async def media_stream(request: web.Request) -> web.StreamResponse:
     ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE)
     await ws.prepare(request)
-    streams = request.app.get(open_streams_key)
-    if streams is not None:
-        streams.add(ws)
+    request.app[open_streams_key].add(ws)
     deps = request.app.get(media_key)
     call_sid = "?"
     session: ListenSession | None = None

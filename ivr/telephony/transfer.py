@@ -73,9 +73,13 @@ class Transfers:
 
     # Choosing steps ----------------------------------------------------------
 
-    async def usable(self, steps: Sequence[Step], start: int) -> int | None:
-        """Index of the first step from `start` worth trying; None past the end."""
-        for index in range(start, len(steps)):
+    async def usable(self, steps: Sequence[Step], start: int) -> int:
+        """Index of the first step from `start` worth trying.
+
+        The last step, the national backup, is a dial step: it is never
+        skipped, so there is always one.
+        """
+        for index in range(min(start, len(steps) - 1), len(steps)):
             step = steps[index]
             if (
                 isinstance(step, WarmStep)
@@ -84,7 +88,7 @@ class Transfers:
             ):
                 continue
             return index
-        return None
+        return len(steps) - 1
 
     def render_step(self, sid: str, step: Step, seq: int, language: str) -> str:
         return self.renderer.step(conference_name(sid), step, seq, language)
@@ -150,6 +154,7 @@ class Transfers:
         if not await queue.set_leg(self.pool, offer.id, leg.sid):
             # The caller left (or the tier moved on) while the leg was being placed.
             await self._end_leg(leg.sid, ringing=True)
+            return
         log.info("call %s: ringing counselor %s (offer %d)",
                  offer.call_sid, offer.counselor_id, offer.id)
 
@@ -171,8 +176,6 @@ class Transfers:
         """Move a waiting caller on from their current warm step, while they hold."""
         steps = [step_from_json(s) for s in transfer["steps"]]
         index = await self.usable(steps, int(transfer["index"]) + 1)
-        if index is None:
-            index = len(steps) - 1  # the national backup is always last
         step = steps[index]
         moved = {**transfer, "index": index}
         language = transfer["language"]

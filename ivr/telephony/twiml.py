@@ -36,12 +36,6 @@ class Renderer:
         qs = urlencode({k: v for k, v in query.items() if v is not None})
         return f"{self.public_url}{path}" + (f"?{qs}" if qs else "")
 
-    def prompt_text(self, language: str, prompt_id: str, values: Mapping[str, object]) -> str:
-        prompt = self.prompts.get(language, prompt_id)
-        if prompt is None:  # validation makes this unreachable; never speak a raw id
-            return ""
-        return prompt.text.format_map(_Blank(values)) if values else prompt.text
-
     def _speak(
         self,
         target: VoiceResponse | Gather,
@@ -58,9 +52,9 @@ class Renderer:
                 voice = prompt.voice if segment_language == language else None
                 self._say(target, segment_language, part, voice)
             return
-        text = self.prompt_text(language, prompt_id, values or {})
-        if text:
-            self._say(target, language, text, prompt.voice if prompt else None)
+        if prompt is not None:  # validation makes None unreachable; never speak a raw id
+            text = prompt.text.format_map(_Blank(values)) if values else prompt.text
+            self._say(target, language, text, prompt.voice)
 
     def _say(
         self, target: VoiceResponse | Gather, language: str, text: str, voice: str | None
