@@ -10,6 +10,7 @@ from aiohttp.test_utils import TestServer
 from ivr.config import Settings
 from ivr.sim import TwilioWorld
 from ivr.sim.config import SimConfig
+from tests.conftest import bounded
 from tests.helpers import staff_all
 
 
@@ -18,8 +19,10 @@ async def world(request: pytest.FixtureRequest) -> AsyncIterator[TwilioWorld]:
     """Counselors answer and accept after 3 s unless a test marks otherwise."""
     marker = request.node.get_closest_marker("counselors")
     options = marker.kwargs if marker else {}
-    async with TwilioWorld(**options) as w:
-        yield w
+    w = TwilioWorld(**options)
+    await w.start()
+    yield w
+    await bounded(w.stop(), "stopping the simulated Twilio")
 
 
 @pytest.fixture

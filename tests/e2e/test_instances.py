@@ -24,7 +24,7 @@ from aiohttp.test_utils import unused_port
 
 from ivr.sim import CallScript, CounselorScript, Silence, TwilioWorld, simulate_call
 from ivr.sim.config import SimConfig
-from tests.conftest import AUTH_TOKEN, ROOT
+from tests.conftest import AUTH_TOKEN, ROOT, bounded
 from tests.e2e.test_resilience import _wait_healthy
 
 ADMIN_TOKEN = "instances-admin-token"
@@ -102,9 +102,12 @@ async def cluster(
         for proc in procs:
             proc.terminate()
         for proc in procs:
-            await asyncio.to_thread(proc.wait, 10)
-        await world.stop()
-        await runner.cleanup()
+            try:
+                await asyncio.to_thread(proc.wait, 10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        await bounded(world.stop(), "stopping the simulated Twilio")
+        await bounded(runner.cleanup(), "stopping the load balancer")
 
 
 async def test_many_callers_few_counselors_two_instances(
