@@ -111,7 +111,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     content = app[content_key]
     synced = await sync_counselors(pool, content.plan)
     log.info("counselors from the routing plan: %s", synced)
-    renderer = Renderer(settings.public_url, content.flows.prompts)
+    renderer = Renderer(settings.public_url, content.flows.prompts, settings.caller_id)
     rest = TwilioRest(settings.account_sid, settings.auth_token, settings.twilio_api_url)
     transfers = Transfers(pool, content.plan, renderer, rest,
                           wrap_up_seconds=settings.wrap_up_seconds)

@@ -14,6 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
+# Twilio's magic test number (valid as a From for test credentials): a
+# development default only; `ivr serve` requires TWILIO_CALLER_ID off loopback.
+DEV_CALLER_ID = "+15005550006"
+
+
 class ConfigError(Exception):
     """A setting is missing or wrong; the message names the variable."""
 
@@ -27,6 +32,9 @@ class Settings:
     admin_token: str
     flows_dir: Path
     prompts_dir: Path
+    # A Twilio number of the account: the From of counselor legs and the
+    # callerId of <Dial>s whose caller ID Twilio could refuse (SIP, anonymous).
+    caller_id: str = DEV_CALLER_ID
     database_url: str | None = None
     backup_number: str | None = None
     caller_hash_key: bytes = b""
@@ -63,6 +71,7 @@ class Settings:
             admin_token=secret("IVR_ADMIN_TOKEN", "admin_token"),
             flows_dir=Path(env.get("IVR_FLOWS_DIR", "./flows")),
             prompts_dir=Path(env.get("IVR_PROMPTS_DIR", "./prompts")),
+            caller_id=env.get("TWILIO_CALLER_ID", "").strip() or DEV_CALLER_ID,
             database_url=env.get("IVR_DATABASE_URL") or None,
             backup_number=env.get("IVR_BACKUP_NUMBER") or None,
             caller_hash_key=secret("IVR_CALLER_HASH_KEY", "caller_hash_key").encode(),

@@ -140,7 +140,7 @@ class Transfers:
         try:
             leg = await self.rest.place_call(
                 to=offer.address,
-                from_=(context["called"] if context else None) or self.plan.national_backup.number,
+                from_=self.renderer.caller_id,
                 url=self.renderer.url("/twilio/whisper", offer=offer.id),
                 status_callback=self.renderer.url("/twilio/leg-status", offer=offer.id),
                 ring_seconds=max(MIN_RING, round(left)),

@@ -25,9 +25,10 @@ TURN_CACHE_SIZE = 4096
 
 
 class Renderer:
-    def __init__(self, public_url: str, prompts: PromptCatalog) -> None:
+    def __init__(self, public_url: str, prompts: PromptCatalog, caller_id: str) -> None:
         self.public_url = public_url
         self.prompts = prompts
+        self.caller_id = caller_id  # our own number, for legs and <Dial>s we originate
         # Most turns hold nothing of the caller (the greeting and menu at seq 1
         # are the same for every call): render each distinct one once.
         self._turns: dict[tuple[tuple[Action, ...], int], str] = {}
