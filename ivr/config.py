@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
 # Twilio's magic test number (valid as a From for test credentials): a
 # development default only; `ivr serve` requires TWILIO_CALLER_ID off loopback.
 DEV_CALLER_ID = "+15005550006"
