@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from dataclasses import replace
@@ -43,19 +42,19 @@ def pg_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 async def bounded(work: Awaitable[object], what: str, seconds: float = 20.0) -> None:
-    """Tear a test resource down within `seconds`, or leave it behind with a note.
+    """Tear a test resource down within `seconds`, or fail the test.
 
-    Teardown frees sockets, servers and databases of a test already judged: a
-    close that never returns must not hang the whole suite (it happened once in
-    CI, unreproduced). Nothing a test asserts goes through here.
+    Teardown frees sockets, servers and databases: a close that never returns
+    must not hang the whole suite, and must not pass unnoticed either (a
+    server that cannot stop is a bug). What was given up on is cancelled.
     """
     task = asyncio.ensure_future(work)
     done, _ = await asyncio.wait({task}, timeout=seconds)
     if not done:
-        print(f"teardown: {what} did not finish in {seconds:.0f} s; left behind",
-              file=sys.stderr)
-    else:
-        task.result()  # a teardown that failed still fails the test
+        task.cancel()
+        await asyncio.wait({task}, timeout=1.0)
+        pytest.fail(f"teardown: {what} did not finish in {seconds:g} s (cancelled)")
+    task.result()  # a teardown that raised fails the test too
 
 
 def with_database(dsn: str, name: str) -> str:
