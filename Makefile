@@ -21,7 +21,7 @@ lint: $(BIN)/ivr
 	$(BIN)/ruff check ivr tests bench
 
 typecheck: $(BIN)/ivr
-	$(BIN)/mypy ivr
+	$(BIN)/mypy ivr tests
 
 unit: $(BIN)/ivr
 	$(BIN)/pytest -q

@@ -34,9 +34,9 @@ def pg_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if url:
         yield url
         return
-    import pgserver
+    from pgserver import get_server  # type: ignore[attr-defined]
 
-    server = pgserver.get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="delete")
+    server = get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="delete")
     yield str(server.get_uri())
     server.cleanup()
 

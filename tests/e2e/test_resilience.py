@@ -85,9 +85,9 @@ async def test_call_continues_on_another_server_process(
 
 @pytest.fixture
 async def own_database(tmp_path: Path) -> AsyncIterator[tuple[str, object]]:
-    import pgserver
+    from pgserver import get_server  # type: ignore[attr-defined]
 
-    pg = pgserver.get_server(tmp_path / "pg", cleanup_mode="stop")
+    pg = get_server(tmp_path / "pg", cleanup_mode="stop")
     yield str(pg.get_uri()), pg
     pg.cleanup()
 

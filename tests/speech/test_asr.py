@@ -398,7 +398,8 @@ def test_priority_pool_serves_final_results_first() -> None:
         later = [pool.submit(order.append, f"chunk {n}") for n in range(3)]
         final = pool.submit_first(order.append, "final")
         gate.set()
-        for future in (busy, *later, final):
+        futures: list[Future[Any]] = [busy, *later, final]
+        for future in futures:
             future.result(timeout=5)
     finally:
         pool.shutdown()

@@ -13,6 +13,7 @@ import shutil
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import asyncpg
@@ -292,7 +293,7 @@ async def test_speaking_over_the_prompt_stops_it(
             assert stream_el is not None
             url = str(stream_el.get("url"))
             token = str(stream_el.find("Parameter").get("value"))  # type: ignore[union-attr]
-            received: list[dict[str, object]] = []
+            received: list[dict[str, Any]] = []
             async with s.ws_connect(url, headers=signed_ws_headers(url)) as ws:
                 for message in spoken(korean["스페인어"], sid, token):
                     if ws.closed:
@@ -307,7 +308,7 @@ async def test_speaking_over_the_prompt_stops_it(
     events = [m["event"] for m in received]
     assert events[0] == "media" and "mark" in events
     assert events[-1] == "clear"  # barge-in: the rest of the prompt is dropped
-    played = sum(len(base64.b64decode(m["media"]["payload"]))  # type: ignore[index]
+    played = sum(len(base64.b64decode(m["media"]["payload"]))
                  for m in received if m["event"] == "media")
     assert played == len(load_prompt_wav(root_wav(recorded_content)))
     assert {say.get("language") for say in parse_twiml(body).findall("Say")} == {"es-US"}
