@@ -189,3 +189,20 @@ async def speech_server(
     await srv.start_server()
     yield srv
     await bounded(srv.close(), "closing the speech test server")
+
+
+@pytest.fixture(autouse=True)
+def no_blocking_calls() -> Iterator[None]:
+    """Fail any blocking call made on a running event loop (blockbuster)."""
+    from blockbuster import blockbuster_ctx
+
+    with blockbuster_ctx("ivr") as bb:
+        # asyncpg looks for ~/.pgpass when it opens a connection without a
+        # password: one stat per new pooled connection, not per request.
+        for name in ("os.stat", "io.BufferedReader.read"):
+            bb.functions[name].can_block_in("asyncpg/connect_utils.py", "_read_password_file")
+        # Test audio is rendered with espeak-ng on first use and cached: test
+        # set-up, not server work.
+        for function in bb.functions.values():
+            function.can_block_in("tests/speech/conftest.py", "mulaw")
+        yield

@@ -8,6 +8,7 @@ would use; the simulator then talks to it over real HTTP like Twilio does.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import socket
 import sys
 from collections.abc import AsyncIterator
@@ -40,7 +41,8 @@ async def local_server(
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     settings = replace(settings, public_url=f"http://127.0.0.1:{port}")
-    app = create_app(settings)
+    # Loading content reads files: off the event loop.
+    app = await asyncio.to_thread(create_app, settings)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     try:

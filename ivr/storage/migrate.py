@@ -6,6 +6,7 @@ second wait and then find nothing left to do.
 
 from __future__ import annotations
 
+import asyncio
 from importlib import resources
 
 import asyncpg
@@ -27,6 +28,7 @@ def available() -> list[tuple[int, str, str]]:
 async def migrate(conn: asyncpg.Connection) -> list[str]:
     """Apply what is missing; returns the names applied."""
     applied: list[str] = []
+    migrations = await asyncio.to_thread(available)  # file reads stay off the event loop
     await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)
     try:
         await conn.execute(
@@ -35,7 +37,7 @@ async def migrate(conn: asyncpg.Connection) -> list[str]:
             " applied_at timestamptz NOT NULL DEFAULT now())"
         )
         done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
-        for version, name, sql in available():
+        for version, name, sql in migrations:
             if version in done:
                 continue
             async with conn.transaction():

@@ -6,6 +6,7 @@ ListenSession, as a caller's answer arrives over Twilio Media Streams.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import threading
@@ -207,12 +208,10 @@ async def test_one_job_in_flight_and_frames_batched(
         # Frames arrive faster than decoding here, so they were batched.
         assert session.stats.decode_jobs < session.stats.frames_decoded
     finally:
-        engine.shutdown()
+        await asyncio.to_thread(engine.shutdown)
 
 
 async def test_many_sessions_share_the_pool(engine: SpeechEngine, speech: Speech) -> None:
-    import asyncio
-
     words = [KOREAN_WORDS[i % 3] for i in range(6)]
     decisions = await asyncio.gather(*(hear(engine, MENU, speech.mulaw(w)) for w in words))
     assert [d.word if isinstance(d, Match) else d for d in decisions] == words
@@ -244,7 +243,7 @@ async def test_decoder_failure_is_a_decision_not_an_exception(
 ) -> None:
     engine = SpeechEngine(ko_models, max_workers=1)
     session = engine.listen(MENU)
-    engine.shutdown()  # the pool is gone: every decode fails
+    await asyncio.to_thread(engine.shutdown)  # the pool is gone: every decode fails
     decision = await listen_to(session, padded(speech.mulaw("영어")))
     assert decision == NoMatch("error")
 

@@ -7,6 +7,7 @@ parameter, 20 ms mu-law media frames, dtmf, stop.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import shutil
@@ -278,8 +279,9 @@ async def test_speaking_over_the_prompt_stops_it(
     korean: dict[str, bytes],
 ) -> None:
     port = int(settings.public_url.rsplit(":", 1)[1])
-    server = TestServer(create_app(settings, recorded_content, speech_engine),
-                        host="127.0.0.1", port=port)
+    # Building the app reads the recordings: off the loop, as `ivr serve` does it.
+    app = await asyncio.to_thread(create_app, settings, recorded_content, speech_engine)
+    server = TestServer(app, host="127.0.0.1", port=port)
     await server.start_server()
     sid = new_sid()
     try:
@@ -310,7 +312,7 @@ async def test_speaking_over_the_prompt_stops_it(
     assert events[-1] == "clear"  # barge-in: the rest of the prompt is dropped
     played = sum(len(base64.b64decode(m["media"]["payload"]))
                  for m in received if m["event"] == "media")
-    assert played == len(load_prompt_wav(root_wav(recorded_content)))
+    assert played == len(await asyncio.to_thread(load_prompt_wav, root_wav(recorded_content)))
     assert {say.get("language") for say in parse_twiml(body).findall("Say")} == {"es-US"}
 
 
