@@ -14,11 +14,12 @@ from aiohttp import web
 
 from ivr.admin.api import create_admin_app
 from ivr.config import Settings
-from ivr.content import Content, load_content
+from ivr.content import Content, InvalidContent, load_content
 from ivr.flow.runtime import TransferTo
 from ivr.routing.location import area_code_table
 from ivr.speech.asr import ENV_PREFIX, ListenConfig, SpeechEngine, SpeechModels
 from ivr.speech.audio import GateConfig, load_prompt_wav
+from ivr.speech.errors import AudioFormatError
 from ivr.storage.counselors import sync_counselors
 from ivr.storage.database import open_pool, ping, start_embedded
 from ivr.storage.queue import ROUTING_CHANNEL, Offer
@@ -37,6 +38,7 @@ from ivr.telephony.signature import SignatureChecker, middleware
 from ivr.telephony.transfer import Transfers
 from ivr.telephony.twiml import Renderer
 from ivr.telephony.webhooks import Keys
+from ivr.yamlsrc import Pos, Problems
 
 log = logging.getLogger(__name__)
 
@@ -154,12 +156,26 @@ def load_speech(models: Mapping[str, Path]) -> SpeechEngine:
 
 
 def prompt_audio(content: Content) -> dict[tuple[str, str], bytes]:
-    """Every recording as 8 kHz mu-law, converted once, for media streams."""
+    """Every recording as 8 kHz mu-law, converted once, for media streams.
+
+    `ivr.content.check` judged each with the rule `load_prompt_wav` applies,
+    so this fails only for a file changed since; it is then refused the way
+    content is, with its position.
+    """
     audio: dict[tuple[str, str], bytes] = {}
+    problems = Problems()
     for language, prompts in content.flows.prompts.prompts.items():
         for prompt_id, prompt in prompts.items():
-            if prompt.recording is not None:
+            if prompt.recording is None:
+                continue
+            try:
                 audio[(language, prompt_id)] = load_prompt_wav(prompt.recording)
+            except AudioFormatError as exc:
+                reason = str(exc).removeprefix(f"{prompt.recording}: ")
+                problems.add(Pos(str(prompt.recording), 1, 1),
+                             f"recording {prompt.recording.name} cannot be used: {reason}")
+    if problems.errors:
+        raise InvalidContent(problems)
     return audio
 
 

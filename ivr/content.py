@@ -1,8 +1,12 @@
 """Everything an administrator edits, loaded and cross-checked as one unit.
 
-`ivr validate` and `ivr serve` run the same checks: flows, prompts,
-time-to-human analysis, the routing plan, and the references between them
-(a transfer to a queue or line the plan does not have would be a dead end).
+`check` is the one judge of content: `ivr validate` prints its problems and
+`ivr serve` (`create_app` -> `load_content`) refuses to start on the same
+ones. It covers flows, prompts, recordings (by the rule the server loads
+them with), the prompts the server says on its own, time-to-human
+analysis, the routing plan, the references between them (a transfer to a
+queue or line the plan does not have would be a dead end) and menu words
+against the configured speech models.
 """
 
 from __future__ import annotations
@@ -12,10 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ivr.flow.analysis import FlowAnalysis
-from ivr.flow.model import FlowSet, Menu, Targets
-from ivr.flow.validate import validate_content
+from ivr.flow.model import Flow, FlowSet, Menu, Targets
+from ivr.flow.system_prompts import check_catalog
+from ivr.flow.validate import load_and_analyse
 from ivr.routing.plan import RoutingPlan, load_plan
-from ivr.speech.asr import ENV_PREFIX
+from ivr.speech.asr import ENV_PREFIX, check_model_dir
 from ivr.speech.errors import SpeechConfigError
 from ivr.speech.vocabulary import Vocabulary, read_vocabulary
 from ivr.yamlsrc import Pos, Problems
@@ -53,12 +58,14 @@ def check(
     targets = (
         Targets(frozenset(plan.queues), frozenset(plan.lines)) if plan is not None else None
     )
-    flowset, problems, analyses = validate_content(flows_dir, prompts_dir, targets, problems)
-    if flowset is not None:
-        check_words(flowset, _vocabularies(models or {}, problems), problems)
+    loaded = load_and_analyse(flows_dir, prompts_dir, targets, problems)
+    languages = {lang for flow in loaded.flows.values() for lang in flow.languages}
+    check_catalog(loaded.catalog, languages, prompts_dir, problems)
+    check_words(loaded.flows, _vocabularies(models or {}, problems), problems)
+    flowset = loaded.flow_set(problems)
     if problems.errors or flowset is None or plan is None:
         return None, problems
-    return Content(flowset, plan, analyses), problems
+    return Content(flowset, plan, loaded.analyses), problems
 
 
 def load_content(
@@ -71,27 +78,34 @@ def load_content(
 
 
 def _vocabularies(models: Mapping[str, Path], problems: Problems) -> dict[str, Vocabulary]:
+    """The word list of each configured model, which must look like a Vosk model
+    the way the server checks one before loading it (loading it takes seconds
+    and much memory: `ivr validate` reads the word list only)."""
     found: dict[str, Vocabulary] = {}
     for language, path in sorted(models.items()):
-        if not path.is_dir():
-            problems.add(Pos(str(path), 1, 1),
-                         f"{ENV_PREFIX}{language.upper()}={path}: no such model directory")
+        origin = f"{ENV_PREFIX}{language.upper()}"
+        try:
+            check_model_dir(path.expanduser(), origin)
+        except SpeechConfigError as exc:
+            problems.add(Pos(str(path), 1, 1), str(exc))
             continue
         try:
             found[language] = read_vocabulary(path)
         except SpeechConfigError as exc:
-            problems.add(Pos(str(path), 1, 1), f"{ENV_PREFIX}{language.upper()}: {exc}")
+            problems.add(Pos(str(path), 1, 1), f"{origin}: {exc}")
     return found
 
 
-def check_words(flows: FlowSet, vocabularies: Mapping[str, Vocabulary], problems: Problems) -> None:
+def check_words(
+    flows: Mapping[str, Flow], vocabularies: Mapping[str, Vocabulary], problems: Problems
+) -> None:
     """Every word a listening menu waits for must be one its language's model can hear.
 
     A word the model lacks would never be recognised: with the model present
     that is an error; without it, a warning (speech is off for that
     language, keys still work).
     """
-    for flow in flows.flows.values():
+    for flow in flows.values():
         for node in flow.nodes.values():
             menu = node.body
             if not isinstance(menu, Menu) or not menu.speech:

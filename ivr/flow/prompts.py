@@ -11,12 +11,16 @@
 `voice` and `locale` are reserved and cannot be prompt ids. Prompt text may
 carry placeholders `{name}` (letters, digits and _), filled in by whoever
 says the prompt (`fill`); other braces are refused, and a prompt must use
-the same placeholders in every language.
+the same placeholders in every language. Which placeholders exist is the
+server's to say: only the prompts it says on its own have any
+(`ivr.flow.system_prompts`), and `ivr.content.check` refuses the others.
 
-A recording `prompts/<lang>/<id>.wav` (mono PCM or mu-law) replaces the
-text when the call hears the prompt; its catalog entry stays required, for
-transcripts and the counselor screen. A prompt's `seconds` is measured from
-the recording's header, or estimated from the text at 2.5 words a second
+A recording `prompts/<lang>/<id>.wav` replaces the text when the call
+hears the prompt; it must be one the server can stream (mono 16-bit PCM at
+8 or 16 kHz, or 8 kHz mu-law: `ivr.wavfile.read_prompt_wav`, the rule the
+server applies when it loads recordings). Its catalog entry stays required,
+for transcripts and the counselor screen. A prompt's `seconds` is measured
+from the recording's header, or estimated from the text at 2.5 words a second
 (150 words a minute, about the pace of Twilio's text-to-speech voices) plus
 0.3 s, at least 0.5 s. A placeholder counts as two words (a region such as
 "New York"); a run of digits counts a word per digit ("988" is read
@@ -26,11 +30,11 @@ the recording's header, or estimated from the text at 2.5 words a second
 from __future__ import annotations
 
 import re
-import struct
 from collections.abc import Mapping
 from pathlib import Path
 
 from ivr.flow.model import Prompt, PromptCatalog
+from ivr.wavfile import WavError, read_prompt_wav
 from ivr.yamlsrc import Node, Pos, Problems, YamlSyntaxError, load
 
 WORDS_PER_SECOND = 2.5
@@ -62,7 +66,6 @@ _POLLY_LOCALES = {
 }  # fmt: skip
 
 _RESERVED = ("voice", "locale")
-_WAVE_PCM, _WAVE_MULAW, _WAVE_EXTENSIBLE = 1, 7, 0xFFFE
 
 
 _LANGUAGE = re.compile(r"^[a-z]{2}$")
@@ -88,51 +91,6 @@ def estimate_seconds(text: str) -> float:
         digits = sum(c.isdigit() for c in token)
         words += digits if digits > 1 else int(any(c.isalnum() for c in token))
     return max(MIN_SECONDS, words / WORDS_PER_SECOND + PAUSE_SECONDS)
-
-
-def recording_seconds(path: Path) -> float:
-    """Length of a mono PCM or mu-law WAV, from its header; ValueError when unusable.
-
-    Reads the RIFF chunks directly: the stdlib `wave` module refuses mu-law,
-    the format Twilio streams.
-    """
-    data = path.read_bytes()
-    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
-        raise ValueError("is not a WAV file (no RIFF/WAVE header)")
-    fmt: tuple[int, int, int, int, int, int] | None = None
-    size: int | None = None
-    offset = 12
-    while offset + 8 <= len(data) and (fmt is None or size is None):
-        chunk, length = (
-            data[offset : offset + 4],
-            int.from_bytes(data[offset + 4 : offset + 8], "little"),
-        )
-        body = data[offset + 8 : offset + 8 + length]
-        if chunk == b"fmt ":
-            if len(body) < 16:
-                raise ValueError("has a truncated format chunk")
-            fmt = struct.unpack("<HHIIHH", body[:16])
-            if fmt[0] == _WAVE_EXTENSIBLE and len(body) >= 26:
-                fmt = (struct.unpack("<H", body[24:26])[0], *fmt[1:])
-        elif chunk == b"data":
-            size = len(body)
-        offset += 8 + length + (length & 1)
-    if fmt is None:
-        raise ValueError("has no format chunk")
-    encoding, channels, rate, _, block, bits = fmt
-    if encoding == _WAVE_PCM and bits not in (8, 16):
-        raise ValueError(f"is {bits}-bit PCM; use 8- or 16-bit PCM or mu-law")
-    if encoding == _WAVE_MULAW and bits != 8:
-        raise ValueError(f"is {bits}-bit mu-law; mu-law samples are 8-bit")
-    if encoding not in (_WAVE_PCM, _WAVE_MULAW):
-        raise ValueError(f"uses WAV encoding {encoding}; use PCM (1) or mu-law (7)")
-    if channels != 1:
-        raise ValueError(f"has {channels} channels; prompts must be mono")
-    if rate <= 0 or block != bits // 8:
-        raise ValueError("has an inconsistent format chunk")
-    if not size:
-        raise ValueError("has no audio")
-    return size / (rate * block)
 
 
 def load_prompts(prompts_dir: Path, problems: Problems) -> PromptCatalog:
@@ -333,9 +291,10 @@ def _add_recordings(lang_dir: Path, entries: dict[str, Prompt], problems: Proble
             )
             continue
         try:
-            seconds = recording_seconds(wav)
-        except (OSError, ValueError) as exc:
-            problems.add(pos, f"recording {wav.name} cannot be used: it {exc}")
+            # The server loads every recording with this same rule at start-up.
+            seconds = read_prompt_wav(wav).seconds
+        except WavError as exc:
+            problems.add(pos, f"recording {wav.name} cannot be used: {exc}")
             continue
         entries[wav.stem] = Prompt(
             prompt.id, prompt.language, prompt.text, seconds, wav, prompt.pos, prompt.voice

@@ -193,7 +193,7 @@ class _LoadedModel:
         return bool(self.model.vosk_model_find_word(word) >= 0)
 
 
-def _check_model_dir(path: Path, origin: str) -> bool:
+def check_model_dir(path: Path, origin: str) -> bool:
     """Raise unless `path` looks like a Vosk model; True if it takes grammars."""
     if not path.exists():
         raise SpeechConfigError(f"{origin}={path}: no such directory")
@@ -234,7 +234,7 @@ class SpeechModels:
             if not _LANG_RE.match(lang):
                 raise SpeechConfigError(f"{origin}: invalid language code {lang!r}")
             path = Path(raw).expanduser()
-            if not _check_model_dir(path, origin):
+            if not check_model_dir(path, origin):
                 log.warning(
                     "%s=%s: a static-graph model ignores menu grammars; it decodes"
                     " with its whole vocabulary, slower and with no unknown-word path."

@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 import operator
 import os
-import struct
 import sys
 from array import array
 from collections import deque
@@ -25,6 +24,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ivr.speech.errors import AudioFormatError
+from ivr.wavfile import MULAW, WavError, read_prompt_wav, read_wav
 
 __all__ = [
     "FRAME_BYTES",
@@ -266,109 +266,32 @@ def frames(mulaw: bytes, size: int = FRAME_BYTES) -> Iterator[bytes]:
 
 # ---------------------------------------------------------------- WAV files
 
-_FORMAT_PCM = 0x0001
-_FORMAT_MULAW = 0x0007
-_FORMAT_EXTENSIBLE = 0xFFFE
-_FORMAT_NAMES = {
-    0x0003: "IEEE float",
-    0x0006: "A-law",
-    0x0011: "IMA ADPCM",
-    0x0055: "MP3",
-}
-
-
-@dataclass(frozen=True)
-class _WavInfo:
-    format_tag: int
-    channels: int
-    rate: int
-    bits: int
-    block_align: int
-    data: bytes
-
-
-def _read_wav(path: str | os.PathLike[str]) -> _WavInfo:
-    """Parse a RIFF/WAVE file by hand: `wave` in 3.11 refuses mu-law."""
-    try:
-        with open(path, "rb") as handle:
-            blob = handle.read()
-    except OSError as exc:
-        raise AudioFormatError(f"{os.fspath(path)}: cannot read: {exc.strerror or exc}") from exc
-    name = os.fspath(path)
-    if len(blob) < 12 or blob[0:4] != b"RIFF" or blob[8:12] != b"WAVE":
-        raise AudioFormatError(f"{name}: not a WAV file (no RIFF/WAVE header)")
-    fmt: tuple[int, int, int, int, int] | None = None
-    data: bytes | None = None
-    pos = 12
-    while pos + 8 <= len(blob):
-        chunk_id = blob[pos : pos + 4]
-        (size,) = struct.unpack_from("<I", blob, pos + 4)
-        body = blob[pos + 8 : pos + 8 + size]  # writers streaming to a pipe overstate size
-        if chunk_id == b"fmt ":
-            if len(body) < 16:
-                raise AudioFormatError(f"{name}: truncated 'fmt ' chunk")
-            tag, channels, rate, _byte_rate, align, bits = struct.unpack_from("<HHIIHH", body)
-            if tag == _FORMAT_EXTENSIBLE and len(body) >= 26:
-                # The real format code opens the SubFormat GUID.
-                (tag,) = struct.unpack_from("<H", body, 24)
-            fmt = (tag, channels, rate, align, bits)
-        elif chunk_id == b"data":
-            data = body
-            if fmt is not None:
-                break
-        pos += 8 + size + (size & 1)
-    if fmt is None:
-        raise AudioFormatError(f"{name}: WAV file has no 'fmt ' chunk")
-    if data is None:
-        raise AudioFormatError(f"{name}: WAV file has no 'data' chunk")
-    tag, channels, rate, align, bits = fmt
-    return _WavInfo(tag, channels, rate, bits, align, data)
-
 
 def wav_duration(path: str | os.PathLike[str]) -> float:
-    """Length of a WAV file in seconds."""
-    info = _read_wav(path)
-    if info.block_align <= 0 or info.rate <= 0:
-        raise AudioFormatError(
-            f"{os.fspath(path)}: invalid header (block align {info.block_align},"
-            f" rate {info.rate} Hz)"
-        )
-    return len(info.data) // info.block_align / info.rate
+    """Length of a WAV file in seconds (any format with a sane header)."""
+    try:
+        return read_wav(path).seconds
+    except WavError as exc:
+        raise AudioFormatError(f"{os.fspath(path)}: {exc}") from exc
 
 
 def load_prompt_wav(path: str | os.PathLike[str]) -> bytes:
     """Load a prompt recording as 8 kHz mu-law, ready to stream in 20 ms frames.
 
-    Accepted: mono 16-bit PCM at 8 or 16 kHz (16 kHz is resampled), or mono
-    8 kHz mu-law. Anything else raises `AudioFormatError` naming the file
-    and what is wrong with it.
+    Which recordings are usable is decided by `ivr.wavfile.read_prompt_wav`,
+    the rule `ivr validate` applies too: mono 16-bit PCM at 8 or 16 kHz (16 kHz
+    is resampled), or mono 8 kHz mu-law. Anything else raises
+    `AudioFormatError` naming the file and what is wrong with it.
     """
-    name = os.fspath(path)
-    info = _read_wav(path)
-    if info.format_tag == _FORMAT_PCM:
-        kind = f"{info.bits}-bit PCM"
-    elif info.format_tag == _FORMAT_MULAW:
-        kind = "mu-law"
-    else:
-        label = _FORMAT_NAMES.get(info.format_tag, f"format code 0x{info.format_tag:04x}")
-        raise AudioFormatError(
-            f"{name}: {label} audio, expected 16-bit PCM (8 or 16 kHz) or 8 kHz mu-law"
-        )
-    if info.channels != 1:
-        raise AudioFormatError(f"{name}: {info.channels} channels, expected mono")
-    if info.format_tag == _FORMAT_MULAW:
-        if info.bits != 8:
-            raise AudioFormatError(f"{name}: mu-law with {info.bits} bits per sample, expected 8")
-        if info.rate != SAMPLE_RATE:
-            raise AudioFormatError(f"{name}: mu-law at {info.rate} Hz, expected 8000 Hz")
-        return info.data
-    if info.bits != 16:
-        raise AudioFormatError(f"{name}: {kind} audio, expected 16-bit PCM or 8 kHz mu-law")
-    pcm = info.data[: len(info.data) - len(info.data) % 2]
-    if info.rate == 16000:
+    try:
+        wav = read_prompt_wav(path)
+    except WavError as exc:
+        raise AudioFormatError(f"{os.fspath(path)}: {exc}") from exc
+    if wav.format_tag == MULAW:
+        return wav.data
+    pcm = wav.data[: len(wav.data) - len(wav.data) % 2]
+    if wav.rate == 2 * SAMPLE_RATE:
         pcm = downsample_16k_to_8k(pcm)
-    elif info.rate != SAMPLE_RATE:
-        raise AudioFormatError(f"{name}: sample rate {info.rate} Hz, expected 8000 or 16000 Hz")
     return pcm16_to_ulaw(pcm)
 
 

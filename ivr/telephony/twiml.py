@@ -13,15 +13,38 @@ from urllib.parse import urlencode
 from twilio.twiml.voice_response import Dial, Gather, VoiceResponse
 
 from ivr.flow.model import PromptCatalog
+from ivr.flow.prompts import fill
 from ivr.flow.runtime import Action, Ask, HangUp, Speak, TransferTo
+from ivr.flow.system_prompts import (
+    BACKUP_CONNECTING,
+    COUNSELOR_GOODBYES,
+    HOLD_MUSIC,
+    HOLD_REASSURANCE,
+    STAFF_LANGUAGE,
+    WHISPER,
+)
 from ivr.telephony.dialplan import DialStep, Step
 
 # Twilio's <Say> takes a locale; flows name languages by their two-letter code.
 # The catalog's `locale` wins; these are for catalogs that do not set one.
 SAY_LOCALES = {"en": "en-US", "es": "es-US", "ko": "ko-KR"}
-STAFF_LANGUAGE = "en"  # counselors hear whispers in the staff language
 HOLD_PAUSE = 20  # seconds of quiet between reassurances without hold music
+MOVE_PAUSE = 5  # seconds a caller being moved to the backup line waits per round
 TURN_CACHE_SIZE = 4096
+
+
+class MissingPrompt(LookupError):
+    """A prompt the call should hear is not in the catalog.
+
+    Validation makes this unreachable; should it happen anyway, the turn must
+    fail loudly (the voice webhook's fail-safe takes the caller to the backup
+    line and logs it) rather than leave out words the caller needed.
+    """
+
+    def __init__(self, language: str, prompt_id: str) -> None:
+        super().__init__(f"prompt '{prompt_id}' is not in the {language} catalog")
+        self.language = language
+        self.prompt_id = prompt_id
 
 
 class Renderer:
@@ -45,17 +68,20 @@ class Renderer:
         values: Mapping[str, object] | None = None,
     ) -> None:
         prompt = self.prompts.get(language, prompt_id)
-        if prompt is not None and prompt.recording is not None and not values:
+        if prompt is None:
+            raise MissingPrompt(language, prompt_id)
+        if prompt.recording is not None and not values:
             target.play(self.url(f"/prompts/{language}/{prompt_id}.wav"))
             return
-        if prompt is not None and prompt.segments:
+        if prompt.segments:
             for segment_language, part in prompt.segments:
                 voice = prompt.voice if segment_language == language else None
                 self._say(target, segment_language, part, voice)
             return
-        if prompt is not None:  # validation makes None unreachable; never speak a raw id
-            text = prompt.text.format_map(_Blank(values)) if values else prompt.text
-            self._say(target, language, text, prompt.voice)
+        # A placeholder without a value raises: validation allows only the ones
+        # the server fills, so a gap here is a bug to hear about, not a blank.
+        text = fill(prompt.text, {k: str(v) for k, v in (values or {}).items()})
+        self._say(target, language, text, prompt.voice)
 
     def _say(
         self, target: VoiceResponse | Gather, language: str, text: str, voice: str | None
@@ -115,7 +141,7 @@ class Renderer:
         """TwiML for a transfer step on its own (the next tier)."""
         response = VoiceResponse()
         if isinstance(step, DialStep) and step.last:
-            self._speak(response, language, "backup_connecting")
+            self._speak(response, language, BACKUP_CONNECTING.id)
         self._step(response, conference, step, seq, language)
         return str(response)
 
@@ -141,12 +167,23 @@ class Renderer:
         """The wait URL document: reassurance then hold audio, then the next round
         (the count lets the wait URL notice a caller who has held too long)."""
         response = VoiceResponse()
-        self._speak(response, language, "hold_reassurance")
-        prompt = self.prompts.get(language, "hold_music")
-        if prompt is not None and prompt.recording is not None:
-            response.play(self.url(f"/prompts/{language}/hold_music.wav"))
-        else:
+        self._speak(response, language, HOLD_REASSURANCE.id)
+        music = self.prompts.get(language, HOLD_MUSIC.id)
+        if music is not None and music.recording is not None:
+            response.play(self.url(f"/prompts/{language}/{HOLD_MUSIC.id}.wav"))
+        else:  # optional: validation refuses a hold_music entry without its recording
             response.pause(length=HOLD_PAUSE)
+        response.redirect(self.url("/twilio/hold", lang=language, call=call_sid, n=rounds + 1),
+                          method="POST")
+        return str(response)
+
+    def hold_while_moved(self, language: str, call_sid: str, rounds: int) -> str:
+        """A wait document with no prompt, for a caller the REST API is taking to
+        the backup line because their hold document could not be rendered: a
+        wait URL may not <Dial> (Twilio error 13238), so the next round comes
+        back soon, and moves them again if the first move failed."""
+        response = VoiceResponse()
+        response.pause(length=MOVE_PAUSE)
         response.redirect(self.url("/twilio/hold", lang=language, call=call_sid, n=rounds + 1),
                           method="POST")
         return str(response)
@@ -157,7 +194,7 @@ class Renderer:
         action = self.url("/twilio/whisper-answer", offer=offer_id)
         gather = response.gather(input="dtmf", num_digits=1, timeout=8, action=action,
                                  method="POST")
-        self._speak(gather, STAFF_LANGUAGE, "whisper", values)
+        self._speak(gather, STAFF_LANGUAGE, WHISPER.id, values)
         response.redirect(action, method="POST")  # no key: not accepted
         return str(response)
 
@@ -169,6 +206,11 @@ class Renderer:
         return str(response)
 
     def counselor_goodbye(self, prompt_id: str) -> str:
+        """A counselor leg's last words, then hang up: one of the declared goodbyes
+        (an undeclared id was never checked in the catalogs, so it is refused)."""
+        if prompt_id not in COUNSELOR_GOODBYES:
+            raise ValueError(f"'{prompt_id}' is not a counselor goodbye declared in "
+                             "ivr.flow.system_prompts")
         response = VoiceResponse()
         self._speak(response, STAFF_LANGUAGE, prompt_id)
         response.hangup()
@@ -236,10 +278,3 @@ def hangup_only() -> str:
     response = VoiceResponse()
     response.hangup()
     return str(response)
-
-
-class _Blank(dict[str, object]):
-    """format_map source that leaves an unknown placeholder empty instead of raising."""
-
-    def __missing__(self, key: str) -> object:
-        return ""

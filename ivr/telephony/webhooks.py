@@ -112,7 +112,18 @@ async def hold(request: web.Request) -> web.Response:
                   call_sid)
         url = callflow.renderer.url("/twilio/fallback")
         callflow.transfers.spawn(callflow.transfers.take_out(call_sid, url, "the backup line"))
-    return twiml(callflow.renderer.hold(language, call_sid, rounds))
+    try:
+        return twiml(callflow.renderer.hold(language, call_sid, rounds))
+    except Exception:
+        # A hold document that cannot be made (a prompt missing at run time) is
+        # this URL's fail-safe case: never hold in silence, go to the backup line.
+        log.exception("call %s: hold document failed; sending the caller to the backup line",
+                      call_sid or "?")
+        if call_sid:
+            url = callflow.renderer.url("/twilio/fallback")
+            callflow.transfers.spawn(
+                callflow.transfers.take_out(call_sid, url, "the backup line"))
+        return twiml(callflow.renderer.hold_while_moved(language, call_sid, rounds))
 
 
 def _offer(request: web.Request) -> int:

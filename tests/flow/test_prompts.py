@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from ivr.flow.prompts import estimate_seconds, fill, load_prompts, placeholders, recording_seconds
+from ivr.flow.prompts import estimate_seconds, fill, load_prompts, placeholders
+from ivr.wavfile import WavError, read_prompt_wav
 from ivr.yamlsrc import Problems
 
 from .conftest import Write
@@ -112,7 +113,7 @@ def test_recordings_are_measured_from_their_header(write: Write, tmp_path: Path)
     lang = tmp_path / "prompts" / "en"
     pcm_wav(lang / "welcome.wav", frames=12000)  # 1.5 s at 8 kHz, 16-bit
     riff_wav(lang / "sorry.wav", mulaw_fmt(), b"\xff" * 4000)  # 0.5 s of mu-law
-    pcm_wav(lang / "bye.wav", frames=22050, rate=44100, width=1)  # 0.5 s, 8-bit
+    pcm_wav(lang / "bye.wav", frames=8000, rate=16000)  # 0.5 s, 16 kHz (halved when streamed)
     problems = Problems()
     catalog = load_prompts(tmp_path / "prompts", problems)
     assert problems.items == []
@@ -141,15 +142,17 @@ def test_a_real_mulaw_recording_matches_sox(tmp_path: Path) -> None:
             ["soxi", "-D", str(mulaw)], check=True, capture_output=True, text=True
         ).stdout
     )
-    assert recording_seconds(mulaw) == pytest.approx(sox_says, abs=1e-3)
-    assert recording_seconds(speech) == pytest.approx(sox_says, abs=1e-3)
+    assert read_prompt_wav(mulaw).seconds == pytest.approx(sox_says, abs=1e-3)
     assert 1.0 < sox_says < 5.0
+    # espeak-ng writes 22050 Hz: Twilio could <Play> it, our media streams cannot.
+    with pytest.raises(WavError, match="sample rate 22050 Hz"):
+        read_prompt_wav(speech)
 
 
 def test_unusable_recordings_are_named(write: Write, tmp_path: Path) -> None:
     write(
         "prompts/en/catalog.yaml",
-        "stereo: a\ngarbage: b\nfloat: c\nsilent: d\nwide: e\n",
+        "stereo: a\ngarbage: b\nfloat: c\nsilent: d\nwide: e\ncd: f\nbyte: g\nulaw16k: h\n",
     )
     lang = tmp_path / "prompts" / "en"
     pcm_wav(lang / "stereo.wav", frames=800, channels=2)
@@ -157,20 +160,24 @@ def test_unusable_recordings_are_named(write: Write, tmp_path: Path) -> None:
     riff_wav(lang / "float.wav", struct.pack("<HHIIHH", 3, 1, 8000, 32000, 4, 32), b"\0" * 64)
     riff_wav(lang / "silent.wav", mulaw_fmt(), b"")
     pcm_wav(lang / "wide.wav", frames=10, width=3)
+    # Headers Twilio's <Play> would accept but our media streams cannot use:
+    # the server refuses them at start-up, so the loader must too.
+    pcm_wav(lang / "cd.wav", frames=4410, rate=44100)
+    pcm_wav(lang / "byte.wav", frames=800, width=1)
+    riff_wav(lang / "ulaw16k.wav", mulaw_fmt(rate=16000), b"\xff" * 1600)
     write("prompts/en/orphan.wav", "")
     problems = Problems()
     catalog = load_prompts(tmp_path / "prompts", problems)
     catalog_file = lang / "catalog.yaml"
+    expected = "expected 16-bit PCM (8 or 16 kHz) or 8 kHz mu-law"
     assert messages(problems) == [
-        (
-            "float.wav",
-            1,
-            "recording float.wav cannot be used: it uses WAV encoding 3; use PCM (1) or mu-law (7)",
-        ),
+        ("byte.wav", 1, f"recording byte.wav cannot be used: 8-bit PCM audio, {expected}"),
+        ("cd.wav", 1, f"recording cd.wav cannot be used: sample rate 44100 Hz, {expected}"),
+        ("float.wav", 1, f"recording float.wav cannot be used: IEEE float audio, {expected}"),
         (
             "garbage.wav",
             1,
-            "recording garbage.wav cannot be used: it is not a WAV file (no RIFF/WAVE header)",
+            "recording garbage.wav cannot be used: not a WAV file (no RIFF/WAVE header)",
         ),
         (
             "orphan.wav",
@@ -178,17 +185,18 @@ def test_unusable_recordings_are_named(write: Write, tmp_path: Path) -> None:
             f"recording orphan.wav has no entry 'orphan' in {catalog_file}: add its text there "
             "(transcripts and the time analysis need it)",
         ),
-        ("silent.wav", 1, "recording silent.wav cannot be used: it has no audio"),
         (
-            "stereo.wav",
+            "silent.wav",
             1,
-            "recording stereo.wav cannot be used: it has 2 channels; prompts must be mono",
+            "recording silent.wav cannot be used: no audio (the data chunk is empty)",
         ),
+        ("stereo.wav", 1, "recording stereo.wav cannot be used: 2 channels, expected mono"),
         (
-            "wide.wav",
+            "ulaw16k.wav",
             1,
-            "recording wide.wav cannot be used: it is 24-bit PCM; use 8- or 16-bit PCM or mu-law",
+            "recording ulaw16k.wav cannot be used: mu-law at 16000 Hz, expected 8000 Hz",
         ),
+        ("wide.wav", 1, f"recording wide.wav cannot be used: 24-bit PCM audio, {expected}"),
     ]
     stereo = catalog.get("en", "stereo")
     assert stereo is not None and stereo.recording is None  # the text is still there
@@ -332,3 +340,28 @@ def test_a_mixed_prompt_part_must_name_one_language(tmp_path: Path, write: Write
     load_prompts(tmp_path / "prompts", problems)
     assert [(line, "is text, or one language code" in m) for _, line, m in messages(problems)] \
         == [(3, True)]
+
+
+@pytest.mark.parametrize(
+    ("rate", "channels", "width"),
+    [(8000, 1, 2), (16000, 1, 2), (44100, 1, 2), (22050, 1, 2), (8000, 2, 2), (8000, 1, 1),
+     (16000, 1, 1), (8000, 1, 3), (48000, 2, 2)],
+)
+def test_the_loader_refuses_exactly_the_recordings_the_server_cannot_load(
+    write: Write, tmp_path: Path, rate: int, channels: int, width: int
+) -> None:
+    from ivr.speech.audio import load_prompt_wav
+    from ivr.speech.errors import AudioFormatError
+
+    write("prompts/en/catalog.yaml", "welcome: Hello there.\n")
+    wav = pcm_wav(tmp_path / "prompts" / "en" / "welcome.wav", frames=rate // 4, rate=rate,
+                  channels=channels, width=width)
+    problems = Problems()
+    load_prompts(tmp_path / "prompts", problems)
+    try:
+        load_prompt_wav(wav)
+        served = True
+    except AudioFormatError:
+        served = False
+    assert (not problems.errors) == served
+    assert served == ((rate, channels, width) in {(8000, 1, 2), (16000, 1, 2)})
