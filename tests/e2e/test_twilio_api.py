@@ -139,6 +139,6 @@ async def test_refused_credentials_stop_a_public_server_from_starting(
         settings = make_settings(tmp_path, dsn, 0, world.api_url)
         public = replace(settings, public_url="https://ivr.example.org")
         server = TestServer(create_app(public, content), host="127.0.0.1")
-        with pytest.raises(ConfigError, match="TWILIO_ACCOUNT_SID .* TWILIO_AUTH_TOKEN"):
+        with pytest.raises(ConfigError, match=r"TWILIO_ACCOUNT_SID .* TWILIO_AUTH_TOKEN"):
             await server.start_server()
         await server.close()
