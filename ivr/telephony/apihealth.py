@@ -55,19 +55,21 @@ class ApiHealth:
     async def usable(self) -> bool:
         return await db.current(self.pool) is None
 
-    async def probe(self) -> None:
-        """Once the cool-off is over, ask Twilio whether the API is back (one instance asks)."""
+    async def probe(self) -> bool:
+        """Whether the API is usable now; once a cool-off is over, one instance
+        first asks Twilio whether it is back."""
         state = await db.current(self.pool)
-        if state is None or not state.probe_due:
-            return
-        if not await db.postpone_probe(self.pool, self.cool_off):
-            return  # another instance is asking
+        if state is None:
+            return True
+        if not state.probe_due or not await db.postpone_probe(self.pool, self.cool_off):
+            return False  # cooling off, or another instance is asking
         try:
             await self.rest.check_account()
         except ServiceError as exc:
             await self.failed(exc)  # still degraded: the reason may have changed
-            return
+            return False
         await self._recovered()
+        return True
 
     async def check_at_start(self) -> ServiceError | None:
         """Fetch the Account once at start-up; the error, if Twilio refused or was unreachable."""

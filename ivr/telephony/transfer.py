@@ -154,8 +154,7 @@ class Transfers:
 
     async def dispatch_once(self) -> None:
         await outcomes.end_wrap_up(self.pool, self.wrap_up_seconds)
-        await self.health.probe()
-        api_usable = await self.health.usable()
+        api_usable = await self.health.probe()
         if api_usable:
             for offer in await queue.claim_offers(self.pool):
                 self.spawn(self._ring(offer))

@@ -51,7 +51,7 @@ async def test_one_line_per_degradation_whichever_instance_sees_it(
             state = await two.state()
             assert state is not None and "20503" in state.reason and not state.probe_due
             assert lines(caplog, "Twilio REST API degraded") == 1
-            await one.probe()  # the cool-off is not over: Twilio is not asked
+            assert not await one.probe()  # the cool-off is not over: Twilio is not asked
             assert account_checks(world) == 0 and not await one.usable()
         finally:
             await rest.close()
@@ -67,7 +67,7 @@ async def test_a_probe_after_the_cool_off_ends_it_or_starts_another(
         try:
             health = ApiHealth(pool, rest, cool_off=0)
             await health.failed(OUTAGE)
-            await health.probe()  # Twilio still failing: still degraded
+            assert not await health.probe()  # Twilio still failing: still degraded
             assert account_checks(down) == 1 and not await health.usable()
         finally:
             await rest.close()
@@ -75,11 +75,11 @@ async def test_a_probe_after_the_cool_off_ends_it_or_starts_another(
         rest = TwilioRest(ACCOUNT, TOKEN, up.api_url)
         try:
             health = ApiHealth(pool, rest, cool_off=0)
-            await health.probe()
+            assert await health.probe()
             assert account_checks(up) == 1 and await health.usable()
             assert lines(caplog, "Twilio REST API usable again") == 1
             assert lines(caplog, "Twilio REST API degraded") == 1
-            await health.probe()  # nothing degraded: nothing asked
+            assert await health.probe()  # nothing degraded: nothing asked
             assert account_checks(up) == 1
         finally:
             await rest.close()
