@@ -262,12 +262,13 @@ class Transfers:
                         log.info("call %s: caller already gone", sid)
                     return
                 except RestError as exc:
-                    log.warning("call %s: could not take the caller to %s (attempt %d): %s",
-                                sid, where, attempt + 1, exc)
+                    # One line when every attempt failed (below), not one per attempt.
+                    log.info("call %s: could not take the caller to %s (attempt %d): %s",
+                             sid, where, attempt + 1, exc)
                     await self.health.failed(as_service_error(exc))
                 await asyncio.sleep(pause)
-            log.error("call %s: the caller is still holding; their next hold round tries "
-                      "again to take them to %s", sid, where)
+            log.error("call %s: could not take the caller to %s; they are still holding and "
+                      "their next hold round tries again", sid, where)
         finally:
             self._moving.discard(sid)
 
@@ -299,8 +300,8 @@ class Transfers:
             step = current_step(found.transfer)
             if isinstance(step, DialStep):
                 if found.moved_seconds >= MOVE_GRACE and sid not in self._moving:
-                    log.warning("call %s: still holding although their transfer is at %s: "
-                                "taking them out again", sid, step.name)
+                    log.info("call %s: still holding although their transfer is at %s: "
+                             "taking them out again", sid, step.name)
                     self.move_out(sid, self.renderer.url("/twilio/resume", seq=found.seq),
                                   step.name)
             elif found.waiting and (found.tier_seconds >= step.timeout
