@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import weakref
 from collections.abc import AsyncIterator, Mapping, Sequence
 from functools import partial
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import asyncpg
 from aiohttp import web
 
 from ivr.admin.api import create_admin_app
-from ivr.config import Settings
+from ivr.config import ConfigError, Settings
 from ivr.content import Content, InvalidContent, load_content
 from ivr.flow.runtime import TransferTo
 from ivr.routing.location import area_code_table
@@ -24,6 +26,7 @@ from ivr.storage.counselors import sync_counselors
 from ivr.storage.database import open_pool, ping, start_embedded
 from ivr.storage.queue import ROUTING_CHANNEL, Offer
 from ivr.telephony import webhooks
+from ivr.telephony.apihealth import ApiHealth
 from ivr.telephony.callflow import CallFlow
 from ivr.telephony.dialplan import Step, transfer_steps
 from ivr.telephony.media import (
@@ -55,6 +58,7 @@ speech_key = web.AppKey("speech", SpeechEngine)
 prompt_audio_key = web.AppKey("prompt_audio", dict[tuple[str, str], bytes])
 content_key = web.AppKey("content", Content)
 pool_key = web.AppKey("pool", asyncpg.Pool)
+api_health_key = web.AppKey("api_health", ApiHealth)
 
 
 def create_app(
@@ -115,7 +119,15 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     log.info("counselors from the routing plan: %s", synced)
     renderer = Renderer(settings.public_url, content.flows.prompts, settings.caller_id)
     rest = TwilioRest(settings.account_sid, settings.auth_token, settings.twilio_api_url)
-    transfers = Transfers(pool, content.plan, renderer, rest,
+    health = ApiHealth(pool, rest)
+    try:
+        await _check_twilio(health, settings)
+    except BaseException:
+        await rest.close()
+        await pool.close()
+        raise
+    app[api_health_key] = health
+    transfers = Transfers(pool, content.plan, renderer, rest, health,
                           wrap_up_seconds=settings.wrap_up_seconds)
     steps_for = partial(_steps, content, app[Keys.backup_number])
     speech = app.get(speech_key)
@@ -142,6 +154,45 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     except TimeoutError:
         log.warning("database connections still busy at shutdown: closing them")
         pool.terminate()
+
+
+async def _check_twilio(health: ApiHealth, settings: Settings) -> None:
+    """Check the REST API credentials once, with one authenticated GET.
+
+    Refused credentials are a configuration mistake that would route every
+    caller past the counselors: off loopback the server refuses to start
+    (the deploy fails where an operator is looking). On loopback, and when
+    Twilio cannot be reached at all (a passing outage must not keep a crisis
+    line from answering: the voice webhooks and dial steps need no REST API),
+    it starts with the API marked degraded when the credentials were
+    refused, or with a warning when Twilio did not answer: the first leg that
+    fails then marks it degraded.
+    """
+    error = await health.check_at_start()
+    if error is None:
+        log.info("Twilio REST API credentials accepted (account %s)", settings.account_sid)
+        return
+    if not error.credentials:
+        log.warning("Twilio REST API did not answer at start-up (%s); counselor legs will "
+                    "be tried and the API marked degraded if they fail", error)
+        return
+    message = (f"Twilio refused the REST API credentials: check TWILIO_ACCOUNT_SID "
+               f"({settings.account_sid}) and TWILIO_AUTH_TOKEN ({error})")
+    if not is_loopback(settings.public_url):
+        raise ConfigError(message)
+    log.error("%s; on a loopback address the server starts anyway, with the REST API "
+              "degraded", message)
+    await health.failed(error)
+
+
+def is_loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 async def _speech_pool(app: web.Application) -> AsyncIterator[None]:
@@ -186,11 +237,30 @@ def _steps(
 
 
 async def healthz(request: web.Request) -> web.Response:
+    """200 when this instance can answer calls: the database answers and flows are loaded.
+
+    A degraded Twilio REST API is reported (`"twilio_api": "degraded"` with
+    its reason) but does not make it 503: calls are still answered, routed
+    and dialled without it, and a load balancer taking every instance out
+    for an account problem would drop callers that the instances can serve.
+    """
     app = request.app
     pool = app.get(pool_key)
     db_ok = pool is not None and await ping(pool)
     flows_ok = bool(app[content_key].flows.flows)
-    body = {"database": db_ok, "flows": flows_ok}
+    body: dict[str, object] = {"database": db_ok, "flows": flows_ok}
+    health = app.get(api_health_key)
+    if health is not None and db_ok:
+        try:
+            degraded = await health.state()
+        except Exception:
+            degraded = None
+        body["twilio_api"] = "ok" if degraded is None else "degraded"
+        if degraded is not None:
+            body["twilio_api_reason"] = degraded.reason
+            body["twilio_api_since"] = degraded.since.isoformat(timespec="seconds")
+    else:
+        body["twilio_api"] = "unknown"
     return web.json_response(body, status=200 if db_ok and flows_ok else 503)
 
 

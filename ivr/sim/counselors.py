@@ -96,6 +96,13 @@ class ApiError:
     def text(self, target: str) -> str:
         if self.message:
             return self.message
+        # Wording of https://www.twilio.com/docs/api/errors/21211, /21214, /21217.
+        if self.code == 21211:
+            return f"Invalid 'To' Phone Number: {target}"
+        if self.code == 21214:
+            return "'To' phone number cannot be reached"
+        if self.code == 21217:
+            return "Phone number does not appear to be valid"
         if self.code == 21215:
             return (
                 f"Account not authorized to call {target}. Perhaps you need to enable "

@@ -1,4 +1,4 @@
-"""The part of Twilio's REST API the server uses: the Call resource.
+"""The part of Twilio's REST API the server uses: the Call and Account resources.
 
 Served over real HTTP (aiohttp) so that the official `twilio` helper
 library talks to it unchanged: form-encoded requests, HTTP Basic auth with
@@ -6,9 +6,18 @@ AccountSid:AuthToken, JSON answers, errors as Twilio's JSON error bodies
 (`code`, `message`, `more_info`, `status`), which the library turns into
 `TwilioRestException` with the same `status` and `code`.
 
+    GET  /2010-04-01/Accounts/{AccountSid}.json              account -> 200
     POST /2010-04-01/Accounts/{AccountSid}/Calls.json        create  -> 201
     GET  /2010-04-01/Accounts/{AccountSid}/Calls/{Sid}.json  fetch   -> 200
     POST /2010-04-01/Accounts/{AccountSid}/Calls/{Sid}.json  update  -> 200
+
+Wrong credentials get 401 with Twilio error 20003 and the message
+"Authenticate", for every path (https://www.twilio.com/docs/api/errors/20003:
+"All requests to sensitive areas of the Twilio API must use HTTP Basic
+Authentication ... Using the wrong combination of Account SID and Auth
+Token"). Every request is shown to the account (`observe`) as it arrived,
+so tests can check what the server sent; an account may also make any
+operation fail for a while (`fault_for`), as an outage would.
 """
 
 from __future__ import annotations
@@ -16,12 +25,13 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import format_datetime
 from typing import Protocol
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from multidict import MultiDict, MultiMapping
 
 from ivr.sim.errors import SimError
@@ -50,6 +60,52 @@ class RestFault(SimError):
             "more_info": f"https://www.twilio.com/docs/errors/{self.code}",
             "status": self.status,
         }
+
+
+# The operations a fault can be scripted for (RestOutage.operations).
+OPERATIONS = frozenset({"account", "create", "fetch", "update"})
+
+
+@dataclass(frozen=True)
+class RestOutage:
+    """Every request of `operations` fails with `status` and Twilio error
+    `code` from world time `start` for `seconds`, as during an incident of
+    Twilio's API: https://www.twilio.com/docs/api/errors/20503 ("The
+    requested Twilio Service is temporarily unavailable ... Try again a few
+    times with exponential back-off") and .../errors/20500 (Internal Server
+    Error). Credentials are checked first, as on any request."""
+
+    operations: frozenset[str] = frozenset({"update"})
+    start: float = 0.0
+    seconds: float = 60.0
+    status: int = 503
+    code: int = 20503
+    message: str = "Service unavailable"
+
+    def __post_init__(self) -> None:
+        unknown = set(self.operations) - OPERATIONS
+        if unknown or not self.operations:
+            raise SimError(f"outage operations must be among {sorted(OPERATIONS)}")
+        if not 500 <= self.status <= 599 or self.seconds < 0:
+            raise SimError("an outage answers a 5xx status for a non-negative time")
+
+    def covers(self, operation: str, moment: float) -> bool:
+        return operation in self.operations and self.start <= moment < self.start + self.seconds
+
+    def fault(self) -> RestFault:
+        return RestFault(self.status, self.code, self.message)
+
+
+@dataclass(frozen=True)
+class ApiRequest:
+    """A request as the REST API received it (form fields in order, repeats kept)."""
+
+    method: str
+    path: str
+    form: tuple[tuple[str, str], ...] = ()
+    query: tuple[tuple[str, str], ...] = ()
+    status: int = 0  # what the API answered
+    notes: tuple[str, ...] = field(default=())
 
 
 def not_found(path: str) -> RestFault:
@@ -101,6 +157,22 @@ class Account(Protocol):
     @property
     def credentials(self) -> tuple[str, str] | None: ...
 
+    def claim(self, credentials: tuple[str, str]) -> None:
+        """An account not set yet becomes the one of the first credentials shown."""
+        ...
+
+    def resource(self) -> dict[str, object]:
+        """The Account resource (https://www.twilio.com/docs/iam/api/account)."""
+        ...
+
+    def fault_for(self, operation: str) -> RestFault | None:
+        """The error an outage answers for `operation` right now, if any."""
+        ...
+
+    def observe(self, request: ApiRequest) -> None:
+        """Every request received, with the status answered."""
+        ...
+
     def place_call(self, request: CallRequest) -> RestCall:
         """Create an outbound call (raise RestFault when Twilio refuses it)."""
         ...
@@ -113,6 +185,24 @@ class Account(Protocol):
 
 def rfc2822(moment: datetime | None) -> str | None:
     return None if moment is None else format_datetime(moment)
+
+
+def account_resource(account_sid: str, created: datetime) -> dict[str, object]:
+    """The Account resource as Twilio renders it (fields of the OpenAPI schema
+    `api.v2010.account`); the auth token is not echoed back by the simulator."""
+    base = f"/{API_VERSION}/Accounts/{account_sid}"
+    return {
+        "auth_token": None,
+        "date_created": rfc2822(created),
+        "date_updated": rfc2822(created),
+        "friendly_name": "Simulated account",
+        "owner_account_sid": account_sid,
+        "sid": account_sid,
+        "status": "active",
+        "subresource_uris": {"calls": f"{base}/Calls.json"},
+        "type": "Full",
+        "uri": f"{base}.json",
+    }
 
 
 def call_uri(account_sid: str, sid: str) -> str:
@@ -266,8 +356,10 @@ def _error(fault: RestFault) -> web.Response:
 
 
 def _authenticate(account: Account, request: web.Request) -> RestFault | None:
-    expected = account.credentials
     given = _basic_credentials(request.headers.get("Authorization", ""))
+    if account.credentials is None and given is not None:
+        account.claim(given)
+    expected = account.credentials
     account_in_path = request.match_info.get("account")
     if (
         expected is None
@@ -281,10 +373,17 @@ def _authenticate(account: Account, request: web.Request) -> RestFault | None:
 def build_api(account: Account) -> web.Application:
     """The REST API application serving `account`."""
 
+    def refused(request: web.Request, operation: str) -> web.Response | None:
+        fault = _authenticate(account, request) or account.fault_for(operation)
+        return None if fault is None else _error(fault)
+
+    async def account_fetch(request: web.Request) -> web.Response:
+        return refused(request, "account") or web.json_response(account.resource())
+
     async def create(request: web.Request) -> web.Response:
-        fault = _authenticate(account, request)
-        if fault is not None:
-            return _error(fault)
+        denied = refused(request, "create")
+        if denied is not None:
+            return denied
         try:
             call = account.place_call(parse_create(await _form(request)))
         except RestFault as exc:
@@ -292,18 +391,18 @@ def build_api(account: Account) -> web.Application:
         return web.json_response(call.resource(), status=201)
 
     async def fetch(request: web.Request) -> web.Response:
-        fault = _authenticate(account, request)
-        if fault is not None:
-            return _error(fault)
+        denied = refused(request, "fetch")
+        if denied is not None:
+            return denied
         call = account.find_call(request.match_info["sid"])
         if call is None:
             return _error(not_found(request.path))
         return web.json_response(call.resource())
 
     async def update(request: web.Request) -> web.Response:
-        fault = _authenticate(account, request)
-        if fault is not None:
-            return _error(fault)
+        denied = refused(request, "update")
+        if denied is not None:
+            return denied
         call = account.find_call(request.match_info["sid"])
         if call is None:
             return _error(not_found(request.path))
@@ -317,8 +416,18 @@ def build_api(account: Account) -> web.Application:
         fault = _authenticate(account, request)
         return _error(fault or not_found(request.path))
 
-    app = web.Application()
-    calls = f"/{API_VERSION}/Accounts/{{account}}/Calls"
+    @web.middleware
+    async def observed(request: web.Request, handler: Handler) -> web.StreamResponse:
+        form = tuple((await _form(request)).items()) if request.method == "POST" else ()
+        response = await handler(request)
+        account.observe(ApiRequest(request.method, request.path, form,
+                                   tuple(request.query.items()), response.status))
+        return response
+
+    app = web.Application(middlewares=[observed])
+    accounts = f"/{API_VERSION}/Accounts/{{account}}"
+    calls = accounts + "/Calls"
+    app.router.add_get(accounts + ".json", account_fetch)
     app.router.add_post(calls + ".json", create)
     app.router.add_get(calls + "/{sid}.json", fetch)
     app.router.add_post(calls + "/{sid}.json", update)

@@ -34,7 +34,15 @@ from ivr.sim.counselors import DEFAULT_BEHAVIOUR, ApiError, Behaviour, Counselor
 from ivr.sim.errors import ScriptError, SimError, TwimlError
 from ivr.sim.hold import MediaStreamDriver
 from ivr.sim.legs import LegCall
-from ivr.sim.rest import CallRequest, RestCall, RestFault, build_api
+from ivr.sim.rest import (
+    ApiRequest,
+    CallRequest,
+    RestCall,
+    RestFault,
+    RestOutage,
+    account_resource,
+    build_api,
+)
 from ivr.sim.session import CallSession, Document, Step, url_path
 from ivr.sim.transcript import LegEvent, Request
 from ivr.sim.twiml import Conference, Twiml, Verb, parse_twiml
@@ -56,6 +64,7 @@ class TwilioWorld:
         counselors: Mapping[str, Behaviour | Sequence[Behaviour]] | None = None,
         default: Behaviour = DEFAULT_BEHAVIOUR,
         api_errors: Iterable[str] = (),
+        outages: Iterable[RestOutage] = (),
         time_scale: float = DEFAULT_SCALE,
         settle_seconds: float = SETTLE_SECONDS,
         host: str = "127.0.0.1",
@@ -64,6 +73,7 @@ class TwilioWorld:
         """`counselors`: behaviour per target (To), or a sequence of them, one
         per call placed to it (the last repeats); `default` for other
         targets; `api_errors`: targets whose calls the API refuses (21215);
+        `outages`: stretches of world time when the API fails some operations;
         `time_scale`: real seconds per simulated second while parties wait
         on each other."""
         if (account_sid is None) != (auth_token is None):
@@ -72,6 +82,7 @@ class TwilioWorld:
             raise ScriptError("settle seconds must not be negative")
         self.clock = WorldClock(time_scale)
         self.book = CounselorBook(counselors, default, api_errors)
+        self.outages = tuple(outages)
         self.settle_seconds = settle_seconds
         self._credentials = (
             None if account_sid is None or auth_token is None else (account_sid, auth_token)
@@ -90,6 +101,7 @@ class TwilioWorld:
         self._tasks: set[asyncio.Task[None]] = set()
         self._failures: list[BaseException] = []
         self._log: list[LegEvent] = []
+        self._requests: list[ApiRequest] = []
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -145,6 +157,31 @@ class TwilioWorld:
     @property
     def account_sid(self) -> str:
         return self._credentials[0] if self._credentials else ""
+
+    def claim(self, credentials: tuple[str, str]) -> None:
+        """A world given no account takes the first one that uses its API (the
+        server's), as `bind` takes the first call's: a call bound later with
+        other credentials is still refused."""
+        if self._credentials is None:
+            self._credentials = credentials
+
+    def resource(self) -> dict[str, object]:
+        return account_resource(self.account_sid, self._epoch)
+
+    def fault_for(self, operation: str) -> RestFault | None:
+        moment = self.clock.now()
+        for outage in self.outages:
+            if outage.covers(operation, moment):
+                return outage.fault()
+        return None
+
+    def observe(self, request: ApiRequest) -> None:
+        self._requests.append(request)
+
+    @property
+    def api_requests(self) -> tuple[ApiRequest, ...]:
+        """Every request the REST API received, in order, with the status it answered."""
+        return tuple(self._requests)
 
     # -- what happened ---------------------------------------------------------------
 

@@ -4,6 +4,17 @@ Uses the `twilio` package's client with its asynchronous HTTP client, with
 the API base URL configurable (IVR_TWILIO_API_URL) so tests can point it at
 the simulator. Errors that mean "that call has already ended" are not
 failures: whatever we wanted to stop has stopped.
+
+Every other failure is one of two kinds, and the difference decides who
+pays for it:
+
+- `AddressError`: Twilio refused the number or address being dialled (it is
+  invalid, unreachable, or outside what the account may call). It is about
+  that one destination: the counselor who gave it is not reachable there.
+- `ServiceError`: anything else: credentials, the account, permissions, our
+  own `From` or request, rate limits, Twilio's 5xx, timeouts, the network.
+  Nobody on the staff caused it and every request would meet it: the API is
+  unusable for now, whoever's leg happened to run into it.
 """
 
 from __future__ import annotations
@@ -25,9 +36,74 @@ log = logging.getLogger(__name__)
 ALREADY_ENDED = frozenset({20404, 21220})
 REQUEST_TIMEOUT = 10.0
 
+# Twilio error codes (https://www.twilio.com/docs/api/errors/<code>) that
+# are about the destination of a call being placed, not about us.
+ADDRESS_CODES: dict[int, str] = {
+    21211: "invalid 'To' phone number",
+    21214: "'To' phone number cannot be reached",
+    21215: "the account is not authorized to call this number (geographic permissions)",
+    21217: "phone number does not appear to be valid",
+    13223: "invalid phone number format",
+    13224: "Twilio does not support calling this number or the number is invalid",
+    13225: "calling this number is forbidden (high-risk destination)",
+}
+# Left out on purpose although they name a destination: 21216 ("call blocked
+# by Twilio") is also what every +1 call gets while the account lacks a
+# Primary Customer Profile: account-wide, so it must not empty the staff.
+
+# What an operator should look at for the usual service errors.
+SERVICE_HINTS: dict[int, str] = {
+    20003: "authentication failed: check TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN",
+    20005: "the account is not active",
+    20008: "test credentials cannot do this: set the live TWILIO_ACCOUNT_SID and "
+           "TWILIO_AUTH_TOKEN",
+    21210: "the 'From' number is not a number of the account: check TWILIO_CALLER_ID",
+    21212: "the 'From' number is invalid: check TWILIO_CALLER_ID",
+    20429: "too many requests",
+}
+
 
 class RestError(Exception):
     """Twilio refused or failed a request that was meant to change something."""
+
+    def __init__(self, message: str, *, status: int | None = None,
+                 code: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class AddressError(RestError):
+    """Twilio refused the address being dialled: about that destination only."""
+
+
+class ServiceError(RestError):
+    """The API cannot be used now (credentials, account, limits, outage, network)."""
+
+    @property
+    def credentials(self) -> bool:
+        """Twilio does not accept our account SID and auth token."""
+        return self.status == 401 or self.code == 20003
+
+
+def classify(exc: TwilioRestException, doing: str, *, dialling: bool) -> RestError:
+    """The typed error for a refusal; only a call being placed can have an address error."""
+    status = int(exc.status) if exc.status is not None else None
+    code = int(exc.code) if exc.code is not None else None
+    if dialling and code in ADDRESS_CODES:
+        return AddressError(f"{doing}: Twilio error {code}: {ADDRESS_CODES[code]}",
+                            status=status, code=code)
+    hint = SERVICE_HINTS.get(code or 0)
+    if hint is None and status == 401:
+        hint = SERVICE_HINTS[20003]
+    detail = hint or (exc.msg or "").strip() or "no detail"
+    return ServiceError(f"{doing}: HTTP {status}, Twilio error {code}: {detail}",
+                        status=status, code=code)
+
+
+def _unreachable(exc: Exception, doing: str) -> ServiceError:
+    what = "timed out" if isinstance(exc, TimeoutError) else f"failed ({exc!r})"
+    return ServiceError(f"{doing}: the request {what}")
 
 
 @dataclass(frozen=True)
@@ -71,14 +147,33 @@ class TwilioRest:
         self._http = _HttpClient(REQUEST_TIMEOUT)
         self._client = Client(account_sid, auth_token, http_client=self._http)
         self._client.api.base_url = base_url
+        self.account_sid = account_sid
 
     async def close(self) -> None:
         await self._http.close()
 
+    async def check_account(self) -> str:
+        """Fetch our own Account resource (a cheap authenticated GET); its status.
+
+        Raises ServiceError when Twilio refuses the credentials or cannot be reached.
+        """
+        doing = "fetching the account"
+        try:
+            account = await self._client.api.v2010.accounts(self.account_sid).fetch_async()
+        except TwilioRestException as exc:
+            raise classify(exc, doing, dialling=False) from exc
+        except Exception as exc:  # network, timeouts
+            raise _unreachable(exc, doing) from exc
+        return str(account.status or "unknown")
+
     async def place_call(
         self, *, to: str, from_: str, url: str, status_callback: str, ring_seconds: int
     ) -> Leg:
-        """Ring `to`; Twilio requests `url` when answered and reports to `status_callback`."""
+        """Ring `to`; Twilio requests `url` when answered and reports to `status_callback`.
+
+        Raises AddressError when Twilio refuses `to` itself, ServiceError otherwise.
+        """
+        doing = "placing a call"
         try:
             call = await self._client.calls.create_async(
                 to=to,
@@ -91,9 +186,9 @@ class TwilioRest:
                 timeout=ring_seconds,
             )
         except TwilioRestException as exc:
-            raise RestError(f"placing a call failed: {exc.status} {exc.code}: {exc.msg}") from exc
+            raise classify(exc, doing, dialling=True) from exc
         except Exception as exc:  # network, timeouts: the same for the caller
-            raise RestError(f"placing a call failed: {exc!r}") from exc
+            raise _unreachable(exc, doing) from exc
         return Leg(str(call.sid), str(call.status))
 
     async def end_call(self, sid: str, *, ringing: bool) -> None:
@@ -112,12 +207,13 @@ class TwilioRest:
 
     async def _update(self, sid: str, **changes: str) -> str | None:
         """Update a call; the status Twilio reports after it, None if it had ended."""
+        doing = f"updating {sid}"
         try:
             call = await self._client.calls(sid).update_async(**changes)
         except TwilioRestException as exc:
             if exc.code in ALREADY_ENDED:
                 return None
-            raise RestError(f"updating {sid} failed: {exc.status} {exc.code}") from exc
+            raise classify(exc, doing, dialling=False) from exc
         except Exception as exc:  # network, timeouts: the same for the caller
-            raise RestError(f"updating {sid} failed: {exc!r}") from exc
+            raise _unreachable(exc, doing) from exc
         return str(call.status or "unknown")

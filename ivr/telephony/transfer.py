@@ -10,6 +10,17 @@ so, or past its ring timeout) moves to the next tier; dial steps (external
 centers, the national backup) take the caller out of the conference into a
 plain <Dial>. Everything is driven by Twilio's callbacks and by a dispatcher
 loop that any instance may run: the state is in PostgreSQL.
+
+Only Twilio refusing a counselor's own address counts against them (their
+leg 'failed', they go offline). Any other REST failure is nobody's on the
+staff: the offer is withdrawn without blame, the API is marked degraded
+(apihealth.py), and while it is, no counselor is rung and callers go on to
+the dial steps at once.
+
+Moving a holding caller to a dial step takes a REST redirect, which can
+fail; the conference wait URL, which Twilio requests at every hold round,
+notices a caller still holding whose row says they should be dialled, and
+issues the move again (`holding`).
 """
 
 from __future__ import annotations
@@ -26,8 +37,10 @@ from ivr.routing.plan import RoutingPlan
 from ivr.storage import counselors as staff
 from ivr.storage import queue
 from ivr.storage import transfers as outcomes
+from ivr.storage.holding import holder
+from ivr.telephony.apihealth import ApiHealth
 from ivr.telephony.dialplan import DialStep, Step, WarmStep, step_from_json, step_to_json
-from ivr.telephony.rest import RestError, TwilioRest
+from ivr.telephony.rest import AddressError, RestError, ServiceError, TwilioRest
 from ivr.telephony.twiml import Renderer
 
 log = logging.getLogger(__name__)
@@ -35,6 +48,11 @@ log = logging.getLogger(__name__)
 LANGUAGE_NAMES = {"en": "English", "es": "Spanish"}
 MIN_RING = 10  # seconds: a counselor's phone rings at least this long
 REDIRECT_RETRIES = (0.5, 1.0, 2.0, 4.0)  # pauses after each failed attempt
+# A caller still holding this long after their row moved them to a dial step
+# was not moved (every attempt of take_out failed): the wait URL moves them.
+MOVE_GRACE = 10.0
+HOLD_ROUNDS_BEFORE_CHECK = 2  # about a minute of holding before the database-down rescue
+HOLD_QUERY_TIMEOUT = 2.0  # seconds: the wait URL must answer its hold music quickly
 # Leg statuses that end an offer without a conversation, and what they mean
 # for the counselor (queue.offer_missed decides their presence from it).
 MISSED: dict[str, queue.EndState] = {
@@ -57,15 +75,18 @@ class Transfers:
         plan: RoutingPlan,
         renderer: Renderer,
         rest: TwilioRest,
+        health: ApiHealth,
         wrap_up_seconds: float = 60.0,
     ) -> None:
         self.pool = pool
         self.plan = plan
         self.renderer = renderer
         self.rest = rest
+        self.health = health
         self.wrap_up_seconds = wrap_up_seconds
         self.wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._moving: set[str] = set()  # callers this instance is taking out right now
 
     def kick(self) -> None:
         """Something changed: let the dispatcher look for matches now."""
@@ -77,16 +98,22 @@ class Transfers:
         """Index of the first step from `start` worth trying.
 
         The last step, the national backup, is a dial step: it is never
-        skipped, so there is always one.
+        skipped, so there is always one. While the REST API is degraded no
+        warm step is worth trying: nobody could be rung.
         """
+        api_usable: bool | None = None
         for index in range(min(start, len(steps) - 1), len(steps)):
             step = steps[index]
-            if (
-                isinstance(step, WarmStep)
-                and step.skip_when_unavailable
-                and await staff.tier_count_available(self.pool, step.counselors) == 0
-            ):
-                continue
+            if isinstance(step, WarmStep):
+                if api_usable is None:
+                    api_usable = await self.health.usable()
+                if not api_usable:
+                    continue
+                if (
+                    step.skip_when_unavailable
+                    and await staff.tier_count_available(self.pool, step.counselors) == 0
+                ):
+                    continue
             return index
         return len(steps) - 1
 
@@ -127,10 +154,12 @@ class Transfers:
 
     async def dispatch_once(self) -> None:
         await outcomes.end_wrap_up(self.pool, self.wrap_up_seconds)
-        for offer in await queue.claim_offers(self.pool):
-            self.spawn(self._ring(offer))
+        api_usable = await self.health.probe()
+        if api_usable:
+            for offer in await queue.claim_offers(self.pool):
+                self.spawn(self._ring(offer))
         for caller in await outcomes.stalled_callers(self.pool):
-            await self._maybe_next_tier(caller)
+            await self._maybe_next_tier(caller, api_usable)
 
     async def _ring(self, offer: queue.Offer) -> None:
         context = await outcomes.call_context(self.pool, offer.call_sid)
@@ -145,10 +174,22 @@ class Transfers:
                 status_callback=self.renderer.url("/twilio/leg-status", offer=offer.id),
                 ring_seconds=max(MIN_RING, round(left)),
             )
-        except RestError as exc:
+        except AddressError as exc:
+            # About this counselor's own number or address: they are not
+            # reachable there, so they go offline like a leg that failed.
             log.warning("call %s: counselor %s could not be rung: %s",
                         offer.call_sid, offer.counselor_id, exc)
             await queue.offer_missed(self.pool, offer.id, "failed")
+            self.kick()
+            return
+        except RestError as exc:
+            # Nobody's fault on the staff (credentials, outage, network): the
+            # offer is withdrawn as if never made and the API marked degraded,
+            # so the caller goes on at once instead of waiting on a dead API.
+            await self.health.failed(as_service_error(exc))
+            await queue.offer_missed(self.pool, offer.id, "canceled")
+            log.info("call %s: offer to counselor %s withdrawn, the REST API failed",
+                     offer.call_sid, offer.counselor_id)
             self.kick()
             return
         if not await queue.set_leg(self.pool, offer.id, leg.sid):
@@ -158,17 +199,19 @@ class Transfers:
         log.info("call %s: ringing counselor %s (offer %d)",
                  offer.call_sid, offer.counselor_id, offer.id)
 
-    async def _maybe_next_tier(self, caller: outcomes.StalledCaller) -> None:
+    async def _maybe_next_tier(self, caller: outcomes.StalledCaller, api_usable: bool) -> None:
         step = current_step(caller.transfer)
         if not isinstance(step, WarmStep) or caller.tier_index != caller.transfer["index"]:
             return
         exhausted = (
-            caller.untried == 0
+            not api_usable
+            or caller.untried == 0
             or (step.skip_when_unavailable and caller.untried_available == 0)
             or caller.tier_seconds >= step.timeout
         )
         if exhausted:
-            await self.next_tier(caller.call_sid, caller.seq, caller.transfer, "tier exhausted")
+            why = "tier exhausted" if api_usable else "Twilio REST API degraded"
+            await self.next_tier(caller.call_sid, caller.seq, caller.transfer, why)
 
     async def next_tier(
         self, sid: str, seq: int, transfer: dict[str, Any], why: str
@@ -193,26 +236,79 @@ class Transfers:
         await self._cancel(await queue.dequeue(self.pool, sid, "backup"))
         await outcomes.ringing(self.pool, sid)
         # In the background: retries must not hold up the dispatcher's pass.
-        self.spawn(self.take_out(sid, self.renderer.url("/twilio/resume", seq=new_seq),
-                                   step.name))
+        self.move_out(sid, self.renderer.url("/twilio/resume", seq=new_seq), step.name)
 
     def spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def move_out(self, sid: str, url: str, where: str) -> None:
+        """Take a holding caller out of their conference to `url`, in the background,
+        unless this instance is already doing it."""
+        if sid in self._moving:
+            return
+        self._moving.add(sid)
+        self.spawn(self.take_out(sid, url, where))
+
     async def take_out(self, sid: str, url: str, where: str) -> None:
         """Redirect a holding caller to a dial step, retrying: a caller left alone
-        in their conference would wait for nobody."""
-        for attempt, pause in enumerate(REDIRECT_RETRIES):
-            try:
-                if not await self.rest.redirect(sid, url):
-                    log.info("call %s: caller already gone", sid)
-                return
-            except RestError:
-                log.exception("call %s: could not take the caller to %s (attempt %d)",
-                              sid, where, attempt + 1)
-            await asyncio.sleep(pause)
+        in their conference would wait for nobody. When every attempt fails the
+        caller's next hold round (`holding`) tries again."""
+        try:
+            for attempt, pause in enumerate(REDIRECT_RETRIES):
+                try:
+                    if not await self.rest.redirect(sid, url):
+                        log.info("call %s: caller already gone", sid)
+                    return
+                except RestError as exc:
+                    # One line when every attempt failed (below), not one per attempt.
+                    log.info("call %s: could not take the caller to %s (attempt %d): %s",
+                             sid, where, attempt + 1, exc)
+                    await self.health.failed(as_service_error(exc))
+                await asyncio.sleep(pause)
+            log.error("call %s: could not take the caller to %s; they are still holding and "
+                      "their next hold round tries again", sid, where)
+        finally:
+            self._moving.discard(sid)
+
+    async def holding(self, sid: str, rounds: int) -> None:
+        """A hold round: Twilio asks the wait URL what a caller alone in their
+        conference hears next. Reconcile: a caller whose row says they should no
+        longer hold (their step is a dial step: the move failed) is moved again;
+        one whose tier is over wakes the dispatcher. Never raises.
+
+        Twilio's documents allow only <Say>, <Play>, <Pause> and <Redirect> in a
+        conference wait document (error 13238; <Leave> belongs to <Enqueue>), so
+        the wait URL cannot take the caller out by TwiML: the move is the REST
+        redirect, issued again at each round until it works.
+        """
+        try:
+            async with asyncio.timeout(HOLD_QUERY_TIMEOUT):
+                found = await holder(self.pool, sid)
+        except Exception:
+            # Nobody can offer this caller to a counselor without the database:
+            # after a while on hold they are sent to the backup line.
+            if rounds >= HOLD_ROUNDS_BEFORE_CHECK:
+                log.error("call %s: database down while holding: sending the caller to the "
+                          "backup", sid)
+                self.move_out(sid, self.renderer.url("/twilio/fallback"), "the backup line")
+            return
+        try:
+            if found is None or found.phase != "transfer" or found.transfer is None:
+                return  # unknown, connected (a counselor is joining) or over
+            step = current_step(found.transfer)
+            if isinstance(step, DialStep):
+                if found.moved_seconds >= MOVE_GRACE and sid not in self._moving:
+                    log.info("call %s: still holding although their transfer is at %s: "
+                             "taking them out again", sid, step.name)
+                    self.move_out(sid, self.renderer.url("/twilio/resume", seq=found.seq),
+                                  step.name)
+            elif found.waiting and (found.tier_seconds >= step.timeout
+                                    or not await self.health.usable()):
+                self.kick()
+        except Exception:
+            log.exception("call %s: hold round check failed", sid)
 
     # Counselor legs --------------------------------------------------------------
 
@@ -288,13 +384,20 @@ class Transfers:
     async def _end_leg(self, leg_sid: str, *, ringing: bool) -> None:
         try:
             await self.rest.end_call(leg_sid, ringing=ringing)
-        except RestError:
-            log.exception("could not end counselor leg %s", leg_sid)
+        except RestError as exc:
+            log.warning("could not end counselor leg %s: %s", leg_sid, exc)
+            await self.health.failed(as_service_error(exc))
 
     async def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def as_service_error(exc: RestError) -> ServiceError:
+    if isinstance(exc, ServiceError):
+        return exc
+    return ServiceError(str(exc), status=exc.status, code=exc.code)
 
 
 def current_step(transfer: dict[str, Any]) -> Step:

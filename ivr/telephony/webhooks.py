@@ -13,7 +13,6 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from ivr.routing.location import caller_hash, locate
-from ivr.storage.database import ping
 from ivr.telephony.callflow import CallerInfo, CallFlow
 from ivr.telephony.signature import form_of
 from ivr.telephony.twiml import failsafe, hangup_only
@@ -21,7 +20,6 @@ from ivr.telephony.twiml import failsafe, hangup_only
 log = logging.getLogger(__name__)
 
 TWIML = "text/xml"
-HOLD_ROUNDS_BEFORE_CHECK = 2  # about a minute of holding
 
 
 class Keys:
@@ -95,10 +93,13 @@ async def resume(request: web.Request, sid: str) -> str:
 async def hold(request: web.Request) -> web.Response:
     """The conference wait URL: reassurance and hold audio, no database needed.
 
-    It is also the caller's lifeline: whoever would offer them to a counselor
-    works through the database, so a caller who has held a while while the
-    database does not answer is sent, by the REST API, to the fallback
-    (the backup line) rather than left to hold for nobody.
+    It is also the caller's lifeline, requested again at every hold round:
+    each round checks (one query) that this caller should still be holding,
+    and moves them on when not: a caller whose move to a dial step failed is
+    moved again, and one who has held a while while the database does not
+    answer is sent, by the REST API, to the fallback (the backup line)
+    rather than left to hold for nobody (Transfers.holding). The hold music
+    is answered whatever that check finds.
     """
     callflow = request.app[Keys.callflow]
     language = request.query.get("lang", "en")
@@ -107,11 +108,8 @@ async def hold(request: web.Request) -> web.Response:
         rounds = int(request.query.get("n", "0"))
     except ValueError:
         rounds = 0
-    if call_sid and rounds >= HOLD_ROUNDS_BEFORE_CHECK and not await ping(callflow.pool):
-        log.error("call %s: database down while holding: sending the caller to the backup",
-                  call_sid)
-        url = callflow.renderer.url("/twilio/fallback")
-        callflow.transfers.spawn(callflow.transfers.take_out(call_sid, url, "the backup line"))
+    if call_sid:
+        await callflow.transfers.holding(call_sid, rounds)
     try:
         return twiml(callflow.renderer.hold(language, call_sid, rounds))
     except Exception:
@@ -120,9 +118,8 @@ async def hold(request: web.Request) -> web.Response:
         log.exception("call %s: hold document failed; sending the caller to the backup line",
                       call_sid or "?")
         if call_sid:
-            url = callflow.renderer.url("/twilio/fallback")
-            callflow.transfers.spawn(
-                callflow.transfers.take_out(call_sid, url, "the backup line"))
+            callflow.transfers.move_out(
+                call_sid, callflow.renderer.url("/twilio/fallback"), "the backup line")
         return twiml(callflow.renderer.hold_while_moved(language, call_sid, rounds))
 
 

@@ -1,8 +1,13 @@
-"""Whole calls: the simulator plays Twilio (webhooks, REST API, counselors' phones)."""
+"""Whole calls: the simulator plays Twilio (webhooks, REST API, counselors' phones).
+
+Every REST request the server sends in these tests, to any simulated world,
+is checked against Twilio's OpenAPI description (tests/openapi_check.py) when
+the test ends: a misspelt or missing parameter fails the test that sent it.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from aiohttp.test_utils import TestServer
@@ -12,6 +17,27 @@ from ivr.sim import TwilioWorld
 from ivr.sim.config import SimConfig
 from tests.conftest import bounded
 from tests.helpers import staff_all
+from tests.openapi_check import check_request
+
+
+@pytest.fixture(autouse=True)
+def rest_requests_follow_twilios_description(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    worlds: list[TwilioWorld] = []
+    start = TwilioWorld.start
+
+    async def started(world: TwilioWorld) -> str:
+        worlds.append(world)
+        return await start(world)
+
+    monkeypatch.setattr(TwilioWorld, "start", started)
+    yield
+    problems = [
+        f"{r.method} {r.path}: {problem}"
+        for world in worlds for r in world.api_requests
+        for problem in check_request(r.method, r.path, r.form, r.query)
+    ]
+    assert not problems, "REST requests Twilio's description does not allow:\n" + "\n".join(
+        problems)
 
 
 @pytest.fixture

@@ -26,6 +26,8 @@ from twilio.rest import Client
 
 from ivr.sim import SimConfig
 from ivr.sim.counselors import ApiError, CounselorScript, NoAnswer
+from ivr.sim.errors import SimError
+from ivr.sim.rest import RestOutage
 from ivr.sim.transcript import Heard, LegEvent
 from ivr.sim.world import TwilioWorld
 
@@ -307,3 +309,82 @@ async def test_raw_requests_are_validated_like_twilio(rig: Rig) -> None:
     assert await rig.world.wait_idle(60)
     # Only the events asked for: no final callback.
     assert rig.app.statuses() == ["initiated", "ringing"]
+
+
+async def test_the_account_resource_and_refused_credentials(rig: Rig) -> None:
+    account = await rig.client.api.v2010.accounts(ACCOUNT).fetch_async()
+    assert (account.sid, account.status, account.type) == (ACCOUNT, "active", "Full")
+    assert account.uri == f"/2010-04-01/Accounts/{ACCOUNT}.json"
+    http = AsyncTwilioHttpClient()
+    try:
+        intruder = Client(ACCOUNT, "rotated-token", http_client=http)
+        intruder.api.base_url = rig.world.api_url
+        with pytest.raises(TwilioRestException) as info:
+            await intruder.api.v2010.accounts(ACCOUNT).fetch_async()
+        assert (info.value.status, info.value.code) == (401, 20003)
+        assert info.value.msg.endswith("Authenticate")  # the library prefixes what it did
+        other = "AC" + "6" * 32  # another account's SID with our token: refused as well
+        stranger = Client(other, TOKEN, http_client=http)
+        stranger.api.base_url = rig.world.api_url
+        with pytest.raises(TwilioRestException) as info:
+            await stranger.api.v2010.accounts(other).fetch_async()
+        assert (info.value.status, info.value.code) == (401, 20003)
+    finally:
+        await http.close()
+
+
+async def test_every_request_is_logged_as_received(rig: Rig) -> None:
+    call = await rig.place(RINGS)
+    await rig.client.calls(call.sid).update_async(status="canceled")
+    create, update = rig.world.api_requests
+    assert (create.method, create.path, create.status) == (
+        "POST", f"/2010-04-01/Accounts/{ACCOUNT}/Calls.json", 201)
+    assert [v for k, v in create.form if k == "StatusCallbackEvent"] == [
+        "initiated", "ringing", "answered", "completed"]
+    assert ("Timeout", "20") in create.form
+    assert (update.path, update.form, update.status) == (
+        f"/2010-04-01/Accounts/{ACCOUNT}/Calls/{call.sid}.json", (("Status", "canceled"),), 200)
+    assert await rig.world.wait_idle(60)
+
+
+async def test_an_outage_fails_its_operations_for_its_window() -> None:
+    outage = RestOutage(operations=frozenset({"update", "account"}), start=0, seconds=30)
+    world = TwilioWorld(account_sid=ACCOUNT, auth_token=TOKEN, outages=[outage], time_scale=0.01)
+    await world.start()
+    http = AsyncTwilioHttpClient()
+    try:
+        client = Client(ACCOUNT, TOKEN, http_client=http)
+        client.api.base_url = world.api_url
+        missing = "CA" + "0" * 32
+        with pytest.raises(TwilioRestException) as info:
+            await client.calls(missing).update_async(status="completed")
+        assert (info.value.status, info.value.code) == (503, 20503)
+        with pytest.raises(TwilioRestException) as info:
+            await client.api.v2010.accounts(ACCOUNT).fetch_async()
+        assert (info.value.status, info.value.code) == (503, 20503)
+        with pytest.raises(TwilioRestException) as info:  # not covered: answered as usual
+            await client.calls(missing).fetch_async()
+        assert info.value.code == 20404
+        # Credentials are checked before an outage answers, as on any request.
+        intruder = Client(ACCOUNT, "rotated-token", http_client=http)
+        intruder.api.base_url = world.api_url
+        with pytest.raises(TwilioRestException) as info:
+            await intruder.calls(missing).update_async(status="completed")
+        assert info.value.code == 20003
+        await world.clock.wait(asyncio.Event(), outage.start + outage.seconds)
+        with pytest.raises(TwilioRestException) as info:
+            await client.calls(missing).update_async(status="completed")
+        assert info.value.code == 20404  # the window is over
+    finally:
+        await http.close()
+        await world.stop()
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [{"operations": frozenset({"delete"})}, {"operations": frozenset()}, {"status": 404},
+     {"seconds": -1.0}],
+)
+def test_outages_are_5xx_on_known_operations(arguments: dict[str, Any]) -> None:
+    with pytest.raises(SimError):
+        RestOutage(**arguments)

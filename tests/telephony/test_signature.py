@@ -101,4 +101,4 @@ async def test_oversized_body_is_413(server: TestServer, settings: Settings) -> 
 async def test_non_twilio_paths_need_no_signature(server: TestServer, settings: Settings) -> None:
     async with aiohttp.ClientSession() as s, s.get(settings.public_url + "/healthz") as resp:
         assert resp.status == 200
-        assert await resp.json() == {"database": True, "flows": True}
+        assert await resp.json() == {"database": True, "flows": True, "twilio_api": "ok"}
