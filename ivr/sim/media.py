@@ -75,7 +75,7 @@ from ivr.speech.audio import load_prompt_wav, pcm16_to_ulaw, ulaw_to_pcm16
 from ivr.speech.errors import SpeechError
 from ivr.speech.render import espeak_voice, render_prompt
 
-__all__ = ["FRAME_BYTES", "FRAME_SECONDS", "MediaStreams", "StreamSettings"]
+__all__ = ["FRAME_BYTES", "FRAME_SECONDS", "MediaStreams", "StreamSettings", "refused_stream_url"]
 
 SAMPLE_RATE = 8000
 FRAME_SECONDS = 0.02
@@ -134,7 +134,7 @@ class MediaStreams:
     async def connect(self, session: CallSession, document: Document, connect: Connect) -> None:
         stream = connect.stream
         url = session.resolve(document, stream.url)
-        refused = _refused_scheme(url)
+        refused = refused_stream_url(url)
         if refused is not None:
             session.record(StreamFailed(session.now, url, None, refused))
             return
@@ -212,7 +212,7 @@ SCHEME_NOT_SUPPORTED = 31922
 LOOPBACK_HOSTS = frozenset({"localhost", "::1"})
 
 
-def _refused_scheme(url: str) -> str | None:
+def refused_stream_url(url: str) -> str | None:
     """Why Twilio would not open this stream URL (None: it would).
 
     A documented concession: the local development servers (the tests, `ivr
