@@ -4,17 +4,19 @@ ws:// stream URLs."""
 
 from __future__ import annotations
 
-from aiohttp import web
-
 import pytest
+from aiohttp import web
 
 from ivr.sim import CallScript, MediaStreams, default_handlers, simulate_call
 from ivr.sim.media import refused_stream_url
 from ivr.sim.transcript import Heard, HungUp, OnHold, StreamFailed, TwimlWarning
-from tests.sim.test_sim_call import Hit, Start, heard, ok, start  # noqa: F401 (the fixture)
+from tests.sim import test_sim_call
+from tests.sim.test_sim_call import Hit, Start, heard, ok
 
 CONFERENCE = ('<Dial action="/twilio/after-conf"><Conference waitUrl="/twilio/hold" '
               'startConferenceOnEnter="false">room-1</Conference></Dial>')
+
+voice_app = test_sim_call.start  # the fixture, under this module's name
 
 
 def after_conf(h: Hit) -> str:
@@ -22,9 +24,9 @@ def after_conf(h: Hit) -> str:
 
 
 async def test_a_failing_wait_url_ends_the_dial_instead_of_holding_in_silence(
-    start: Start,
+    voice_app: Start,
 ) -> None:
-    app, cfg = await start({
+    app, cfg = await voice_app({
         "/twilio/voice": lambda h: CONFERENCE,
         "/twilio/hold": lambda h: web.Response(status=500),
         "/twilio/after-conf": after_conf,
@@ -41,8 +43,8 @@ async def test_a_failing_wait_url_ends_the_dial_instead_of_holding_in_silence(
     assert t.total_seconds < 10
 
 
-async def test_hangup_in_a_wait_document_is_error_13238(start: Start) -> None:
-    app, cfg = await start({
+async def test_hangup_in_a_wait_document_is_error_13238(voice_app: Start) -> None:
+    app, cfg = await voice_app({
         "/twilio/voice": lambda h: CONFERENCE,
         "/twilio/hold": lambda h: "<Say>Goodbye.</Say><Hangup/>",
         "/twilio/after-conf": after_conf,
@@ -57,8 +59,8 @@ async def test_hangup_in_a_wait_document_is_error_13238(start: Start) -> None:
     assert [h.text for h in t.of_type(Heard)][-1] == "Out of the conference: failed."
 
 
-async def test_the_dial_action_after_a_conference_says_answered(start: Start) -> None:
-    app, cfg = await start({
+async def test_the_dial_action_after_a_conference_says_answered(voice_app: Start) -> None:
+    app, cfg = await voice_app({
         "/twilio/voice": lambda h: CONFERENCE,
         "/twilio/hold": lambda h: '<Pause length="10"/>',
         "/twilio/after-conf": after_conf,
@@ -70,8 +72,8 @@ async def test_the_dial_action_after_a_conference_says_answered(start: Start) ->
     assert "DialCallSid" not in after.form and "DialCallDuration" not in after.form
 
 
-async def test_a_ws_stream_url_is_refused(start: Start) -> None:
-    app, cfg = await start({
+async def test_a_ws_stream_url_is_refused(voice_app: Start) -> None:
+    app, cfg = await voice_app({
         "/twilio/voice": lambda h: (
             '<Connect action="/twilio/connected"><Stream url="ws://ivr.example.org/'
             'twilio/media"/></Connect>'

@@ -9,13 +9,16 @@ import pytest
 from ivr.sim import CallScript, Press, simulate_call
 from ivr.sim.errors import ScriptError
 from ivr.sim.transcript import Heard, Note, Pressed
-from tests.sim.test_sim_call import Start, ok, start  # noqa: F401 (the fixture)
+from tests.sim import test_sim_call
+from tests.sim.test_sim_call import Start, ok
 
 MENU = (
     '<Gather action="/twilio/menu" numDigits="1" timeout="1">'
     "<Say>For Spanish press 2, for veterans press 1, or stay on the line.</Say></Gather>"
 )
 AFTER = "<Say>We did not get your choice, goodbye for now and thank you for calling.</Say>"
+
+voice_app = test_sim_call.start  # the fixture, under this module's name
 
 
 def routes(voice: str) -> dict[str, object]:
@@ -28,8 +31,8 @@ def routes(voice: str) -> dict[str, object]:
     }
 
 
-async def test_a_key_during_the_gathers_prompt_cuts_it_and_counts(start: Start) -> None:
-    app, cfg = await start(routes(MENU + AFTER))
+async def test_a_key_during_the_gathers_prompt_cuts_it_and_counts(voice_app: Start) -> None:
+    app, cfg = await voice_app(routes(MENU + AFTER))
     t = await simulate_call(cfg, CallScript(inputs=(Press("2", at=1.5),)))
     [menu] = app.to("/twilio/menu")
     assert menu.form["Digits"] == "2"
@@ -39,8 +42,8 @@ async def test_a_key_during_the_gathers_prompt_cuts_it_and_counts(start: Start) 
     assert pressed.at == pytest.approx(1.5) and not pressed.ignored
 
 
-async def test_a_key_during_a_plain_say_outside_any_gather_is_lost(start: Start) -> None:
-    app, cfg = await start(routes(MENU + AFTER + "<Hangup/>"))
+async def test_a_key_during_a_plain_say_outside_any_gather_is_lost(voice_app: Start) -> None:
+    app, cfg = await voice_app(routes(MENU + AFTER + "<Hangup/>"))
     # The menu's prompt lasts 5.2 s, its timeout 1 s: at 8 s the goodbye is said.
     t = await simulate_call(cfg, CallScript(inputs=(Press("2", at=8.0),)))
     assert app.to("/twilio/menu") == []
@@ -51,10 +54,10 @@ async def test_a_key_during_a_plain_say_outside_any_gather_is_lost(start: Start)
     assert "pressed 2 (not listened to)" in t.format()
 
 
-async def test_a_key_while_holding_in_a_conference_is_lost(start: Start) -> None:
+async def test_a_key_while_holding_in_a_conference_is_lost(voice_app: Start) -> None:
     hold = ('<Dial action="/twilio/after"><Conference waitUrl="/twilio/hold">room-7'
             "</Conference></Dial>")
-    app, cfg = await start(routes(MENU + hold))
+    app, cfg = await voice_app(routes(MENU + hold))
     t = await simulate_call(cfg, CallScript(inputs=(Press("1", at=10.0),), hold_patience=30))
     assert app.to("/twilio/menu") == []
     [pressed] = t.of_type(Pressed)
@@ -62,8 +65,8 @@ async def test_a_key_while_holding_in_a_conference_is_lost(start: Start) -> None
     assert any("<Dial><Conference>" in n.text for n in t.of_type(Note) if "lost" in n.text)
 
 
-async def test_without_a_time_a_key_keeps_its_meaning(start: Start) -> None:
-    app, cfg = await start(routes(MENU + AFTER))
+async def test_without_a_time_a_key_keeps_its_meaning(voice_app: Start) -> None:
+    app, cfg = await voice_app(routes(MENU + AFTER))
     await simulate_call(cfg, CallScript(inputs=(Press("1"),)))
     assert app.to("/twilio/menu")[0].form["Digits"] == "1"
 
