@@ -24,17 +24,24 @@ from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urljoin
 
 from ivr.sim.callers import CallerCall
-from ivr.sim.hold import MIN_WAIT_PASS, LonelyConference
+from ivr.sim.hold import (
+    CONFERENCE_DIAL_ACTION,
+    CONFERENCE_FAILED_ACTION,
+    CONFERENCE_WAIT_VERBS,
+    MIN_WAIT_PASS,
+    LonelyConference,
+    conference_over,
+    invalid_wait_verb,
+)
 from ivr.sim.prompts import render
-from ivr.sim.session import CONTINUE, END, CallSession, Document, Step, new_sid
+from ivr.sim.session import END, CallSession, Document, Step, new_sid
 from ivr.sim.transcript import (
     ConferenceEvent,
     CounselorJoined,
     JoinedConference,
     OnHold,
-    TwimlWarning,
 )
-from ivr.sim.twiml import Conference, Dial, Hangup, Pause, Play, Redirect, Say
+from ivr.sim.twiml import Conference, Dial, Pause, Play, Redirect, Say
 
 if TYPE_CHECKING:
     from ivr.sim.world import TwilioWorld
@@ -225,31 +232,20 @@ class WorldConference:
         room = self.world.room_for(conference, document.url)
         me = Participant(caller, conference)
         session.record(JoinedConference(session.now, conference.name))
-        joined_at = session.now
         await room.join(me)
         caller.sync()
-        await _Stay(caller, room, me, document, conference).run()
+        stay = _Stay(caller, room, me, document, conference)
+        await stay.run()
         if room.has(me):
             reason = "participant_updated_via_api" if caller.pending else "participant_hung_up"
             await room.leave(me, reason)
         caller.end_paced()
         if caller.pending is not None and not session.ended:
             return await caller.apply_update() or END
-        extra = {
-            "DialCallStatus": "completed",
-            "DialCallDuration": str(round(session.now - joined_at)),
-        }
-        if session.ended:
-            if dial.action and not caller.ended_via_api:
-                # Twilio still requests the action when the caller hangs up,
-                # and ignores the TwiML it gets back.
-                url = session.resolve(document, dial.action)
-                await session.notify(url, dial.method, "dial action", extra, callback=True)
+        if session.ended and caller.ended_via_api:
             return END
-        if dial.action:
-            url = session.resolve(document, dial.action)
-            return await session.follow(url, dial.method, "dial action", extra, callback=True)
-        return CONTINUE
+        extra = CONFERENCE_FAILED_ACTION if stay.failed else CONFERENCE_DIAL_ACTION
+        return await conference_over(session, document, dial, extra)
 
 
 class _Stay:
@@ -271,10 +267,12 @@ class _Stay:
         self.conference = conference
         self.deadline = self.session.now + self.session.script.hold_patience
         self.announced: set[str] = set()
+        self.failed = False  # the wait URL failed: the conference was not established
 
     def over(self) -> bool:
         return (
-            self.session.ended or self.caller.pending is not None or not self.room.has(self.me)
+            self.session.ended or self.caller.pending is not None
+            or not self.room.has(self.me) or self.failed
         )
 
     async def run(self) -> None:
@@ -332,13 +330,17 @@ class _Stay:
             if self._waiting_over():
                 return
             if wait_document is None:
-                await self._silence("wait url failed")
+                self.failed = True  # see CONFERENCE_FAILED_ACTION
                 return
             pass_started = session.now
             redirected = False
             for verb in wait_document.twiml.verbs:
                 remaining = self.deadline - session.now
                 if remaining <= 0 or self._waiting_over():
+                    return
+                if not isinstance(verb, CONFERENCE_WAIT_VERBS):
+                    invalid_wait_verb(session, verb)
+                    self.failed = True
                     return
                 if isinstance(verb, Say | Play | Pause):
                     audio = await render(session, wait_document, verb)
@@ -351,12 +353,6 @@ class _Stay:
                     url, method = session.resolve(wait_document, verb.url), verb.method
                     redirected = True
                     break
-                elif isinstance(verb, Hangup):
-                    session.end("server", "<Hangup> in a wait URL document")
-                    return
-                else:
-                    name = type(verb).__name__
-                    session.record(TwimlWarning(session.now, f"<{name}> is ignored in a wait URL"))
             if not redirected and session.now - pass_started < MIN_WAIT_PASS:
                 await self._silence("wait url document too short to repeat")
                 return

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Literal, Protocol
 
 from ivr.sim.prompts import play, render
-from ivr.sim.session import END, CallSession, Document, Step
+from ivr.sim.session import CONTINUE, END, CallSession, Document, Step
 from ivr.sim.transcript import JoinedConference, OnHold, Streamed, TwimlWarning
 from ivr.sim.twiml import (
     Conference,
@@ -26,11 +26,40 @@ from ivr.sim.twiml import (
     Say,
 )
 
-HoldResult = Literal["patience", "left", "ended"]
+HoldResult = Literal["patience", "left", "ended", "failed"]
 
 # A wait document shorter than this is not re-requested in a tight loop:
 # the caller then waits in silence.
 MIN_WAIT_PASS = 1.0
+
+# Error 13238 (Dial->Conference: Invalid Verb used in waitUrl, holdUrl, or
+# announceUrl TwiML): such a document "can only contain Say, Play, Pause,
+# and Redirect verbs".
+INVALID_WAIT_VERB = 13238
+CONFERENCE_WAIT_VERBS = (Say, Play, Pause, Redirect)
+
+# TwiML Voice <Dial>, DialCallStatus: "answered: When calling a conference,
+# the called party answered the call and was connected to the caller";
+# DialCallSid and DialCallDuration are "not sent after dialing a conference".
+CONFERENCE_DIAL_ACTION = {"DialCallStatus": "answered"}
+# TwiML Voice <Conference>, waitUrl: "if the request to your waitUrl fails,
+# the Conference will not be fully established. To avoid the call being
+# disconnected, you can either add additional TwiML after the initial
+# <Dial><Conference>, or programmatically provide fallback behavior via the
+# action callback." The caller is out of the <Dial>, not left holding in
+# silence. The page names no DialCallStatus for it: failed ("Twilio was
+# unable to route") is the one that says what happened.
+CONFERENCE_FAILED_ACTION = {"DialCallStatus": "failed"}
+
+
+def invalid_wait_verb(session: CallSession, verb: object) -> None:
+    """Record Twilio's error 13238 for a verb a conference wait URL may not use."""
+    name = type(verb).__name__
+    session.record(TwimlWarning(
+        session.now,
+        f"{INVALID_WAIT_VERB} <Conference waitUrl>: <{name}> is not allowed "
+        "(only Say, Play, Pause and Redirect): the conference is not established",
+    ))
 
 
 class ConferenceDriver(Protocol):
@@ -55,10 +84,12 @@ async def hold(
     patience: float,
     *,
     allow_leave: bool = False,
+    conference: bool = False,
 ) -> HoldResult:
     """Keep the caller waiting, executing the wait URL's TwiML in a loop,
     until the caller's patience runs out, a `<Leave>` (queues only) or the
-    call ends."""
+    call ends. A conference's wait URL that fails, or uses a verb it may
+    not, ends the wait ("failed": the conference was not established)."""
     deadline = session.now + patience
     if not wait_url:
         return _silent_until(session, deadline, "silence")
@@ -71,6 +102,8 @@ async def hold(
         if session.ended:
             return "ended"
         if wait_document is None:
+            if conference:
+                return "failed"
             return _silent_until(session, deadline, "wait url failed")
         pass_started = session.now
         redirected = False
@@ -78,6 +111,9 @@ async def hold(
             remaining = deadline - session.now
             if remaining <= 0:
                 break
+            if conference and not isinstance(verb, CONFERENCE_WAIT_VERBS):
+                invalid_wait_verb(session, verb)
+                return "failed"
             if isinstance(verb, Say | Play | Pause):
                 audio = await render(session, wait_document, verb)
                 if not await play(session, audio, limit=remaining):
@@ -113,23 +149,29 @@ class LonelyConference:
         self, session: CallSession, document: Document, dial: Dial, conference: Conference
     ) -> Step:
         session.record(JoinedConference(session.now, conference.name))
-        joined_at = session.now
         result = await hold(
             session, document, conference.wait_url, conference.wait_method,
-            session.script.hold_patience,
+            session.script.hold_patience, conference=True,
         )
         if result == "patience":
             session.end("caller", "gave up waiting in the conference")
-        if dial.action:
-            # Twilio still requests the action when the caller leaves, and
-            # ignores the TwiML it gets back.
-            extra = {
-                "DialCallStatus": "completed",
-                "DialCallDuration": str(round(session.now - joined_at)),
-            }
-            url = session.resolve(document, dial.action)
-            await session.notify(url, dial.method, "dial action", extra, callback=True)
+        extra = CONFERENCE_FAILED_ACTION if result == "failed" else CONFERENCE_DIAL_ACTION
+        return await conference_over(session, document, dial, extra)
+
+
+async def conference_over(
+    session: CallSession, document: Document, dial: Dial, extra: dict[str, str]
+) -> Step:
+    """The caller is out of their `<Dial><Conference>`: its action, or the next verb."""
+    if not dial.action:
+        return END if session.ended else CONTINUE
+    url = session.resolve(document, dial.action)
+    if session.ended:
+        # Twilio still requests the action when the caller hangs up, and
+        # ignores the TwiML it gets back.
+        await session.notify(url, dial.method, "dial action", extra, callback=True)
         return END
+    return await session.follow(url, dial.method, "dial action", extra, callback=True)
 
 
 class NoMediaStreams:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC
 from email.utils import format_datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -29,6 +29,13 @@ from ivr.sim.conference import Participant
 from ivr.sim.config import SimConfig
 from ivr.sim.counselors import Behaviour, Busy, CounselorScript, Fails
 from ivr.sim.geo import place_for_number
+from ivr.sim.hold import (
+    CONFERENCE_DIAL_ACTION,
+    CONFERENCE_FAILED_ACTION,
+    CONFERENCE_WAIT_VERBS,
+    MIN_WAIT_PASS,
+    invalid_wait_verb,
+)
 from ivr.sim.prompts import render
 from ivr.sim.rest import API_VERSION, CallRequest, CallUpdate, call_resource, not_in_progress
 from ivr.sim.script import CallScript
@@ -454,13 +461,13 @@ class LegCall:
         if self.caller is None and room.callers():
             self.caller = room.callers()[0]
         self.mirror("joined conference", conference.name)
-        joined = world.clock.now()
         await room.join(me)
         behaviour = self.behaviour
         talk = behaviour.talk_seconds if isinstance(behaviour, CounselorScript) else 60.0
         talk_until: float | None = None
         alone_until: float | None = None
-        while not session.ended and self.pending is None and room.has(me):
+        failed = False
+        while not session.ended and self.pending is None and room.has(me) and not failed:
             version = room.version
 
             def changed(version: int = version) -> bool:
@@ -473,12 +480,19 @@ class LegCall:
                 if await self._pause_until(talk_until, changed):
                     self._end("counselor", f"counselor hung up after talking {talk:g}s",
                               "completed")
+                continue
+            if alone_until is None:
+                alone_until = world.clock.now() + ALONE_PATIENCE
+                self.mirror("waiting alone in conference", conference.name)
+            if room.started:
+                waited = await self._pause_until(alone_until, changed)
+                outcome = "patience" if waited else "changed"
             else:
-                if alone_until is None:
-                    alone_until = world.clock.now() + ALONE_PATIENCE
-                if await self._pause_until(alone_until, changed):
-                    self._end("counselor", "counselor hung up, nobody else in the conference",
-                              "completed")
+                outcome = await self._wait_alone(document, conference, alone_until, changed)
+            if outcome == "patience":
+                self._end("counselor", "counselor hung up, nobody else in the conference",
+                          "completed")
+            failed = outcome == "failed"
         if room.has(me):
             reason = "participant_updated_via_api" if self.pending else "participant_hung_up"
             await room.leave(me, reason)
@@ -487,12 +501,61 @@ class LegCall:
             return END
         if self.pending is not None:
             return await self._take_redirect()
-        # The conference ended around the counselor: the <Dial> is over.
+        # The conference ended around the counselor, or never started (its wait
+        # URL failed): the <Dial> is over.
         if dial.action:
-            extra = {
-                "DialCallStatus": "completed",
-                "DialCallDuration": str(round(world.clock.now() - joined)),
-            }
+            extra = CONFERENCE_FAILED_ACTION if failed else CONFERENCE_DIAL_ACTION
             url = session.resolve(document, dial.action)
             return await session.follow(url, dial.method, "dial action", extra, callback=True)
         return CONTINUE
+
+    async def _wait_alone(
+        self, document: Document, conference: Conference, until: float,
+        changed: Callable[[], bool],
+    ) -> Literal["changed", "patience", "failed"]:
+        """Alone in a conference that has not started: TwiML Voice <Conference>
+        ("Conferences do not start until at least two participants join. While
+        waiting, customizable background music is played"): the waitUrl, or
+        Twilio's hold music when none is given, in a loop, until someone joins,
+        the server moves the leg, the counselor gives up (`until`) or the wait
+        URL fails (the conference is then not established)."""
+        session = self.session
+        clock = self.world.clock
+        wait_url = conference.wait_url
+        url = session.resolve(document, wait_url) if wait_url else ""
+        if not wait_url or not session.is_ours(url):
+            what = f"hold music from {url}" if wait_url else "silence"
+            self.mirror("heard hold music" if wait_url else "heard silence", what)
+            return "patience" if await self._pause_until(until, changed) else "changed"
+        method: str = conference.wait_method
+        while True:
+            self._touch()
+            wait_document = await session.fetch_document(url, method, "wait url", fallback=False)
+            if session.ended or changed():
+                return "changed"
+            if wait_document is None:
+                return "failed"
+            pass_started = clock.now()
+            redirected = False
+            for verb in wait_document.twiml.verbs:
+                if not isinstance(verb, CONFERENCE_WAIT_VERBS):
+                    self._touch()
+                    invalid_wait_verb(session, verb)
+                    return "failed"
+                if isinstance(verb, Redirect):
+                    url, method = session.resolve(wait_document, verb.url), verb.method
+                    redirected = True
+                    break
+                audio = await render(session, wait_document, verb)
+                self._touch()
+                session.record(audio.entry(session.now))
+                if isinstance(verb, Say):
+                    self.mirror("heard", f'"{verb.text}"')
+                elif isinstance(verb, Play) and not verb.digits:
+                    self.mirror("heard hold music", audio.shown or audio.url)
+                if not await self._pause_until(min(clock.now() + audio.seconds, until), changed):
+                    return "changed"
+                if clock.now() >= until:
+                    return "patience"
+            if not redirected and clock.now() - pass_started < MIN_WAIT_PASS:
+                return "patience" if await self._pause_until(until, changed) else "changed"

@@ -32,6 +32,7 @@ import asyncio
 import base64
 import binascii
 import functools
+import ipaddress
 import json
 import random
 import sys
@@ -61,6 +62,7 @@ from ivr.sim.transcript import (
     Played,
     Pressed,
     Request,
+    Silent,
     SpokeAudio,
     StreamAudio,
     StreamClosed,
@@ -73,7 +75,7 @@ from ivr.speech.audio import load_prompt_wav, pcm16_to_ulaw, ulaw_to_pcm16
 from ivr.speech.errors import SpeechError
 from ivr.speech.render import espeak_voice, render_prompt
 
-__all__ = ["FRAME_BYTES", "FRAME_SECONDS", "MediaStreams", "StreamSettings"]
+__all__ = ["FRAME_BYTES", "FRAME_SECONDS", "MediaStreams", "StreamSettings", "refused_stream_url"]
 
 SAMPLE_RATE = 8000
 FRAME_SECONDS = 0.02
@@ -132,9 +134,9 @@ class MediaStreams:
     async def connect(self, session: CallSession, document: Document, connect: Connect) -> None:
         stream = connect.stream
         url = session.resolve(document, stream.url)
-        scheme = urlsplit(url).scheme
-        if scheme not in ("ws", "wss"):
-            session.record(StreamFailed(session.now, url, None, "not a ws:// or wss:// URL"))
+        refused = refused_stream_url(url)
+        if refused is not None:
+            session.record(StreamFailed(session.now, url, None, refused))
             return
         if not session.is_ours(_as_web(url)):
             reason = "not the server under test, not connected"
@@ -143,11 +145,17 @@ class MediaStreams:
         # Twilio signs the URL as the TwiML wrote it; only a relative one
         # has to be resolved first.
         signed = stream.url if urlsplit(stream.url).scheme else url
-        if self._http is not None:
-            await self._open(session, document, stream, url, signed, self._http)
-            return
-        async with aiohttp.ClientSession() as http:
-            await self._open(session, document, stream, url, signed, http)
+        # Media Streams, WebSocket messages: a key pressed during the stream
+        # is sent to it as a `dtmf` message, never lost.
+        session.hears_keys = True
+        try:
+            if self._http is not None:
+                await self._open(session, document, stream, url, signed, self._http)
+                return
+            async with aiohttp.ClientSession() as http:
+                await self._open(session, document, stream, url, signed, http)
+        finally:
+            session.hears_keys = False
 
     async def _open(
         self,
@@ -195,6 +203,38 @@ class MediaStreams:
             if not ws.closed:
                 await ws.close()
         await status.send("stream-stopped")
+
+
+# Error 31922, "Stream - WebSocket - URL Schema Not Supported": "Verify the
+# schema in TwiML URL is wss" (TwiML Voice <Stream>: Twilio connects to a
+# secure WebSocket only).
+SCHEME_NOT_SUPPORTED = 31922
+LOOPBACK_HOSTS = frozenset({"localhost", "::1"})
+
+
+def refused_stream_url(url: str) -> str | None:
+    """Why Twilio would not open this stream URL (None: it would).
+
+    A documented concession: the local development servers (the tests, `ivr
+    call` in-process) serve plain http on a loopback address and so name
+    ws:// stream URLs; those are opened. ws:// to any other host is refused
+    as Twilio refuses it, so a server that would fail on Twilio fails here."""
+    parts = urlsplit(url)
+    if parts.scheme == "wss":
+        return None
+    if parts.scheme == "ws" and _loopback(parts.hostname or ""):
+        return None
+    return f"error {SCHEME_NOT_SUPPORTED}: URL scheme {parts.scheme or 'missing'!r} is not " \
+        "supported by Media Streams (wss only)"
+
+
+def _loopback(host: str) -> bool:
+    if host.lower() in LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _as_web(url: str) -> str:
@@ -407,6 +447,7 @@ class _Caller:
         self._pos = 0
         self._keys = ""
         self._next_key_at = 0.0
+        self._press_at: float | None = None  # when a key timed into the menu is pressed
 
     async def tick(
         self, now: float, playing: bool, quiet_since: float | None, wall_elapsed: float
@@ -430,7 +471,10 @@ class _Caller:
                     now - self.started_at >= settings.prompt_wait
                     and wall_elapsed >= settings.prompt_wait_wall
                 )
-                if playing or no_prompt:
+                # Keys timed into a menu that has started already are pressed
+                # on time, whatever the stream plays.
+                timed = self._session.press_moment() is not None
+                if playing or no_prompt or timed:
                     self._arm(now, now, heard=playing)
             elif (
                 self._last_heard >= self._window_closed
@@ -455,6 +499,7 @@ class _Caller:
                 self.windows == 0
                 and not self._heard_prompt
                 and wall_elapsed < settings.prompt_wait_wall
+                and self._press_at is None
             )
             if start is not None and now >= start and not early:
                 await self._begin(now)
@@ -467,6 +512,10 @@ class _Caller:
         self._armed_at = now
         self._prompt_start = prompt_start
         self._heard_prompt = heard
+        # A key timed into the menu counts from the menu's start: the prompt
+        # said before the stream, else this prompt over the stream.
+        self._session.start_menu(prompt_start)
+        self._press_at = self._session.press_moment()
         self._input = self._session.next_input()
         if isinstance(self._input, Speak | SpeakAudio):
             language = self._language_for(self._input)
@@ -490,6 +539,8 @@ class _Caller:
         # Silence has no delay of its own: the caller stays quiet once the
         # prompt is over, which takes as long as noticing it is over.
         delay = getattr(caller_input, "delay", self._settings.listen_grace)
+        if self._press_at is not None:
+            return self._press_at
         if getattr(caller_input, "barge_in", False):
             return self._prompt_start + delay
         if quiet_since is None:
@@ -865,8 +916,11 @@ class _StreamRun:
 def _after_prompt(session: CallSession) -> bool:
     """Whether the last thing that happened on the call was a prompt heard."""
     for entry in reversed(session.transcript().entries):
-        if isinstance(entry, Request | Note | TwimlWarning):
-            continue  # bookkeeping, not something the caller lived through
+        # Bookkeeping is not something the caller lived through; nor is the
+        # silent second of a <Gather> that nests the prompt and falls through
+        # to the stream (the caller still answers that prompt).
+        if isinstance(entry, Request | Note | TwimlWarning | Silent):
+            continue
         return isinstance(entry, Heard | Played)
     return False
 

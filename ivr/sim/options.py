@@ -69,7 +69,7 @@ class _AppendInput(argparse.Action):
     def _make(self, values: str | Sequence[Any] | None) -> CallerInput:
         value = values if isinstance(values, str) else ""
         if self.kind == "press":
-            return Press(value)
+            return Press.parse(value)
         if self.kind == "say":
             return Speak(value)
         if self.kind == "say-audio":
@@ -124,8 +124,10 @@ def add_call_arguments(parser: argparse.ArgumentParser) -> None:
         help="SIP header from the carrier (sent as SipHeader_NAME); repeatable",
     )
     parser.add_argument(
-        "--press", metavar="D", action=_AppendInput, kind="press",
-        help="press keys at the next listening point; repeatable, in order",
+        "--press", metavar="D[@Ns]", action=_AppendInput, kind="press",
+        help="press keys at the next listening point, or with @Ns N seconds into the menu "
+        "(from its first prompt's start: keys pressed where Twilio does not listen are "
+        "lost); repeatable, in order",
     )
     parser.add_argument(
         "--silence", nargs=0, action=_AppendInput, kind="silence",

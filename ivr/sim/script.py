@@ -35,17 +35,37 @@ class CallerInput:
 class Press(CallerInput):
     """Key presses. `delay`: seconds after the prompt ends (or, with
     `barge_in`, after it starts) before the first key; keys follow each
-    other `KEY_INTERVAL` apart."""
+    other `KEY_INTERVAL` apart.
+
+    With `at`, the keys are pressed `at` seconds into the menu (from the
+    start of its first prompt) whatever the call is doing then: heard by a
+    `<Gather>` or a media stream, dropped anywhere else, as on Twilio."""
 
     digits: str
     delay: float = 1.0
     barge_in: bool = False
+    at: float | None = None
 
     def __post_init__(self) -> None:
         if not self.digits or any(c not in DTMF_KEYS for c in self.digits):
             raise ScriptError(f"press: {self.digits!r} is not a sequence of keys 0-9 * #")
         if self.delay < 0:
             raise ScriptError("press: delay must not be negative")
+        if self.at is not None and not self.at >= 0:
+            raise ScriptError("press: the time into the menu must not be negative")
+
+    @classmethod
+    def parse(cls, text: str) -> Press:
+        """`D` (at the next listening point) or `D@Ns` (N seconds into the menu)."""
+        digits, timed, when = text.partition("@")
+        if not timed:
+            return cls(text)
+        number = when[:-1] if when.endswith("s") else when
+        try:
+            at = float(number)
+        except ValueError:
+            raise ScriptError(f"press: {when!r} is not a number of seconds (D@3s)") from None
+        return cls(digits, at=at)
 
 
 @dataclass(frozen=True)

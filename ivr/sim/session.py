@@ -17,7 +17,7 @@ from urllib.parse import urljoin, urlsplit
 
 from ivr.sim.config import SimConfig
 from ivr.sim.errors import MediaError, TwimlError
-from ivr.sim.script import CallerInput, CallScript, DialOutcome, Silence
+from ivr.sim.script import CallerInput, CallScript, DialOutcome, Press, Silence
 from ivr.sim.transcript import (
     Entry,
     FallbackUsed,
@@ -25,6 +25,7 @@ from ivr.sim.transcript import (
     HungUp,
     LoopDetected,
     Note,
+    Pressed,
     Request,
     Transcript,
     TwimlWarning,
@@ -108,6 +109,11 @@ class CallSession:
         self._audio_cache: dict[str, tuple[float | None, str | None]] = {}
         self._in_fallback = False
         self._base_params = self._build_base_params()
+        # Keys timed into a menu (Press.at): where the menu started, whether
+        # what runs now hears keys (a <Gather>, a media stream), and what it is.
+        self.menu_started: float | None = None
+        self.hears_keys = False
+        self.doing = "the call"
 
     # -- clock -----------------------------------------------------------
 
@@ -116,6 +122,7 @@ class CallSession:
         if self.ended:
             return False
         target = self.now + max(0.0, seconds)
+        self._drop_keys_before(target)
         hangup = self.script.hangup_after
         if hangup is not None and target >= hangup:
             self.now = max(self.now, hangup)
@@ -156,7 +163,44 @@ class CallSession:
     # -- script ----------------------------------------------------------
 
     def next_input(self) -> CallerInput:
+        self.menu_started = None
         return self._inputs.popleft() if self._inputs else Silence()
+
+    def peek_input(self) -> CallerInput:
+        return self._inputs[0] if self._inputs else Silence()
+
+    # -- keys timed into a menu (Press.at) ----------------------------------
+
+    def timed_press(self) -> Press | None:
+        head = self.peek_input()
+        return head if isinstance(head, Press) and head.at is not None else None
+
+    def start_menu(self, at: float | None = None) -> None:
+        """The menu a timed press counts from starts (now, or at `at`)."""
+        if self.menu_started is None and self.timed_press() is not None:
+            self.menu_started = self.now if at is None else at
+
+    def press_moment(self) -> float | None:
+        press = self.timed_press()
+        if press is None or press.at is None or self.menu_started is None:
+            return None
+        return self.menu_started + press.at
+
+    def _drop_keys_before(self, target: float) -> None:
+        # Twilio hears keys only in a <Gather> (its nested <Say>/<Play>/<Pause>
+        # included: TwiML Voice <Gather>, "Nest other verbs") and, as `dtmf`
+        # messages, in a media stream (Media Streams, WebSocket messages).
+        # A key pressed during anything else (a bare <Say>, a ringing <Dial>,
+        # holding in a conference) is lost.
+        moment = self.press_moment()
+        limit = min(target, self.time_left() + self.now)
+        if moment is None or self.hears_keys or moment >= limit:
+            return
+        press = self.next_input()
+        assert isinstance(press, Press)
+        self.record(Pressed(moment, press.digits, ignored=True))
+        self.record(Note(moment, f"keys {press.digits} pressed during {self.doing} were lost: "
+                                 "Twilio hears keys only in a <Gather> or a media stream"))
 
     def next_dial_outcome(self) -> DialOutcome:
         return self._dial_outcomes.popleft() if self._dial_outcomes else DialOutcome()

@@ -153,9 +153,11 @@ class CounselorJoined(Entry):
 class LegEvent(Entry):
     """Something that happened on a call the server placed through the REST
     API (a counselor's leg): called, refused by the API, ringing, answered,
-    heard, pressed, pressed nothing, joined conference, left conference,
-    redirected by the server, then its final status (completed, canceled,
-    busy, no-answer, failed) with the reason as detail."""
+    heard, pressed, pressed nothing, joined conference, waiting alone in
+    conference (then heard hold music / heard silence, or the wait URL's
+    prompts), left conference, redirected by the server, then its final
+    status (completed, canceled, busy, no-answer, failed) with the reason as
+    detail."""
 
     target: str
     event: str

@@ -9,7 +9,7 @@ of `default_handlers()` to change how a verb behaves.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Literal
 
 from ivr.sim.hold import (
     ConferenceDriver,
@@ -18,7 +18,7 @@ from ivr.sim.hold import (
     hold,
 )
 from ivr.sim.media import MediaStreams
-from ivr.sim.prompts import play, render, say_or_play
+from ivr.sim.prompts import Audio, play, render, say_or_play
 from ivr.sim.script import Press, Silence, Speak, SpeakAudio
 from ivr.sim.session import CONTINUE, END, CallSession, Document, Step, new_sid
 from ivr.sim.transcript import Dialed, Pressed, Silent, Spoke, Streamed
@@ -49,7 +49,26 @@ SPEECH_CONFIDENCE = "0.92"
 
 
 async def handle_prompt(session: CallSession, document: Document, verb: Say | Play | Pause) -> Step:
+    session.doing = f"a <{type(verb).__name__}> outside any <Gather>"
+    if session.timed_press() is not None and _leads_into_stream(document, verb):
+        # A listening menu whose prompt is said before its media stream: the
+        # menu starts with the prompts leading into the stream.
+        session.start_menu()
     return CONTINUE if await say_or_play(session, document, verb) else END
+
+
+def _after(document: Document, verb: Verb) -> tuple[Verb, ...]:
+    verbs = document.twiml.verbs
+    index = next((i for i, v in enumerate(verbs) if v is verb), len(verbs))
+    return verbs[index + 1 :]
+
+
+def _leads_into_stream(document: Document, verb: Verb) -> bool:
+    """Whether only prompts stand between `verb` and a `<Connect>` of its document."""
+    for later in _after(document, verb):
+        if not isinstance(later, Say | Play | Pause):
+            return isinstance(later, Connect)
+    return False
 
 
 async def handle_redirect(session: CallSession, document: Document, verb: Redirect) -> Step:
@@ -87,10 +106,26 @@ def collect_digits(
 
 
 async def handle_gather(session: CallSession, document: Document, gather: Gather) -> Step:
-    caller = session.next_input()
+    if session.timed_press() is not None:
+        return await _gather_timed(session, document, gather)
+    caller = session.peek_input()
     listened = (isinstance(caller, Press) and gather.accepts_dtmf) or (
         isinstance(caller, Speak) and gather.accepts_speech
     )
+    late = isinstance(caller, Press | Speak) and not caller.barge_in and (
+        caller.delay > gather.timeout
+    )
+    if _falls_through_to_stream(document, gather) and (not listened or late):
+        # TwiML Voice <Gather>: with no input the call flow goes on with the
+        # next verb, here a <Connect><Stream> that keeps listening: what this
+        # <Gather> cannot hear (speech at a dtmf-only one, keys after its
+        # timeout) is the caller's answer to the stream.
+        for child in gather.children:
+            if not await play(session, await render(session, document, child)):
+                return END
+        await _gather_nothing(session, gather)
+        return END if session.ended else CONTINUE
+    caller = session.next_input()
     barge_in = (
         isinstance(caller, Press | Speak) and caller.barge_in and listened and gather.barge_in
     )
@@ -124,9 +159,23 @@ async def handle_gather(session: CallSession, document: Document, gather: Gather
             session.note(f"{type(caller).__name__} input is not understood by <Gather>")
         await _gather_nothing(session, gather)
         result = None
+    return await _gather_end(session, document, gather, result)
+
+
+def _falls_through_to_stream(document: Document, gather: Gather) -> bool:
+    following = _after(document, gather)
+    return (
+        not gather.action_on_empty_result
+        and bool(following)
+        and isinstance(following[0], Connect)
+    )
+
+
+async def _gather_end(
+    session: CallSession, document: Document, gather: Gather, result: dict[str, str] | None
+) -> Step:
     if session.ended:
         return END
-
     action = session.resolve(document, gather.action) if gather.action else document.url
     if result is not None:
         extra = {"msg": "Gather End", **result}
@@ -135,6 +184,53 @@ async def handle_gather(session: CallSession, document: Document, gather: Gather
         extra = {"msg": "Gather End"}
         return await session.follow(action, gather.method, "gather action", extra, callback=True)
     return CONTINUE
+
+
+async def _gather_timed(session: CallSession, document: Document, gather: Gather) -> Step:
+    """A `<Gather>` while the caller's keys are timed into the menu (Press.at).
+
+    TwiML Voice <Gather>, "Nest other verbs": input is accepted while the
+    nested <Say>/<Play> play, and the first key stops them; the timeout
+    begins once they are over (or at the first key). Keys that come after
+    the timeout are left to whatever the call does next."""
+    prompts = [await render(session, document, child) for child in gather.children]
+    session.start_menu()  # the menu starts with this <Gather>'s first prompt
+    if not gather.accepts_dtmf:
+        session.doing = "a <Gather> that listens for speech only"
+        for audio in prompts:
+            if not await play(session, audio):
+                return END
+        await _gather_nothing(session, gather)
+        return await _gather_end(session, document, gather, None)
+    session.hears_keys = True
+    try:
+        result = await _gather_timed_keys(session, gather, prompts)
+    finally:
+        session.hears_keys = False
+    return END if result == "ended" else await _gather_end(session, document, gather, result)
+
+
+async def _gather_timed_keys(
+    session: CallSession, gather: Gather, prompts: list[Audio]
+) -> dict[str, str] | Literal["ended"] | None:
+    moment = session.press_moment()
+    assert moment is not None
+    for audio in prompts:
+        left = moment - session.now
+        if gather.barge_in and audio.seconds > left:
+            if not await play(session, audio, limit=max(0.0, left)):
+                return "ended"
+            break
+        if not await play(session, audio):
+            return "ended"
+    if moment > session.now + gather.timeout:
+        await _gather_nothing(session, gather)  # the keys come later, elsewhere
+        return None
+    if not session.advance(max(0.0, moment - session.now)):
+        return "ended"
+    press = session.next_input()
+    assert isinstance(press, Press)
+    return await _collect(session, gather, press)
 
 
 async def _gather_nothing(session: CallSession, gather: Gather) -> None:
@@ -156,6 +252,11 @@ async def _gather_keys(
         session.record(Pressed(session.now, press.digits, ignored=True))
         await _gather_nothing(session, gather)
         return None
+    return await _collect(session, gather, press)
+
+
+async def _collect(session: CallSession, gather: Gather, press: Press) -> dict[str, str] | None:
+    """The caller presses `press.digits` now, into `gather`."""
     digits, finished_on, complete, used = collect_digits(
         press.digits, gather.finish_on_key, gather.num_digits
     )
@@ -208,7 +309,9 @@ class DialHandler:
     async def __call__(self, session: CallSession, document: Document, dial: Dial) -> Step:
         conference = dial.conference
         if conference is not None:
+            session.doing = "a <Dial><Conference>"
             return await self.conference.join(session, document, dial, conference)
+        session.doing = "a <Dial>"
         return await dial_parties(session, document, dial)
 
 
@@ -281,11 +384,16 @@ class ConnectHandler:
 
     async def __call__(self, session: CallSession, document: Document, connect: Connect) -> Step:
         await self.media.connect(session, document, connect)
-        if session.ended:
-            return END
         if not connect.action:
-            return CONTINUE
+            return END if session.ended else CONTINUE
         url = session.resolve(document, connect.action)
+        if session.ended:
+            # TwiML Voice <Connect>, action: "When the <Connect> verb ends,
+            # Twilio sends an HTTP request to this URL": a caller hanging up
+            # mid-stream ends it too (CallStatus completed); the answer is
+            # ignored, there is no call left to run it.
+            await session.notify(url, connect.method, "connect action", callback=True)
+            return END
         return await session.follow(url, connect.method, "connect action", callback=True)
 
 

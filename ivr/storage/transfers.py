@@ -88,7 +88,14 @@ async def ringing(pool: asyncpg.Pool, call_sid: str) -> None:
 async def answered(
     pool: asyncpg.Pool, call_sid: str, tier: str, center: str, in_state: bool | None
 ) -> None:
-    await pool.execute(
+    await _answered(pool, call_sid, tier, center, in_state)
+
+
+async def _answered(
+    db: asyncpg.Pool | asyncpg.Connection, call_sid: str, tier: str, center: str,
+    in_state: bool | None,
+) -> None:
+    await db.execute(
         """
         WITH c AS (
             UPDATE calls SET answered_at = coalesce(answered_at, now()),
@@ -105,6 +112,65 @@ async def answered(
         """,
         call_sid, tier, center, in_state,
     )
+
+
+# Twilio's final call statuses: a caller whose call reports one has hung up.
+_FINAL = ["completed", "busy", "failed", "no-answer", "canceled"]
+
+
+async def accept_offer(
+    pool: asyncpg.Pool, offer_id: int, tier: str, center: str, in_state: bool | None
+) -> bool:
+    """The counselor pressed 1: accept the offer and record the answer, in one
+    transaction with the check that the caller still waits for a human.
+
+    False (nothing changed) when the caller hung up, was connected or moved to
+    another step first. The call row is locked first (before the caller's line
+    row, the counselor and the offer, in the order every queue function uses),
+    so a hang-up recorded (record_status) or a tier moved (move_transfer) at
+    the same moment is either seen here or sees the call connected.
+    """
+    async with pool.acquire() as conn, conn.transaction():
+        call_sid: str | None = await conn.fetchval(
+            """
+            SELECT c.call_sid FROM calls c JOIN offers o ON o.call_sid = c.call_sid
+            WHERE o.id = $1 AND c.phase = 'transfer'
+              AND coalesce(c.twilio_status, '') <> ALL ($2::text[])
+              AND c.transfer->'steps'->((c.transfer->>'index')::int)->>'mode' = 'warm'
+            FOR UPDATE OF c
+            """,
+            offer_id, _FINAL,
+        )
+        if call_sid is None or not await conn.fetchval("SELECT ivr_offer_accepted($1)", offer_id):
+            return False
+        await _answered(conn, call_sid, tier, center, in_state)
+    return True
+
+
+async def nobody_there(pool: asyncpg.Pool, call_sid: str) -> bool:
+    """A counselor who accepted found the caller's conference empty: the caller
+    hung up as they accepted. The call was not answered after all: abandoned.
+    False when it had been recorded so already."""
+    done: str | None = await pool.fetchval(
+        """
+        WITH c AS (
+            UPDATE calls SET answered_at = NULL, answered_tier = NULL, answered_center = NULL,
+                   answered_in_state = NULL, abandoned = true, updated_at = now(),
+                   phase = CASE WHEN phase = 'connected' THEN 'ended' ELSE phase END,
+                   ended_at = coalesce(ended_at, now())
+            WHERE call_sid = $1 AND answered_at IS NOT NULL AND transfer_started_at IS NOT NULL
+            RETURNING call_sid
+        ), w AS (
+            UPDATE waiting SET status = 'abandoned', updated_at = now()
+            WHERE call_sid = $1 AND status = 'connected'
+        ), e AS (
+            INSERT INTO call_events (call_sid, kind, detail)
+            SELECT call_sid, 'caller_gone_before_join', '{}'::jsonb FROM c
+        )
+        SELECT call_sid FROM c
+        """,
+        call_sid)
+    return done is not None
 
 
 async def mark_abandoned(pool: asyncpg.Pool, call_sid: str) -> bool:

@@ -78,6 +78,8 @@ class CallFlow:
     # Incoming call ---------------------------------------------------------
 
     async def incoming(self, sid: str, params: Mapping[str, str], caller: CallerInfo) -> str:
+        if caller_left(params):
+            return await self._caller_gone(sid, "voice", params)
         flow = self.flows.for_number(params.get("To"))
         loc = caller.location
         state = new_call(flow, loc.state, loc.source)
@@ -117,11 +119,17 @@ class CallFlow:
     # Menu answers ----------------------------------------------------------
 
     async def gather(self, sid: str, seq: int, params: Mapping[str, str]) -> str:
+        if caller_left(params):
+            return await self._caller_gone(sid, "gather", params)
         digits = params.get("Digits", "").strip()
         return await self._answer(sid, seq, params, "gather", lambda _: {"digits": digits})
 
     async def listened(self, sid: str, seq: int, params: Mapping[str, str]) -> str:
         """The Connect action after a listening menu's stream closed."""
+        if caller_left(params):
+            # Twilio requests the action when the caller hangs up mid-stream
+            # too: no decision was reached, and nobody is left to hear one.
+            return await self._caller_gone(sid, "listen", params)
 
         def decision(row: db.CallRow) -> dict[str, Any]:
             found = (row.listen or {}).get("decision")
@@ -166,26 +174,28 @@ class CallFlow:
     # Transfer progress -----------------------------------------------------
 
     async def dial_result(self, sid: str, seq: int, params: Mapping[str, str]) -> str:
-        """A dial step ended: answered is the end of the call, anything else the next step."""
-        status = params.get("DialCallStatus", "")
-        return await self._step_ended(sid, seq, params, "dial", answered=status in ANSWERED)
+        """A dial step ended: answered is the end of the call, anything else the next
+        step, unless the caller hung up while it rang (then there is nobody to move)."""
+        answered = params.get("DialCallStatus", "") in ANSWERED
+        if not answered and caller_left(params):
+            return await self._caller_gone(sid, "dial", params)
+        return await self._step_ended(sid, seq, params, "dial", answered=answered)
 
     async def conference_ended(self, sid: str, seq: int, params: Mapping[str, str]) -> str:
         """The caller's conference ended: after a counselor, the call is over."""
+        if caller_left(params):
+            # An abandoned wait, not a failed tier.
+            return await self._caller_gone(sid, "conference-end", params)
         row = await self._row(sid)
-        caller_left = params.get("CallStatus", "") in FINAL_STATUSES
-        if row.phase in ("connected", "ended") or caller_left:
-            # Twilio requests the action even when the caller hung up (and
-            # ignores the answer); that is an abandoned wait, not a failed tier.
+        if row.phase in ("connected", "ended"):
             await db.add_events(self.pool, sid, [_webhook_event("conference-end", params)])
-            if caller_left and row.phase == "transfer" and row.transfer:
-                await self.transfers.caller_gone(sid, row.transfer)
-                await outcomes.mark_abandoned(self.pool, sid)
             return self.renderer.goodbye()
         return await self._step_ended(sid, seq, params, "conference-end", answered=False, row=row)
 
     async def resume(self, sid: str, seq: int, params: Mapping[str, str]) -> str:
         """Where a caller taken out of the conference by the REST API lands."""
+        if caller_left(params):
+            return await self._caller_gone(sid, "resume", params)
         return await self._replay(sid, "resume", params)
 
     async def _step_ended(
@@ -252,6 +262,23 @@ class CallFlow:
             await self.transfers.caller_gone(sid, recorded.transfer)
         return True
 
+    async def _caller_gone(self, sid: str, kind: str, params: Mapping[str, str]) -> str:
+        """The one check every flow callback makes first: a callback that carries
+        a final CallStatus comes after the caller hung up (Twilio still requests
+        the Gather, Dial and Connect actions then, and ignores the answer). The
+        call ends here: no next step, no tier, no counselor rung; a caller who
+        was waiting for a human is counted as abandoned and whoever is being
+        rung for them is freed. A call we never saw changes nothing."""
+        if await db.load_call(self.pool, sid) is None:
+            log.info("call %s: %s callback after the end of a call we never saw", sid, kind)
+            return self.renderer.goodbye()
+        detail = {"webhook": kind, **_kept(params)}
+        recorded = await db.record_status(self.pool, sid, params.get("CallStatus", ""), detail)
+        if recorded is not None and recorded.phase == "transfer" and recorded.transfer:
+            await self.transfers.caller_gone(sid, recorded.transfer)
+            log.info("call %s: caller hung up while waiting (%s callback)", sid, kind)
+        return self.renderer.goodbye()
+
     # Helpers ---------------------------------------------------------------
 
     async def _row(self, sid: str) -> db.CallRow:
@@ -316,6 +343,11 @@ class CallFlow:
             "timeout": ask.timeout,
             "grammars": grammars,
         }
+
+
+def caller_left(params: Mapping[str, str]) -> bool:
+    """Whether a webhook says the caller's own call is over (its CallStatus is final)."""
+    return params.get("CallStatus", "") in FINAL_STATUSES
 
 
 def _kept(params: Mapping[str, str]) -> dict[str, str]:

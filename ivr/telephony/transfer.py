@@ -330,19 +330,45 @@ class Transfers:
         if offer is None:
             return self.renderer.counselor_goodbye("whisper_gone")
         if digits == "1":
-            if not await queue.offer_accepted(self.pool, offer_id):
-                return self.renderer.counselor_goodbye("whisper_gone")
             center = self.plan.centers.get(offer.center_id)
             context = await outcomes.call_context(self.pool, offer.call_sid)
             state = context["location_state"] if context else None
             in_state = bool(center and state and state in center.serves) if state else None
-            await outcomes.answered(self.pool, offer.call_sid, offer.tier_kind, offer.center_id,
-                                    in_state)
+            # Refused when the caller is known to be gone; a caller leaving
+            # after this check is caught by the conference's wait URL.
+            if not await outcomes.accept_offer(self.pool, offer_id, offer.tier_kind,
+                                               offer.center_id, in_state):
+                return self.renderer.counselor_goodbye("whisper_gone")
             log.info("call %s: counselor %s accepted", offer.call_sid, offer.counselor_id)
-            return self.renderer.join_conference(conference_name(offer.call_sid))
+            return self.renderer.join_conference(conference_name(offer.call_sid), offer_id)
         await queue.offer_missed(self.pool, offer_id, "declined" if digits else "missed")
         self.kick()
         return self.renderer.counselor_goodbye("whisper_declined")
+
+    async def counselor_alone(self, offer_id: int) -> str:
+        """The wait URL of a counselor's conference: Twilio requests it only while
+        the counselor waits alone, which after an acceptance means the caller
+        hung up as they accepted (a caller waits in their conference from the
+        first warm tier on, and nothing moves them once connected). Nobody is
+        coming: the leg is sent to its goodbye and the call counted abandoned.
+        A wait document may not hang up (error 13238), so the leg is moved by
+        the REST API; the silence it plays meanwhile repeats the request if
+        that move fails."""
+        offer = await queue.get_offer(self.pool, offer_id)
+        if offer is not None:
+            if await outcomes.nobody_there(self.pool, offer.call_sid):
+                log.info("call %s: counselor %s accepted as the caller left",
+                         offer.call_sid, offer.counselor_id)
+            if offer.leg_sid:
+                url = self.renderer.url("/twilio/whisper", offer=offer_id)
+                self.spawn(self._send_off(offer.leg_sid, url))
+        return self.renderer.counselor_waiting()
+
+    async def _send_off(self, leg_sid: str, url: str) -> None:
+        try:
+            await self.rest.redirect(leg_sid, url)
+        except RestError:
+            log.exception("could not send counselor leg %s to its goodbye", leg_sid)
 
     async def leg_status(self, offer_id: int, status: str) -> None:
         offer = await queue.get_offer(self.pool, offer_id)

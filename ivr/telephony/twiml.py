@@ -31,6 +31,9 @@ SAY_LOCALES = {"en": "en-US", "es": "es-US", "ko": "ko-KR"}
 HOLD_PAUSE = 20  # seconds of quiet between reassurances without hold music
 MOVE_PAUSE = 5  # seconds a caller being moved to the backup line waits per round
 TURN_CACHE_SIZE = 4096
+COUNSELOR_WAIT_PAUSE = 5  # seconds; the wait URL is requested again after it
+# Seconds a listening menu's spoken prompt waits for a key before its stream opens.
+LISTEN_KEY_WINDOW = 1
 
 
 class MissingPrompt(LookupError):
@@ -198,11 +201,23 @@ class Renderer:
         response.redirect(action, method="POST")  # no key: not accepted
         return str(response)
 
-    def join_conference(self, conference: str) -> str:
+    def join_conference(self, conference: str, offer_id: int) -> str:
+        """The counselor joins the caller. The wait URL is requested only if
+        they find the conference empty (the caller left): never hold music for
+        nobody, the server sends them off instead."""
         response = VoiceResponse()
         dial = response.dial()
         dial.conference(conference, start_conference_on_enter=True,
-                        end_conference_on_exit=True, beep=False)
+                        end_conference_on_exit=True, beep=False,
+                        wait_url=self.url("/twilio/counselor-wait", offer=offer_id),
+                        wait_method="POST")
+        return str(response)
+
+    def counselor_waiting(self) -> str:
+        """What a counselor alone in a conference hears until the REST API moves
+        them to their goodbye: quiet (a wait document allows no <Hangup>)."""
+        response = VoiceResponse()
+        response.pause(length=COUNSELOR_WAIT_PAUSE)
         return str(response)
 
     def counselor_goodbye(self, prompt_id: str) -> str:
@@ -234,8 +249,19 @@ class Renderer:
         prompt = self.prompts.get(ask.language, ask.prompt)
         if prompt is None or prompt.recording is None:
             # Without a recording the stream has nothing to play: the prompt is
-            # spoken first, and the caller can answer once it ends.
-            self._speak(response, ask.language, ask.prompt)
+            # spoken first. Twilio hears keys only inside a <Gather> (a key
+            # pressed during a bare <Say> is lost), so the prompt is nested in
+            # one whose action is this menu's answer, like a plain menu's. With
+            # no key it falls through to the stream after its shortest timeout
+            # (a positive integer of seconds: 1), which then listens for words.
+            gather = response.gather(
+                input="dtmf",
+                num_digits=1,
+                timeout=LISTEN_KEY_WINDOW,
+                action=self.url("/twilio/gather", seq=seq),
+                method="POST",
+            )
+            self._speak(gather, ask.language, ask.prompt)
         connect = response.connect(action=self.url("/twilio/listen", seq=seq), method="POST")
         stream = connect.stream(url=self.ws_url)
         stream.parameter(name="token", value=token)

@@ -158,6 +158,12 @@ async def whisper_answer(request: web.Request, offer: int) -> str:
     return await request.app[Keys.callflow].transfers.whisper_answer(offer, digits)
 
 
+@counselor_webhook
+async def counselor_wait(request: web.Request, offer: int) -> str:
+    """The wait URL of a counselor's conference: requested only while they are alone."""
+    return await request.app[Keys.callflow].transfers.counselor_alone(offer)
+
+
 async def leg_status(request: web.Request) -> web.Response:
     status = form_of(request).get("CallStatus", "")
     await request.app[Keys.callflow].transfers.leg_status(_offer(request), status)
@@ -195,6 +201,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/twilio/hold", hold)
     app.router.add_post("/twilio/whisper", whisper)
     app.router.add_post("/twilio/whisper-answer", whisper_answer)
+    app.router.add_post("/twilio/counselor-wait", counselor_wait)
     app.router.add_post("/twilio/leg-status", leg_status)
     app.router.add_post("/twilio/fallback", fallback)
     app.router.add_post("/twilio/status", status)

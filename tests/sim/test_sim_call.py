@@ -585,7 +585,11 @@ async def test_conference_without_counselors_holds_until_the_caller_gives_up(
     )
     transcript = await simulate_call(cfg, CallScript(hold_patience=90))
     assert len(app.to("/twilio/hold")) == 5  # a 21 s wait document, repeated for 90 s
-    assert app.to("/twilio/after-conf")[0].form["DialCallStatus"] == "completed"
+    # TwiML Voice <Dial>: "answered" after a conference, without DialCallSid or
+    # DialCallDuration ("not sent after dialing a conference").
+    after = app.to("/twilio/after-conf")[0].form
+    assert after["DialCallStatus"] == "answered"
+    assert "DialCallSid" not in after and "DialCallDuration" not in after
     assert not transcript.reached_human
     assert transcript.hung_up_by == "caller"
     assert transcript.total_seconds == pytest.approx(90)

@@ -517,7 +517,10 @@ async def test_caller_hanging_up_mid_stream_sends_stop(aiohttp_server: AiohttpSe
     }
     assert server.received[-1] == stop
     assert int(stop["sequenceNumber"]) == len(server.received) - 1
-    assert server.to("/twilio/after") == []  # the call is over: no <Connect> action
+    # TwiML Voice <Connect>: the action is requested when the verb ends, a
+    # hang-up included; the call is over, so its answer runs nowhere.
+    (after,) = server.to("/twilio/after")
+    assert after.form["CallStatus"] == "completed"
     (status,) = server.to("/twilio/status")
     assert status.form["CallStatus"] == "completed" and status.form["CallDuration"] == "1"
     assert transcript.hung_up_by == "caller"

@@ -262,7 +262,8 @@ async def test_counselor_accepts_and_talks_with_the_caller(start: Start) -> None
 
     # The counselor ended the conference: the caller's <Dial> action goes on.
     (after,) = center.to("/twilio/after-dial")
-    assert after.form["DialCallStatus"] == "completed"
+    assert after.form["DialCallStatus"] == "answered"  # after a conference
+    assert "DialCallDuration" not in after.form
     assert transcript.of_type(Heard)[-1].text == "Thank you for calling."
     assert transcript.hung_up_by == "server"
 
@@ -332,7 +333,7 @@ async def test_caller_hangs_up_while_a_counselor_rings(start: Start) -> None:
     conference = [h.form["StatusCallbackEvent"] for h in center.to("/twilio/conference")]
     assert conference == ["participant-join", "participant-leave", "conference-end"]
     (after,) = center.to("/twilio/after-dial")
-    assert after.form["DialCallStatus"] == "completed"
+    assert after.form["DialCallStatus"] == "answered"  # after a conference
     status = center.to("/twilio/status")[0]
     assert status.form["CallStatus"] == "completed"
     # The cancel came after the hang-up, and the caller's transcript shows it.

@@ -63,8 +63,13 @@ async def start_call(s: aiohttp.ClientSession, settings: Settings, sid: str) -> 
     stream = connect.find("Stream")
     assert stream is not None
     params = {p.get("name"): p.get("value") for p in stream.findall("Parameter")}
-    # No recording for the menu prompt: it is said before the stream opens.
-    assert "press 1" in " ".join(say.text or "" for say in root.findall("Say"))
+    # No recording for the menu prompt: it is said before the stream opens,
+    # inside a <Gather> so that a key pressed while it is said is heard.
+    said = root.findall("Gather/Say")
+    assert "press 1" in " ".join(say.text or "" for say in said)
+    gather = root.find("Gather")
+    assert gather is not None
+    assert gather.get("action") == settings.public_url + "/twilio/gather?seq=1"
     return str(stream.get("url")), str(params["token"])
 
 
