@@ -73,10 +73,12 @@ def test_other_commands_read_the_settings_without_the_serving_rules(tmp_path: Pa
 def test_serve_refuses_to_start(tmp_path: Path, env: dict[str, str], named: str) -> None:
     base = {k: v for k, v in os.environ.items()
             if k not in ("TWILIO_CALLER_ID", "IVR_PUBLIC_URL", "IVR_DATABASE_URL")}
-    # A server that wrongly starts is stopped by the timeout: the test fails, never hangs.
+    # A server that wrongly starts finds no database (and starts no embedded one),
+    # or is stopped by the timeout: the test fails, never hangs.
+    nowhere = "postgresql://127.0.0.1:9/none"
     proc = subprocess.run(
         [sys.executable, "-m", "ivr.cli", "serve", "--port", str(unused_port())],
-        env={**base, "IVR_DATA_DIR": str(tmp_path), **env},
+        env={**base, "IVR_DATA_DIR": str(tmp_path), "IVR_DATABASE_URL": nowhere, **env},
         capture_output=True, text=True, timeout=60,
     )
     assert proc.returncode == 2
