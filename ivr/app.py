@@ -81,6 +81,7 @@ def create_app(
     app[content_key] = content
     plan = content.plan
     app[Keys.backup_number] = settings.backup_number or plan.national_backup.number
+    app[Keys.caller_id] = settings.caller_id
     app[Keys.georoute_param] = plan.georoute_param or ""
     app[Keys.default_region] = plan.default_region
     app[Keys.hash_key] = settings.caller_hash_key

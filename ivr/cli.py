@@ -47,6 +47,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     sub.add_parser("migrate", help="apply database migrations and exit")
 
+    sub.add_parser(
+        "fallback", help="print the TwiML to host apart from the server as the number's "
+        "Fallback URL (a TwiML Bin): it dials the backup line")
+
     report = sub.add_parser("report", help="988-style figures per state")
     report.add_argument("--since", default="30d",
                         help="24h, 7d, 2w or an ISO date (default: 30d)")
@@ -79,6 +83,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _render_prompts(args.languages, args.force)
         if args.command == "migrate":
             return asyncio.run(_migrate())
+        if args.command == "fallback":
+            return _fallback()
         if args.command == "report":
             return asyncio.run(_report(args.since))
         if args.command == "call":
@@ -100,6 +106,7 @@ def _serve(host: str, port: int) -> int:
     from ivr.storage.database import DatabaseError
 
     settings = Settings.from_env()
+    settings.check_for_serving()
     for note in settings.generated:
         print(f"ivr: {note} (generated: set the variable in production)", file=sys.stderr)
     try:
@@ -201,6 +208,36 @@ def _render_prompts(languages: Sequence[str], force: bool) -> int:
             print(out)
             made += 1
     print(f"{made} recordings made", file=sys.stderr)
+    return 0
+
+
+def _fallback() -> int:
+    """The fixed document of /twilio/fallback, to host where the server's failure
+    cannot reach it. It reads only the environment and the routing plan, and
+    writes nothing (no secrets generated, no database)."""
+    from ivr.config import DEV_CALLER_ID, backup_number_from_env, caller_id_from_env
+    from ivr.content import ROUTING_FILE
+    from ivr.routing.plan import load_plan
+    from ivr.telephony.twiml import failsafe
+    from ivr.yamlsrc import Problems
+
+    caller_id = caller_id_from_env()
+    backup = backup_number_from_env()
+    if backup is None:
+        problems = Problems()
+        routing = Path(os.environ.get("IVR_FLOWS_DIR", "flows")) / ROUTING_FILE
+        plan = load_plan(routing, problems)
+        for problem in problems.sorted():
+            print(problem, file=sys.stderr)
+        if plan is None or problems.errors:
+            print(f"ivr fallback: no backup number: set IVR_BACKUP_NUMBER or fix {routing}",
+                  file=sys.stderr)
+            return EXIT_INVALID
+        backup = plan.national_backup.number
+    if caller_id == DEV_CALLER_ID:
+        print("ivr fallback: TWILIO_CALLER_ID is not set: this document uses the development "
+              f"caller ID {DEV_CALLER_ID}, which real calls refuse", file=sys.stderr)
+    print(failsafe(backup, caller_id))
     return 0
 
 

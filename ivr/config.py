@@ -7,15 +7,19 @@ open to unsigned requests and keeps the same token across restarts.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 # Twilio's magic test number (valid as a From for test credentials): a
 # development default only; `ivr serve` requires TWILIO_CALLER_ID off loopback.
 DEV_CALLER_ID = "+15005550006"
+_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 
 
 class ConfigError(Exception):
@@ -70,15 +74,66 @@ class Settings:
             admin_token=secret("IVR_ADMIN_TOKEN", "admin_token"),
             flows_dir=Path(env.get("IVR_FLOWS_DIR", "./flows")),
             prompts_dir=Path(env.get("IVR_PROMPTS_DIR", "./prompts")),
-            caller_id=env.get("TWILIO_CALLER_ID", "").strip() or DEV_CALLER_ID,
+            caller_id=caller_id_from_env(env),
             database_url=env.get("IVR_DATABASE_URL") or None,
-            backup_number=env.get("IVR_BACKUP_NUMBER") or None,
+            backup_number=backup_number_from_env(env),
             caller_hash_key=secret("IVR_CALLER_HASH_KEY", "caller_hash_key").encode(),
             twilio_api_url=env.get("IVR_TWILIO_API_URL", "https://api.twilio.com").rstrip("/"),
             vosk_models=models,
             wrap_up_seconds=_seconds(env, "IVR_WRAP_UP_SECONDS", 60.0),
             generated=tuple(generated),
         )
+
+    def check_for_serving(self) -> None:
+        """What `ivr serve` needs beyond what every command reads; ConfigError if not met.
+
+        Off loopback, Twilio is really calling: it opens media streams over
+        wss only, so the public URL must be https, and the <Dial>s and
+        counselor legs need a caller ID of the account (the development
+        default is a test-credentials number that real calls refuse).
+        """
+        if is_loopback_url(self.public_url):
+            return
+        if urlsplit(self.public_url).scheme != "https":
+            raise ConfigError(
+                f"IVR_PUBLIC_URL must be an https:// URL when it is not a loopback address "
+                f"(Twilio connects media streams over wss only): {self.public_url}"
+            )
+        if self.caller_id == DEV_CALLER_ID:
+            raise ConfigError(
+                "TWILIO_CALLER_ID is required when IVR_PUBLIC_URL is not a loopback address: "
+                "set it to a phone number of your Twilio account, in E.164 form (+1...)"
+            )
+
+
+def caller_id_from_env(env: Mapping[str, str] | None = None) -> str:
+    """TWILIO_CALLER_ID, checked; the development default when unset."""
+    env = os.environ if env is None else env
+    value = env.get("TWILIO_CALLER_ID", "").strip()
+    if not value:
+        return DEV_CALLER_ID
+    if not _E164.match(value):
+        raise ConfigError(
+            f"TWILIO_CALLER_ID must be a phone number in E.164 form like +15125550100: {value!r}"
+        )
+    return value
+
+
+def backup_number_from_env(env: Mapping[str, str] | None = None) -> str | None:
+    """IVR_BACKUP_NUMBER, stripped; None when unset (the routing plan's national backup)."""
+    env = os.environ if env is None else env
+    return env.get("IVR_BACKUP_NUMBER", "").strip() or None
+
+
+def is_loopback_url(url: str) -> bool:
+    """Whether a URL's host is this machine (127.0.0.0/8, ::1, localhost): development."""
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _seconds(env: Mapping[str, str], name: str, default: float) -> float:

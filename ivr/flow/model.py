@@ -173,13 +173,30 @@ class FlowSet:
     prompts: PromptCatalog
 
     def for_number(self, to: str | None) -> Flow:
-        """The flow answering a called number; the catch-all flow otherwise."""
+        """The flow answering a called number; the catch-all flow otherwise.
+
+        A call through a SIP domain is addressed to a SIP URI
+        (sip:+18002738255@crisis.sip.twilio.com): its user part is the number.
+        """
+        called = _called_number(to)
         catch_all: Flow | None = None
         for flow in self.flows.values():
-            if to and to in flow.numbers:
+            if called and called in flow.numbers:
                 return flow
             if not flow.numbers and catch_all is None:
                 catch_all = flow
         if catch_all is None:
             catch_all = next(iter(self.flows.values()))
         return catch_all
+
+
+def _called_number(to: str | None) -> str | None:
+    """The number in a `To`: itself, or the user part of a sip:/sips: URI,
+    with a `+` added to bare digits (sip:18002738255@... is that number too)."""
+    text = (to or "").strip()
+    scheme, sep, rest = text.partition(":")
+    if sep and scheme.lower() in ("sip", "sips"):
+        text = rest.split("@", 1)[0].split(";", 1)[0]
+        if text.isdigit():
+            text = "+" + text
+    return text or None

@@ -40,6 +40,7 @@ LocationSource = Literal["georoute", "from_state", "area_code", "default"]
 SIP_HEADER_PREFIX = "SipHeader_"
 
 _NANP = re.compile(r"^[2-9]\d{2}[2-9]\d{6}$")
+_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 _GEOGRAPHIC = frozenset(
     (PhoneNumberType.FIXED_LINE, PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE)
 )
@@ -155,6 +156,17 @@ def _georoute_param(name: str) -> str:
     return name if name.startswith(SIP_HEADER_PREFIX) else SIP_HEADER_PREFIX + name
 
 
+def sip_header(params: Mapping[str, str], param: str) -> str | None:
+    """The value of a `SipHeader_<name>` parameter, the header name matched
+    without regard to case: SIP header names are case-insensitive (RFC 3261
+    7.3.1) and Twilio passes on the name as the carrier spelt it."""
+    value = params.get(param)
+    if value is not None:
+        return value
+    wanted = param.lower()
+    return next((v for k, v in params.items() if k.lower() == wanted), None)
+
+
 def locate(params: Mapping[str, str], georoute_param: str | None, default_region: str) -> Location:
     """Where the caller is, from Twilio's webhook form parameters.
 
@@ -165,7 +177,7 @@ def locate(params: Mapping[str, str], georoute_param: str | None, default_region
     """
     code = area_code(params.get("From"))
     if georoute_param:
-        state = state_code(params.get(_georoute_param(georoute_param)))
+        state = state_code(sip_header(params, _georoute_param(georoute_param)))
         if state is not None:
             return Location(state, "georoute", code)
     # FromState of a Canadian caller is a province; trust it only for US countries.
@@ -178,6 +190,20 @@ def locate(params: Mapping[str, str], georoute_param: str | None, default_region
     if state is not None:
         return Location(state, "area_code", code)
     return Location(default_region if default_region in STATES else None, "default", code)
+
+
+def is_dialable(number: str | None) -> bool:
+    """Whether a caller's From is a real phone number in E.164 form, one Twilio
+    can present as caller ID on a call it places. SIP URIs, "anonymous",
+    "Restricted", client identities and the digit strings some carriers use
+    for a withheld number (+266696687, "ANONYMOUS" on a keypad) are not."""
+    text = (number or "").strip()
+    if not _E164.match(text):
+        return False
+    try:
+        return bool(phonenumbers.is_valid_number(phonenumbers.parse(text, None)))
+    except phonenumbers.NumberParseException:
+        return False
 
 
 def normalise_number(number: str) -> str:

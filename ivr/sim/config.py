@@ -8,6 +8,16 @@ from urllib.parse import urlsplit, urlunsplit
 from ivr.sim.errors import ScriptError
 
 DEV_ACCOUNT_SID = "AC00000000000000000000000000000000"
+# Twilio's magic test number, a valid From with test credentials
+# (https://www.twilio.com/docs/iam/test-credentials): the number the simulated
+# account owns unless told otherwise (the server's development TWILIO_CALLER_ID).
+TEST_CALLER_ID = "+15005550006"
+# Twilio waits this long in all for an answer to a webhook, connection
+# included, then fails the request (11205) and tries the Fallback URL
+# ("11205: HTTP connection failure", https://www.twilio.com/docs/api/errors/11205;
+# the 15000 ms default and maximum of `tt`, "Webhooks (HTTP callbacks):
+# Connection Overrides", https://www.twilio.com/docs/usage/webhooks/webhooks-connection-overrides).
+WEBHOOK_TIMEOUT = 15.0
 
 
 def _check_base_url(name: str, url: str) -> None:
@@ -36,7 +46,17 @@ class SimConfig:
     voice_path: str = "/twilio/voice"
     status_callback_path: str | None = "/twilio/status"
     fallback_path: str | None = "/twilio/fallback"
-    request_timeout: float = 15.0  # Twilio's total HTTP timeout per request
+    # The number's Fallback URL when it is not on the server (a TwiML Bin, a
+    # second host): wins over fallback_path. Twilio requests it with POST.
+    fallback_url: str | None = None
+    request_timeout: float = WEBHOOK_TIMEOUT  # simulated seconds Twilio waits for an answer
+    # Real seconds per simulated second while waiting for an answer: the
+    # wall-clock timeout is request_timeout * timeout_scale (tests shorten it;
+    # the caller's clock still moves on by the full request_timeout).
+    timeout_scale: float = 1.0
+    # Numbers of the account (Twilio numbers, verified caller IDs): the
+    # callerIds a <Dial> may use besides the call's own From and To.
+    caller_ids: tuple[str, ...] = (TEST_CALLER_ID,)
     max_requests: int = 100  # loop guard: webhook requests per call
     max_call_seconds: float = 4 * 3600.0
     speaking_rate: float = 2.5  # words per second of <Say> (150 words a minute)
@@ -50,8 +70,20 @@ class SimConfig:
         _check_path("voice path", self.voice_path)
         _check_path("status callback path", self.status_callback_path)
         _check_path("fallback path", self.fallback_path)
-        if self.request_timeout <= 0 or self.max_requests < 1 or self.speaking_rate <= 0:
+        if self.fallback_url is not None:
+            parts = urlsplit(self.fallback_url)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise ScriptError(f"fallback url: {self.fallback_url!r} is not an http(s) URL")
+        if (self.request_timeout <= 0 or self.max_requests < 1 or self.speaking_rate <= 0
+                or not 0 < self.timeout_scale <= 1):
             raise ScriptError("timeouts, limits and rates must be positive")
+
+    @property
+    def number_fallback_url(self) -> str | None:
+        """The number's Fallback URL, None when it has none."""
+        if self.fallback_url is not None:
+            return self.fallback_url
+        return None if self.fallback_path is None else self.public(self.fallback_path)
 
     @property
     def signed_base(self) -> str:

@@ -136,6 +136,7 @@ class LegCall:
         leg_cfg = replace(
             cfg,
             fallback_path=_fallback_path(cfg, request.fallback_url),
+            fallback_url=None,  # a placed call has only the FallbackUrl it was given
             status_callback_path=None,
         )
         self.session = LegSession(leg_cfg, WebhookClient(http, leg_cfg), request.to, request.from_)

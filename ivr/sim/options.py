@@ -24,6 +24,7 @@ from ivr.sim.errors import ScriptError
 from ivr.sim.geo import number_in_state
 from ivr.sim.script import (
     DEFAULT_FROM,
+    DEFAULT_SIP_DOMAIN,
     DEFAULT_TO,
     DIAL_KINDS,
     CallerInput,
@@ -110,6 +111,16 @@ def add_call_arguments(parser: argparse.ArgumentParser) -> None:
         help="base URL of a running server (default: start one in-process)",
     )
     parser.add_argument(
+        "--database", metavar="URL",
+        help="without --server: the PostgreSQL the in-process server uses (default: a "
+        "throwaway embedded one, never IVR_DATABASE_URL); its counselors are left as they are",
+    )
+    parser.add_argument(
+        "--sip", metavar="DOMAIN", nargs="?", const=DEFAULT_SIP_DOMAIN,
+        help="call through a Twilio SIP domain (To and From as SIP URIs; default domain "
+        f"{DEFAULT_SIP_DOMAIN}), as carriers that send --sip-header do",
+    )
+    parser.add_argument(
         "--from", dest="from_number", metavar="+1...",
         help=f"caller's number (default {DEFAULT_FROM}, or one in --state)",
     )
@@ -121,7 +132,7 @@ def add_call_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--zip", metavar="ZIP", help="caller's ZIP code as Twilio reports it")
     parser.add_argument(
         "--sip-header", metavar="NAME=VALUE", type=_sip_header, action="append", default=[],
-        help="SIP header from the carrier (sent as SipHeader_NAME); repeatable",
+        help="SIP X- header from the carrier (sent as SipHeader_NAME; needs --sip); repeatable",
     )
     parser.add_argument(
         "--press", metavar="D[@Ns]", action=_AppendInput, kind="press",
@@ -169,6 +180,7 @@ def script_from_args(ns: argparse.Namespace) -> CallScript:
         from_state=state.upper() if state else None,
         from_zip=getattr(ns, "zip", None),
         sip_headers=dict(getattr(ns, "sip_header", None) or []),
+        sip_domain=getattr(ns, "sip", None),
         inputs=tuple(getattr(ns, INPUTS_DEST, None) or ()),
         dial_outcomes=tuple(
             DialOutcome(cast(DialKind, kind)) for kind in getattr(ns, "dial", None) or ()

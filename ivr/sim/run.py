@@ -1,19 +1,25 @@
 """`ivr call`: simulate one call against a server, printing its transcript.
 
 Without --server an in-process server is started on a free local port, with
-the embedded database, the project's flows and the same settings `ivr serve`
-would use; the simulator then talks to it over real HTTP like Twilio does.
+the project's flows and the same settings `ivr serve` would use, on a
+throwaway embedded database in a temporary directory (or the one --database
+names); the simulator then talks to it over real HTTP like Twilio does. A
+simulated call never touches the configured database or data directory: a
+test call must not be able to change who answers real callers.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import socket
 import sys
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
+from pathlib import Path
 
 from aiohttp import web
 
@@ -56,28 +62,62 @@ async def local_server(
         await runner.cleanup()
 
 
+@asynccontextmanager
+async def throwaway_settings(database: str | None) -> AsyncIterator[Settings]:
+    """Settings for an in-process server whose state lives in a temporary
+    directory, removed afterwards: secrets generated there, and the embedded
+    database there too unless `database` names one."""
+    with tempfile.TemporaryDirectory(prefix="ivr-call-") as tmp:
+        env = {k: v for k, v in os.environ.items() if k != "IVR_DATABASE_URL"}
+        env["IVR_DATA_DIR"] = tmp
+        settings = replace(Settings.from_env(env), database_url=database)
+        if database is not None:
+            yield settings
+            return
+        # cleanup_mode="delete": this server is ours alone, stopped and wiped after.
+        from pgserver import get_server  # type: ignore[attr-defined]
+
+        pg = await asyncio.to_thread(get_server, Path(tmp) / "pg", cleanup_mode="delete")
+        try:
+            yield replace(settings, database_url=str(pg.get_uri()))
+        finally:
+            await asyncio.to_thread(pg.cleanup)
+
+
 async def run_call_command(args: argparse.Namespace) -> int:
     try:
         script = script_from_args(args)
     except ScriptError as exc:
         print(f"ivr call: {exc}", file=sys.stderr)
         return 2
-    settings = Settings.from_env()
-    world = world_from_args(args, account_sid=settings.account_sid,
-                            auth_token=settings.auth_token)
+    if args.server and args.database:
+        print("ivr call: --database is for the in-process server; "
+              "a server given with --server uses its own", file=sys.stderr)
+        return 2
     media = MediaStreams(StreamSettings(speed=args.stream_speed))
-    handlers = world.handlers(media=media)
-    async with world:  # Twilio's REST API and the counselors' phones
-        if args.server:
+    if args.server:
+        settings = Settings.from_env()
+        world = world_from_args(args, account_sid=settings.account_sid,
+                                auth_token=settings.auth_token)
+        async with world:  # Twilio's REST API and the counselors' phones
             cfg = SimConfig(server_url=args.server, auth_token=settings.auth_token,
-                            public_url=settings.public_url, account_sid=settings.account_sid)
-            transcript = await simulate_call(cfg, script, world=world, handlers=handlers)
-        else:
-            local = replace(settings, twilio_api_url=world.api_url)
-            staffed = not args.counselors_offline
-            async with local_server(local, counselors_available=staffed) as live:
-                cfg = SimConfig(server_url=live.public_url, auth_token=live.auth_token,
-                                account_sid=live.account_sid)
-                transcript = await simulate_call(cfg, script, world=world, handlers=handlers)
+                            public_url=settings.public_url, account_sid=settings.account_sid,
+                            caller_ids=(settings.caller_id,))
+            transcript = await simulate_call(cfg, script, world=world,
+                                             handlers=world.handlers(media=media))
+    else:
+        async with throwaway_settings(args.database) as settings:
+            world = world_from_args(args, account_sid=settings.account_sid,
+                                    auth_token=settings.auth_token)
+            async with world:
+                local = replace(settings, twilio_api_url=world.api_url)
+                # Staff only a database made for this call: in one given with
+                # --database, presence belongs to whoever runs that line.
+                staffed = not args.counselors_offline and args.database is None
+                async with local_server(local, counselors_available=staffed) as live:
+                    cfg = SimConfig(server_url=live.public_url, auth_token=live.auth_token,
+                                    account_sid=live.account_sid, caller_ids=(live.caller_id,))
+                    transcript = await simulate_call(cfg, script, world=world,
+                                                     handlers=world.handlers(media=media))
     print(transcript.format())
     return 0 if transcript.reached_human else 1

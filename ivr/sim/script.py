@@ -20,10 +20,13 @@ from ivr.sim.twiml import DTMF_KEYS
 
 DEFAULT_FROM = "+15125550142"  # Austin, TX; 555-01xx lines are reserved for fiction
 DEFAULT_TO = "+18885550988"
+DEFAULT_SIP_DOMAIN = "crisis.sip.twilio.com"
+ANONYMOUS_SIP = "sip:anonymous@anonymous.invalid"  # RFC 3261 8.1.1.3: a withheld From
 
 _PHONE = re.compile(r"^\+[1-9]\d{6,14}$")
 _LANGUAGE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 _ADDRESS = re.compile(r"^(\+[1-9]\d{6,14}|sip:\S+|client:\S+|anonymous)$", re.IGNORECASE)
+_SIP_USER = re.compile(r"^(sip:\S+@\S+|[0-9A-Za-z+*#._-]+)$")
 
 
 @dataclass(frozen=True)
@@ -143,6 +146,7 @@ class CallScript:
     from_zip: str | None = None
     from_country: str | None = None
     sip_headers: Mapping[str, str] = field(default_factory=dict)
+    sip_domain: str | None = None  # set: the call comes through this Twilio SIP domain
     stir_verstat: str | None = None
     inputs: tuple[CallerInput, ...] = ()
     dial_outcomes: tuple[DialOutcome, ...] = ()
@@ -153,8 +157,18 @@ class CallScript:
     def __post_init__(self) -> None:
         if not _ADDRESS.match(self.from_number):
             raise ScriptError(f"from: {self.from_number!r} is not an E.164 number or address")
-        if not _PHONE.match(self.to_number):
+        if not _PHONE.match(self.to_number) and not (
+            self.sip_domain is not None and _SIP_USER.match(self.to_number)
+        ):
             raise ScriptError(f"to: {self.to_number!r} is not an E.164 number")
+        if self.sip_domain is not None and not re.fullmatch(r"[A-Za-z0-9.-]+", self.sip_domain):
+            raise ScriptError(f"sip: {self.sip_domain!r} is not a domain name")
+        if self.sip_headers and self.sip_domain is None:
+            # Twilio passes X- headers only for calls through a SIP domain, whose
+            # To is a SIP URI ("SIP and TwiML Interaction",
+            # https://www.twilio.com/docs/voice/api/sip-twiml).
+            raise ScriptError("sip headers come only with calls through a SIP domain, "
+                              "never with a call to a phone number: add --sip")
         if self.from_state is not None and not re.fullmatch(r"[A-Za-z]{2}", self.from_state):
             raise ScriptError(f"state: {self.from_state!r} is not a two-letter code")
         if self.from_zip is not None and not re.fullmatch(r"\d{5}", self.from_zip):
@@ -183,3 +197,17 @@ class CallScript:
 
     def called_place(self) -> Place:
         return place_for_number(self.to_number)
+
+    def from_address(self) -> str:
+        """The From Twilio gives the server: over a SIP domain, a SIP URI."""
+        return self._sip_address(self.from_number, anonymous=ANONYMOUS_SIP)
+
+    def to_address(self) -> str:
+        return self._sip_address(self.to_number, anonymous=self.to_number)
+
+    def _sip_address(self, address: str, *, anonymous: str) -> str:
+        if self.sip_domain is None or address.lower().startswith("sip:"):
+            return address
+        if address.lower() == "anonymous":
+            return anonymous
+        return f"sip:{address}@{self.sip_domain}"

@@ -40,6 +40,7 @@ from ivr.sim.webhook import (
 )
 
 API_VERSION = "2010-04-01"
+SIP_SOURCE_IP = "192.0.2.10"  # the carrier's SBC sending the INVITE (a documentation address)
 APPLICATION_ERROR = "We are sorry, an application error has occurred. Goodbye."
 _TWIML_TYPES = frozenset({"text/xml", "application/xml", "text/html"})
 
@@ -224,20 +225,38 @@ class CallSession:
 
     # -- parameters and URLs ---------------------------------------------
 
+    @property
+    def caller_address(self) -> str:
+        """The call's From as Twilio gives it (a number, a SIP URI, anonymous)."""
+        return self._base_params["From"]
+
+    @property
+    def called_address(self) -> str:
+        return self._base_params["To"]
+
     def _build_base_params(self) -> dict[str, str]:
         script = self.script
-        caller = script.caller_place()
-        called = script.called_place()
         params = {
             "AccountSid": self.cfg.account_sid,
             "ApiVersion": API_VERSION,
             "CallSid": self.call_sid,
             "Direction": "inbound",
-            "From": script.from_number,
-            "Caller": script.from_number,
-            "To": script.to_number,
-            "Called": script.to_number,
+            "From": script.from_address(),
+            "Caller": script.from_address(),
+            "To": script.to_address(),
+            "Called": script.to_address(),
         }
+        if script.sip_domain is not None:
+            # A call through a SIP domain: To is the INVITE's URI, From its From
+            # header, plus the domain and X- headers as SipHeader_<name>; no
+            # geographic data, which Twilio derives from phone numbers ("SIP and
+            # TwiML Interaction", https://www.twilio.com/docs/voice/api/sip-twiml).
+            params.update(self._sip_params(script.sip_domain))
+            for name, value in script.sip_headers.items():
+                params[f"SipHeader_{name}"] = value
+            return params
+        caller = script.caller_place()
+        called = script.called_place()
         for prefixes, place in ((("From", "Caller"), caller), (("To", "Called"), called)):
             for prefix in prefixes:
                 for name, value in (
@@ -250,9 +269,15 @@ class CallSession:
                         params[prefix + name] = value
         if script.stir_verstat:
             params["StirVerstat"] = script.stir_verstat
-        for name, value in script.sip_headers.items():
-            params[f"SipHeader_{name}"] = value
         return params
+
+    def _sip_params(self, domain: str) -> dict[str, str]:
+        return {
+            "SipDomain": domain,
+            "SipDomainSid": new_sid("SD"),
+            "SipCallId": f"{uuid.uuid4()}@{SIP_SOURCE_IP}",
+            "SipSourceIp": SIP_SOURCE_IP,
+        }
 
     def params(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
         """The form Twilio posts to any webhook of this call, plus `extra`."""
@@ -338,6 +363,11 @@ class CallSession:
         token = str(uuid.uuid4())
         exchange = await self.webhooks.send(method, url, params, token)
         self._record_request(url, exchange, purpose, duplicate=False)
+        if exchange.timed_out:
+            # The caller waited the whole time in silence (on the first request,
+            # ringing): the call's clock moves on by Twilio's timeout, whatever
+            # real time the wait took.
+            self.advance(self.cfg.request_timeout)
         if not (callback and self.script.duplicate_callbacks):
             return exchange
         # A retried webhook carries the same idempotency token; Twilio acts on
@@ -390,11 +420,17 @@ class CallSession:
     async def _fall_back(
         self, failure: _Failure, url: str, error_url: str, params: Mapping[str, str]
     ) -> Document | None:
-        if self._in_fallback or self.cfg.fallback_path is None:
+        if self.ended:
+            return None  # the caller hung up while Twilio waited for an answer
+        fallback_url = self.cfg.number_fallback_url
+        if self._in_fallback or fallback_url is None:
             self.note(f"error {failure.code}: {failure.reason}")
             self._application_error()
             return None
-        fallback_url = self.cfg.public(self.cfg.fallback_path)
+        # "If Twilio is unable to retrieve or execute TwiML from your web server,
+        # a request is immediately made to the number's Fallback URL", with
+        # ErrorCode and ErrorUrl ("Availability and Reliability",
+        # https://www.twilio.com/docs/usage/security/availability-reliability).
         self.record(FallbackUsed(self.now, failure.code, url_path(url), failure.reason))
         self._in_fallback = True
         try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
+from ivr.sim.callerid import refused_caller_id
 from ivr.sim.hold import (
     ConferenceDriver,
     LonelyConference,
@@ -19,7 +20,7 @@ from ivr.sim.hold import (
 )
 from ivr.sim.media import MediaStreams
 from ivr.sim.prompts import Audio, play, render, say_or_play
-from ivr.sim.script import Press, Silence, Speak, SpeakAudio
+from ivr.sim.script import DialOutcome, Press, Silence, Speak, SpeakAudio
 from ivr.sim.session import CONTINUE, END, CallSession, Document, Step, new_sid
 from ivr.sim.transcript import Dialed, Pressed, Silent, Spoke, Streamed
 from ivr.sim.twiml import (
@@ -318,7 +319,12 @@ class DialHandler:
 async def dial_parties(session: CallSession, document: Document, dial: Dial) -> Step:
     """Ring numbers / SIP / clients; the script says what the other party does."""
     targets = tuple(target.label for target in dial.targets)
-    behaviour = session.next_dial_outcome()
+    refused = refused_caller_id(dial, session.caller_address, session.called_address,
+                                session.cfg)
+    # A refused dial rings nobody: the scripted party waits for the next one.
+    behaviour = DialOutcome("failed") if refused else session.next_dial_outcome()
+    if refused:
+        session.note(refused)
     ring: float
     talk = 0.0
     if behaviour.kind == "answer" and behaviour.ring_seconds < dial.timeout:

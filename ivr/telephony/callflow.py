@@ -84,7 +84,8 @@ class CallFlow:
         loc = caller.location
         state = new_call(flow, loc.state, loc.source)
         turn = step(flow, state, Start(self.clock()))
-        twiml, phase, transfer, listen = await self._render_turn(sid, turn)
+        dial_as = self.renderer.dial_caller_id(params.get("From"))
+        twiml, phase, transfer, listen = await self._render_turn(sid, turn, dial_as)
         events = [
             _webhook_event("voice", params),
             ("located", {"state": loc.state, "source": loc.source, "area_code": loc.area_code}),
@@ -159,7 +160,8 @@ class CallFlow:
             unrecognised=bool(heard.get("unrecognised", False)),
         )
         turn = step(flow, state, event)
-        twiml, phase, transfer, listen = await self._render_turn(sid, turn)
+        dial_as = self.renderer.dial_caller_id(params.get("From"))
+        twiml, phase, transfer, listen = await self._render_turn(sid, turn, dial_as)
         events = [_webhook_event(kind, params), *_turn_events(turn, twiml, transfer)]
         if await db.advance_call(
             self.pool, call_sid=sid, expected_seq=row.seq, seq=turn.state.seq,
@@ -304,12 +306,19 @@ class CallFlow:
         return flow
 
     async def _render_turn(
-        self, sid: str, turn: Turn
+        self, sid: str, turn: Turn, dial_as: str | None = None
     ) -> tuple[str, str, dict[str, Any] | None, dict[str, Any] | None]:
-        """(TwiML, phase, transfer progress, listening-menu record) for a turn."""
+        """(TwiML, phase, transfer progress, listening-menu record) for a turn.
+
+        `dial_as` is the callerId the transfer's <Dial>s use: kept in each dial
+        step of the transfer record, so later tiers need no caller number.
+        """
         wait = turn.wait
         if isinstance(wait, TransferTo):
-            steps = list(self.steps_for(wait, turn.state.caller_state))
+            steps = [
+                replace(s, caller_id=dial_as) if isinstance(s, DialStep) else s
+                for s in self.steps_for(wait, turn.state.caller_state)
+            ]
             index = await self.transfers.usable(steps, 0)
             transfer = transfer_record(
                 steps, index, queue_name=wait.queue, line=wait.line, language=wait.language,

@@ -30,6 +30,9 @@ class DialStep:
     timeout: int
     last: bool = False  # the national backup: nothing after it
     centers: tuple[str, ...] = ()
+    # The callerId of the <Dial>: our own number when the caller's could be
+    # refused (SIP, withheld); None lets the caller's number pass through.
+    caller_id: str | None = None
 
 
 @dataclass(frozen=True)

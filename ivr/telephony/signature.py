@@ -4,6 +4,11 @@ Twilio signs the URL it was configured with (our public URL), not the Host
 our process sees behind a proxy, so the URL checked is always
 IVR_PUBLIC_URL + the raw path and query of the request. A request that
 fails gets 403 before any handler runs: nothing else happens.
+
+The one exception is the number's Fallback URL: Twilio requests it when
+something already went wrong, it answers a fixed document (dial the backup
+line) with no side effects, and a caller must never lose that last resort
+to a signature problem (a rotated token, a proxy rewriting the URL).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from twilio.request_validator import RequestValidator, get_signature_algorithm
 log = logging.getLogger(__name__)
 
 FORM_KEY = web.RequestKey("form", MultiDictProxy[str])
+UNSIGNED_PATHS = frozenset({"/twilio/fallback"})
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -59,7 +65,7 @@ class SignatureChecker:
 def middleware(checker: SignatureChecker) -> Middleware:
     @web.middleware
     async def check_signature(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not request.path.startswith("/twilio/"):
+        if not request.path.startswith("/twilio/") or request.path in UNSIGNED_PATHS:
             return await handler(request)
         if request.method == "GET" and request.headers.get("Upgrade", "").lower() == "websocket":
             # Media Streams sign the stream URL as written in the TwiML, no params.

@@ -23,6 +23,7 @@ from ivr.flow.system_prompts import (
     STAFF_LANGUAGE,
     WHISPER,
 )
+from ivr.routing.location import is_dialable
 from ivr.telephony.dialplan import DialStep, Step
 
 # Twilio's <Say> takes a locale; flows name languages by their two-letter code.
@@ -271,11 +272,16 @@ class Renderer:
         scheme, _, rest = self.public_url.partition("://")
         return f"{'wss' if scheme == 'https' else 'ws'}://{rest}/twilio/media"
 
+    def dial_caller_id(self, caller: str | None) -> str | None:
+        """The callerId for <Dial>s of a call whose From is `caller`."""
+        return dial_caller_id(caller, self.caller_id)
+
     def _dial(self, response: VoiceResponse, step: DialStep, seq: int) -> None:
         dial: Dial = response.dial(
             action=self.url("/twilio/dial", seq=seq),
             method="POST",
             timeout=step.timeout,
+            caller_id=step.caller_id,
         )
         for target in step.targets:
             if target.startswith("sip:"):
@@ -289,14 +295,25 @@ class Renderer:
         return str(response)
 
 
-def failsafe(backup_number: str) -> str:
+def dial_caller_id(caller: str | None, own: str) -> str | None:
+    """The callerId a <Dial> needs for a caller whose From is `caller`.
+
+    A caller's own phone number passes through to whoever we dial (the
+    backup centre sees who is calling): no callerId. Anything else (a SIP
+    URI, "anonymous", a missing From) Twilio would present as it is and the
+    far end may refuse, failing the dial (Twilio error 13214): our number.
+    """
+    return None if is_dialable(caller) else own
+
+
+def failsafe(backup_number: str, caller_id: str | None = None) -> str:
     """The answer when anything goes wrong: ring the backup line, nothing else.
 
     Built without the flow, the prompts or the database so it cannot fail
-    for the same reason the normal path did.
+    for the same reason the normal path did. `caller_id`: see dial_caller_id.
     """
     response = VoiceResponse()
-    response.dial(backup_number, timeout=60)
+    response.dial(backup_number, timeout=60, caller_id=caller_id)
     return str(response)
 
 

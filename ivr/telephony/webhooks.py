@@ -15,7 +15,7 @@ from aiohttp import web
 from ivr.routing.location import caller_hash, locate
 from ivr.telephony.callflow import CallerInfo, CallFlow
 from ivr.telephony.signature import form_of
-from ivr.telephony.twiml import failsafe, hangup_only
+from ivr.telephony.twiml import dial_caller_id, failsafe, hangup_only
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +27,7 @@ class Keys:
 
     callflow = web.AppKey("callflow", CallFlow)
     backup_number = web.AppKey("backup_number", str)
+    caller_id = web.AppKey("caller_id", str)  # TWILIO_CALLER_ID
     georoute_param = web.AppKey("georoute_param", str)
     default_region = web.AppKey("default_region", str)
     hash_key = web.AppKey("hash_key", bytes)
@@ -51,7 +52,11 @@ def voice_webhook(handler: VoiceHandler) -> Callable[[web.Request], Awaitable[we
         except Exception:
             log.exception("call %s: %s failed; sending the caller to the backup line",
                           sid or "?", request.path)
-            return twiml(failsafe(request.app[Keys.backup_number]))
+            # Every webhook of a call carries its From: enough to choose the
+            # callerId without the database (the caller's number is not kept).
+            app = request.app
+            caller_id = dial_caller_id(form_of(request).get("From"), app[Keys.caller_id])
+            return twiml(failsafe(app[Keys.backup_number], caller_id))
 
     return wrapped
 
@@ -176,8 +181,13 @@ async def dial(request: web.Request, sid: str) -> str:
 
 
 async def fallback(request: web.Request) -> web.Response:
-    """For the number's Fallback URL: no database, no flow, just the backup line."""
-    return twiml(failsafe(request.app[Keys.backup_number]))
+    """For the number's Fallback URL: no database, no flow, just the backup line.
+
+    The same fixed document to every request, signed or not (the signature
+    middleware lets it through): it changes nothing and tells only the
+    backup number. `ivr fallback` prints it, to host apart from the server.
+    """
+    return twiml(failsafe(request.app[Keys.backup_number], request.app[Keys.caller_id]))
 
 
 async def status(request: web.Request) -> web.Response:

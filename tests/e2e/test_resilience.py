@@ -18,7 +18,7 @@ from ivr.content import Content
 from tests.conftest import AUTH_TOKEN, ROOT, make_settings
 from tests.helpers import call_params, new_sid, parse_twiml, post_signed
 
-PUBLIC = "http://ivr.example.test"  # both instances sit behind this one public URL
+PUBLIC = "https://ivr.example.test"  # both instances sit behind this one public URL
 
 
 async def _wait_healthy(url: str, proc: subprocess.Popen[bytes]) -> None:
@@ -46,6 +46,7 @@ def instances(dsn: str, tmp_path: Path) -> Iterator[list[tuple[str, subprocess.P
             "IVR_DATABASE_URL": dsn,
             "IVR_PUBLIC_URL": PUBLIC,
             "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+            "TWILIO_CALLER_ID": "+15125550199",  # required off loopback
             "IVR_DATA_DIR": str(tmp_path / f"instance{n}"),
             "IVR_FLOWS_DIR": str(ROOT / "flows"),
             "IVR_PROMPTS_DIR": str(ROOT / "prompts"),

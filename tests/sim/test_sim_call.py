@@ -555,19 +555,37 @@ async def test_play_measures_wav_fetched_from_the_server(start: Start) -> None:
     assert app.to("/prompts/en/welcome.wav")[0].valid
 
 
-async def test_sip_headers_and_carrier_location(start: Start) -> None:
+async def test_carrier_location(start: Start) -> None:
     app, cfg = await start({"/twilio/voice": lambda h: "<Hangup/>"})
     script = CallScript(
         from_number="+12065550123",
         from_state="OR",
-        sip_headers={"X-Geo-State": "OR"},
         stir_verstat="TN-Validation-Passed-A",
     )
     await simulate_call(cfg, script)
     (voice,) = app.to("/twilio/voice")
-    assert voice.form["SipHeader_X-Geo-State"] == "OR"
     assert voice.form["FromState"] == "OR" and voice.form["CallerState"] == "OR"
     assert voice.form["StirVerstat"] == "TN-Validation-Passed-A"
+    assert not any(name.startswith("Sip") for name in voice.form)
+
+
+async def test_a_call_through_a_sip_domain(start: Start) -> None:
+    app, cfg = await start({"/twilio/voice": lambda h: "<Hangup/>"})
+    script = CallScript(
+        from_number="+12065550123",
+        sip_domain="crisis.sip.twilio.com",
+        sip_headers={"X-Geo-State": "OR"},
+    )
+    await simulate_call(cfg, script)
+    (voice,) = app.to("/twilio/voice")
+    assert voice.valid
+    assert voice.form["To"] == "sip:+18885550988@crisis.sip.twilio.com"
+    assert voice.form["From"] == "sip:+12065550123@crisis.sip.twilio.com"
+    assert voice.form["SipDomain"] == "crisis.sip.twilio.com"
+    assert voice.form["SipDomainSid"].startswith("SD") and voice.form["SipCallId"]
+    assert voice.form["SipHeader_X-Geo-State"] == "OR"
+    # Twilio derives geographic data from phone numbers: none for SIP URIs.
+    assert not any(name.startswith(("FromState", "FromCity", "ToState")) for name in voice.form)
 
 
 async def test_conference_without_counselors_holds_until_the_caller_gives_up(

@@ -74,12 +74,13 @@ def test_inputs_do_not_leak_between_parses() -> None:
 def test_full_command_line() -> None:
     script = parse(
         "--from", "+13035550111", "--to", "+18885550988", "--state", "co", "--zip", "80202",
-        "--sip-header", "X-Geo-State=CO", "--sip-header", "X-Carrier=acme",
+        "--sip", "--sip-header", "X-Geo-State=CO", "--sip-header", "X-Carrier=acme",
         "--dial", "busy", "--dial", "answer", "--hangup-after", "90", "--duplicate-callbacks",
     )
     assert script.from_number == "+13035550111"
     assert script.from_state == "CO" and script.from_zip == "80202"
     assert script.sip_headers == {"X-Geo-State": "CO", "X-Carrier": "acme"}
+    assert script.sip_domain == "crisis.sip.twilio.com"
     assert [d.kind for d in script.dial_outcomes] == ["busy", "answer"]
     assert script.hangup_after == 90.0
     assert script.duplicate_callbacks is True
