@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import socket
 import sys
 import tempfile
@@ -67,10 +68,13 @@ async def throwaway_settings(database: str | None) -> AsyncIterator[Settings]:
     """Settings for an in-process server whose state lives in a temporary
     directory, removed afterwards: secrets generated there, and the embedded
     database there too unless `database` names one."""
-    with tempfile.TemporaryDirectory(prefix="ivr-call-") as tmp:
+    # Files and the embedded server are set up off the event loop.
+    tmp = await asyncio.to_thread(tempfile.mkdtemp, prefix="ivr-call-")
+    try:
         env = {k: v for k, v in os.environ.items() if k != "IVR_DATABASE_URL"}
         env["IVR_DATA_DIR"] = tmp
-        settings = replace(Settings.from_env(env), database_url=database)
+        settings = replace(await asyncio.to_thread(Settings.from_env, env),
+                           database_url=database)
         if database is not None:
             yield settings
             return
@@ -82,6 +86,8 @@ async def throwaway_settings(database: str | None) -> AsyncIterator[Settings]:
             yield replace(settings, database_url=str(pg.get_uri()))
         finally:
             await asyncio.to_thread(pg.cleanup)
+    finally:
+        await asyncio.to_thread(shutil.rmtree, tmp, ignore_errors=True)
 
 
 async def run_call_command(args: argparse.Namespace) -> int:
