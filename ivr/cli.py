@@ -88,9 +88,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "report":
             return asyncio.run(_report(args.since))
         if args.command == "call":
+            from ivr.content import InvalidContent
             from ivr.sim.run import run_call_command
 
-            return asyncio.run(run_call_command(args))
+            try:
+                return asyncio.run(run_call_command(args))
+            except InvalidContent as exc:
+                print(f"ivr call: the content is not valid:\n{exc}", file=sys.stderr)
+                return EXIT_INVALID
     except ConfigError as exc:
         print(f"ivr: configuration error: {exc}", file=sys.stderr)
         return EXIT_INVALID

@@ -81,3 +81,14 @@ def test_prompts_render_makes_recordings_that_validate(project: Path) -> None:
     made = sorted(p.name for p in (project / "prompts" / "es").glob("*.wav"))
     assert "main_menu.wav" in made and "whisper.wav" not in made  # placeholders stay <Say>
     assert main(["validate", str(project)]) == 0
+
+
+def test_call_on_invalid_content_names_the_problems(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("IVR_FLOWS_DIR", str(tmp_path / "no-flows"))
+    monkeypatch.setenv("IVR_PROMPTS_DIR", str(ROOT / "prompts"))
+    assert main(["call", "--silence"]) == 2
+    err = capsys.readouterr().err
+    assert "the content is not valid" in err and "no-flows" in err
+    assert "Traceback" not in err
