@@ -23,6 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from aiohttp import web
+from pgserver import get_server  # type: ignore[attr-defined]
 
 from ivr.config import Settings
 from ivr.sim.call import simulate_call
@@ -44,23 +45,24 @@ async def local_server(
     from ivr.app import create_app, pool_key
     from ivr.storage.counselors import list_counselors, set_presence
 
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    settings = replace(settings, public_url=f"http://127.0.0.1:{port}")
-    # Loading content reads files: off the event loop.
-    app = await asyncio.to_thread(create_app, settings)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    try:
-        await web.SockSite(runner, sock).start()
-        if counselors_available:
-            for counselor in await list_counselors(app[pool_key]):
-                if counselor.presence == "offline":
-                    await set_presence(app[pool_key], counselor.id, "available")
-        yield settings
-    finally:
-        await runner.cleanup()
+    # Closed however start-up ends (invalid content, no database).
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        settings = replace(settings, public_url=f"http://127.0.0.1:{port}")
+        # Loading content reads files: off the event loop.
+        app = await asyncio.to_thread(create_app, settings)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        try:
+            await web.SockSite(runner, sock).start()
+            if counselors_available:
+                for counselor in await list_counselors(app[pool_key]):
+                    if counselor.presence == "offline":
+                        await set_presence(app[pool_key], counselor.id, "available")
+            yield settings
+        finally:
+            await runner.cleanup()
 
 
 @asynccontextmanager
@@ -79,8 +81,6 @@ async def throwaway_settings(database: str | None) -> AsyncIterator[Settings]:
             yield settings
             return
         # cleanup_mode="delete": this server is ours alone, stopped and wiped after.
-        from pgserver import get_server  # type: ignore[attr-defined]
-
         pg = await asyncio.to_thread(get_server, Path(tmp) / "pg", cleanup_mode="delete")
         try:
             yield replace(settings, database_url=str(pg.get_uri()))
