@@ -131,7 +131,11 @@ async def test_database_lost_while_holding_sends_the_caller_to_backup(
     from tests.helpers import staff_all
 
     dsn, pg = own_database
-    async with TwilioWorld(default=NoAnswer()) as world:
+    # Ana's phone must still be ringing when the database goes: at 0.3 real s a
+    # simulated second, her shortest ring (10 s) outlasts stopping PostgreSQL
+    # on a loaded machine; at the default scale a missed ring could move the
+    # caller on to the next tier first.
+    async with TwilioWorld(default=NoAnswer(), time_scale=0.3) as world:
         port = unused_port()
         settings = make_settings(tmp_path, dsn, port, world.api_url)
         server = TestServer(create_app(settings, content), host="127.0.0.1", port=port)
