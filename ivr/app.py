@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import weakref
 from collections.abc import AsyncIterator, Mapping, Sequence
 from functools import partial
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import asyncpg
 from aiohttp import web
 
 from ivr.admin.api import create_admin_app
-from ivr.config import ConfigError, Settings
+from ivr.config import ConfigError, Settings, is_loopback_url
 from ivr.content import Content, InvalidContent, load_content
 from ivr.flow.runtime import TransferTo
 from ivr.routing.location import area_code_table
@@ -179,21 +177,11 @@ async def _check_twilio(health: ApiHealth, settings: Settings) -> None:
         return
     message = (f"Twilio refused the REST API credentials: check TWILIO_ACCOUNT_SID "
                f"({settings.account_sid}) and TWILIO_AUTH_TOKEN ({error})")
-    if not is_loopback(settings.public_url):
+    if not is_loopback_url(settings.public_url):
         raise ConfigError(message)
     log.error("%s; on a loopback address the server starts anyway, with the REST API "
               "degraded", message)
     await health.failed(error)
-
-
-def is_loopback(url: str) -> bool:
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 async def _speech_pool(app: web.Application) -> AsyncIterator[None]:
