@@ -1,4 +1,11 @@
-"""create_app(settings): the one place where the server is wired together."""
+"""create_app(settings): the one place where the server is wired together.
+
+Each resource lives in one cleanup context (aiohttp's `cleanup_ctx`) that
+opens it, publishes it under its key (ivr.keys) and closes it in a
+`finally`: they start in the order listed in create_app and close in the
+reverse order, and when one fails to start, the ones already started are
+still closed (aiohttp runs their exits on cleanup).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +19,7 @@ from pathlib import Path
 import asyncpg
 from aiohttp import web
 
+from ivr import keys
 from ivr.admin.api import create_admin_app
 from ivr.config import ConfigError, Settings, is_loopback_url
 from ivr.content import Content, InvalidContent, load_content
@@ -27,18 +35,11 @@ from ivr.telephony import webhooks
 from ivr.telephony.apihealth import ApiHealth
 from ivr.telephony.callflow import CallFlow
 from ivr.telephony.dialplan import Step, transfer_steps
-from ivr.telephony.media import (
-    MediaDeps,
-    close_media_streams,
-    media_key,
-    media_stream,
-    open_streams_key,
-)
+from ivr.telephony.media import close_media_streams, media_stream
 from ivr.telephony.rest import TwilioRest
 from ivr.telephony.signature import SignatureChecker, middleware
 from ivr.telephony.transfer import Transfers
 from ivr.telephony.twiml import Renderer
-from ivr.telephony.webhooks import Keys
 from ivr.yamlsrc import Pos, Problems
 
 log = logging.getLogger(__name__)
@@ -51,53 +52,54 @@ MAX_BODY = 64 * 1024
 # enough to answer within 300 ms, long enough for the pause inside a word.
 LISTEN_CONFIG = ListenConfig(gate=GateConfig(end_silence_ms=200, hangover_ms=160))
 
-settings_key = web.AppKey("settings", Settings)
-speech_key = web.AppKey("speech", SpeechEngine)
-prompt_audio_key = web.AppKey("prompt_audio", dict[tuple[str, str], bytes])
-content_key = web.AppKey("content", Content)
-pool_key = web.AppKey("pool", asyncpg.Pool)
-api_health_key = web.AppKey("api_health", ApiHealth)
-
 
 def create_app(
     settings: Settings, content: Content | None = None, speech: SpeechEngine | None = None
 ) -> web.Application:
     """Build the server. Content and speech models are loaded here unless given.
 
-    Raises InvalidContent for flows that do not validate and SpeechConfigError
-    for a model that cannot be loaded (its message names the variable).
+    Raises ConfigError for a secret that is not configured, InvalidContent
+    for flows that do not validate and SpeechConfigError for a model that
+    cannot be loaded (its message names the variable).
     """
+    secrets = settings.required_secrets()
     content = content or load_content(
         settings.flows_dir, settings.prompts_dir, settings.vosk_models
     )
+    audio = prompt_audio(content)
     own_speech = speech is None and bool(settings.vosk_models)
     if own_speech:
         speech = load_speech(settings.vosk_models)
-    checker = SignatureChecker(settings.auth_token, settings.public_url)
+    checker = SignatureChecker(secrets.auth_token, settings.public_url)
     app = web.Application(middlewares=[middleware(checker)], client_max_size=MAX_BODY)
-    app[settings_key] = settings
-    app[content_key] = content
+    app[keys.settings] = settings
+    app[keys.content] = content
     plan = content.plan
-    app[Keys.backup_number] = settings.backup_number or plan.national_backup.number
-    app[Keys.caller_id] = settings.caller_id
-    app[Keys.georoute_param] = plan.georoute_param or ""
-    app[Keys.default_region] = plan.default_region
-    app[Keys.hash_key] = settings.caller_hash_key
+    app[keys.renderer] = Renderer(settings.public_url, content.flows.prompts, settings.caller_id)
+    app[keys.backup_number] = settings.backup_number or plan.national_backup.number
+    app[keys.caller_id] = settings.caller_id
+    app[keys.georoute_param] = plan.georoute_param or ""
+    app[keys.default_region] = plan.default_region
+    app[keys.hash_key] = secrets.caller_hash_key
     if speech is not None:
-        app[speech_key] = speech
-    app[prompt_audio_key] = prompt_audio(content)
-    app[open_streams_key] = weakref.WeakSet()
+        app[keys.speech] = speech
+    app[keys.prompt_audio] = audio
+    app[keys.open_streams] = weakref.WeakSet()
     area_code_table()  # built now so the first caller does not pay for it
-    app.cleanup_ctx.append(_database)
+    # Started in this order, each using the ones before it; closed in reverse.
     if own_speech:
+        # First in, last out: loaded above, so stopped whatever fails to start.
         app.cleanup_ctx.append(_speech_pool)
+    app.cleanup_ctx.extend([_database, _twilio_api, _call_handling, _routing_listener,
+                            _dispatcher])
     webhooks.add_routes(app)
+
     async def withdrawn(offer: Offer) -> None:
         # An admin took a counselor away while their phone rang: hang that leg up.
-        await app[Keys.callflow].transfers.withdrawn(offer)
+        await app[keys.transfers].withdrawn(offer)
 
-    app.add_subapp("/admin", create_admin_app(
-        settings.admin_token, pool_key, plan.centers, on_withdrawn=withdrawn))
+    app.add_subapp("/admin", create_admin_app(secrets.admin_token, plan.centers,
+                                              on_withdrawn=withdrawn))
     app.router.add_get("/twilio/media", media_stream)
     app.on_shutdown.append(close_media_streams)
     app.router.add_get("/healthz", healthz)
@@ -105,54 +107,104 @@ def create_app(
     return app
 
 
+async def _speech_pool(app: web.Application) -> AsyncIterator[None]:
+    """The decoding threads of the speech engine create_app loaded."""
+    try:
+        yield
+    finally:
+        # Waits for decodes in flight: off the loop, like the decoding itself.
+        await asyncio.to_thread(app[keys.speech].shutdown)
+
+
 async def _database(app: web.Application) -> AsyncIterator[None]:
-    settings = app[settings_key]
+    """The connection pool, migrated, with the routing plan's counselors in it.
+
+    Without IVR_DATABASE_URL, the embedded PostgreSQL in the data directory.
+    """
+    settings = app[keys.settings]
     dsn = settings.database_url
     if dsn is None:
         # pgserver blocks while PostgreSQL starts; keep the loop free meanwhile.
         dsn = await asyncio.to_thread(start_embedded, settings.data_dir)
     pool = await open_pool(dsn)
-    app[pool_key] = pool
-    content = app[content_key]
-    synced = await sync_counselors(pool, content.plan)
-    log.info("counselors from the routing plan: %s", synced)
-    renderer = Renderer(settings.public_url, content.flows.prompts, settings.caller_id)
-    rest = TwilioRest(settings.account_sid, settings.auth_token, settings.twilio_api_url)
-    health = ApiHealth(pool, rest)
     try:
+        synced = await sync_counselors(pool, app[keys.content].plan)
+        log.info("counselors from the routing plan: %s", synced)
+        app[keys.database_url] = dsn
+        app[keys.pool] = pool
+        yield
+    finally:
+        try:
+            # Graceful close waits for every connection to come back: bounded, so
+            # a stuck query can never keep the process from stopping.
+            await asyncio.wait_for(pool.close(), CLOSE_TIMEOUT)
+        except TimeoutError:
+            log.warning("database connections still busy at shutdown: closing them")
+            pool.terminate()
+
+
+async def _twilio_api(app: web.Application) -> AsyncIterator[None]:
+    """The REST API client, its credentials checked once, and the API's shared health."""
+    settings = app[keys.settings]
+    rest = TwilioRest(settings.account_sid, settings.required_secrets().auth_token,
+                      settings.twilio_api_url)
+    try:
+        health = ApiHealth(app[keys.pool], rest)
         await _check_twilio(health, settings)
-    except BaseException:
+        app[keys.rest] = rest
+        app[keys.api_health] = health
+        yield
+    finally:
         await rest.close()
-        await pool.close()
-        raise
-    app[api_health_key] = health
-    transfers = Transfers(pool, content.plan, renderer, rest, health,
+
+
+async def _call_handling(app: web.Application) -> AsyncIterator[None]:
+    """The transfers (counselor legs, tiers, moves) and the call flow that starts them."""
+    settings, content = app[keys.settings], app[keys.content]
+    pool, renderer = app[keys.pool], app[keys.renderer]
+    transfers = Transfers(pool, content.plan, renderer, app[keys.rest], app[keys.api_health],
                           wrap_up_seconds=settings.wrap_up_seconds)
-    steps_for = partial(_steps, content, app[Keys.backup_number])
-    speech = app.get(speech_key)
-    languages = frozenset(speech.models.languages) if speech else frozenset()
-    app[Keys.callflow] = CallFlow(pool, content.flows, renderer, steps_for, transfers,
-                                  speech_languages=languages)
-    if speech is not None:
-        app[media_key] = MediaDeps(pool, speech, app[prompt_audio_key])
-    # Any instance's change that may allow a match (a counselor freed, a
-    # caller waiting) is announced with NOTIFY: every dispatcher wakes at once.
-    listener = await asyncpg.connect(dsn)
-    await listener.add_listener(ROUTING_CHANNEL, lambda *_: transfers.kick())
-    dispatcher = asyncio.create_task(transfers.run())
-    yield
-    await listener.close(timeout=CLOSE_TIMEOUT)
-    dispatcher.cancel()
-    await asyncio.gather(dispatcher, return_exceptions=True)
-    await transfers.close()
-    await rest.close()
     try:
-        # Graceful close waits for every connection to come back: bounded, so a
-        # stuck query can never keep the process from stopping.
-        await asyncio.wait_for(pool.close(), CLOSE_TIMEOUT)
-    except TimeoutError:
-        log.warning("database connections still busy at shutdown: closing them")
-        pool.terminate()
+        steps_for = partial(_steps, content, app[keys.backup_number])
+        speech = app.get(keys.speech)
+        languages = frozenset(speech.models.languages) if speech else frozenset()
+        app[keys.transfers] = transfers
+        app[keys.callflow] = CallFlow(pool, content.flows, renderer, steps_for, transfers,
+                                      speech_languages=languages)
+        yield
+    finally:
+        await transfers.close()  # cancels the legs and moves still in flight
+
+
+async def _routing_listener(app: web.Application) -> AsyncIterator[None]:
+    """A connection of its own, LISTENing on the routing channel.
+
+    Any instance's change that may allow a match (a counselor freed, a
+    caller waiting) is announced with NOTIFY: every dispatcher wakes at once.
+    """
+    transfers = app[keys.transfers]
+    listener = await asyncpg.connect(app[keys.database_url])
+    try:
+        await listener.add_listener(ROUTING_CHANNEL, lambda *_: transfers.kick())
+        app[keys.listener] = listener
+        yield
+    finally:
+        try:
+            await listener.close(timeout=CLOSE_TIMEOUT)
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.warning("the LISTEN connection did not close cleanly (%s): dropping it", exc)
+            listener.terminate()
+
+
+async def _dispatcher(app: web.Application) -> AsyncIterator[None]:
+    """The task that offers waiting callers to free counselors (Transfers.run)."""
+    task = asyncio.create_task(app[keys.transfers].run())
+    app[keys.dispatcher] = task
+    try:
+        yield
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
 
 async def _check_twilio(health: ApiHealth, settings: Settings) -> None:
@@ -182,12 +234,6 @@ async def _check_twilio(health: ApiHealth, settings: Settings) -> None:
     log.error("%s; on a loopback address the server starts anyway, with the REST API "
               "degraded", message)
     await health.failed(error)
-
-
-async def _speech_pool(app: web.Application) -> AsyncIterator[None]:
-    yield
-    # Waits for decodes in flight: off the loop, like the decoding itself.
-    await asyncio.to_thread(app[speech_key].shutdown)
 
 
 def load_speech(models: Mapping[str, Path]) -> SpeechEngine:
@@ -234,11 +280,11 @@ async def healthz(request: web.Request) -> web.Response:
     for an account problem would drop callers that the instances can serve.
     """
     app = request.app
-    pool = app.get(pool_key)
+    pool = app.get(keys.pool)
     db_ok = pool is not None and await ping(pool)
-    flows_ok = bool(app[content_key].flows.flows)
+    flows_ok = bool(app[keys.content].flows.flows)
     body: dict[str, object] = {"database": db_ok, "flows": flows_ok}
-    health = app.get(api_health_key)
+    health = app.get(keys.api_health)
     if health is not None and db_ok:
         try:
             degraded = await health.state()
@@ -257,7 +303,7 @@ async def prompt_recording(request: web.Request) -> web.StreamResponse:
     """Serve a prompt recording for <Play>, only ones the catalog knows."""
     lang = request.match_info["lang"]
     name = request.match_info["name"]
-    prompt = request.app[content_key].flows.prompts.get(lang, name.removesuffix(".wav"))
+    prompt = request.app[keys.content].flows.prompts.get(lang, name.removesuffix(".wav"))
     if prompt is None or prompt.recording is None or not name.endswith(".wav"):
         raise web.HTTPNotFound()
     return web.FileResponse(prompt.recording, headers={"Content-Type": "audio/wav"})

@@ -112,6 +112,8 @@ def _serve(host: str, port: int) -> int:
 
     settings = Settings.from_env()
     settings.check_for_serving()
+    # Only the server generates secrets, and only those not configured.
+    settings = settings.with_generated_secrets()
     for note in settings.generated:
         print(f"ivr: {note} (generated: set the variable in production)", file=sys.stderr)
     try:
@@ -130,30 +132,28 @@ def _serve(host: str, port: int) -> int:
     return 0
 
 
-def content_dirs(path: Path | None) -> tuple[Path, Path]:
-    """(flows dir, prompts dir) for a path given to `ivr validate`."""
-    env_flows = Path(os.environ.get("IVR_FLOWS_DIR", "flows"))
-    env_prompts = Path(os.environ.get("IVR_PROMPTS_DIR", "prompts"))
+def content_dirs(path: Path | None, settings: Settings) -> tuple[Path, Path]:
+    """(flows dir, prompts dir) for a path given to `ivr validate`; the
+    configured ones (IVR_FLOWS_DIR, IVR_PROMPTS_DIR) for none."""
     if path is None:
-        return env_flows, env_prompts
+        return settings.flows_dir, settings.prompts_dir
     if path.is_file():
         path = path.parent
     if (path / "flows").is_dir():
         return path / "flows", path / "prompts"
     sibling = path.parent / "prompts"
-    return path, sibling if sibling.is_dir() else env_prompts
+    return path, sibling if sibling.is_dir() else settings.prompts_dir
 
 
 def _validate(paths: Sequence[Path]) -> int:
-    from ivr.config import vosk_model_paths
     from ivr.content import check
 
-    models = vosk_model_paths()
+    settings = Settings.from_env()
     status = 0
     targets: Sequence[Path | None] = paths or [None]
     for path in targets:
-        flows_dir, prompts_dir = content_dirs(path)
-        content, problems = check(flows_dir, prompts_dir, models)
+        flows_dir, prompts_dir = content_dirs(path, settings)
+        content, problems = check(flows_dir, prompts_dir, settings.vosk_models)
         for problem in problems.sorted():
             print(problem)
         if content is None:
@@ -191,7 +191,7 @@ def _render_prompts(languages: Sequence[str], force: bool) -> int:
     from ivr.speech.render import render_prompt
     from ivr.yamlsrc import Problems
 
-    prompts_dir = Path(os.environ.get("IVR_PROMPTS_DIR", "prompts"))
+    prompts_dir = Settings.from_env().prompts_dir
     problems = Problems()
     catalog = load_prompts(prompts_dir, problems)
     if problems.errors:
@@ -218,19 +218,20 @@ def _render_prompts(languages: Sequence[str], force: bool) -> int:
 
 def _fallback() -> int:
     """The fixed document of /twilio/fallback, to host where the server's failure
-    cannot reach it. It reads only the environment and the routing plan, and
-    writes nothing (no secrets generated, no database)."""
-    from ivr.config import DEV_CALLER_ID, backup_number_from_env, caller_id_from_env
+    cannot reach it. It reads only the settings and the routing plan, and
+    writes nothing (no secrets, no database)."""
+    from ivr.config import DEV_CALLER_ID
     from ivr.content import ROUTING_FILE
     from ivr.routing.plan import load_plan
     from ivr.telephony.twiml import failsafe
     from ivr.yamlsrc import Problems
 
-    caller_id = caller_id_from_env()
-    backup = backup_number_from_env()
+    settings = Settings.from_env()
+    caller_id = settings.caller_id
+    backup = settings.backup_number
     if backup is None:
         problems = Problems()
-        routing = Path(os.environ.get("IVR_FLOWS_DIR", "flows")) / ROUTING_FILE
+        routing = settings.flows_dir / ROUTING_FILE
         plan = load_plan(routing, problems)
         for problem in problems.sorted():
             print(problem, file=sys.stderr)

@@ -1,8 +1,10 @@
 """Settings from the environment, read once at start-up.
 
-The names are a contract (DESIGN.md). Secrets that are not configured are
-generated once into the data directory, so a development server is never
-open to unsigned requests and keeps the same token across restarts.
+The names are a contract (DESIGN.md). Reading them has no side effects: a
+secret that is not configured is None. Only `ivr serve` fills the missing
+ones in (`with_generated_secrets`), from files it generates once in the
+data directory, so a development server is never open to unsigned requests
+and keeps the same tokens across restarts.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import os
 import re
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -21,18 +23,39 @@ from urllib.parse import urlsplit
 DEV_CALLER_ID = "+15005550006"
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 
+# Each secret: its variable, and the file `ivr serve` generates it into when unset.
+AUTH_TOKEN_VAR = "TWILIO_AUTH_TOKEN"
+ADMIN_TOKEN_VAR = "IVR_ADMIN_TOKEN"
+HASH_KEY_VAR = "IVR_CALLER_HASH_KEY"
+SECRET_FILES = {
+    AUTH_TOKEN_VAR: "twilio_auth_token",
+    ADMIN_TOKEN_VAR: "admin_token",
+    HASH_KEY_VAR: "caller_hash_key",
+}
+
 
 class ConfigError(Exception):
     """A setting is missing or wrong; the message names the variable."""
 
 
 @dataclass(frozen=True)
+class Secrets:
+    """The secrets a server cannot run without, all configured."""
+
+    auth_token: str  # checks X-Twilio-Signature, signs REST calls
+    admin_token: str  # bearer token of /admin
+    caller_hash_key: bytes  # key of the caller-number hash
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path
     public_url: str
-    auth_token: str
+    # Secrets: None when not configured (see `required_secrets`,
+    # `with_generated_secrets`).
+    auth_token: str | None
     account_sid: str
-    admin_token: str
+    admin_token: str | None
     flows_dir: Path
     prompts_dir: Path
     # A Twilio number of the account: the From of counselor legs and the
@@ -40,47 +63,76 @@ class Settings:
     caller_id: str = DEV_CALLER_ID
     database_url: str | None = None
     backup_number: str | None = None
-    caller_hash_key: bytes = b""
+    caller_hash_key: bytes | None = None
     twilio_api_url: str = "https://api.twilio.com"
     vosk_models: Mapping[str, Path] = field(default_factory=dict)
     # After a call, a counselor is in wrap-up this long before being offered again.
     wrap_up_seconds: float = 60.0
-    # Tokens generated at start-up, so `ivr serve` can say where they are.
+    # Where `with_generated_secrets` found or made each secret, for `ivr serve` to say.
     generated: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read the environment; nothing else is read or written."""
         env = os.environ if env is None else env
-        data_dir = Path(env.get("IVR_DATA_DIR", "./var")).resolve()
         public_url = env.get("IVR_PUBLIC_URL", "http://127.0.0.1:8080").rstrip("/")
         if not public_url.startswith(("http://", "https://")):
             raise ConfigError(f"IVR_PUBLIC_URL must start with http:// or https://: {public_url}")
+        hash_key = env.get(HASH_KEY_VAR) or None
+        return cls(
+            data_dir=Path(env.get("IVR_DATA_DIR", "./var")).resolve(),
+            public_url=public_url,
+            auth_token=env.get(AUTH_TOKEN_VAR) or None,
+            account_sid=env.get("TWILIO_ACCOUNT_SID", "AC" + "0" * 32),
+            admin_token=env.get(ADMIN_TOKEN_VAR) or None,
+            flows_dir=Path(env.get("IVR_FLOWS_DIR", "./flows")),
+            prompts_dir=Path(env.get("IVR_PROMPTS_DIR", "./prompts")),
+            caller_id=_caller_id(env),
+            database_url=env.get("IVR_DATABASE_URL") or None,
+            backup_number=_backup_number(env),
+            caller_hash_key=None if hash_key is None else hash_key.encode(),
+            twilio_api_url=env.get("IVR_TWILIO_API_URL", "https://api.twilio.com").rstrip("/"),
+            vosk_models=_vosk_models(env),
+            wrap_up_seconds=_seconds(env, "IVR_WRAP_UP_SECONDS", 60.0),
+        )
+
+    def required_secrets(self) -> Secrets:
+        """The secrets a server needs; ConfigError naming every one not configured."""
+        auth, admin, key = self.auth_token, self.admin_token, self.caller_hash_key
+        if auth and admin and key:
+            return Secrets(auth_token=auth, admin_token=admin, caller_hash_key=key)
+        missing = [var for var, value in ((AUTH_TOKEN_VAR, auth), (ADMIN_TOKEN_VAR, admin),
+                                          (HASH_KEY_VAR, key)) if not value]
+        verb = "is" if len(missing) == 1 else "are"
+        raise ConfigError(f"{', '.join(missing)} {verb} not set: a server needs every secret "
+                          f"(`ivr serve` generates missing ones in {self.data_dir})")
+
+    def auth_token_for(self, purpose: str) -> str:
+        """TWILIO_AUTH_TOKEN for a command that needs it; ConfigError saying why when unset."""
+        if self.auth_token:
+            return self.auth_token
+        stored = self.data_dir / SECRET_FILES[AUTH_TOKEN_VAR]
+        raise ConfigError(f"{AUTH_TOKEN_VAR} is not set: {purpose} (a development `ivr serve` "
+                          f"keeps the token it generated in {stored})")
+
+    def with_generated_secrets(self) -> Settings:
+        """For `ivr serve`: every secret not configured, generated once into the data
+        directory and kept there (mode 0600), so restarts keep the same tokens.
+        Writes files: call it before the event loop runs."""
         generated: list[str] = []
 
-        def secret(var: str, filename: str) -> str:
-            value = env.get(var)
+        def stored(var: str, value: str | None) -> str:
             if value:
                 return value
-            path = data_dir / filename
+            path = self.data_dir / SECRET_FILES[var]
             generated.append(f"{var} read from {path}")
             return _stored_secret(path)
 
-        models = vosk_model_paths(env)
-        return cls(
-            data_dir=data_dir,
-            public_url=public_url,
-            auth_token=secret("TWILIO_AUTH_TOKEN", "twilio_auth_token"),
-            account_sid=env.get("TWILIO_ACCOUNT_SID", "AC" + "0" * 32),
-            admin_token=secret("IVR_ADMIN_TOKEN", "admin_token"),
-            flows_dir=Path(env.get("IVR_FLOWS_DIR", "./flows")),
-            prompts_dir=Path(env.get("IVR_PROMPTS_DIR", "./prompts")),
-            caller_id=caller_id_from_env(env),
-            database_url=env.get("IVR_DATABASE_URL") or None,
-            backup_number=backup_number_from_env(env),
-            caller_hash_key=secret("IVR_CALLER_HASH_KEY", "caller_hash_key").encode(),
-            twilio_api_url=env.get("IVR_TWILIO_API_URL", "https://api.twilio.com").rstrip("/"),
-            vosk_models=models,
-            wrap_up_seconds=_seconds(env, "IVR_WRAP_UP_SECONDS", 60.0),
+        return replace(
+            self,
+            auth_token=stored(AUTH_TOKEN_VAR, self.auth_token),
+            admin_token=stored(ADMIN_TOKEN_VAR, self.admin_token),
+            caller_hash_key=self.caller_hash_key or stored(HASH_KEY_VAR, None).encode(),
             generated=tuple(generated),
         )
 
@@ -106,9 +158,8 @@ class Settings:
             )
 
 
-def caller_id_from_env(env: Mapping[str, str] | None = None) -> str:
+def _caller_id(env: Mapping[str, str]) -> str:
     """TWILIO_CALLER_ID, checked; the development default when unset."""
-    env = os.environ if env is None else env
     value = env.get("TWILIO_CALLER_ID", "").strip()
     if not value:
         return DEV_CALLER_ID
@@ -119,9 +170,8 @@ def caller_id_from_env(env: Mapping[str, str] | None = None) -> str:
     return value
 
 
-def backup_number_from_env(env: Mapping[str, str] | None = None) -> str | None:
+def _backup_number(env: Mapping[str, str]) -> str | None:
     """IVR_BACKUP_NUMBER, stripped; None when unset (the routing plan's national backup)."""
-    env = os.environ if env is None else env
     return env.get("IVR_BACKUP_NUMBER", "").strip() or None
 
 
@@ -149,9 +199,8 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
-def vosk_model_paths(env: Mapping[str, str] | None = None) -> dict[str, Path]:
+def _vosk_models(env: Mapping[str, str]) -> dict[str, Path]:
     """{language: model dir} from every IVR_VOSK_MODEL_<LANG> that is set."""
-    env = os.environ if env is None else env
     return {
         name.removeprefix("IVR_VOSK_MODEL_").lower(): Path(value.strip())
         for name, value in env.items()

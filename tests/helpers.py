@@ -10,7 +10,7 @@ import aiohttp
 from aiohttp.test_utils import TestServer
 from twilio.request_validator import RequestValidator
 
-from ivr.app import pool_key
+from ivr import keys
 from ivr.storage.counselors import list_counselors, set_presence
 from tests.conftest import AUTH_TOKEN
 
@@ -57,6 +57,6 @@ def parse_twiml(text: str) -> ET.Element:
 
 async def staff_all(server: TestServer) -> None:
     """Every counselor of the plan starts the shift available."""
-    pool = server.app[pool_key]
+    pool = server.app[keys.pool]
     for counselor in await list_counselors(pool):
         await set_presence(pool, counselor.id, "available")

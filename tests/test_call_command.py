@@ -88,3 +88,16 @@ def test_sip_headers_without_sip_are_refused(capsys: pytest.CaptureFixture[str])
 def test_database_with_server_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["call", "--server", "http://127.0.0.1:9", "--database", "postgresql://x"]) == 2
     assert "--database" in capsys.readouterr().err
+
+
+def test_a_server_given_needs_the_auth_token_to_sign(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Twilio signs every request with the account's auth token: without it the
+    call cannot be placed, and nothing is generated in its place."""
+    monkeypatch.delenv("TWILIO_AUTH_TOKEN", raising=False)
+    monkeypatch.setenv("IVR_DATA_DIR", str(tmp_path / "var"))
+    assert main(["call", "--server", "http://127.0.0.1:9", "--silence"]) == 2
+    err = capsys.readouterr().err
+    assert "TWILIO_AUTH_TOKEN is not set" in err and "--server" in err
+    assert not (tmp_path / "var").exists()

@@ -11,6 +11,7 @@ import pytest
 from aiohttp.test_utils import unused_port
 
 from ivr.config import DEV_CALLER_ID, ConfigError, Settings
+from tests.conftest import ROOT
 
 CALLER_ID = "+15125550199"
 
@@ -83,3 +84,25 @@ def test_serve_refuses_to_start(tmp_path: Path, env: dict[str, str], named: str)
     )
     assert proc.returncode == 2
     assert "configuration error" in proc.stderr and named in proc.stderr
+
+
+def test_serve_generates_the_missing_secrets_and_says_where(tmp_path: Path) -> None:
+    data = tmp_path / "var"
+    base = {k: v for k, v in os.environ.items()
+            if k not in ("TWILIO_AUTH_TOKEN", "IVR_ADMIN_TOKEN", "IVR_CALLER_HASH_KEY",
+                         "TWILIO_CALLER_ID", "IVR_PUBLIC_URL", "IVR_DATABASE_URL")}
+    # The secrets are generated before the server starts; it then stops on a
+    # database that does not answer.
+    proc = subprocess.run(
+        [sys.executable, "-m", "ivr.cli", "serve", "--port", str(unused_port())],
+        env={**base, "IVR_DATA_DIR": str(data), "IVR_FLOWS_DIR": str(ROOT / "flows"),
+             "IVR_PROMPTS_DIR": str(ROOT / "prompts"),
+             "IVR_DATABASE_URL": "postgresql://127.0.0.1:9/none"},
+        capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 1 and "cannot connect to the database" in proc.stderr
+    for variable, name in [("TWILIO_AUTH_TOKEN", "twilio_auth_token"),
+                           ("IVR_ADMIN_TOKEN", "admin_token"),
+                           ("IVR_CALLER_HASH_KEY", "caller_hash_key")]:
+        assert f"{variable} read from {data / name} (generated" in proc.stderr
+        assert (data / name).stat().st_mode & 0o077 == 0

@@ -11,7 +11,8 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestServer
 
-from ivr.app import create_app, pool_key
+from ivr import keys
+from ivr.app import create_app
 from ivr.config import Settings
 from ivr.content import Content
 from ivr.speech.asr import SpeechEngine
@@ -65,7 +66,7 @@ async def test_server_with_open_stream_and_stuck_query_closes_within_bound(
             await ws.send_str(json.dumps({"event": "connected", "protocol": "Call",
                                           "version": "1.0.0"}))
             await ws.send_str(start_message(sid, str(token)))
-            pool: asyncpg.Pool = srv.app[pool_key]
+            pool: asyncpg.Pool = srv.app[keys.pool]
             stuck = asyncio.ensure_future(pool.fetchval("SELECT pg_sleep(3600)"))
             await asyncio.sleep(0.2)  # the query is on the server, the stream open
             assert not stuck.done()

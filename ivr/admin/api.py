@@ -2,7 +2,7 @@
 
 Mounted by the server under /admin:
 
-    admin = create_admin_app(settings.admin_token, pool_key, plan.centers, on_withdrawn)
+    admin = create_admin_app(admin_token, plan.centers, on_withdrawn)
     app.add_subapp("/admin", admin)
 
 Every request needs `Authorization: Bearer <IVR_ADMIN_TOKEN>` (401 otherwise,
@@ -27,6 +27,7 @@ import asyncpg
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from ivr import keys
 from ivr.storage import counselors, queue
 from ivr.storage.counselors import CounselorRow, PresenceConflict, UnknownCounselor
 from ivr.storage.queue import Offer, WaitingCaller
@@ -57,18 +58,17 @@ def _error(status: int, message: str, field: str | None = None) -> web.Response:
 
 def create_admin_app(
     admin_token: str,
-    pool_key: web.AppKey[asyncpg.Pool],
     centers: Iterable[str],
     on_withdrawn: OnWithdrawn | None = None,
 ) -> web.Application:
     """The /admin sub-application.
 
-    pool_key names the pool in the parent application (looked up through the
-    request's config chain, so the pool may be opened after mounting);
-    centers are the routing plan's center ids; on_withdrawn is awaited with
-    every ringing offer a presence change cancelled, to hang its leg up.
+    The pool is the parent application's (`keys.pool`, looked up through the
+    request's config chain, so it may be opened after mounting); centers are
+    the routing plan's center ids; on_withdrawn is awaited with every ringing
+    offer a presence change cancelled, to hang its leg up.
     """
-    admin = _Admin(admin_token, pool_key, frozenset(centers), on_withdrawn)
+    admin = _Admin(admin_token, frozenset(centers), on_withdrawn)
     app = web.Application(middlewares=[admin.authenticate, _json_errors])
     app.router.add_get("/counselors", admin.counselors)
     app.router.add_get("/counselors/{id}", admin.counselor)
@@ -102,17 +102,15 @@ class _Admin:
     def __init__(
         self,
         token: str,
-        pool_key: web.AppKey[asyncpg.Pool],
         centers: frozenset[str],
         on_withdrawn: OnWithdrawn | None,
     ) -> None:
         self._token = token.encode()
-        self._pool_key = pool_key
         self._centers = centers
         self._on_withdrawn = on_withdrawn
 
     def _pool(self, request: web.Request) -> asyncpg.Pool:
-        pool = request.config_dict.get(self._pool_key)
+        pool = request.config_dict.get(keys.pool)
         if pool is None:  # still starting
             raise _Problem(503, "database not ready")
         return pool

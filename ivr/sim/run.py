@@ -1,9 +1,9 @@
 """`ivr call`: simulate one call against a server, printing its transcript.
 
 Without --server an in-process server is started on a free local port, with
-the project's flows and the same settings `ivr serve` would use, on a
-throwaway embedded database in a temporary directory (or the one --database
-names); the simulator then talks to it over real HTTP like Twilio does. A
+the project's flows and the same settings `ivr serve` would use, but secrets
+of its own and a throwaway embedded database in a temporary directory (or
+the one --database names); the simulator then talks to it over real HTTP like Twilio does. A
 simulated call never touches the configured database or data directory: a
 test call must not be able to change who answers real callers.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
+import secrets
 import shutil
 import socket
 import sys
@@ -42,7 +42,8 @@ async def local_server(
     With `counselors_available`, every counselor of the plan starts the
     simulated shift available, as a staffed line would be.
     """
-    from ivr.app import create_app, pool_key
+    from ivr import keys
+    from ivr.app import create_app
     from ivr.storage.counselors import list_counselors, set_presence
 
     # Closed however start-up ends (invalid content, no database).
@@ -53,13 +54,15 @@ async def local_server(
         # Loading content reads files: off the event loop.
         app = await asyncio.to_thread(create_app, settings)
         runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
         try:
+            # Inside the try: a start-up that fails part way closes what it opened.
+            await runner.setup()
             await web.SockSite(runner, sock).start()
             if counselors_available:
-                for counselor in await list_counselors(app[pool_key]):
+                pool = app[keys.pool]
+                for counselor in await list_counselors(pool):
                     if counselor.presence == "offline":
-                        await set_presence(app[pool_key], counselor.id, "available")
+                        await set_presence(pool, counselor.id, "available")
             yield settings
         finally:
             await runner.cleanup()
@@ -68,15 +71,17 @@ async def local_server(
 @asynccontextmanager
 async def throwaway_settings(database: str | None) -> AsyncIterator[Settings]:
     """Settings for an in-process server whose state lives in a temporary
-    directory, removed afterwards: secrets generated there, and the embedded
-    database there too unless `database` names one."""
+    directory, removed afterwards, with secrets made for this call (a test
+    call needs none of the real line's), and the embedded database there too
+    unless `database` names one."""
     # Files and the embedded server are set up off the event loop.
     tmp = await asyncio.to_thread(tempfile.mkdtemp, prefix="ivr-call-")
     try:
-        env = {k: v for k, v in os.environ.items() if k != "IVR_DATABASE_URL"}
-        env["IVR_DATA_DIR"] = tmp
-        settings = replace(await asyncio.to_thread(Settings.from_env, env),
-                           database_url=database)
+        settings = replace(await asyncio.to_thread(Settings.from_env),
+                           data_dir=Path(tmp), database_url=database,
+                           auth_token=secrets.token_hex(20),
+                           admin_token=secrets.token_hex(20),
+                           caller_hash_key=secrets.token_bytes(20))
         if database is not None:
             yield settings
             return
@@ -102,26 +107,28 @@ async def run_call_command(args: argparse.Namespace) -> int:
         return 2
     media = MediaStreams(StreamSettings(speed=args.stream_speed))
     if args.server:
-        settings = Settings.from_env()
-        world = world_from_args(args, account_sid=settings.account_sid,
-                                auth_token=settings.auth_token)
+        settings = await asyncio.to_thread(Settings.from_env)
+        # Twilio signs every webhook with the account's auth token; so must we.
+        auth_token = settings.auth_token_for(
+            f"ivr call --server signs its requests with the auth token of {args.server}")
+        world = world_from_args(args, account_sid=settings.account_sid, auth_token=auth_token)
         async with world:  # Twilio's REST API and the counselors' phones
-            cfg = SimConfig(server_url=args.server, auth_token=settings.auth_token,
+            cfg = SimConfig(server_url=args.server, auth_token=auth_token,
                             public_url=settings.public_url, account_sid=settings.account_sid,
                             caller_ids=(settings.caller_id,))
             transcript = await simulate_call(cfg, script, world=world,
                                              handlers=world.handlers(media=media))
     else:
         async with throwaway_settings(args.database) as settings:
-            world = world_from_args(args, account_sid=settings.account_sid,
-                                    auth_token=settings.auth_token)
+            token = settings.required_secrets().auth_token
+            world = world_from_args(args, account_sid=settings.account_sid, auth_token=token)
             async with world:
                 local = replace(settings, twilio_api_url=world.api_url)
                 # Staff only a database made for this call: in one given with
                 # --database, presence belongs to whoever runs that line.
                 staffed = not args.counselors_offline and args.database is None
                 async with local_server(local, counselors_available=staffed) as live:
-                    cfg = SimConfig(server_url=live.public_url, auth_token=live.auth_token,
+                    cfg = SimConfig(server_url=live.public_url, auth_token=token,
                                     account_sid=live.account_sid, caller_ids=(live.caller_id,))
                     transcript = await simulate_call(cfg, script, world=world,
                                                      handlers=world.handlers(media=media))

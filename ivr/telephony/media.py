@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import weakref
-from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from ivr.speech.asr import ListenSession, Match, NoMatch, SpeechEngine
+from ivr import keys
+from ivr.speech.asr import ListenSession, Match, NoMatch
 from ivr.speech.audio import FRAME_BYTES
 from ivr.storage import calls as db
 from ivr.telephony.streamproto import (
@@ -46,20 +45,9 @@ MAX_MESSAGE = 16 * 1024
 STALL_SLACK = 3.0  # seconds without caller audio past the deadline: the stream is stalled
 
 
-@dataclass(frozen=True)
-class MediaDeps:
-    pool: Any  # asyncpg.Pool
-    engine: SpeechEngine
-    prompt_audio: dict[tuple[str, str], bytes]  # (language, prompt id) -> 8 kHz mu-law
-
-
-media_key = web.AppKey("media", MediaDeps)
-open_streams_key = web.AppKey("open_streams", weakref.WeakSet[web.WebSocketResponse])
-
-
 async def close_media_streams(app: web.Application) -> None:
     """On shutdown: end every open stream (each call goes on by its Connect action)."""
-    streams = app[open_streams_key]
+    streams = app[keys.open_streams]
     for ws in list(streams):
         await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
 
@@ -67,24 +55,25 @@ async def close_media_streams(app: web.Application) -> None:
 async def media_stream(request: web.Request) -> web.StreamResponse:
     ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE)
     await ws.prepare(request)
-    request.app[open_streams_key].add(ws)
-    deps = request.app.get(media_key)
+    app = request.app
+    app[keys.open_streams].add(ws)
+    speech = app.get(keys.speech)  # None: no Vosk model configured
     call_sid = "?"
     session: ListenSession | None = None
     try:
         start = await asyncio.wait_for(_wait_start(ws), START_TIMEOUT)
         call_sid = start.call_sid
         token = start.parameters.get("token", "")
-        listen = await db.claim_listen(deps.pool, call_sid, token) if deps else None
-        if deps is None or listen is None:
+        listen = await db.claim_listen(app[keys.pool], call_sid, token) if speech else None
+        if speech is None or listen is None:
             log.warning("call %s: media stream with an unknown or used token", call_sid)
             return ws
-        session = deps.engine.listen(listen["grammars"])
-        audio = deps.prompt_audio.get((listen["language"], listen["prompt"]), b"")
+        session = speech.listen(listen["grammars"])
+        audio = app[keys.prompt_audio].get((listen["language"], listen["prompt"]), b"")
         listener = _Listener(ws, start.stream_sid, session, audio, float(listen["timeout"]))
         decision = await listener.run()
         if decision is not None:
-            await db.store_decision(deps.pool, call_sid, token, decision)
+            await db.store_decision(app[keys.pool], call_sid, token, decision)
             log.info("call %s: listening menu decided %s", call_sid, _summary(decision))
     except TimeoutError:
         log.warning("call %s: media stream sent no start in %.0f s", call_sid, START_TIMEOUT)

@@ -152,6 +152,10 @@ class TwilioRest:
     async def close(self) -> None:
         await self._http.close()
 
+    @property
+    def closed(self) -> bool:
+        return bool(self._http.session.closed)
+
     async def check_account(self) -> str:
         """Fetch our own Account resource (a cheap authenticated GET); its status.
 

@@ -12,25 +12,15 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from ivr import keys
 from ivr.routing.location import caller_hash, locate
-from ivr.telephony.callflow import CallerInfo, CallFlow
+from ivr.telephony.callflow import CallerInfo
 from ivr.telephony.signature import form_of
 from ivr.telephony.twiml import dial_caller_id, failsafe, hangup_only
 
 log = logging.getLogger(__name__)
 
 TWIML = "text/xml"
-
-
-class Keys:
-    """Typed application keys shared by the handlers (set in app.create_app)."""
-
-    callflow = web.AppKey("callflow", CallFlow)
-    backup_number = web.AppKey("backup_number", str)
-    caller_id = web.AppKey("caller_id", str)  # TWILIO_CALLER_ID
-    georoute_param = web.AppKey("georoute_param", str)
-    default_region = web.AppKey("default_region", str)
-    hash_key = web.AppKey("hash_key", bytes)
 
 
 def twiml(body: str) -> web.Response:
@@ -55,8 +45,8 @@ def voice_webhook(handler: VoiceHandler) -> Callable[[web.Request], Awaitable[we
             # Every webhook of a call carries its From: enough to choose the
             # callerId without the database (the caller's number is not kept).
             app = request.app
-            caller_id = dial_caller_id(form_of(request).get("From"), app[Keys.caller_id])
-            return twiml(failsafe(app[Keys.backup_number], caller_id))
+            caller_id = dial_caller_id(form_of(request).get("From"), app[keys.caller_id])
+            return twiml(failsafe(app[keys.backup_number], caller_id))
 
     return wrapped
 
@@ -69,30 +59,30 @@ def _seq(request: web.Request) -> int:
 async def voice(request: web.Request, sid: str) -> str:
     app = request.app
     params = form_of(request)
-    location = locate(params, app[Keys.georoute_param] or None, app[Keys.default_region])
+    location = locate(params, app[keys.georoute_param] or None, app[keys.default_region])
     number = params.get("From", "")
-    hashed = caller_hash(number, app[Keys.hash_key]) if number else None
-    return await app[Keys.callflow].incoming(sid, params, CallerInfo(location, hashed))
+    hashed = caller_hash(number, app[keys.hash_key]) if number else None
+    return await app[keys.callflow].incoming(sid, params, CallerInfo(location, hashed))
 
 
 @voice_webhook
 async def gather(request: web.Request, sid: str) -> str:
-    return await request.app[Keys.callflow].gather(sid, _seq(request), form_of(request))
+    return await request.app[keys.callflow].gather(sid, _seq(request), form_of(request))
 
 
 @voice_webhook
 async def listen(request: web.Request, sid: str) -> str:
-    return await request.app[Keys.callflow].listened(sid, _seq(request), form_of(request))
+    return await request.app[keys.callflow].listened(sid, _seq(request), form_of(request))
 
 
 @voice_webhook
 async def conference_end(request: web.Request, sid: str) -> str:
-    return await request.app[Keys.callflow].conference_ended(sid, _seq(request), form_of(request))
+    return await request.app[keys.callflow].conference_ended(sid, _seq(request), form_of(request))
 
 
 @voice_webhook
 async def resume(request: web.Request, sid: str) -> str:
-    return await request.app[Keys.callflow].resume(sid, _seq(request), form_of(request))
+    return await request.app[keys.callflow].resume(sid, _seq(request), form_of(request))
 
 
 async def hold(request: web.Request) -> web.Response:
@@ -106,7 +96,7 @@ async def hold(request: web.Request) -> web.Response:
     rather than left to hold for nobody (Transfers.holding). The hold music
     is answered whatever that check finds.
     """
-    callflow = request.app[Keys.callflow]
+    transfers, renderer = request.app[keys.transfers], request.app[keys.renderer]
     language = request.query.get("lang", "en")
     call_sid = request.query.get("call", "")
     try:
@@ -114,18 +104,17 @@ async def hold(request: web.Request) -> web.Response:
     except ValueError:
         rounds = 0
     if call_sid:
-        await callflow.transfers.holding(call_sid, rounds)
+        await transfers.holding(call_sid, rounds)
     try:
-        return twiml(callflow.renderer.hold(language, call_sid, rounds))
+        return twiml(renderer.hold(language, call_sid, rounds))
     except Exception:
         # A hold document that cannot be made (a prompt missing at run time) is
         # this URL's fail-safe case: never hold in silence, go to the backup line.
         log.exception("call %s: hold document failed; sending the caller to the backup line",
                       call_sid or "?")
         if call_sid:
-            callflow.transfers.move_out(
-                call_sid, callflow.renderer.url("/twilio/fallback"), "the backup line")
-        return twiml(callflow.renderer.hold_while_moved(language, call_sid, rounds))
+            transfers.move_out(call_sid, renderer.url("/twilio/fallback"), "the backup line")
+        return twiml(renderer.hold_while_moved(language, call_sid, rounds))
 
 
 def _offer(request: web.Request) -> int:
@@ -154,30 +143,30 @@ def counselor_webhook(
 @counselor_webhook
 async def whisper(request: web.Request, offer: int) -> str:
     """A counselor answered: tell them who is waiting; they press 1 to accept."""
-    return await request.app[Keys.callflow].transfers.whisper(offer)
+    return await request.app[keys.transfers].whisper(offer)
 
 
 @counselor_webhook
 async def whisper_answer(request: web.Request, offer: int) -> str:
     digits = form_of(request).get("Digits", "").strip()
-    return await request.app[Keys.callflow].transfers.whisper_answer(offer, digits)
+    return await request.app[keys.transfers].whisper_answer(offer, digits)
 
 
 @counselor_webhook
 async def counselor_wait(request: web.Request, offer: int) -> str:
     """The wait URL of a counselor's conference: requested only while they are alone."""
-    return await request.app[Keys.callflow].transfers.counselor_alone(offer)
+    return await request.app[keys.transfers].counselor_alone(offer)
 
 
 async def leg_status(request: web.Request) -> web.Response:
     status = form_of(request).get("CallStatus", "")
-    await request.app[Keys.callflow].transfers.leg_status(_offer(request), status)
+    await request.app[keys.transfers].leg_status(_offer(request), status)
     return web.Response(status=204)
 
 
 @voice_webhook
 async def dial(request: web.Request, sid: str) -> str:
-    return await request.app[Keys.callflow].dial_result(sid, _seq(request), form_of(request))
+    return await request.app[keys.callflow].dial_result(sid, _seq(request), form_of(request))
 
 
 async def fallback(request: web.Request) -> web.Response:
@@ -187,7 +176,7 @@ async def fallback(request: web.Request) -> web.Response:
     middleware lets it through): it changes nothing and tells only the
     backup number. `ivr fallback` prints it, to host apart from the server.
     """
-    return twiml(failsafe(request.app[Keys.backup_number], request.app[Keys.caller_id]))
+    return twiml(failsafe(request.app[keys.backup_number], request.app[keys.caller_id]))
 
 
 async def status(request: web.Request) -> web.Response:
@@ -195,7 +184,7 @@ async def status(request: web.Request) -> web.Response:
     sid = params.get("CallSid", "").strip()
     if not sid:
         raise web.HTTPBadRequest(text="CallSid is required\n")
-    known = await request.app[Keys.callflow].status(sid, params)
+    known = await request.app[keys.callflow].status(sid, params)
     if not known:
         log.info("status callback for unknown call %s", sid)
     return web.Response(status=204)

@@ -11,6 +11,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from ivr import keys
 from ivr.admin.api import create_admin_app
 from ivr.storage import queue as q
 from ivr.storage.database import open_pool
@@ -19,7 +20,6 @@ from tests.storage.test_queue import person, staff, wait
 
 TOKEN = "test-admin-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-POOL = web.AppKey("pool", asyncpg.Pool)
 
 Client = TestClient[web.Request, web.Application]
 
@@ -48,8 +48,8 @@ async def client(
         withdrawn.append(offer)
 
     root = web.Application()
-    root[POOL] = pool
-    root.add_subapp("/admin", create_admin_app(TOKEN, POOL, ["tx", "ny", "empty"], hang_up))
+    root[keys.pool] = pool
+    root.add_subapp("/admin", create_admin_app(TOKEN, ["tx", "ny", "empty"], hang_up))
     return await aiohttp_client(root)
 
 
@@ -87,8 +87,8 @@ async def test_requests_without_the_token_are_refused(
 async def test_empty_configured_token_refuses_everyone(pool: asyncpg.Pool, aiohttp_client: Any
                                                        ) -> None:
     root = web.Application()
-    root[POOL] = pool
-    root.add_subapp("/admin", create_admin_app("", POOL, ["tx"]))
+    root[keys.pool] = pool
+    root.add_subapp("/admin", create_admin_app("", ["tx"]))
     client = await aiohttp_client(root)
     resp = await client.get("/admin/counselors", headers={"Authorization": "Bearer "})
     assert resp.status == 401
@@ -223,7 +223,7 @@ async def test_queue_view_has_no_phone_numbers(client: Client, pool: asyncpg.Poo
 
 async def test_no_pool_yet_is_503(aiohttp_client: Any) -> None:
     root = web.Application()
-    root.add_subapp("/admin", create_admin_app(TOKEN, POOL, ["tx"]))
+    root.add_subapp("/admin", create_admin_app(TOKEN, ["tx"]))
     client = await aiohttp_client(root)
     resp = await client.get("/admin/queue", headers=AUTH)
     assert resp.status == 503 and "error" in await body(resp)

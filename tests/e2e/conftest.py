@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestServer
 from ivr.config import Settings
 from ivr.sim import TwilioWorld
 from ivr.sim.config import SimConfig
-from tests.conftest import bounded
+from tests.conftest import AUTH_TOKEN, bounded
 from tests.helpers import staff_all
 from tests.openapi_check import check_request
 
@@ -59,5 +59,5 @@ def twilio_api_url(world: TwilioWorld) -> str:
 @pytest.fixture
 async def sim(server: TestServer, settings: Settings, world: TwilioWorld) -> SimConfig:
     await staff_all(server)
-    return SimConfig(server_url=settings.public_url, auth_token=settings.auth_token,
+    return SimConfig(server_url=settings.public_url, auth_token=AUTH_TOKEN,
                      account_sid=settings.account_sid)

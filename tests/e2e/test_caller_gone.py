@@ -24,6 +24,7 @@ from ivr.sim import (
 from ivr.sim.config import SimConfig
 from ivr.sim.script import DialOutcome
 from ivr.sim.transcript import Dialed, StreamClosed
+from tests.conftest import AUTH_TOKEN
 from tests.helpers import call_params, new_sid, parse_twiml, post_signed, staff_all
 
 TX_CALLER = "+15125550123"
@@ -51,7 +52,7 @@ async def test_hanging_up_while_a_dial_step_rings_moves_nowhere(
     settings: Settings, server: TestServer, world: TwilioWorld
 ) -> None:
     # Nobody staffed: the first step dials the regional backup, which rings on.
-    sim = SimConfig(server_url=settings.public_url, auth_token=settings.auth_token,
+    sim = SimConfig(server_url=settings.public_url, auth_token=AUTH_TOKEN,
                     account_sid=settings.account_sid)
     script = CallScript(from_number=TX_CALLER, inputs=(Silence(),), hangup_after=30.0,
                         dial_outcomes=(DialOutcome("no-answer"),))
@@ -86,7 +87,7 @@ async def test_hanging_up_mid_stream_starts_no_transfer(
     speech_server: TestServer, settings: Settings, world: TwilioWorld
 ) -> None:
     await staff_all(speech_server)
-    sim = SimConfig(server_url=settings.public_url, auth_token=settings.auth_token,
+    sim = SimConfig(server_url=settings.public_url, auth_token=AUTH_TOKEN,
                     account_sid=settings.account_sid)
     media = MediaStreams(StreamSettings(speed=10))
     # The menu's stream opens about 15 s in (welcome, menu, a second for a key).

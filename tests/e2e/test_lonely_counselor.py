@@ -11,14 +11,15 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from ivr.app import create_app, pool_key
+from ivr import keys
+from ivr.app import create_app
 from ivr.config import Settings
 from ivr.content import Content
 from ivr.sim import CallScript, Silence, TwilioWorld, simulate_call
 from ivr.sim.config import SimConfig
 from ivr.storage import transfers as outcomes
 from ivr.storage.counselors import get_counselor
-from tests.conftest import bounded
+from tests.conftest import AUTH_TOKEN, bounded
 from tests.helpers import staff_all
 
 TX_CALLER = "+15125550123"
@@ -55,7 +56,7 @@ async def test_accepting_as_the_caller_leaves_gets_a_goodbye_not_hold_music(
     late_server: TestServer, settings: Settings, world: TwilioWorld
 ) -> None:
     await staff_all(late_server)
-    sim = SimConfig(server_url=settings.public_url, auth_token=settings.auth_token,
+    sim = SimConfig(server_url=settings.public_url, auth_token=AUTH_TOKEN,
                     account_sid=settings.account_sid)
     # The caller joins their conference about 25 s in; the counselor answers
     # about 5 s later and presses 1 about 12 s later: the caller hangs up
@@ -90,7 +91,7 @@ async def test_nobody_is_joined_to_a_call_known_to_be_over(
     t = await simulate_call(sim, CallScript(from_number=TX_CALLER, inputs=(Silence(),)),
                             world=world)
     assert t.reached_human
-    pool = server.app[pool_key]
+    pool = server.app[keys.pool]
     offer_id = await pool.fetchval("SELECT id FROM offers WHERE call_sid = $1", t.call_sid)
     # The call is over: even an offer made ringing again could not be accepted.
     await pool.execute("UPDATE offers SET state = 'ringing' WHERE id = $1", offer_id)

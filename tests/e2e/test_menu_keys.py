@@ -23,6 +23,7 @@ from ivr.sim import (
 )
 from ivr.sim.config import SimConfig
 from ivr.sim.transcript import CounselorJoined, Heard, Pressed, Transcript
+from tests.conftest import AUTH_TOKEN
 from tests.helpers import staff_all
 
 pytestmark = pytest.mark.skipif(
@@ -36,7 +37,7 @@ TX_SPANISH = ("+15125550101", "+15125550103")  # Ana, Carla
 @pytest.fixture
 async def voice_sim(speech_server: TestServer, settings: Settings) -> SimConfig:
     await staff_all(speech_server)
-    return SimConfig(server_url=settings.public_url, auth_token=settings.auth_token,
+    return SimConfig(server_url=settings.public_url, auth_token=AUTH_TOKEN,
                      account_sid=settings.account_sid)
 
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from aiohttp.test_utils import TestServer
 
-from ivr.app import pool_key
+from ivr import keys
 from ivr.report import parse_since, table
 from ivr.sim import CallScript, CounselorScript, NoAnswer, Silence, TwilioWorld, simulate_call
 from ivr.sim.config import SimConfig
@@ -33,7 +33,7 @@ async def test_report_counts_in_state_rollover_and_abandoned(
     assert answered_locally.reached_human and rolled_over.reached_human
     assert not abandoned.reached_human
 
-    rows = {r.state: r for r in await figures_by_state(server.app[pool_key],
+    rows = {r.state: r for r in await figures_by_state(server.app[keys.pool],
                                                         datetime.now(UTC) - timedelta(hours=1))}
     assert set(rows) == {"OK", "TX", "all"}
     tx_row = rows["TX"]
@@ -42,7 +42,7 @@ async def test_report_counts_in_state_rollover_and_abandoned(
     assert tx_row.average_answer_seconds is not None and tx_row.p90_answer_seconds is not None
     assert (rows["OK"].calls, rows["OK"].abandoned, rows["OK"].answered) == (1, 1, 0)
     assert (rows["all"].calls, rows["all"].answered) == (3, 2)
-    outcomes = {r["call_sid"]: r for r in await server.app[pool_key].fetch(
+    outcomes = {r["call_sid"]: r for r in await server.app[keys.pool].fetch(
         "SELECT * FROM call_outcomes")}
     local, rolled, left = (outcomes[t.call_sid] for t in (answered_locally, rolled_over,
                                                           abandoned))

@@ -124,7 +124,7 @@ async def test_database_lost_while_holding_sends_the_caller_to_backup(
 ) -> None:
     """Nobody can be offered to a holding caller without the database: after about
     a minute on hold the wait URL notices and the REST API takes them to the backup."""
-    from ivr.app import pool_key
+    from ivr import keys
     from ivr.sim import CallScript, NoAnswer, Silence, TwilioWorld, simulate_call
     from ivr.sim.config import SimConfig
     from ivr.sim.transcript import Dialed
@@ -142,8 +142,8 @@ async def test_database_lost_while_holding_sends_the_caller_to_backup(
         await server.start_server()
         try:
             await staff_all(server)
-            pool = server.app[pool_key]
-            sim = SimConfig(server_url=settings.public_url, auth_token=settings.auth_token,
+            pool = server.app[keys.pool]
+            sim = SimConfig(server_url=settings.public_url, auth_token=AUTH_TOKEN,
                             account_sid=settings.account_sid)
             script = CallScript(from_number="+15125550123", inputs=(Silence(),),
                                 hold_patience=600)

@@ -15,6 +15,7 @@ from ivr.config import Settings
 from ivr.sim import CallScript, Silence, TwilioWorld, simulate_call
 from ivr.sim.config import SimConfig
 from ivr.sim.transcript import CounselorJoined, Dialed, Note, Transcript
+from tests.conftest import AUTH_TOKEN
 
 DOMAIN = "crisis.sip.twilio.com"
 TX_CALLER = "+15125550123"  # an Austin number: its area code alone would say Texas
@@ -66,7 +67,7 @@ async def test_a_sip_call_falls_back_to_a_dial_step_with_our_caller_id(
     settings: Settings, server: TestServer, world: TwilioWorld
 ) -> None:
     # Nobody staffed: the caller goes straight to the backup centre's number.
-    sim = SimConfig(server_url=settings.public_url, auth_token=settings.auth_token,
+    sim = SimConfig(server_url=settings.public_url, auth_token=AUTH_TOKEN,
                     account_sid=settings.account_sid, caller_ids=(settings.caller_id,))
     t = await simulate_call(sim, sip_call(), world=world)
     assert _reached_by_dial(t) == (GULF_BACKUP,), t.format()
@@ -81,7 +82,7 @@ async def test_a_sip_call_falls_back_to_a_dial_step_with_our_caller_id(
 async def test_a_phone_caller_keeps_their_own_caller_id_on_a_dial_step(
     settings: Settings, server: TestServer, world: TwilioWorld
 ) -> None:
-    sim = SimConfig(server_url=settings.public_url, auth_token=settings.auth_token,
+    sim = SimConfig(server_url=settings.public_url, auth_token=AUTH_TOKEN,
                     account_sid=settings.account_sid, caller_ids=(settings.caller_id,))
     t = await simulate_call(sim, CallScript(from_number=TX_CALLER, inputs=(Silence(),)),
                             world=world)

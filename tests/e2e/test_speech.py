@@ -21,6 +21,7 @@ from ivr.sim import (
 )
 from ivr.sim.config import SimConfig
 from ivr.sim.transcript import CounselorJoined, Dialed, Heard, Transcript
+from tests.conftest import AUTH_TOKEN
 from tests.helpers import staff_all
 
 pytestmark = pytest.mark.skipif(
@@ -32,7 +33,7 @@ pytestmark = pytest.mark.skipif(
 @pytest.fixture
 async def voice_sim(speech_server: TestServer, settings: Settings) -> SimConfig:
     await staff_all(speech_server)
-    return SimConfig(server_url=settings.public_url, auth_token=settings.auth_token,
+    return SimConfig(server_url=settings.public_url, auth_token=AUTH_TOKEN,
                      account_sid=settings.account_sid)
 
 

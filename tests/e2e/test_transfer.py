@@ -8,7 +8,7 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestServer
 
-from ivr.app import pool_key
+from ivr import keys
 from ivr.config import Settings
 from ivr.sim import (
     Busy,
@@ -23,6 +23,7 @@ from ivr.sim.config import SimConfig
 from ivr.sim.script import DialOutcome
 from ivr.sim.transcript import CounselorJoined, Dialed, Transcript
 from ivr.storage.counselors import get_counselor, list_counselors, set_presence
+from tests.conftest import AUTH_TOKEN
 
 ANA, BEN = "+15125550101", "sip:ben@tx-crisis.example.org"
 TX_CALLER = "+15125550123"
@@ -61,7 +62,7 @@ async def test_a_decline_moves_to_the_next_counselor(
     row = await call_row(settings, t.call_sid)
     assert row["offers"] == [("tx-ana", "declined"), ("tx-ben", "accepted")]
     # A decline keeps Ana ready for the next caller; Ben is in wrap-up, then available.
-    assert (await get_counselor(server.app[pool_key], "tx-ana")).presence == "available"
+    assert (await get_counselor(server.app[keys.pool], "tx-ana")).presence == "available"
     assert row["answered_tier"] == "local" and row["answered_in_state"] is True
 
 
@@ -71,7 +72,7 @@ async def test_no_answer_moves_on_and_takes_the_counselor_offline(
 ) -> None:
     t = await silent_tx_call(sim, world)
     assert joined(t) == BEN, t.format()
-    assert (await get_counselor(server.app[pool_key], "tx-ana")).presence == "offline"
+    assert (await get_counselor(server.app[keys.pool], "tx-ana")).presence == "offline"
     row = await call_row(settings, t.call_sid)
     assert row["offers"] == [("tx-ana", "missed"), ("tx-ben", "accepted")]
 
@@ -107,7 +108,7 @@ async def test_nobody_available_skips_the_tier_at_once(
     settings: Settings, server: TestServer, world: TwilioWorld
 ) -> None:
     # Nobody staffed (every counselor starts offline): no leg is placed at all.
-    sim = SimConfig(server_url=settings.public_url, auth_token=settings.auth_token,
+    sim = SimConfig(server_url=settings.public_url, auth_token=AUTH_TOKEN,
                     account_sid=settings.account_sid)
     t = await silent_tx_call(sim, world)
     assert t.reached_human
@@ -147,7 +148,7 @@ async def test_neighbouring_state_is_answered_out_of_state(
 async def test_caller_hanging_up_while_it_rings_cancels_the_leg(
     sim: SimConfig, world: TwilioWorld, settings: Settings, server: TestServer
 ) -> None:
-    pool = server.app[pool_key]
+    pool = server.app[keys.pool]
     await set_presence(pool, "tx-ben", "offline")  # only Ana is rung, and she never answers
     t = await silent_tx_call(sim, world, hangup_after=27.0)  # while Ana's phone rings
     assert not t.reached_human
@@ -161,5 +162,5 @@ async def test_caller_hanging_up_while_it_rings_cancels_the_leg(
 
 
 async def test_counselors_are_synced_from_the_plan(server: TestServer) -> None:
-    ids = {c.id for c in await list_counselors(server.app[pool_key])}
+    ids = {c.id for c in await list_counselors(server.app[keys.pool])}
     assert {"tx-ana", "tx-ben", "tx-carla", "ny-dan", "ca-fatima"} <= ids

@@ -17,7 +17,8 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from ivr.app import create_app, pool_key
+from ivr import keys
+from ivr.app import create_app
 from ivr.config import ConfigError, Settings
 from ivr.content import Content
 from ivr.sim import ApiError, CallScript, NoAnswer, Silence, TwilioWorld, simulate_call
@@ -43,7 +44,7 @@ async def health(settings: Settings) -> tuple[int, dict[str, Any]]:
 
 
 async def presences(server: TestServer) -> dict[str, str]:
-    return {c.id: c.presence for c in await list_counselors(server.app[pool_key])}
+    return {c.id: c.presence for c in await list_counselors(server.app[keys.pool])}
 
 
 async def tx_call(sim: SimConfig, world: TwilioWorld, **script: Any) -> Transcript:
@@ -120,7 +121,7 @@ async def test_a_refused_address_counts_against_that_counselor_only(
 async def test_a_caller_whose_move_failed_is_moved_by_a_hold_round(
     sim: SimConfig, settings: Settings, server: TestServer, world: TwilioWorld
 ) -> None:
-    await set_presence(server.app[pool_key], "tx-ben", "offline")  # Ana alone, never answering
+    await set_presence(server.app[keys.pool], "tx-ben", "offline")  # Ana alone, never answering
     t = await tx_call(sim, world, hold_patience=400)
     assert t.reached_human, t.format(show_requests=True)
     assert t.of_type(Dialed)[0].targets == (GULF_BACKUP,), t.format()
@@ -142,3 +143,5 @@ async def test_refused_credentials_stop_a_public_server_from_starting(
         with pytest.raises(ConfigError, match=r"TWILIO_ACCOUNT_SID .* TWILIO_AUTH_TOKEN"):
             await server.start_server()
         await server.close()
+        # The database was opened before the check failed: closed all the same.
+        assert server.app[keys.pool].is_closing()
