@@ -8,7 +8,7 @@ then dials each offer's address and reports how it ended (`offer_accepted`,
 (`dequeue`, `abandon`) cancels an offer still ringing and returns it, so the
 counselor leg can be hung up.
 
-The state changes live in SQL functions (migration 002): each is one round
+The state changes live in SQL functions (functions.sql): each is one round
 trip and takes its row locks in one fixed order, so concurrent instances
 never deadlock and never see a half-made offer.
 
