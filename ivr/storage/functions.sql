@@ -37,7 +37,8 @@ $$ SELECT pg_notify('ivr_routing', '') $$;
 
 
 -- The hot path: match waiting callers (longest waiting first) with free
--- counselors (skill first, then longest idle) in one transaction.
+-- counselors (lowest rank, then longest idle: the order is written down at
+-- ivr.routing.tiers.rank) in one transaction.
 --
 -- The free counselors are locked up front with SKIP LOCKED: two instances
 -- claiming at once split them instead of both walking the line for the same
@@ -72,7 +73,7 @@ BEGIN
     -- Choose first, write after: the matching is sequential (each caller takes
     -- from what the older ones left), the writes are one set-based statement.
     FOR w IN
-        SELECT q.call_sid, q.need, q.eligible, q.tier_kind, q.tier_started_at
+        SELECT q.call_sid, q.eligible, q.ranks, q.tier_kind, q.tier_started_at
         FROM waiting q
         WHERE q.status = 'waiting' AND q.eligible_key = ANY (hit)
         ORDER BY q.enqueued_at, q.call_sid
@@ -83,19 +84,20 @@ BEGIN
         -- list is intersected in memory, then only those rows are read by
         -- primary key (OFFSET 0 keeps it a nested loop whatever the
         -- statistics say). All of them are locked by this transaction.
+        -- A missing rank (ranks empty: everyone alike) counts as 0.
         SELECT k.id, k.center_id INTO pick
-        FROM unnest(free) AS f(id)
+        FROM unnest(w.eligible, w.ranks) AS e(id, rank)
         CROSS JOIN LATERAL (
-            SELECT c.id, c.center_id, c.idle_since, c.skills FROM counselors c
-            WHERE c.id = f.id
+            SELECT c.id, c.center_id, c.idle_since FROM counselors c
+            WHERE c.id = e.id
             OFFSET 0
         ) k
-        WHERE f.id = ANY (w.eligible)
+        WHERE e.id = ANY (free)
           -- a counselor who missed or declined this caller is not rung again in this tier
           AND NOT EXISTS (SELECT 1 FROM offers o
                           WHERE o.call_sid = w.call_sid AND o.counselor_id = k.id
                             AND o.created_at >= w.tier_started_at)
-        ORDER BY (w.need IS NOT NULL AND w.need = ANY (k.skills)) DESC, k.idle_since, k.id
+        ORDER BY coalesce(e.rank, 0), k.idle_since, k.id
         LIMIT 1;
         CONTINUE WHEN NOT FOUND;
         -- Only the callers matched are locked (the walk may pass many). One
@@ -245,8 +247,12 @@ END $$;
 
 
 -- The caller moves to another tier; an offer still ringing in the old one is
--- cancelled and returned.
-CREATE OR REPLACE FUNCTION ivr_set_tier(p_call text, p_index integer, p_kind text, p_eligible text[])
+-- cancelled and returned. Before ranks it took four arguments: that one is
+-- dropped (CREATE OR REPLACE cannot add one). p_ranks has a default so that
+-- an instance of the older version still running calls this one.
+DROP FUNCTION IF EXISTS ivr_set_tier(text, integer, text, text[]);
+CREATE OR REPLACE FUNCTION ivr_set_tier(p_call text, p_index integer, p_kind text,
+                                        p_eligible text[], p_ranks integer[] DEFAULT '{}')
 RETURNS SETOF offer_details LANGUAGE plpgsql AS $$
 DECLARE
     ended bigint;
@@ -259,7 +265,7 @@ BEGIN
     ended := ivr_end_open_offer(p_call, 'canceled', NULL);
     INSERT INTO eligibility (members) VALUES (p_eligible) ON CONFLICT DO NOTHING;
     UPDATE waiting SET tier_index = p_index, tier_kind = p_kind, eligible = p_eligible,
-                       tier_started_at = clock_timestamp(), status = 'waiting',
+                       ranks = p_ranks, tier_started_at = clock_timestamp(), status = 'waiting',
                        offered_counselor = NULL, updated_at = now()
     WHERE call_sid = p_call;
     PERFORM ivr_routing_changed();

@@ -9,16 +9,21 @@ Two parts (see the header of functions.sql):
 
 Two instances starting together both call `migrate`; the lock makes the
 second wait, find no migration left, and apply functions.sql again to the
-same result.
+same result. An instance older than the database (it has migrations this
+version does not know, as while a newer version is rolled out) leaves the
+functions alone: they belong with the newer tables.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
 from importlib import resources
 
 import asyncpg
+
+log = logging.getLogger(__name__)
 
 # Any constant works; it only has to be the same in every instance.
 _LOCK_KEY = 0x1F0988
@@ -68,7 +73,11 @@ async def migrate(conn: asyncpg.Connection, schema: Schema | None = None) -> lis
                     "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, name
                 )
             applied.append(name)
-        if schema.functions:
+        newer = done - {version for version, _, _ in schema.migrations}
+        if newer:
+            log.warning("the database has migrations newer than this version (%s):"
+                        " its functions are left as they are", ", ".join(map(str, sorted(newer))))
+        elif schema.functions:
             async with conn.transaction():
                 await conn.execute(schema.functions)
     finally:

@@ -166,3 +166,51 @@ def test_no_numbered_migration_creates_a_function_or_a_view() -> None:
                           "CREATE PROCEDURE", "CREATE TRIGGER"):
             assert statement not in words, f"{name}: {statement} belongs in functions.sql"
     assert "CREATE OR REPLACE FUNCTION ivr_claim_offers" in schema.functions
+
+
+async def test_a_caller_waiting_across_the_upgrade_is_still_served(dsn: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await migrate(conn, old_schema())
+        # As the older version left them: a free counselor, a caller waiting
+        # (enqueued without ranks, which did not exist).
+        await conn.execute(
+            "INSERT INTO counselors (id, center_id, name, address, presence, idle_since)"
+            " VALUES ('ann', 'c1', 'Ann', 'sip:ann@c1.example.org', 'available', now()),"
+            "        ('bob', 'c1', 'Bob', 'sip:bob@c1.example.org', 'offline', NULL)"
+        )
+        await conn.execute(
+            "INSERT INTO eligibility (members) VALUES ('{ann}');"
+            "INSERT INTO waiting (call_sid, queue, language, tier_index, tier_kind, eligible)"
+            " VALUES ('CA-1', 'crisis', 'en', 0, 'local', '{ann}')"
+        )
+        await migrate(conn)
+        (offer,) = await conn.fetch("SELECT * FROM ivr_claim_offers(5)")
+        assert (offer["call_sid"], offer["counselor_id"]) == ("CA-1", "ann")
+        # An instance of the older version, still running, moves the caller
+        # on with the four arguments it knows.
+        (cancelled,) = await conn.fetch(
+            "SELECT * FROM ivr_set_tier('CA-1', 1, 'backup', '{bob}')")
+        assert cancelled["id"] == offer["id"]
+        assert await conn.fetchval("SELECT ranks FROM waiting WHERE call_sid = 'CA-1'") == []
+    finally:
+        await conn.close()
+
+
+async def test_an_older_instance_leaves_the_newer_functions_alone(dsn: str) -> None:
+    current = await asyncio.to_thread(shipped)
+    newer = Schema(
+        (*current.migrations, (999, "999_future.sql", "CREATE TABLE future (id int)")),
+        current.functions + "\nCREATE OR REPLACE FUNCTION ivr_routing_changed() RETURNS void"
+        " LANGUAGE sql AS $$ SELECT pg_notify('ivr_routing', 'future') $$;\n",
+    )
+    conn = await asyncpg.connect(dsn)
+    try:
+        await migrate(conn, newer)
+        assert await migrate(conn, current) == []
+        defined = await conn.fetchval(
+            "SELECT pg_get_functiondef('ivr_routing_changed'::regproc)"
+        )
+        assert "'future'" in defined
+    finally:
+        await conn.close()

@@ -36,7 +36,7 @@ CREATE TABLE waiting (
     tier_index        integer NOT NULL,
     tier_kind         text NOT NULL,
     tier_started_at   timestamptz NOT NULL DEFAULT clock_timestamp(),
-    -- Counselor ids of the current tier (tiers.resolve), best first.
+    -- Counselor ids of the current tier (tiers.resolve); their ranks: `ranks` (008).
     eligible          text[] NOT NULL DEFAULT '{}',
     eligible_key      bigint NOT NULL GENERATED ALWAYS AS (hash_array_extended(eligible, 0)) STORED,
     -- Being rung while 'offering'; the one who answered once 'connected'.
