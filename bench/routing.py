@@ -101,7 +101,8 @@ def new_caller(plan: RoutingPlan, rng: random.Random) -> tuple[Any, ...]:
     need = NEED if rng.random() < 0.15 else None
     first = resolve(plan, "crisis", state, language, need)[0]
     eligible = [p.id for p in first.counselors]
-    return ("CA" + uuid.uuid4().hex, "crisis", language, need, state, 0, first.kind, eligible)
+    return ("CA" + uuid.uuid4().hex, "crisis", language, need, state, 0, first.kind, eligible,
+            first.ranks)
 
 
 async def setup(dsn: str, args: argparse.Namespace) -> None:

@@ -8,8 +8,9 @@ Rules:
 - language is a hard requirement at the local and backup tiers: a center,
   or a counselor, that does not speak it is left out; the national backup
   answers every language;
-- `need` (e.g. "veteran") is a preference: centers and counselors with that
-  skill come first within a tier, the others still follow;
+- `need` (e.g. "veteran") is a preference: centers with that skill come
+  first within a tier, counselors with it get the better rank (`rank`), the
+  others still follow;
 - a center is rung in one tier only (the first that lists it);
 - tiers with nobody to ring are dropped; the national tier is always last,
   even for a queue the plan does not know (a plan reloaded under a live
@@ -38,10 +39,24 @@ from ivr.routing.states import STATES
 class TierTarget:
     kind: TierKind
     centers: tuple[Center, ...]  # in ringing order; empty for the national tier
-    counselors: tuple[Counselor, ...]  # of those centers, speaking the language, best first
+    counselors: tuple[Counselor, ...]  # of those centers, speaking the language, by rank
     external_numbers: tuple[str, ...]  # numbers dialled as is (external centers, national)
     ring_timeout: float
     skip_when_unavailable: bool
+    ranks: tuple[int, ...] = ()  # rank(counselor, need) of each of `counselors`
+
+
+# The order in which counselors are offered a caller, written down once:
+# among the available counselors of the caller's tier who speak their
+# language, the lowest rank first, then the longest idle, then the id.
+# The rank is the plan's preference, decided here alone and handed to the
+# database with each id; idle time is live, so the order itself is taken
+# in one place, the ORDER BY of ivr_claim_offers (ivr/storage/functions.sql),
+# the only code that sees it. A tier's `counselors` are listed by rank for
+# whoever reads them; nothing rings them in that listing's order.
+def rank(counselor: Counselor, need: str | None) -> int:
+    """0: has the skill the caller needs (or the caller needs none); 1: the others."""
+    return 0 if need is None or need in counselor.skills else 1
 
 
 def _language(language: str) -> str:
@@ -83,8 +98,7 @@ def _target(
         # sorted() is stable: file order stays within each group.
         speaking.sort(key=lambda c: need not in c.skills)
     counselors = [p for c in speaking for p in c.counselors if language in p.languages]
-    if need:
-        counselors.sort(key=lambda p: need not in p.skills)
+    counselors.sort(key=lambda p: rank(p, need))
     numbers = [c.number for c in speaking if c.number]
     if not counselors and not numbers:
         return None
@@ -97,6 +111,7 @@ def _target(
         tuple(numbers),
         tier.ring_timeout,
         tier.skip_when_unavailable,
+        tuple(rank(p, need) for p in counselors),
     )
 
 

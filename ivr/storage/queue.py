@@ -1,14 +1,16 @@
 """Callers waiting for a counselor, and the offers that ring counselors for them.
 
 A caller enters the line (`enqueue`) with the counselor ids of their current
-tier; `claim_offers` matches the longest-waiting callers with the best free
-counselor of their tier, atomically across server instances; the call flow
+tier and the rank of each (`ivr.routing.tiers.rank`, where the order of
+counselors is written down); `claim_offers` matches the longest-waiting
+callers with the best free counselor of their tier (lowest rank, then
+longest idle), atomically across server instances; the call flow
 then dials each offer's address and reports how it ended (`offer_accepted`,
 `offer_missed`). Moving to the next tier (`set_tier`) or leaving the line
 (`dequeue`, `abandon`) cancels an offer still ringing and returns it, so the
 counselor leg can be hung up.
 
-The state changes live in SQL functions (migration 002): each is one round
+The state changes live in SQL functions (functions.sql): each is one round
 trip and takes its row locks in one fixed order, so concurrent instances
 never deadlock and never see a half-made offer.
 
@@ -84,6 +86,13 @@ def _offers(records: Sequence[asyncpg.Record]) -> list[Offer]:
     return [Offer(**dict(r)) for r in records]
 
 
+def _ranks(eligible: Sequence[str], ranks: Sequence[int]) -> list[int]:
+    """`ranks` has one rank per eligible counselor, or none when all rank alike."""
+    if ranks and len(ranks) != len(eligible):
+        raise ValueError(f"{len(ranks)} ranks for {len(eligible)} eligible counselors")
+    return list(ranks)
+
+
 async def enqueue(
     pool: asyncpg.Pool,
     call_sid: str,
@@ -94,14 +103,15 @@ async def enqueue(
     tier_index: int,
     tier_kind: str,
     eligible: Sequence[str],
+    ranks: Sequence[int],
 ) -> bool:
     """Put a caller on the line; False (and nothing changed) if already there."""
     inserted: int = await pool.fetchval(
         """
         WITH w AS (
             INSERT INTO waiting (call_sid, queue, language, need, caller_state,
-                                 tier_index, tier_kind, eligible)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                                 tier_index, tier_kind, eligible, ranks)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
             ON CONFLICT (call_sid) DO NOTHING
             RETURNING call_sid
         ), g AS (
@@ -110,22 +120,25 @@ async def enqueue(
         SELECT count(*) FROM (SELECT ivr_routing_changed() FROM w) n
         """,
         call_sid, queue, language, need, caller_state, tier_index, tier_kind, list(eligible),
+        _ranks(eligible, ranks),
     )
     return inserted == 1
 
 
 async def set_tier(
-    pool: asyncpg.Pool, call_sid: str, tier_index: int, tier_kind: str, eligible: Sequence[str]
+    pool: asyncpg.Pool, call_sid: str, tier_index: int, tier_kind: str,
+    eligible: Sequence[str], ranks: Sequence[int],
 ) -> list[Offer]:
     """Move a waiting caller to another tier; returns the offer it cancelled, if any."""
     return _offers(await pool.fetch(
-        "SELECT * FROM ivr_set_tier($1, $2, $3, $4)",
-        call_sid, tier_index, tier_kind, list(eligible),
+        "SELECT * FROM ivr_set_tier($1, $2, $3, $4, $5)",
+        call_sid, tier_index, tier_kind, list(eligible), _ranks(eligible, ranks),
     ))
 
 
 async def requeue(
-    pool: asyncpg.Pool, call_sid: str, tier_index: int, tier_kind: str, eligible: Sequence[str]
+    pool: asyncpg.Pool, call_sid: str, tier_index: int, tier_kind: str,
+    eligible: Sequence[str], ranks: Sequence[int],
 ) -> bool:
     """Put a connected caller back on the line (the counselor's leg dropped).
 
@@ -136,7 +149,7 @@ async def requeue(
         """
         WITH w AS (
             UPDATE waiting SET status = 'waiting', offered_counselor = NULL,
-                               tier_index = $2, tier_kind = $3, eligible = $4,
+                               tier_index = $2, tier_kind = $3, eligible = $4, ranks = $5,
                                tier_started_at = clock_timestamp(), updated_at = now()
             WHERE call_sid = $1 AND status = 'connected'
             RETURNING call_sid
@@ -145,7 +158,7 @@ async def requeue(
         )
         SELECT count(*) FROM (SELECT ivr_routing_changed() FROM w) n
         """,
-        call_sid, tier_index, tier_kind, list(eligible),
+        call_sid, tier_index, tier_kind, list(eligible), _ranks(eligible, ranks),
     )
     return updated == 1
 
@@ -169,8 +182,9 @@ async def claim_offers(pool: asyncpg.Pool, limit: int = 20) -> list[Offer]:
     """Match waiting callers with free counselors; each offer returned is ringing.
 
     Callers are served longest-waiting first; each gets, among the free
-    counselors in their `eligible` list, one with the skill they need if any,
-    longest idle first. One statement, safe to run from every instance at once:
+    counselors in their `eligible` list, the lowest ranked, longest idle
+    first (the order is written down at `ivr.routing.tiers.rank`). One
+    statement, safe to run from every instance at once:
     no counselor gets two open offers, no caller two.
     """
     if limit < 1:

@@ -37,14 +37,17 @@ class DialStep:
 
 @dataclass(frozen=True)
 class WarmStep:
-    """Offer the caller to the tier's counselors, best first, within `timeout` seconds."""
+    """Offer the caller to the tier's counselors, one at a time, within `timeout` seconds."""
 
     tier: str
     name: str
-    counselors: tuple[str, ...]  # ids, in preference order
+    counselors: tuple[str, ...]  # ids, listed by rank
     timeout: int
     skip_when_unavailable: bool
     centers: tuple[str, ...] = ()
+    # tiers.rank of each counselor, which the database orders offers by;
+    # empty when all rank alike.
+    ranks: tuple[int, ...] = ()
 
 
 Step = DialStep | WarmStep
@@ -65,11 +68,11 @@ def transfer_steps(
             name = ",".join(c.id for c in target.centers)
             centers = tuple(c.id for c in target.centers)
             timeout = round(target.ring_timeout)
-            # Resolved counselors are already filtered by language, best skill first.
+            # Resolved counselors are already filtered by language and ranked.
             if target.counselors:
                 ids = tuple(c.id for c in target.counselors)
                 steps.append(WarmStep(target.kind, name, ids, timeout,
-                                      target.skip_when_unavailable, centers))
+                                      target.skip_when_unavailable, centers, target.ranks))
             if target.external_numbers:
                 steps.append(DialStep(target.kind, name, tuple(target.external_numbers),
                                       timeout, centers=centers))
@@ -85,7 +88,9 @@ def step_to_json(step: Step) -> dict[str, Any]:
 def step_from_json(data: dict[str, Any]) -> Step:
     fields = {k: v for k, v in data.items() if k != "mode"}
     if data.get("mode") == "warm":
+        # A step stored before ranks existed has none: everyone ranks alike.
         return WarmStep(**{**fields, "counselors": tuple(fields["counselors"]),
-                           "centers": tuple(fields.get("centers", ()))})
+                           "centers": tuple(fields.get("centers", ())),
+                           "ranks": tuple(fields.get("ranks", ()))})
     return DialStep(**{**fields, "targets": tuple(fields["targets"]),
                        "centers": tuple(fields.get("centers", ()))})

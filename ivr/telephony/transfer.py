@@ -129,10 +129,10 @@ class Transfers:
             if not await queue.enqueue(
                 self.pool, sid, transfer.get("queue") or "", transfer["language"],
                 transfer.get("need"), transfer.get("caller_state"), index, step.tier,
-                step.counselors,
+                step.counselors, step.ranks,
             ):
                 await self._cancel(await queue.set_tier(
-                    self.pool, sid, index, step.tier, step.counselors))
+                    self.pool, sid, index, step.tier, step.counselors, step.ranks))
             self.kick()
         elif was_queued(transfer):
             await self._cancel(await queue.dequeue(self.pool, sid, "backup"))
@@ -230,7 +230,7 @@ class Transfers:
         log.info("call %s: %s, moving to the %s tier (%s)", sid, why, step.tier, step.name)
         if isinstance(step, WarmStep):
             await self._cancel(await queue.set_tier(
-                self.pool, sid, index, step.tier, step.counselors))
+                self.pool, sid, index, step.tier, step.counselors, step.ranks))
             self.kick()
             return
         await self._cancel(await queue.dequeue(self.pool, sid, "backup"))

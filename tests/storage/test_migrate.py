@@ -1,13 +1,94 @@
-"""Migrations at start-up: safe when several instances start at once."""
+"""Migrations at start-up: safe when several instances start at once, and a
+database made by an earlier version ends exactly like a fresh one."""
 
 from __future__ import annotations
 
 import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
 
 import asyncpg
+import pytest
 
 from ivr.storage.database import open_pool
-from ivr.storage.migrate import available
+from ivr.storage.migrate import Schema, available, migrate, shipped
+from tests.conftest import bounded, with_database
+
+# The numbered migrations as the version before functions.sql shipped them
+# (commit f482f72): functions and views were created inside 002 and 005.
+# Kept as they were, never edited: they are what existing databases ran.
+OLD_MIGRATIONS = Path(__file__).parent / "old_migrations"
+
+
+def old_schema() -> Schema:
+    files = sorted(OLD_MIGRATIONS.glob("*.sql"))
+    return Schema(
+        tuple((int(f.name.split("_", 1)[0]), f.name, f.read_text(encoding="utf-8")) for f in files),
+        functions="",
+    )
+
+
+@pytest.fixture
+async def other_dsn(pg_root: str) -> AsyncIterator[str]:
+    """A second empty database on the same server."""
+    name = "t_" + uuid.uuid4().hex[:16]
+    conn = await asyncpg.connect(pg_root)
+    try:
+        await conn.execute(f"CREATE DATABASE {name}")
+    finally:
+        await conn.close()
+    yield with_database(pg_root, name)
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(pg_root, timeout=10)
+        try:
+            await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        finally:
+            await conn.close(timeout=5)
+
+    await bounded(drop(), f"dropping database {name}")
+
+
+_CATALOG = {
+    "functions": """
+        SELECT p.oid::regprocedure::text, pg_get_functiondef(p.oid) FROM pg_proc p
+        WHERE p.pronamespace = 'public'::regnamespace""",
+    "views": """
+        SELECT c.relname::text, pg_get_viewdef(c.oid) FROM pg_class c
+        WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('v', 'm')""",
+    "columns": """
+        SELECT table_name::text, ordinal_position::int, column_name::text, data_type::text,
+               is_nullable::text, column_default::text, generation_expression::text
+        FROM information_schema.columns WHERE table_schema = 'public'""",
+    "constraints": """
+        SELECT conrelid::regclass::text, conname::text, pg_get_constraintdef(oid)
+        FROM pg_constraint WHERE connamespace = 'public'::regnamespace""",
+    "indexes": "SELECT indexname::text, indexdef FROM pg_indexes WHERE schemaname = 'public'",
+    "migrations": "SELECT version, name FROM schema_migrations",
+}
+
+
+async def catalog(dsn: str) -> dict[str, list[tuple[Any, ...]]]:
+    """What a database is made of: every function's and view's definition, tables."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        return {
+            part: sorted(tuple(r) for r in await conn.fetch(query))
+            for part, query in _CATALOG.items()
+        }
+    finally:
+        await conn.close()
+
+
+async def migrated(dsn: str, *schemas: Schema | None) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        for schema in schemas:
+            await migrate(conn, schema)
+    finally:
+        await conn.close()
 
 
 async def test_instances_starting_together_apply_each_migration_once(dsn: str) -> None:
@@ -17,6 +98,7 @@ async def test_instances_starting_together_apply_each_migration_once(dsn: str) -
         migrations = await asyncio.to_thread(available)
         assert [r["version"] for r in rows] == [v for v, _, _ in migrations]
         assert await pools[0].fetchval("SELECT count(*) FROM calls") == 0
+        assert await pools[0].fetch("SELECT * FROM ivr_claim_offers(5)") == []
     finally:
         await asyncio.gather(*(p.close() for p in pools))
 
@@ -35,3 +117,100 @@ async def test_restart_applies_nothing_new(dsn: str) -> None:
     finally:
         await pool.close()
     assert sorted(map(tuple, before)) == sorted(map(tuple, after))
+
+
+async def test_a_database_of_the_old_migrations_ends_like_a_fresh_one(
+    dsn: str, other_dsn: str
+) -> None:
+    await migrated(dsn, old_schema())
+    old = await catalog(dsn)
+    # The old files did create functions and views: an existing database has them.
+    assert {"ivr_claim_offers", "ivr_set_tier"} <= {f.split("(")[0] for f, _ in old["functions"]}
+    assert {"offer_details", "call_outcomes"} <= {v for v, _ in old["views"]}
+
+    await migrated(dsn, None)  # the old database, migrated by this version
+    await migrated(other_dsn, None)  # a fresh database
+    upgraded, fresh = await catalog(dsn), await catalog(other_dsn)
+    for part in _CATALOG:
+        assert upgraded[part] == fresh[part], part
+    assert fresh["functions"] and fresh["views"]
+
+
+async def test_functions_are_applied_again_on_every_migrate(dsn: str) -> None:
+    await migrated(dsn, None)
+    conn = await asyncpg.connect(dsn)
+    try:
+        # Drift by hand: a function changed, a view gone.
+        await conn.execute(
+            "CREATE OR REPLACE FUNCTION ivr_routing_changed() RETURNS void LANGUAGE sql AS"
+            " $$ SELECT pg_notify('elsewhere', '') $$"
+        )
+        await conn.execute("DROP VIEW call_outcomes")
+        assert await migrate(conn) == []  # no numbered migration is left...
+        # ...and yet the functions and views are this version's again.
+        defined = await conn.fetchval(
+            "SELECT pg_get_functiondef('ivr_routing_changed'::regproc)"
+        )
+        assert "'ivr_routing'" in defined
+        assert await conn.fetchval("SELECT count(*) FROM call_outcomes") == 0
+    finally:
+        await conn.close()
+
+
+def test_no_numbered_migration_creates_a_function_or_a_view() -> None:
+    # Functions and views live in functions.sql only (see its header).
+    schema = shipped()
+    for _, name, sql in schema.migrations:
+        words = " ".join(sql.upper().split())
+        for statement in ("CREATE FUNCTION", "CREATE OR REPLACE", "CREATE VIEW",
+                          "CREATE PROCEDURE", "CREATE TRIGGER"):
+            assert statement not in words, f"{name}: {statement} belongs in functions.sql"
+    assert "CREATE OR REPLACE FUNCTION ivr_claim_offers" in schema.functions
+
+
+async def test_a_caller_waiting_across_the_upgrade_is_still_served(dsn: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await migrate(conn, old_schema())
+        # As the older version left them: a free counselor, a caller waiting
+        # (enqueued without ranks, which did not exist).
+        await conn.execute(
+            "INSERT INTO counselors (id, center_id, name, address, presence, idle_since)"
+            " VALUES ('ann', 'c1', 'Ann', 'sip:ann@c1.example.org', 'available', now()),"
+            "        ('bob', 'c1', 'Bob', 'sip:bob@c1.example.org', 'offline', NULL)"
+        )
+        await conn.execute(
+            "INSERT INTO eligibility (members) VALUES ('{ann}');"
+            "INSERT INTO waiting (call_sid, queue, language, tier_index, tier_kind, eligible)"
+            " VALUES ('CA-1', 'crisis', 'en', 0, 'local', '{ann}')"
+        )
+        await migrate(conn)
+        (offer,) = await conn.fetch("SELECT * FROM ivr_claim_offers(5)")
+        assert (offer["call_sid"], offer["counselor_id"]) == ("CA-1", "ann")
+        # An instance of the older version, still running, moves the caller
+        # on with the four arguments it knows.
+        (cancelled,) = await conn.fetch(
+            "SELECT * FROM ivr_set_tier('CA-1', 1, 'backup', '{bob}')")
+        assert cancelled["id"] == offer["id"]
+        assert await conn.fetchval("SELECT ranks FROM waiting WHERE call_sid = 'CA-1'") == []
+    finally:
+        await conn.close()
+
+
+async def test_an_older_instance_leaves_the_newer_functions_alone(dsn: str) -> None:
+    current = await asyncio.to_thread(shipped)
+    newer = Schema(
+        (*current.migrations, (999, "999_future.sql", "CREATE TABLE future (id int)")),
+        current.functions + "\nCREATE OR REPLACE FUNCTION ivr_routing_changed() RETURNS void"
+        " LANGUAGE sql AS $$ SELECT pg_notify('ivr_routing', 'future') $$;\n",
+    )
+    conn = await asyncpg.connect(dsn)
+    try:
+        await migrate(conn, newer)
+        assert await migrate(conn, current) == []
+        defined = await conn.fetchval(
+            "SELECT pg_get_functiondef('ivr_routing_changed'::regproc)"
+        )
+        assert "'future'" in defined
+    finally:
+        await conn.close()

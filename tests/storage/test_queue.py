@@ -13,6 +13,7 @@ import asyncpg
 import pytest
 
 from ivr.routing.plan import Center, Counselor, Line, Queue, RoutingPlan, Tier
+from ivr.routing.tiers import rank
 from ivr.storage import counselors as cs
 from ivr.storage import queue as q
 from ivr.storage.database import open_pool
@@ -50,8 +51,11 @@ async def staff(pool: asyncpg.Pool, *people: Counselor, available: Sequence[str]
 
 
 async def wait(pool: asyncpg.Pool, sid: str, eligible: Sequence[str], *, ago: float = 0.0,
-               need: str | None = None, language: str = "en") -> None:
-    assert await q.enqueue(pool, sid, "crisis", language, need, "TX", 0, "local", eligible)
+               need: str | None = None, language: str = "en",
+               ranks: Sequence[int] = ()) -> None:
+    """Put a caller on the line; `ranks` as tiers.rank gives them (none: all alike)."""
+    assert await q.enqueue(pool, sid, "crisis", language, need, "TX", 0, "local", eligible,
+                           ranks)
     if ago:
         await pool.execute(
             "UPDATE waiting SET enqueued_at = now() - make_interval(secs => $2)"
@@ -100,10 +104,11 @@ async def test_longest_waiting_caller_gets_longest_idle_counselor(pool: asyncpg.
 
 
 async def test_needed_skill_comes_before_idle_time(pool: asyncpg.Pool) -> None:
-    await staff(pool, person("ann"), person("vet", skills=("veteran",)),
-                available=["ann", "vet"])
-    await wait(pool, "CA-v", ["vet", "ann"], need="veteran", ago=10)
-    await wait(pool, "CA-x", ["vet", "ann"], ago=5)
+    ann, vet = person("ann"), person("vet", skills=("veteran",))
+    await staff(pool, ann, vet, available=["ann", "vet"])
+    await wait(pool, "CA-v", ["vet", "ann"], need="veteran", ago=10,
+               ranks=[rank(vet, "veteran"), rank(ann, "veteran")])
+    await wait(pool, "CA-x", ["vet", "ann"], ago=5, ranks=[rank(vet, None), rank(ann, None)])
     offers = await q.claim_offers(pool)
     assert [(o.call_sid, o.counselor_id) for o in offers] == [("CA-v", "vet"), ("CA-x", "ann")]
     assert offers[0].need == "veteran"
@@ -145,7 +150,7 @@ async def test_limit_bounds_one_claim(pool: asyncpg.Pool) -> None:
 
 async def test_enqueue_is_idempotent(pool: asyncpg.Pool) -> None:
     await wait(pool, "CA-1", ["ann"])
-    assert not await q.enqueue(pool, "CA-1", "other", "es", None, None, 3, "backup", [])
+    assert not await q.enqueue(pool, "CA-1", "other", "es", None, None, 3, "backup", [], [])
     w = await q.get_waiting(pool, "CA-1")
     assert w is not None and w.queue == "crisis" and w.tier_index == 0
 
@@ -210,7 +215,7 @@ async def test_a_new_tier_may_ring_the_same_counselor_again(pool: asyncpg.Pool) 
     await wait(pool, "CA-1", ["ann"])
     (offer,) = await q.claim_offers(pool)
     assert await q.offer_missed(pool, offer.id, "declined")
-    assert await q.set_tier(pool, "CA-1", 1, "backup", ["ann"]) == []
+    assert await q.set_tier(pool, "CA-1", 1, "backup", ["ann"], [0]) == []
     (again,) = await q.claim_offers(pool)
     assert again.counselor_id == "ann" and again.tier_kind == "backup"
 
@@ -229,7 +234,7 @@ async def test_set_tier_cancels_the_ringing_offer(pool: asyncpg.Pool) -> None:
     await wait(pool, "CA-1", ["ann"])
     (offer,) = await q.claim_offers(pool)
     await q.set_leg(pool, offer.id, "CA-leg")
-    (cancelled,) = await q.set_tier(pool, "CA-1", 1, "backup", ["bob"])
+    (cancelled,) = await q.set_tier(pool, "CA-1", 1, "backup", ["bob"], [0])
     assert (cancelled.id, cancelled.state, cancelled.leg_sid) == (offer.id, "canceled", "CA-leg")
     assert await presence(pool, "ann") == "available"
     w = await q.get_waiting(pool, "CA-1")
@@ -337,10 +342,10 @@ async def test_requeue_after_a_dropped_counselor_keeps_the_place(pool: asyncpg.P
     await staff(pool, person("ann"), person("bob"), available=["ann"])
     await wait(pool, "CA-1", ["ann"], ago=60)
     (offer,) = await q.claim_offers(pool)
-    assert not await q.requeue(pool, "CA-1", 0, "local", ["bob"])  # not connected yet
+    assert not await q.requeue(pool, "CA-1", 0, "local", ["bob"], [0])  # not connected yet
     assert await q.offer_accepted(pool, offer.id)
     await wait(pool, "CA-2", ["bob"], ago=5)
-    assert await q.requeue(pool, "CA-1", 0, "local", ["bob"])
+    assert await q.requeue(pool, "CA-1", 0, "local", ["bob"], [0])
     await cs.set_presence(pool, "bob", "available")
     # The first caller is still the longest waiting, with a list of their new tier.
     assert [(o.call_sid, o.counselor_id) for o in await q.claim_offers(pool)] == [("CA-1", "bob")]

@@ -1,0 +1,394 @@
+-- Counselors, the callers waiting for one, and the offers between them.
+--
+-- Invariant kept by every function below: an offer is 'ringing' exactly when
+-- its counselor is 'offered' with current_call = the offer's call and its
+-- caller is 'offering' with offered_counselor = the offer's counselor. Each
+-- change to an open offer holds the row locks of both, always taken in the
+-- same order (caller, then counselor, then offer) so two changes never
+-- deadlock; claiming takes its locks with SKIP LOCKED and never waits at all.
+
+CREATE TABLE counselors (
+    id              text PRIMARY KEY,
+    center_id       text NOT NULL,
+    name            text NOT NULL,
+    address         text NOT NULL,                    -- staff phone (E.164) or SIP URI
+    languages       text[] NOT NULL DEFAULT '{}',
+    skills          text[] NOT NULL DEFAULT '{}',
+    presence        text NOT NULL DEFAULT 'offline'
+                    CHECK (presence IN ('available', 'offered', 'on-call', 'wrap-up', 'offline')),
+    presence_since  timestamptz NOT NULL DEFAULT now(),
+    -- When they last became available: the longest idle has the smallest.
+    idle_since      timestamptz,
+    -- The call they are being offered or are on.
+    current_call    text,
+    -- No longer in the routing plan: kept (a call may still be on it), never offered.
+    removed         boolean NOT NULL DEFAULT false,
+    updated_at      timestamptz NOT NULL DEFAULT now(),
+    CHECK ((presence IN ('offered', 'on-call')) = (current_call IS NOT NULL)),
+    CHECK (presence <> 'available' OR idle_since IS NOT NULL)
+);
+CREATE INDEX counselors_center ON counselors (center_id, id);
+
+CREATE TABLE waiting (
+    call_sid          text PRIMARY KEY,
+    queue             text NOT NULL,
+    language          text NOT NULL,
+    need              text,
+    caller_state      text,                           -- US state, never a phone number
+    enqueued_at       timestamptz NOT NULL DEFAULT now(),
+    status            text NOT NULL DEFAULT 'waiting'
+                      CHECK (status IN ('waiting', 'offering', 'connected', 'abandoned', 'backup')),
+    tier_index        integer NOT NULL,
+    tier_kind         text NOT NULL,
+    tier_started_at   timestamptz NOT NULL DEFAULT clock_timestamp(),
+    -- Counselor ids of the current tier (tiers.resolve), best first.
+    eligible          text[] NOT NULL DEFAULT '{}',
+    eligible_key      bigint NOT NULL GENERATED ALWAYS AS (hash_array_extended(eligible, 0)) STORED,
+    -- Being rung while 'offering'; the one who answered once 'connected'.
+    offered_counselor text,
+    attempts          integer NOT NULL DEFAULT 0,
+    updated_at        timestamptz NOT NULL DEFAULT now(),
+    CHECK (status NOT IN ('waiting', 'offering')
+           OR (status = 'offering') = (offered_counselor IS NOT NULL))
+);
+CREATE INDEX waiting_line ON waiting (enqueued_at, call_sid) WHERE status = 'waiting';
+CREATE INDEX waiting_open ON waiting (enqueued_at) WHERE status IN ('waiting', 'offering');
+
+-- Many callers share one eligible list (same queue, state, language, need and
+-- tier): each list is kept once here, so a claim tests each against the free
+-- counselors once, not once per caller. Rows are never deleted (a deletion
+-- racing an enqueue could hide a caller); there is one per list ever used.
+CREATE TABLE eligibility (
+    members text[] PRIMARY KEY,
+    key     bigint NOT NULL GENERATED ALWAYS AS (hash_array_extended(members, 0)) STORED
+);
+CREATE TABLE offers (
+    id            bigserial PRIMARY KEY,
+    call_sid      text NOT NULL,
+    counselor_id  text NOT NULL REFERENCES counselors (id),
+    tier_kind     text NOT NULL,
+    center_id     text NOT NULL,
+    created_at    timestamptz NOT NULL DEFAULT clock_timestamp(),
+    leg_sid       text,                               -- Twilio CallSid of the counselor leg
+    state         text NOT NULL DEFAULT 'ringing'
+                  CHECK (state IN ('ringing', 'accepted', 'missed', 'declined', 'canceled',
+                                   'failed')),
+    ended_at      timestamptz
+);
+-- The guarantees themselves: one open offer per counselor and per call.
+CREATE UNIQUE INDEX offers_ringing_counselor ON offers (counselor_id) WHERE state = 'ringing';
+CREATE UNIQUE INDEX offers_ringing_call ON offers (call_sid) WHERE state = 'ringing';
+CREATE INDEX offers_call ON offers (call_sid, counselor_id);
+CREATE UNIQUE INDEX offers_leg ON offers (leg_sid) WHERE leg_sid IS NOT NULL;
+
+-- An offer as the call flow needs it: whom to dial, and what to whisper.
+CREATE VIEW offer_details AS
+SELECT o.id, o.call_sid, o.counselor_id, k.address, o.center_id, o.tier_kind,
+       w.language, w.need, w.caller_state,
+       extract(epoch FROM o.created_at - w.enqueued_at)::double precision AS waited_seconds,
+       o.leg_sid, o.state
+FROM offers o
+JOIN counselors k ON k.id = o.counselor_id
+JOIN waiting w ON w.call_sid = o.call_sid;
+
+-- Wakes dispatchers of every instance when someone may now be matched.
+CREATE FUNCTION ivr_routing_changed() RETURNS void LANGUAGE sql AS
+$$ SELECT pg_notify('ivr_routing', '') $$;
+
+
+-- The hot path: match waiting callers (longest waiting first) with free
+-- counselors (skill first, then longest idle) in one transaction.
+--
+-- The free counselors are locked up front with SKIP LOCKED: two instances
+-- claiming at once split them instead of both walking the line for the same
+-- few, and the second one returns at once when the first holds them all.
+-- One who becomes free meanwhile waits for the next claim.
+CREATE FUNCTION ivr_claim_offers(p_limit integer) RETURNS SETOF offer_details
+LANGUAGE plpgsql AS $$
+DECLARE
+    free     text[];
+    hit      bigint[];
+    calls    text[] := '{}';
+    picks    text[] := '{}';
+    kinds    text[] := '{}';
+    centers  text[] := '{}';
+    w        record;
+    pick     record;
+BEGIN
+    SELECT coalesce(array_agg(f.id), '{}') INTO free FROM (
+        SELECT k.id FROM counselors k
+        WHERE k.presence = 'available' AND NOT k.removed
+        FOR UPDATE SKIP LOCKED
+    ) f;
+    IF cardinality(free) = 0 THEN
+        RETURN;
+    END IF;
+    -- The lists naming a free counselor. Two lists may share a hash: a caller
+    -- is then walked for nothing (the test in the loop is exact), never missed.
+    hit := ARRAY(SELECT DISTINCT g.key FROM eligibility g WHERE g.members && free);
+    IF cardinality(hit) = 0 THEN
+        RETURN;
+    END IF;
+    -- Choose first, write after: the matching is sequential (each caller takes
+    -- from what the older ones left), the writes are one set-based statement.
+    FOR w IN
+        SELECT q.call_sid, q.need, q.eligible, q.tier_kind, q.tier_started_at
+        FROM waiting q
+        WHERE q.status = 'waiting' AND q.eligible_key = ANY (hit)
+        ORDER BY q.enqueued_at, q.call_sid
+    LOOP
+        -- Cheap test first: the counselors this caller could have may all be taken.
+        CONTINUE WHEN NOT (w.eligible && free);
+        -- The caller's best among the free counselors of their list: the
+        -- list is intersected in memory, then only those rows are read by
+        -- primary key (OFFSET 0 keeps it a nested loop whatever the
+        -- statistics say). All of them are locked by this transaction.
+        SELECT k.id, k.center_id INTO pick
+        FROM unnest(free) AS f(id)
+        CROSS JOIN LATERAL (
+            SELECT c.id, c.center_id, c.idle_since, c.skills FROM counselors c
+            WHERE c.id = f.id
+            OFFSET 0
+        ) k
+        WHERE f.id = ANY (w.eligible)
+          -- a counselor who missed or declined this caller is not rung again in this tier
+          AND NOT EXISTS (SELECT 1 FROM offers o
+                          WHERE o.call_sid = w.call_sid AND o.counselor_id = k.id
+                            AND o.created_at >= w.tier_started_at)
+        ORDER BY (w.need IS NOT NULL AND w.need = ANY (k.skills)) DESC, k.idle_since, k.id
+        LIMIT 1;
+        CONTINUE WHEN NOT FOUND;
+        -- Only the callers matched are locked (the walk may pass many). One
+        -- another instance is offering, or whose tier changed since the walk
+        -- read it, is left to the next claim.
+        PERFORM 1 FROM waiting q
+        WHERE q.call_sid = w.call_sid AND q.status = 'waiting'
+          AND q.tier_started_at = w.tier_started_at
+        FOR UPDATE SKIP LOCKED;
+        CONTINUE WHEN NOT FOUND;
+        calls := calls || w.call_sid;
+        picks := picks || pick.id;
+        kinds := kinds || w.tier_kind;
+        centers := centers || pick.center_id;
+        free := array_remove(free, pick.id);
+        EXIT WHEN cardinality(picks) >= p_limit OR cardinality(free) = 0;
+    END LOOP;
+    IF cardinality(picks) = 0 THEN
+        RETURN;
+    END IF;
+    RETURN QUERY
+    WITH m AS (
+        SELECT * FROM unnest(calls, picks, kinds, centers) WITH ORDINALITY
+            AS m(call_sid, id, kind, center_id, n)
+    ), k AS (
+        UPDATE counselors k SET presence = 'offered', current_call = m.call_sid,
+                                presence_since = now(), updated_at = now()
+        FROM m WHERE k.id = m.id
+        RETURNING k.id, k.address
+    ), q AS (
+        UPDATE waiting q SET status = 'offering', offered_counselor = m.id, updated_at = now()
+        FROM m WHERE q.call_sid = m.call_sid
+        RETURNING q.call_sid, q.language, q.need, q.caller_state, q.enqueued_at
+    ), o AS (
+        INSERT INTO offers (call_sid, counselor_id, tier_kind, center_id)
+        SELECT m.call_sid, m.id, m.kind, m.center_id FROM m ORDER BY m.n
+        RETURNING *
+    )
+    SELECT o.id, o.call_sid, o.counselor_id, k.address, o.center_id, o.tier_kind,
+           q.language, q.need, q.caller_state,
+           extract(epoch FROM o.created_at - q.enqueued_at)::double precision,
+           o.leg_sid, o.state
+    FROM o
+    JOIN k ON k.id = o.counselor_id
+    JOIN q ON q.call_sid = o.call_sid
+    ORDER BY o.id;
+END $$;
+
+
+-- Ends the open offer of a call whose caller row the transaction has locked.
+-- The counselor goes to p_presence (NULL: 'available', or 'offline' when
+-- missed, failed or removed from the plan); the caller is left to the
+-- function calling this one. Returns the offer id, NULL if none was open.
+CREATE FUNCTION ivr_end_open_offer(p_call text, p_state text, p_presence text)
+RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    o offers%ROWTYPE;
+BEGIN
+    SELECT * INTO o FROM offers WHERE call_sid = p_call AND state = 'ringing';
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    PERFORM 1 FROM counselors WHERE id = o.counselor_id FOR UPDATE;
+    UPDATE offers SET state = p_state, ended_at = clock_timestamp() WHERE id = o.id;
+    UPDATE counselors SET
+        presence = CASE
+            WHEN p_presence IS NOT NULL THEN p_presence
+            WHEN removed OR p_state IN ('missed', 'failed') THEN 'offline'
+            ELSE 'available' END,
+        current_call = NULL, presence_since = now(), updated_at = now()
+    WHERE id = o.counselor_id;
+    RETURN o.id;
+END $$;
+
+
+-- The counselor answered and accepted. False when the offer is no longer
+-- ringing (the caller hung up, or the tier moved on, first).
+CREATE FUNCTION ivr_offer_accepted(p_offer bigint) RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE
+    o offers%ROWTYPE;
+BEGIN
+    SELECT * INTO o FROM offers WHERE id = p_offer;
+    IF NOT FOUND OR o.state <> 'ringing' THEN
+        RETURN false;
+    END IF;
+    PERFORM 1 FROM waiting WHERE call_sid = o.call_sid FOR UPDATE;
+    PERFORM 1 FROM counselors WHERE id = o.counselor_id FOR UPDATE;
+    UPDATE offers SET state = 'accepted', ended_at = clock_timestamp()
+    WHERE id = p_offer AND state = 'ringing';
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    UPDATE counselors SET presence = 'on-call', current_call = o.call_sid,
+                          presence_since = now(), updated_at = now()
+    WHERE id = o.counselor_id;
+    UPDATE waiting SET status = 'connected', updated_at = now() WHERE call_sid = o.call_sid;
+    RETURN true;
+END $$;
+
+
+-- The offer ended without a conversation: the caller waits again.
+CREATE FUNCTION ivr_offer_ended(p_offer bigint, p_state text) RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE
+    o offers%ROWTYPE;
+BEGIN
+    SELECT * INTO o FROM offers WHERE id = p_offer;
+    IF NOT FOUND OR o.state <> 'ringing' THEN
+        RETURN false;
+    END IF;
+    PERFORM 1 FROM waiting WHERE call_sid = o.call_sid FOR UPDATE;
+    -- Checked again under the caller's lock: the open offer of the call can
+    -- no longer change, so the one ended below is this one.
+    PERFORM 1 FROM offers WHERE id = p_offer AND state = 'ringing';
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    PERFORM ivr_end_open_offer(o.call_sid, p_state, NULL);
+    UPDATE waiting SET status = 'waiting', offered_counselor = NULL, updated_at = now(),
+                       attempts = attempts + CASE WHEN p_state = 'canceled' THEN 0 ELSE 1 END
+    WHERE call_sid = o.call_sid;
+    PERFORM ivr_routing_changed();
+    RETURN true;
+END $$;
+
+
+-- The caller leaves the line (connected elsewhere, hung up, sent to the
+-- backup number); their open offer is cancelled and returned.
+CREATE FUNCTION ivr_leave_queue(p_call text, p_status text) RETURNS SETOF offer_details
+LANGUAGE plpgsql AS $$
+DECLARE
+    ended bigint;
+BEGIN
+    PERFORM 1 FROM waiting WHERE call_sid = p_call FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    ended := ivr_end_open_offer(p_call, 'canceled', NULL);
+    UPDATE waiting SET status = p_status, offered_counselor = NULL, updated_at = now()
+    WHERE call_sid = p_call AND status IN ('waiting', 'offering');
+    IF ended IS NOT NULL THEN
+        PERFORM ivr_routing_changed();
+        RETURN QUERY SELECT * FROM offer_details WHERE id = ended;
+    END IF;
+END $$;
+
+
+-- The caller moves to another tier; an offer still ringing in the old one is
+-- cancelled and returned.
+CREATE FUNCTION ivr_set_tier(p_call text, p_index integer, p_kind text, p_eligible text[])
+RETURNS SETOF offer_details LANGUAGE plpgsql AS $$
+DECLARE
+    ended bigint;
+BEGIN
+    PERFORM 1 FROM waiting WHERE call_sid = p_call AND status IN ('waiting', 'offering')
+    FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    ended := ivr_end_open_offer(p_call, 'canceled', NULL);
+    INSERT INTO eligibility (members) VALUES (p_eligible) ON CONFLICT DO NOTHING;
+    UPDATE waiting SET tier_index = p_index, tier_kind = p_kind, eligible = p_eligible,
+                       tier_started_at = clock_timestamp(), status = 'waiting',
+                       offered_counselor = NULL, updated_at = now()
+    WHERE call_sid = p_call;
+    PERFORM ivr_routing_changed();
+    IF ended IS NOT NULL THEN
+        RETURN QUERY SELECT * FROM offer_details WHERE id = ended;
+    END IF;
+END $$;
+
+
+-- A presence change by hand. The counselor's call (if any) is only known
+-- once their row is read, yet its caller row must be locked first: lock in
+-- order, and if the counselor was offered meanwhile, undo (the
+-- subtransaction releases the locks) and try again.
+--
+-- Rules: 'available' is refused (55000) while the counselor is offered or on
+-- a call, or no longer in the plan; 'wrap-up' and 'offline' always apply and
+-- withdraw a ringing offer (returned, so its leg can be cancelled; the
+-- caller waits again for someone else).
+CREATE FUNCTION ivr_set_presence(p_id text, p_presence text) RETURNS SETOF offer_details
+LANGUAGE plpgsql AS $$
+DECLARE
+    seen  text;
+    k     counselors%ROWTYPE;
+    ended bigint;
+BEGIN
+    IF p_presence NOT IN ('available', 'wrap-up', 'offline') THEN
+        RAISE EXCEPTION 'presence % cannot be set by hand', p_presence USING ERRCODE = '22023';
+    END IF;
+    LOOP
+        SELECT current_call INTO seen FROM counselors WHERE id = p_id;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'unknown counselor %', p_id USING ERRCODE = 'P0002';
+        END IF;
+        BEGIN
+            IF seen IS NOT NULL THEN
+                PERFORM 1 FROM waiting WHERE call_sid = seen FOR UPDATE;
+            END IF;
+            SELECT * INTO k FROM counselors WHERE id = p_id FOR UPDATE;
+            IF k.current_call IS DISTINCT FROM seen THEN
+                RAISE EXCEPTION 'counselor changed while locking' USING ERRCODE = 'IVRTY';
+            END IF;
+            IF p_presence = 'available' AND k.presence IN ('offered', 'on-call') THEN
+                RAISE EXCEPTION 'counselor % is % a call', p_id,
+                    CASE k.presence WHEN 'offered' THEN 'being offered' ELSE 'on' END
+                    USING ERRCODE = '55000';
+            END IF;
+            IF p_presence = 'available' AND k.removed THEN
+                RAISE EXCEPTION 'counselor % is no longer in the routing plan', p_id
+                    USING ERRCODE = '55000';
+            END IF;
+            IF k.presence = 'offered' THEN
+                ended := ivr_end_open_offer(k.current_call, 'canceled', p_presence);
+                UPDATE waiting SET status = 'waiting', offered_counselor = NULL, updated_at = now()
+                WHERE call_sid = k.current_call AND status = 'offering';
+            ELSIF k.presence <> p_presence THEN
+                UPDATE counselors SET presence = p_presence, current_call = NULL,
+                    presence_since = now(), updated_at = now(),
+                    idle_since = CASE WHEN p_presence = 'available' THEN now() ELSE idle_since END
+                WHERE id = p_id;
+            END IF;
+            IF ended IS NOT NULL OR (p_presence = 'available' AND k.presence <> 'available') THEN
+                PERFORM ivr_routing_changed();
+            END IF;
+            IF ended IS NOT NULL THEN
+                RETURN QUERY SELECT * FROM offer_details WHERE id = ended;
+            END IF;
+            RETURN;
+        EXCEPTION WHEN SQLSTATE 'IVRTY' THEN
+            NULL;  -- locks released with the subtransaction; read again
+        END;
+    END LOOP;
+END $$;
