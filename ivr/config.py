@@ -16,14 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from ivr.errors import ConfigError as ConfigError  # re-exported for callers
+
 # Twilio's magic test number (valid as a From for test credentials): a
 # development default only; `ivr serve` requires TWILIO_CALLER_ID off loopback.
 DEV_CALLER_ID = "+15005550006"
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
-
-
-class ConfigError(Exception):
-    """A setting is missing or wrong; the message names the variable."""
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ivr.routing.plan import (
+from ivr.languages import base_code
+from ivr.routing.model import (
     DEFAULT_RING_TIMEOUT,
     NATIONAL,
     Center,
@@ -42,11 +43,6 @@ class TierTarget:
     external_numbers: tuple[str, ...]  # numbers dialled as is (external centers, national)
     ring_timeout: float
     skip_when_unavailable: bool
-
-
-def _language(language: str) -> str:
-    # "es-US" and "ES" name the same language as the plan's "es".
-    return language.strip().lower().split("-", 1)[0].split("_", 1)[0]
 
 
 def _where(plan: RoutingPlan, caller_state: str | None) -> tuple[str | None, str | None]:
@@ -111,7 +107,7 @@ def resolve(
     found = plan.queues.get(queue)
     tiers = found.tiers if found is not None else ()
     state, region = _where(plan, caller_state)
-    lang = _language(language)
+    lang = base_code(language)
     targets: list[TierTarget] = []
     used: set[str] = set()
     national: TierTarget | None = None
