@@ -51,7 +51,7 @@ if __package__ in (None, ""):  # run as a script: make `bench` and `ivr` importa
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import ms, postgres, print_table, summarize, tree_cpu_seconds
-from ivr.routing.plan import Center, Counselor, Line, Queue, RoutingPlan, Tier
+from ivr.routing.model import Center, Counselor, Line, Queue, RoutingPlan, Tier
 from ivr.routing.states import STATES
 from ivr.routing.tiers import resolve
 from ivr.storage import counselors as cs

@@ -222,7 +222,7 @@ def _fallback() -> int:
     writes nothing (no secrets, no database)."""
     from ivr.config import DEV_CALLER_ID
     from ivr.content import ROUTING_FILE
-    from ivr.routing.plan import load_plan
+    from ivr.routing.loader import load_plan
     from ivr.telephony.twiml import failsafe
     from ivr.yamlsrc import Problems
 

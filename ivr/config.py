@@ -18,6 +18,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from ivr.errors import ConfigError as ConfigError  # re-exported for callers
+
 # Twilio's magic test number (valid as a From for test credentials): a
 # development default only; `ivr serve` requires TWILIO_CALLER_ID off loopback.
 DEV_CALLER_ID = "+15005550006"
@@ -32,10 +34,6 @@ SECRET_FILES = {
     ADMIN_TOKEN_VAR: "admin_token",
     HASH_KEY_VAR: "caller_hash_key",
 }
-
-
-class ConfigError(Exception):
-    """A setting is missing or wrong; the message names the variable."""
 
 
 @dataclass(frozen=True)

@@ -15,11 +15,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ivr.errors import ContentError
 from ivr.flow.analysis import FlowAnalysis
 from ivr.flow.model import Flow, FlowSet, Menu, Targets
 from ivr.flow.system_prompts import check_catalog
 from ivr.flow.validate import load_and_analyse
-from ivr.routing.plan import RoutingPlan, load_plan
+from ivr.routing.loader import load_plan
+from ivr.routing.model import RoutingPlan
 from ivr.speech.asr import ENV_PREFIX, check_model_dir
 from ivr.speech.errors import SpeechConfigError
 from ivr.speech.vocabulary import Vocabulary, read_vocabulary
@@ -35,7 +37,7 @@ class Content:
     analyses: dict[str, FlowAnalysis]
 
 
-class InvalidContent(Exception):
+class InvalidContent(ContentError):
     def __init__(self, problems: Problems) -> None:
         self.problems = problems
         lines = [str(p) for p in problems.sorted()]

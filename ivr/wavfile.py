@@ -16,6 +16,8 @@ import os
 import struct
 from dataclasses import dataclass
 
+from ivr.errors import ContentError
+
 PCM = 0x0001
 MULAW = 0x0007
 _EXTENSIBLE = 0xFFFE
@@ -31,7 +33,7 @@ MULAW_RATE = 8000
 _EXPECTED = "expected 16-bit PCM (8 or 16 kHz) or 8 kHz mu-law"
 
 
-class WavError(ValueError):
+class WavError(ContentError, ValueError):
     """A file that is not a usable WAV; the message says what is wrong, without the path."""
 
 

@@ -1,9 +1,9 @@
 """YAML read as a tree that remembers where every value came from.
 
 Flow authors fix problems by line number, so every value we read out of a
-YAML file keeps its `file:line:col`. Loaders walk `Node`s and report into a
-`Problems` list instead of raising on the first mistake: an author wants the
-whole list at once.
+YAML file keeps its `file:line:col`. Loaders walk `Node`s (through `ivr.yamlfields`, the one
+field reader) and report into a `Problems` list instead of raising on the
+first mistake: an author wants the whole list at once.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+
+from ivr.errors import ContentError
 
 
 @dataclass(frozen=True)
@@ -114,7 +116,7 @@ class Node:
             yield Node(value, self.file)
 
 
-class YamlSyntaxError(Exception):
+class YamlSyntaxError(ContentError):
     def __init__(self, problem: Problem) -> None:
         super().__init__(str(problem))
         self.problem = problem

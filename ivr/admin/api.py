@@ -28,6 +28,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from ivr import keys
+from ivr.errors import RequestError
 from ivr.storage import counselors, queue
 from ivr.storage.counselors import CounselorRow, PresenceConflict, UnknownCounselor
 from ivr.storage.queue import Offer, WaitingCaller
@@ -39,7 +40,7 @@ OnWithdrawn = Callable[[Offer], Awaitable[None]]
 _REALM = 'Bearer realm="ivr-admin"'
 
 
-class _Problem(Exception):
+class _Problem(RequestError):
     """A request the API refuses; becomes a JSON error response."""
 
     def __init__(self, status: int, message: str, field: str | None = None) -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from ivr.flow.fields import suggest
 from ivr.flow.model import Branch
 from ivr.flow.scope import VAR, FlowScope
+from ivr.yamlfields import suggest
 from ivr.yamlsrc import Node, Pos
 
 _TIME_RANGE = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]-([01][0-9]|2[0-3]):[0-5][0-9]$")

@@ -35,21 +35,18 @@ author gets the whole list at once. A file with any error yields no flow.
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Mapping
 from pathlib import Path
 
-from ivr.flow.fields import IDENT, suggest
 from ivr.flow.model import Flow, FlowNode, Targets
 from ivr.flow.nodes import read_node
 from ivr.flow.scope import FlowScope
+from ivr.yamlfields import IDENT, is_e164, suggest
 from ivr.yamlsrc import Node, Pos, Problems, YamlSyntaxError, parse
 
 ROUTING_FILE = "routing.yaml"
 
 _TOP_KEYS = ("id", "languages", "start", "max_time_to_human", "numbers", "nodes")
-_LANG = re.compile(r"^[a-z]{2,3}$")
-_E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 
 
 def load_flows(
@@ -145,7 +142,7 @@ class _FlowReader(FlowScope):
         numbers = self.number_list(top["numbers"].value, positions) if "numbers" in top else ()
         limit = None
         if "max_time_to_human" in top:
-            limit = self.duration(top["max_time_to_human"].value, "max_time_to_human")
+            limit = self.seconds(top["max_time_to_human"].value, "max_time_to_human")
         start = self.ref(top["start"].value, "start") if "start" in top else None
         nodes = self.nodes(top["nodes"].value) if "nodes" in top else {}
         self.check_refs(nodes)
@@ -168,9 +165,9 @@ class _FlowReader(FlowScope):
         out: list[str] = []
         for i, (lang, pos) in enumerate(self.text_list(node, "languages")):
             positions[f"languages.{i}"] = pos
-            if not _LANG.match(lang):
-                self.error(pos, f"'{lang}' is not a language code: write e.g. en or es")
-            elif lang in out:
+            if self.language(lang, pos) is None:
+                continue
+            if lang in out:
                 self.error(pos, f"language '{lang}' is listed twice")
             else:
                 out.append(lang)
@@ -182,8 +179,8 @@ class _FlowReader(FlowScope):
         out: list[str] = []
         for i, (number, pos) in enumerate(self.text_list(node, "numbers")):
             positions[f"numbers.{i}"] = pos
-            if not _E164.match(number):
-                self.error(pos, f"'{number}' is not a phone number in E.164 form like +18002738255")
+            if not is_e164(number):
+                self.error(pos, f"number '{number}' is not an E.164 number like +18002738255")
             elif number in out:
                 self.error(pos, f"number {number} is listed twice")
             else:
@@ -191,26 +188,13 @@ class _FlowReader(FlowScope):
         return tuple(out)
 
     def nodes(self, node: Node) -> dict[str, FlowNode | None]:
-        if not node.is_map:
-            self.error(
-                node.pos, f"nodes must be a mapping of node ids to nodes, not {node.kind_name}"
-            )
-            return {}
+        entries = self.names(node, "nodes", shape="a mapping of node ids to nodes")
         out: dict[str, FlowNode | None] = {}
-        first_pos: dict[str, Pos] = {}
-        for node_id, id_pos, value in node.entries():
-            if node_id in first_pos:
-                self.error(
-                    id_pos,
-                    f"node '{node_id}' is defined twice (first at line {first_pos[node_id].line}); "
-                    "YAML would silently keep only the last one",
-                )
-                continue
-            first_pos[node_id] = id_pos
+        for node_id, id_pos, value in entries:
             if not IDENT.match(node_id):
                 self.error(id_pos, f"node id '{node_id}' may hold only letters, digits, _ and -")
             out[node_id] = read_node(self, node_id, id_pos, value)
-        if not first_pos:
+        if node.is_map and not list(node.entries()):
             self.error(node.pos, "a flow needs at least one node")
         return out
 

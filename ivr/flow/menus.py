@@ -3,9 +3,9 @@ happens on silence (no_input) or an unknown choice (no_match)."""
 
 from __future__ import annotations
 
-from ivr.flow.fields import Field
 from ivr.flow.model import Fallback, Menu, Option
 from ivr.flow.scope import FlowScope
+from ivr.yamlfields import Field
 from ivr.yamlsrc import Node, Pos
 
 DEFAULT_MENU_TIMEOUT = 5.0  # seconds, Twilio's <Gather> default
@@ -28,8 +28,8 @@ def read_menu(
     prompt = scope.prompt_id(fields["prompt"].value, "a menu") if "prompt" in fields else None
     timeout: float | None = DEFAULT_MENU_TIMEOUT
     if "timeout" in fields:
-        timeout = scope.duration(fields["timeout"].value, "the menu timeout")
-    speech = scope.boolean(fields["speech"].value, "speech") if "speech" in fields else True
+        timeout = scope.seconds(fields["timeout"].value, "the menu timeout")
+    speech = scope.flag(fields["speech"].value, "speech") if "speech" in fields else True
     options = None
     if "options" in fields:
         options = _options(scope, node_id, fields["options"].value, speech is not False, where)

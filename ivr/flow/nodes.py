@@ -8,10 +8,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ivr.flow.branches import read_branch
-from ivr.flow.fields import Field, suggest
 from ivr.flow.menus import read_menu
 from ivr.flow.model import FlowNode, Goto, Hangup, NodeBody, Say, SetVars, Transfer
 from ivr.flow.scope import FlowScope
+from ivr.yamlfields import Field, suggest
 from ivr.yamlsrc import Node, Pos
 
 KINDS = ("say", "menu", "set", "branch", "transfer", "hangup", "goto")

@@ -2,16 +2,18 @@
 
     # prompts/es/catalog.yaml
     voice: Polly.Lupe        # optional: Twilio <Say> voice for this language
-    locale: es-US            # optional: Twilio <Say language=...>; default en-US / es-US
+    locale: es-US            # optional: Twilio <Say language=...>; default: the registry's
     welcome: Ha llamado a la Línea 988 de Prevención del Suicidio y Crisis.
     whisper:
       text: Llamada de crisis. Idioma {language}, necesidad {need}.
       voice: Polly.Miguel    # optional: a voice for this prompt only
 
-`voice` and `locale` are reserved and cannot be prompt ids. Prompt text may
-carry placeholders `{name}` (letters, digits and _), filled in by whoever
-says the prompt (`fill`); other braces are refused, and a prompt must use
-the same placeholders in every language. Which placeholders exist is the
+A directory is named after a language of the registry (`ivr.languages`),
+whose locale is the default of `locale`. `voice` and `locale` are reserved
+and cannot be prompt ids. Prompt text may carry placeholders `{name}`
+(letters, digits and _), filled in by whoever says the prompt (`fill`);
+other braces are refused, and a prompt must use the same placeholders in
+every language. Which placeholders exist is the
 server's to say: only the prompts it says on its own have any
 (`ivr.flow.system_prompts`), and `ivr.content.check` refuses the others.
 
@@ -34,18 +36,18 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from ivr.flow.model import Prompt, PromptCatalog
+from ivr.languages import LANGUAGES, is_known, unknown_language
 from ivr.wavfile import WavError, read_prompt_wav
+from ivr.yamlfields import FieldReader
 from ivr.yamlsrc import Node, Pos, Problems, YamlSyntaxError, load
 
 WORDS_PER_SECOND = 2.5
 PAUSE_SECONDS = 0.3
 MIN_SECONDS = 0.5
 CATALOG_FILE = "catalog.yaml"
-DEFAULT_LOCALES = {"en": "en-US", "es": "es-US"}
 
 PROMPT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_LANG_DIR = re.compile(r"^[a-z]{2,3}$")
 _LOCALE = re.compile(r"^([a-z]{2,3})-[A-Z]{2}$")
 _VOICE = re.compile(
     r"^(man|woman|alice|Polly\.[A-Z][A-Za-z]+(-Neural|-Generative)?"
@@ -66,9 +68,6 @@ _POLLY_LOCALES = {
 }  # fmt: skip
 
 _RESERVED = ("voice", "locale")
-
-
-_LANGUAGE = re.compile(r"^[a-z]{2}$")
 
 
 def placeholders(text: str) -> tuple[str, ...]:
@@ -105,10 +104,10 @@ def load_prompts(prompts_dir: Path, problems: Problems) -> PromptCatalog:
         lang = lang_dir.name
         if lang.startswith("."):
             continue
-        if not _LANG_DIR.match(lang):
+        if not is_known(lang):
             problems.add(
                 Pos(str(lang_dir), 1, 1),
-                f"'{lang}' is not a language code: prompt directories are named en, es, ...",
+                unknown_language(lang) + ": a prompt directory is named after its language",
             )
             continue
         catalog = _read_catalog(lang, lang_dir / CATALOG_FILE, problems)
@@ -140,142 +139,137 @@ def _read_catalog(
     except YamlSyntaxError as exc:
         problems.add(exc.problem.pos, exc.problem.message)
         return None
-    if not root.is_map:
-        problems.add(root.pos, f"a prompt catalog maps prompt ids to text, not {root.kind_name}")
-        return None
-    entries: dict[str, Prompt] = {}
-    seen: dict[str, int] = {}
-    voice: tuple[str, Pos] | None = None
-    locale_value: tuple[str, Pos] | None = None
-    for key, pos, value in root.entries():
-        if key in seen:
-            problems.add(pos, f"'{key}' appears twice (first at line {seen[key]})")
-            continue
-        seen[key] = pos.line
-        if key in _RESERVED:
-            text = _scalar(value, key, problems)
-            if text and key == "voice":
-                voice = (text, value.pos)
-            elif text:
-                locale_value = (text, value.pos)
-        elif not PROMPT_ID.match(key):
-            problems.add(pos, f"prompt id '{key}' may hold only letters, digits, _ and -")
-        else:
-            prompt = _prompt(lang, key, pos, value, problems)
-            if prompt is not None:
-                entries[key] = prompt
-    locale = _locale(lang, locale_value, Pos(str(path), 1, 1), problems)
-    for prompt in entries.values():
-        if prompt.voice and prompt.pos:
-            _voice_ok(prompt.voice, locale, prompt.pos, problems)
-    if voice and not _voice_ok(voice[0], locale, voice[1], problems):
-        voice = None
-    return entries, voice[0] if voice else None, locale
+    return _CatalogReader(problems, lang).read(root)
 
 
-def _scalar(node: Node, what: str, problems: Problems) -> str | None:
-    if not node.is_scalar or node.is_null or not node.text.strip():
-        problems.add(node.pos, f"{what} must be text, not {node.kind_name}")
-        return None
-    return node.text.strip()
+class _CatalogReader(FieldReader):
+    """One language's catalog: prompt ids to text, plus its `voice` and `locale`."""
 
+    def __init__(self, problems: Problems, lang: str) -> None:
+        super().__init__(problems)
+        self.lang = lang
 
-def _segments(
-    lang: str, key: str, value: Node, problems: Problems
-) -> tuple[tuple[str, str], ...] | None:
-    """`- text` (in the catalog's language) or `- {es: text}` items, said in order."""
-    out: list[tuple[str, str]] = []
-    for item in value.items():
-        language, node = lang, item
-        if item.is_map:
-            entries = list(item.entries())
-            if len(entries) != 1 or not _LANGUAGE.match(entries[0][0]):
-                problems.add(item.pos, f"a part of prompt '{key}' is text, or one language "
-                             "code with its text, like {es: \"Para español, oprima 2.\"}")
+    def read(self, root: Node) -> tuple[dict[str, Prompt], str | None, str] | None:
+        if not root.is_map:
+            self.error(root.pos, f"a prompt catalog maps prompt ids to text, not {root.kind_name}")
+            return None
+        entries: dict[str, Prompt] = {}
+        voice: tuple[str, Pos] | None = None
+        locale_value: tuple[str, Pos] | None = None
+        for key, pos, value in self.names(root, "the catalog"):
+            if key in _RESERVED:
+                text = self.text(value, key)
+                if text and key == "voice":
+                    voice = (text, value.pos)
+                elif text:
+                    locale_value = (text, value.pos)
+            elif not PROMPT_ID.match(key):
+                self.error(pos, f"prompt id '{key}' may hold only letters, digits, _ and -")
+            else:
+                prompt = self.prompt(key, pos, value)
+                if prompt is not None:
+                    entries[key] = prompt
+        locale = self.locale(locale_value)
+        for prompt in entries.values():
+            if prompt.voice and prompt.pos:
+                self.voice_ok(prompt.voice, locale, prompt.pos)
+        if voice and not self.voice_ok(voice[0], locale, voice[1]):
+            voice = None
+        return entries, voice[0] if voice else None, locale
+
+    def segments(self, key: str, value: Node) -> tuple[tuple[str, str], ...] | None:
+        """`- text` (in the catalog's language) or `- {es: text}` items, said in order."""
+        out: list[tuple[str, str]] = []
+        for item in value.items():
+            language: str | None = self.lang
+            node = item
+            if item.is_map:
+                entries = list(item.entries())
+                if len(entries) != 1:
+                    self.error(item.pos, f"a part of prompt '{key}' is text, or one language "
+                               "code with its text, like {es: \"Para español, oprima 2.\"}")
+                    return None
+                code, code_pos, node = entries[0]
+                language = self.language(code, code_pos)
+            text = self.text(node, f"a part of prompt '{key}'")
+            if text is None or language is None:
                 return None
-            language, _, node = entries[0]
-        text = _scalar(node, f"a part of prompt '{key}'", problems)
+            out.append((language, " ".join(text.split())))
+        if not out:
+            self.error(value.pos, f"prompt '{key}' is an empty list")
+            return None
+        return tuple(out)
+
+    def prompt(self, key: str, pos: Pos, value: Node) -> Prompt | None:
+        lang = self.lang
+        voice: str | None = None
+        if value.is_list:
+            segments = self.segments(key, value)
+            if segments is None:
+                return None
+            spoken = " ".join(part for _, part in segments)
+            if _PLACEHOLDER.search(spoken):
+                self.error(
+                    value.pos, f"prompt '{key}' mixes languages: it cannot have placeholders"
+                )
+                return None
+            if all(language == lang for language, _ in segments):
+                segments = ()
+            return Prompt(key, lang, spoken, estimate_seconds(spoken), pos=pos, segments=segments)
+        if value.is_map:
+            fields = self.fields(value, f"prompt '{key}'", ("text", "voice"), required=("text",),
+                                 at=pos)
+            if fields is None or "text" not in fields:
+                return None
+            if "voice" in fields:
+                voice = self.text(fields["voice"].value, "voice")
+            value = fields["text"].value
+        text = self.text(value, f"the text of prompt '{key}'")
         if text is None:
             return None
-        out.append((language, " ".join(text.split())))
-    if not out:
-        problems.add(value.pos, f"prompt '{key}' is an empty list")
-        return None
-    return tuple(out)
-
-
-def _prompt(lang: str, key: str, pos: Pos, value: Node, problems: Problems) -> Prompt | None:
-    voice: str | None = None
-    if value.is_list:
-        segments = _segments(lang, key, value, problems)
-        if segments is None:
-            return None
-        spoken = " ".join(part for _, part in segments)
-        if _PLACEHOLDER.search(spoken):
-            problems.add(value.pos, f"prompt '{key}' mixes languages: it cannot have placeholders")
-            return None
-        if all(language == lang for language, _ in segments):
-            segments = ()
-        return Prompt(key, lang, spoken, estimate_seconds(spoken), pos=pos, segments=segments)
-    if value.is_map:
-        fields = {k: (p, v) for k, p, v in value.entries()}
-        for k, (p, _) in fields.items():
-            if k not in ("text", "voice"):
-                problems.add(
-                    p, f"unknown key '{k}' in prompt '{key}' (a prompt has text and voice)"
-                )
-        if "text" not in fields:
-            problems.add(pos, f"prompt '{key}' needs 'text'")
-            return None
-        if "voice" in fields:
-            voice = _scalar(fields["voice"][1], "voice", problems)
-        value = fields["text"][1]
-    text = _scalar(value, f"the text of prompt '{key}'", problems)
-    if text is None:
-        return None
-    leftover = _PLACEHOLDER.sub("", text)
-    if "{" in leftover or "}" in leftover:
-        problems.add(
-            value.pos,
-            f"prompt '{key}' has a brace that is not a placeholder: write {{name}} "
-            "with letters, digits and _ only",
-        )
-        return None
-    text = " ".join(text.split())
-    return Prompt(key, lang, text, estimate_seconds(text), pos=pos, voice=voice)
-
-
-def _locale(lang: str, value: tuple[str, Pos] | None, file_pos: Pos, problems: Problems) -> str:
-    if value is None:
-        if lang not in DEFAULT_LOCALES:
-            problems.add(
-                file_pos, f"set 'locale' (e.g. {lang}-US): Twilio needs it to speak {lang}"
+        leftover = _PLACEHOLDER.sub("", text)
+        if "{" in leftover or "}" in leftover:
+            self.error(
+                value.pos,
+                f"prompt '{key}' has a brace that is not a placeholder: write {{name}} "
+                "with letters, digits and _ only",
             )
-        return DEFAULT_LOCALES.get(lang, lang)
-    locale, pos = value
-    m = _LOCALE.match(locale)
-    if not m or m.group(1) != lang:
-        problems.add(pos, f"locale '{locale}' does not fit language {lang}: write e.g. {lang}-US")
-        return DEFAULT_LOCALES.get(lang, lang)
-    return locale
+            return None
+        text = " ".join(text.split())
+        return Prompt(key, lang, text, estimate_seconds(text), pos=pos, voice=voice)
 
+    def locale(self, value: tuple[str, Pos] | None) -> str:
+        """The catalog's `locale`, else the registry's for its language."""
+        default = LANGUAGES[self.lang].locale
+        if value is None:
+            return default
+        locale, pos = value
+        m = _LOCALE.match(locale)
+        if not m or m.group(1) != self.lang:
+            self.error(
+                pos, f"locale '{locale}' does not fit language {self.lang}: write e.g. {default}"
+            )
+            return default
+        return locale
 
-def _voice_ok(voice: str, locale: str, pos: Pos, problems: Problems) -> bool:
-    m = _VOICE.match(voice)
-    if not m:
-        problems.add(
-            pos,
-            f"'{voice}' is not a Twilio voice: write Polly.<Name>, Google.<locale>-<name>, "
-            "man or woman",
-        )
-        return False
-    speaks = m.group(3) or _POLLY_LOCALES.get(voice.removeprefix("Polly.").split("-")[0])
-    if voice.startswith("Polly.") and speaks is None:
-        problems.warn(pos, f"{voice} is not a voice this checker knows; check it speaks {locale}")
-    elif speaks and speaks != locale:
-        problems.add(pos, f"{voice} speaks {speaks}, not {locale}: Twilio refuses the combination")
-        return False
-    return True
+    def voice_ok(self, voice: str, locale: str, pos: Pos) -> bool:
+        m = _VOICE.match(voice)
+        if not m:
+            self.error(
+                pos,
+                f"'{voice}' is not a Twilio voice: write Polly.<Name>, Google.<locale>-<name>, "
+                "man or woman",
+            )
+            return False
+        speaks = m.group(3) or _POLLY_LOCALES.get(voice.removeprefix("Polly.").split("-")[0])
+        if voice.startswith("Polly.") and speaks is None:
+            self.warn(pos, f"{voice} is not a voice this checker knows; check it speaks {locale}")
+        elif speaks and speaks != locale:
+            self.error(
+                pos, f"{voice} speaks {speaks}, not {locale}: Twilio refuses the combination"
+            )
+            return False
+        return True
 
 
 def _add_recordings(lang_dir: Path, entries: dict[str, Prompt], problems: Problems) -> None:

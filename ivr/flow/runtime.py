@@ -20,6 +20,7 @@ from datetime import datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from ivr.errors import ContentError
 from ivr.flow.model import (
     BUILTIN_FIELDS,
     Branch,
@@ -39,7 +40,7 @@ from ivr.flow.model import (
 MAX_STEPS_PER_TURN = 200
 
 
-class FlowRuntimeError(Exception):
+class FlowRuntimeError(ContentError):
     """The flow cannot continue (the caller is then sent to the backup line)."""
 
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ivr.flow.fields import FieldReader
 from ivr.flow.model import Targets
 from ivr.flow.prompts import PROMPT_ID
+from ivr.yamlfields import FieldReader
 from ivr.yamlsrc import Node, Pos, Problems
 
 VAR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # fields set and branched on

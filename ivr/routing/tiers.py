@@ -21,7 +21,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ivr.routing.plan import (
+from ivr.languages import base_code
+from ivr.routing.model import (
     DEFAULT_RING_TIMEOUT,
     NATIONAL,
     Center,
@@ -57,11 +58,6 @@ class TierTarget:
 def rank(counselor: Counselor, need: str | None) -> int:
     """0: has the skill the caller needs (or the caller needs none); 1: the others."""
     return 0 if need is None or need in counselor.skills else 1
-
-
-def _language(language: str) -> str:
-    # "es-US" and "ES" name the same language as the plan's "es".
-    return language.strip().lower().split("-", 1)[0].split("_", 1)[0]
 
 
 def _where(plan: RoutingPlan, caller_state: str | None) -> tuple[str | None, str | None]:
@@ -126,7 +122,7 @@ def resolve(
     found = plan.queues.get(queue)
     tiers = found.tiers if found is not None else ()
     state, region = _where(plan, caller_state)
-    lang = _language(language)
+    lang = base_code(language)
     targets: list[TierTarget] = []
     used: set[str] = set()
     national: TierTarget | None = None

@@ -1,10 +1,10 @@
-"""The simulator's one small exception hierarchy."""
+"""The simulator's one small exception hierarchy, a branch of `ivr.errors`."""
 
 from __future__ import annotations
 
+from ivr.errors import SimError
 
-class SimError(Exception):
-    """Base of every error the call simulator raises."""
+__all__ = ["MediaError", "ScriptError", "SimError", "TwimlError"]
 
 
 class ScriptError(SimError, ValueError):

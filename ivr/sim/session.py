@@ -16,7 +16,7 @@ from typing import Literal
 from urllib.parse import urljoin, urlsplit
 
 from ivr.sim.config import SimConfig
-from ivr.sim.errors import MediaError, TwimlError
+from ivr.sim.errors import MediaError, SimError, TwimlError
 from ivr.sim.script import CallerInput, CallScript, DialOutcome, Press, Silence
 from ivr.sim.transcript import (
     Entry,
@@ -84,7 +84,7 @@ def goto(document: Document) -> Step:
     return Step("goto", document)
 
 
-class _Failure(Exception):
+class _Failure(SimError):
     def __init__(self, code: int, reason: str) -> None:
         super().__init__(reason)
         self.code = code

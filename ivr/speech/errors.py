@@ -7,9 +7,15 @@ configuration, prompt rendering, a model download).
 
 from __future__ import annotations
 
+from ivr.errors import SpeechError
 
-class SpeechError(Exception):
-    """Base of every error raised by `ivr.speech`."""
+__all__ = [
+    "AudioFormatError",
+    "ModelFetchError",
+    "RenderError",
+    "SpeechConfigError",
+    "SpeechError",
+]
 
 
 class AudioFormatError(SpeechError):

@@ -26,7 +26,8 @@ from typing import Final, Literal
 
 import asyncpg
 
-from ivr.routing.plan import RoutingPlan
+from ivr.errors import RequestError
+from ivr.routing.model import RoutingPlan
 from ivr.storage.queue import Offer
 
 Presence = Literal["available", "offered", "on-call", "wrap-up", "offline"]
@@ -38,7 +39,7 @@ SETTABLE: Final[tuple[str, ...]] = ("available", "wrap-up", "offline")
 _SYNC_LOCK = 0x1F0989
 
 
-class CounselorError(Exception):
+class CounselorError(RequestError):
     """A counselor request that cannot be carried out."""
 
 

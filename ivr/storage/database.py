@@ -10,13 +10,10 @@ from typing import Any
 
 import asyncpg
 
+from ivr.errors import DatabaseError as DatabaseError  # re-exported for callers
 from ivr.storage.migrate import migrate
 
 log = logging.getLogger(__name__)
-
-
-class DatabaseError(Exception):
-    """The database cannot be reached or prepared."""
 
 
 def start_embedded(data_dir: Path) -> str:

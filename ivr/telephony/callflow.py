@@ -18,6 +18,7 @@ from typing import Any
 
 import asyncpg
 
+from ivr.errors import RequestError
 from ivr.flow.model import Flow, FlowSet
 from ivr.flow.runtime import Answer, Ask, CallState, Start, TransferTo, Turn, new_call, step
 from ivr.routing.location import Location
@@ -43,7 +44,7 @@ FINAL_STATUSES = db.FINAL_STATUSES
 BACKUP_REDIALS = 2
 
 
-class UnknownCall(Exception):
+class UnknownCall(RequestError):
     """A callback for a CallSid we have no record of."""
 
 

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ivr.flow.runtime import TransferTo
-from ivr.routing.plan import RoutingPlan
+from ivr.routing.model import RoutingPlan
 from ivr.routing.tiers import resolve
 
 # How long the national backup rings before we redial it.

@@ -29,6 +29,8 @@ from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
+from ivr.errors import TwilioError
+
 log = logging.getLogger(__name__)
 
 # 20404: no such call (it ended and aged out); 21220: the call is not in
@@ -63,7 +65,7 @@ SERVICE_HINTS: dict[int, str] = {
 }
 
 
-class RestError(Exception):
+class RestError(TwilioError):
     """Twilio refused or failed a request that was meant to change something."""
 
     def __init__(self, message: str, *, status: int | None = None,

@@ -13,14 +13,16 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from ivr.errors import TwilioError
+
 # A Twilio media message carries 20 ms (160 bytes) of 8 kHz mu-law; allow
 # generous batching but nothing that could be a memory attack.
 MAX_MEDIA_BYTES = 1600
 DTMF_DIGITS = frozenset("0123456789*#")
 
 
-class StreamProtocolError(Exception):
-    pass
+class StreamProtocolError(TwilioError):
+    """A Media Streams message that does not follow the protocol."""
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,8 @@ from typing import Any
 
 import asyncpg
 
-from ivr.routing.plan import RoutingPlan
+from ivr.languages import LANGUAGE_NAMES
+from ivr.routing.model import RoutingPlan
 from ivr.storage import counselors as staff
 from ivr.storage import queue
 from ivr.storage import transfers as outcomes
@@ -45,7 +46,6 @@ from ivr.telephony.twiml import Renderer
 
 log = logging.getLogger(__name__)
 
-LANGUAGE_NAMES = {"en": "English", "es": "Spanish"}
 MIN_RING = 10  # seconds: a counselor's phone rings at least this long
 REDIRECT_RETRIES = (0.5, 1.0, 2.0, 4.0)  # pauses after each failed attempt
 # A caller still holding this long after their row moved them to a dial step

@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 
 from twilio.twiml.voice_response import Dial, Gather, VoiceResponse
 
+from ivr.errors import ContentError
 from ivr.flow.model import PromptCatalog
 from ivr.flow.prompts import fill
 from ivr.flow.runtime import Action, Ask, HangUp, Speak, TransferTo
@@ -23,12 +24,10 @@ from ivr.flow.system_prompts import (
     STAFF_LANGUAGE,
     WHISPER,
 )
+from ivr.languages import SAY_LOCALES
 from ivr.routing.location import is_dialable
 from ivr.telephony.dialplan import DialStep, Step
 
-# Twilio's <Say> takes a locale; flows name languages by their two-letter code.
-# The catalog's `locale` wins; these are for catalogs that do not set one.
-SAY_LOCALES = {"en": "en-US", "es": "es-US", "ko": "ko-KR"}
 HOLD_PAUSE = 20  # seconds of quiet between reassurances without hold music
 MOVE_PAUSE = 5  # seconds a caller being moved to the backup line waits per round
 TURN_CACHE_SIZE = 4096
@@ -37,7 +36,7 @@ COUNSELOR_WAIT_PAUSE = 5  # seconds; the wait URL is requested again after it
 LISTEN_KEY_WINDOW = 1
 
 
-class MissingPrompt(LookupError):
+class MissingPrompt(ContentError, LookupError):
     """A prompt the call should hear is not in the catalog.
 
     Validation makes this unreachable; should it happen anyway, the turn must

@@ -183,7 +183,7 @@ CASES = {
           b: {transfer: {queue: crisis}}
           a: {goto: b}
         """,
-        [(8, 3, "node 'a' is defined twice (first at line 6)")],
+        [(8, 3, "'a' appears twice in nodes (first at line 6)")],
     ),
     "setting a language the flow does not speak": (
         """
@@ -390,7 +390,7 @@ CASES = {
         [
             (2, 17, "'EN' is not a language code"),
             (2, 21, "language 'en' is listed twice"),
-            (3, 27, "'988' is not a phone number in E.164 form"),
+            (3, 27, "number '988' is not an E.164 number"),
             (3, 34, "number +18002738255 is listed twice"),
         ],
     ),

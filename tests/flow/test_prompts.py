@@ -233,7 +233,13 @@ def test_catalog_errors_point_at_their_line(write: Write, tmp_path: Path) -> Non
         for p in problems.sorted()
     ]
     assert found == [
-        ("EN_gb", 1, 1, "'EN_gb' is not a language code: prompt directories are named en, es, ..."),
+        (
+            "EN_gb",
+            1,
+            1,
+            "'EN_gb' is not a language code the IVR knows (did you mean 'en'?): "
+            "a prompt directory is named after its language",
+        ),
         (
             "en/catalog.yaml",
             1,
@@ -241,7 +247,13 @@ def test_catalog_errors_point_at_their_line(write: Write, tmp_path: Path) -> Non
             "'Joanna' is not a Twilio voice: write Polly.<Name>, Google.<locale>-<name>, "
             "man or woman",
         ),
-        ("en/catalog.yaml", 4, 1, "'welcome' appears twice (first at line 2)"),
+        (
+            "en/catalog.yaml",
+            4,
+            1,
+            "'welcome' appears twice in the catalog (first at line 2); "
+            "YAML would silently keep only the last one",
+        ),
         ("en/catalog.yaml", 5, 1, "prompt id 'bad id' may hold only letters, digits, _ and -"),
         (
             "en/catalog.yaml",
@@ -256,7 +268,7 @@ def test_catalog_errors_point_at_their_line(write: Write, tmp_path: Path) -> Non
             "en/catalog.yaml",
             8,
             10,
-            "unknown key 'txt' in prompt 'nested' (a prompt has text and voice)",
+            "unknown key 'txt' in prompt 'nested' (did you mean 'text'?)",
         ),
         (
             "es/catalog.yaml",

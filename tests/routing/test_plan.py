@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from ivr.routing.plan import RoutingPlan, load_plan, parse_plan
+from ivr.routing.loader import load_plan, parse_plan
+from ivr.routing.model import RoutingPlan
 from ivr.routing.states import STATES
 from ivr.yamlsrc import Pos, Problems
 
@@ -141,6 +142,12 @@ CASES = [
         "colour",
         "unknown key 'colour' in center 'tx'",
     ),
+    (
+        "serves: [TX]",
+        "serve: [TX]",
+        "serve:",
+        "unknown key 'serve' in center 'tx' (did you mean 'serves'?)",
+    ),
     ("south: [TX]", "south: [TX, ZZ]", "south:", "unknown state 'ZZ' in region 'south'"),
     (
         "serves: [TX]",
@@ -250,7 +257,7 @@ CASES = [
         "languages: [en, es]\n    skills",
         "languages: [en, english]\n    skills",
         "english",
-        "language 'english' in center 'tx' is not a two-letter code",
+        "'english' is not a language code the IVR knows (did you mean 'en'?)",
     ),
     (
         "languages: [en, es]\n    skills",
@@ -271,7 +278,7 @@ CASES = [
         "skills:",
         "skill 'Vet Eran!' in center 'tx'",
     ),
-    ("skills: [veteran]", "skills: [veteran, {a: b}]", "skills:", "must be a text value"),
+    ("skills: [veteran]", "skills: [veteran, {a: b}]", "skills:", "must be text, not a mapping"),
     (
         "default_region: national",
         "default_region: atlantis",
@@ -307,14 +314,14 @@ CASES = [
         "  tx:\n    name: Texas\n",
         "  tx:\n    name: Texas\n    name: Tejas\n",
         "Tejas",
-        "duplicate key 'name'",
+        "'name' appears twice in center 'tx' (first at line 11)",
     ),
     (
         "queues:\n",
         '  backup:  # again\n    serves: [TX]\n    languages: [en]\n    number: "+15125550198"\n'
         "queues:\n",
         "# again",
-        "duplicate 'backup' in centers",
+        "'backup' appears twice in centers (first at line 18)",
     ),
     (
         "counselors:\n      - {id: tx-1",

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ivr.routing.plan import RoutingPlan, UnknownLine, load_plan, parse_plan
+from ivr.routing.loader import load_plan, parse_plan
+from ivr.routing.model import RoutingPlan, UnknownLine
 from ivr.routing.states import STATES
 from ivr.routing.tiers import TierTarget, line, resolve
 from ivr.yamlsrc import Problems

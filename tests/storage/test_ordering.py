@@ -16,7 +16,7 @@ import asyncpg
 import pytest
 
 from ivr.flow.runtime import TransferTo
-from ivr.routing.plan import Counselor
+from ivr.routing.model import Counselor
 from ivr.storage import counselors as cs
 from ivr.storage import queue as q
 from ivr.storage.database import open_pool

@@ -12,7 +12,7 @@ from types import MappingProxyType
 import asyncpg
 import pytest
 
-from ivr.routing.plan import Center, Counselor, Line, Queue, RoutingPlan, Tier
+from ivr.routing.model import Center, Counselor, Line, Queue, RoutingPlan, Tier
 from ivr.routing.tiers import rank
 from ivr.storage import counselors as cs
 from ivr.storage import queue as q
