@@ -60,7 +60,9 @@ def scenarios(steps: tuple[Step, ...]) -> list[Scenario]:
             for n in range(len(warm) + 1) for free in itertools.combinations(warm, n)]
 
 
-def drive(steps: tuple[Step, ...], scenario: Scenario) -> tuple[float, float]:
+def drive(
+    steps: tuple[Step, ...], scenario: Scenario, lead_in: float = LEAD_IN
+) -> tuple[float, float]:
     """Run the progression with counselors who never answer; (first ring, backup dialled)."""
     offered: set[str] = set()
 
@@ -88,7 +90,7 @@ def drive(steps: tuple[Step, ...], scenario: Scenario) -> tuple[float, float]:
                     timers.append((due, len(timers), TierDeadline(action.stage)))
                 case DialLine():
                     said = PROMPTS[action.prompt] if action.prompt else 0.0
-                    rings = now + (LEAD_IN if from_flow else 0.0) + said
+                    rings = now + (lead_in if from_flow else 0.0) + said
                     first = rings if first is None else first
                     if action.step.last:
                         return first, rings
@@ -112,6 +114,16 @@ def test_the_progression_takes_exactly_the_bounds_times(steps: tuple[Step, ...])
     bounds = transfer_bounds(steps, PROMPTS, LEAD_IN)
     assert max(b for _, b in runs.values()) == bounds.to_backup
     assert max(f for f, _ in runs.values()) == bounds.to_first_ring
+
+
+def test_a_transfer_prompt_longer_than_the_tiers() -> None:
+    """The REST API degraded as the transfer begins: the national backup rings after
+    the flow's whole transfer prompt, later than after the tier would have."""
+    steps, lead_in = (REGION, NATIONAL), 40.0
+    bounds = transfer_bounds(steps, PROMPTS, lead_in)
+    assert (bounds.to_first_ring, bounds.to_backup) == (40.0, 40.0)
+    assert max(drive(steps, s, lead_in)[1] for s in scenarios(steps)) == 40.0
+    assert drive(steps, Scenario(False, frozenset({0})), lead_in) == (0.0, 32.0)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,9 @@ marked degraded), and checks after every delivery:
   stage runs, or a move to it is pending), connected, gone; never holding
   past the tier's deadline, never rung longer than the tier has left;
 - no counselor holds two offers, or one while on a call; only a free
-  counselor is rung, never for less than MIN_RING;
+  counselor is rung, never for less than MIN_RING, and never twice for one
+  caller in one tier; no phone rings for an
+  offer that is over (unless the REST API refused to cancel it);
 - the national backup rings within the bounds module's worst case (plus
   one hold round for each move out of the conference that the REST API
   refused), and nobody still waits past it;
@@ -35,6 +37,7 @@ from ivr.routing.progress import Phase, Progress
 from ivr.routing.progression import Availability, advance, begin
 from ivr.routing.rules import BACKUP_PROMPT, MIN_RING
 from ivr.routing.steps import Step
+from tests.routing.late_events import replays
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 LEAD_IN = 4.0  # the flow's transfer prompt
@@ -60,6 +63,7 @@ class Leg:
     counselor: str
     ends: float  # rings out then
     answered_at: float | None = None
+    orphan: bool = False  # cancelled while the REST API was down: it rings on
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,7 @@ class Caller:
     backup_at: float | None = None
     national_dials: int = 0
     move_failures: int = 0  # moves out of the conference the REST API refused
+    rung: frozenset[tuple[int, str]] = frozenset()  # (stage, counselor) offered this caller
     outcomes: tuple[sig.Outcome, ...] = ()
 
 
@@ -178,6 +183,9 @@ def execute(
         caller = world.callers[index]
         match action:
             case sig.Ring():
+                once = (caller.progress.stage, action.counselor)
+                check(once not in caller.rung, "caller {}: {} again in one tier", index, action)
+                world = set_caller(world, index, rung=caller.rung | {once})
                 if world.api_up:
                     ends = world.now + action.ring_seconds
                     leg = Leg(index, action.offer, action.counselor, ends)
@@ -190,7 +198,9 @@ def execute(
                     world = replace(world, legs=tuple(
                         g for g in world.legs if (g.caller, g.offer) != (index, action.offer)))
                 else:
-                    world = _degrade(world, feedback)  # the leg rings on, orphaned
+                    world = replace(_degrade(world, feedback), legs=tuple(
+                        replace(g, orphan=True) if (g.caller, g.offer) == (index, action.offer)
+                        else g for g in world.legs))
             case sig.Enqueue():
                 joins = world.now + (LEAD_IN if from_flow else 0.0)
                 world = set_caller(world, index, where="conference", dial=None, next_hold=joins)
@@ -276,34 +286,10 @@ def invariants(world: World) -> None:
         elif caller.backup_at is None:
             check(world.now <= caller.bound + allowance(caller),
                   "caller {} still waits past the bound", index)
+    for leg in world.legs:
+        offer = world.callers[leg.caller].progress.offer
+        check(leg.orphan or (offer is not None and offer.number == leg.offer),
+              "a leg rings for nothing: {}", leg)
     check(all(n == 1 for n in holders.values()),
           "a counselor holds two offers: {}", holders)
     check(not set(holders) & world.on_call, "a counselor on a call is offered another")
-
-
-def replays(p: Progress) -> list[sig.Event]:
-    """Events that arrive again, late or out of order, and must change nothing: an
-    accept or a miss for an earlier offer, the <Dial> or the timer of an earlier
-    step, anything once the transfer is over."""
-    late: list[sig.Event] = [sig.LegAccepted(p.offers_made - 1), sig.LegMissed(p.offers_made - 1),
-                             sig.DialEnded(p.stage - 1, True), sig.TierDeadline(p.stage - 1),
-                             sig.MoveLanded(p.stage - 1)]
-    if p.offer is None:
-        late.append(sig.LegAccepted(p.offers_made))
-    if p.phase.over:
-        late += [sig.HoldRound(), sig.CounselorFreed(), sig.ApiDegraded(), sig.CallerLeft()]
-    return [e for e in late if stale(p, e)]
-
-
-def stale(progress: Progress, event: sig.Event) -> bool:
-    """The test's own reading of 'no longer current'."""
-    if progress.phase.over:
-        return True
-    if isinstance(event, sig.LegAnswered | sig.LegAccepted | sig.LegDeclined | sig.LegMissed
-                  | sig.LegFailed | sig.OfferWithdrawn):
-        return progress.offer is None or progress.offer.number != event.offer
-    if isinstance(event, sig.TierDeadline):
-        return progress.phase is not Phase.HOLDING or progress.stage != event.stage
-    if isinstance(event, sig.DialEnded | sig.MoveLanded):
-        return progress.phase is not Phase.DIALING or progress.stage != event.stage
-    return False
