@@ -19,7 +19,8 @@ How a transfer moves:
   ringing. A counselor's phone never rings past the tier's deadline.
 - Leaving a warm step for a dial step moves the caller out of their
   conference (MoveCaller); every hold round that finds them still there
-  after MOVE_GRACE issues the move again.
+  after MOVE_GRACE issues the move again. A conference that ends under a
+  caller still on the line (HoldEnded) is answered with the next step.
 - A dial step ends with its <Dial>: answered is the end of the transfer,
   anything else the next step; the national backup is dialled again
   BACKUP_REDIALS times, then the transfer is unreached.
@@ -58,6 +59,7 @@ from ivr.routing.signals import (
     EndCall,
     Enqueue,
     Event,
+    HoldEnded,
     HoldRound,
     LegAccepted,
     LegAnswered,
@@ -126,7 +128,7 @@ def _stale(p: Progress, event: Event) -> bool:
         case (LegAnswered() | LegAccepted() | LegDeclined() | LegMissed() | LegFailed()
               | OfferWithdrawn()):
             return p.offer is None or p.offer.number != event.offer
-        case TierDeadline():
+        case TierDeadline() | HoldEnded():
             return p.phase is not Phase.HOLDING or event.stage != p.stage
         case DialEnded() | MoveLanded():
             return p.phase is not Phase.DIALING or event.stage != p.stage
@@ -145,6 +147,8 @@ def _holding(p: Progress, event: Event, now: datetime, av: Availability) -> Resu
         assert p.offer is not None
         return replace(p, phase=Phase.CONNECTED, queued=False), (
             _outcome(p, Outcome.ANSWERED, p.offer.counselor),)
+    if isinstance(event, HoldEnded):  # out of the conference: answer with the next step
+        return _move_on(p, now, av, holding=False)
     p, service_failed = _offer_news(p, event)
     if over:  # an accept too: the tier is over, the next one is under way
         return _move_on(p, now, av, degraded=service_failed)
@@ -191,13 +195,16 @@ def _settle(p: Progress, now: datetime, av: Availability, degraded: bool = False
     return p, ()  # wait for a counselor to be free, or for the deadline
 
 
-def _move_on(p: Progress, now: datetime, av: Availability, degraded: bool = False) -> Result:
-    """Leave the current warm step while the caller holds."""
+def _move_on(
+    p: Progress, now: datetime, av: Availability, degraded: bool = False, holding: bool = True
+) -> Result:
+    """Leave the current warm step (the caller normally still in their conference)."""
     cancel: tuple[Action, ...] = ()
     if p.offer is not None:
         cancel = (CancelLeg(p.offer.number, p.offer.counselor),)
     index = next_step(p.steps, p.index + 1, av.free, av.degraded or degraded)
-    q, actions = _enter(replace(p, offer=None), index, now, av, holding=True, from_flow=False)
+    q, actions = _enter(replace(p, offer=None), index, now, av, holding=holding,
+                        from_flow=False)
     return q, (*cancel, *actions)
 
 
@@ -241,7 +248,8 @@ def _enter(
     stage = p.stage + 1
     if isinstance(step, WarmStep):
         deadline = now + timedelta(seconds=tier_seconds(step))
-        join: Action = (SetTier(index, stage, step.tier, step.counselors) if p.queued
+        join: Action = (SetTier(index, stage, step.tier, step.counselors)
+                        if p.queued and holding
                         else Enqueue(index, stage, step.tier, step.counselors))
         q = replace(p, index=index, phase=Phase.HOLDING, stage=stage, stage_started_at=now,
                     deadline=deadline, offer=None, tried=(), queued=True, moved_at=None)

@@ -85,6 +85,14 @@ class TierDeadline:
 
 
 @dataclass(frozen=True)
+class HoldEnded:
+    """The <Dial> action of the caller's conference, for a caller still on the line
+    and not connected: the conference ended under them (not by a move)."""
+
+    stage: int
+
+
+@dataclass(frozen=True)
 class DialEnded:
     """A dial step's <Dial> action, for a caller still on the line."""
 
@@ -126,7 +134,7 @@ class CounselorFreed:
 
 Event = (
     LegAnswered | LegAccepted | LegDeclined | LegMissed | LegFailed | OfferWithdrawn
-    | TierDeadline | DialEnded | MoveLanded | CallerLeft | ApiDegraded | ApiRestored
+    | TierDeadline | HoldEnded | DialEnded | MoveLanded | CallerLeft | ApiDegraded | ApiRestored
     | HoldRound | CounselorFreed
 )
 
@@ -155,7 +163,7 @@ class CancelLeg:
 @dataclass(frozen=True)
 class Enqueue:
     """The caller's next TwiML is their conference; they join the waiting line
-    of this warm step."""
+    of this warm step (or move to its tier, if still in the line)."""
 
     index: int
     stage: int

@@ -13,7 +13,7 @@ def replays(p: Progress) -> list[sig.Event]:
     step, anything once the transfer is over."""
     late: list[sig.Event] = [sig.LegAccepted(p.offers_made - 1), sig.LegMissed(p.offers_made - 1),
                              sig.DialEnded(p.stage - 1, True), sig.TierDeadline(p.stage - 1),
-                             sig.MoveLanded(p.stage - 1)]
+                             sig.MoveLanded(p.stage - 1), sig.HoldEnded(p.stage - 1)]
     if p.offer is None:
         late.append(sig.LegAccepted(p.offers_made))
     if p.phase.over:
@@ -28,7 +28,7 @@ def stale(progress: Progress, event: sig.Event) -> bool:
     if isinstance(event, sig.LegAnswered | sig.LegAccepted | sig.LegDeclined | sig.LegMissed
                   | sig.LegFailed | sig.OfferWithdrawn):
         return progress.offer is None or progress.offer.number != event.offer
-    if isinstance(event, sig.TierDeadline):
+    if isinstance(event, sig.TierDeadline | sig.HoldEnded):
         return progress.phase is not Phase.HOLDING or progress.stage != event.stage
     if isinstance(event, sig.DialEnded | sig.MoveLanded):
         return progress.phase is not Phase.DIALING or progress.stage != event.stage

@@ -21,6 +21,7 @@ from ivr.routing.signals import (
     EndCall,
     Enqueue,
     Event,
+    HoldEnded,
     HoldRound,
     LegAccepted,
     LegAnswered,
@@ -130,6 +131,9 @@ HOLDING = ((0, CounselorFreed(), ("ana", "ben")),)  # the tier's first ring: ana
         ([(1, ApiDegraded(), ())], Phase.HOLDING, ()),
         # withdrawn (an administrator took the counselor off): the next free one rings
         ([(6, OfferWithdrawn(1), ("ben",))], Phase.HOLDING, (ring(2, "ben", 14),)),
+        # the conference ended under a caller still on the line: the next step as TwiML
+        ([(6, HoldEnded(1), ())], Phase.DIALING, (
+            CancelLeg(1, "ana"), Dequeue("backup"), DialLine(1, 2, GULF, None, True))),
         # the caller hangs up: cancel their leg, leave the line, abandoned
         ([(6, CallerLeft(), ())], Phase.GONE, (
             CancelLeg(1, "ana"), Dequeue("abandoned"),
@@ -158,6 +162,13 @@ def test_a_warm_step_after_a_warm_step_keeps_the_caller_in_line() -> None:
     _, actions = run(start(steps, "ana"), (20, TierDeadline(1), ("cy",)))
     assert actions == (CancelLeg(1, "ana"), SetTier(1, 2, "backup", ("cy", "ben")),
                        ScheduleDeadline(2, at(45)), ring(2, "cy", 25))
+
+
+def test_a_conference_ended_under_the_caller_is_answered_with_the_next_conference() -> None:
+    steps = (LOCAL, REGION, NATIONAL)
+    _, actions = run(start(steps, "ana"), (3, HoldEnded(1), ()))
+    assert actions == (CancelLeg(1, "ana"), Enqueue(1, 2, "backup", ("cy", "ben")),
+                       ScheduleDeadline(2, at(28)))
 
 
 def test_after_a_dial_step_the_caller_joins_the_line_again() -> None:
@@ -214,6 +225,7 @@ LATE: list[tuple[str, list[tuple[float, Event, tuple[str, ...]]], Event]] = [
     ("dial of an earlier step", [(20, TierDeadline(1), ()), (41, DialEnded(2, False), ())],
      DialEnded(2, True)),
     ("dial callback before its step", [], DialEnded(5, True)),
+    ("conference end of an earlier step", [(20, TierDeadline(1), ())], HoldEnded(1)),
     ("anything after the caller left", [(5, CallerLeft(), ())], CounselorFreed()),
     ("a second accept", [(5, LegAccepted(1), ())], LegAccepted(1)),
     ("a ring-out after the accept", [(5, LegAccepted(1), ())], LegMissed(1)),

@@ -31,7 +31,7 @@ PLANS: tuple[tuple[Step, ...], ...] = (
     (WarmStep("local", "short", ("a",), 5, False),
      WarmStep("backup", "ca", ("b", "c"), 20, True), NATIONAL),
 )
-EXHAUSTIVE_DEPTH = 8
+EXHAUSTIVE_DEPTH = 7
 ENDINGS = ("hangup", "accept", "answered")
 
 

@@ -1,11 +1,11 @@
 """What may happen next in a transfer world, and making it happen.
 
 `choices(world)` lists the happenings a world allows now: a counselor picks
-up, accepts, declines, is busy or unreachable; a caller hangs up; a dialled
-line answers; the REST API goes down or comes back; an offline counselor
-returns; the earliest timer fires (each of several due at once in turn).
-`apply` makes one happen through transfer_world.deliver, which checks the
-invariants.
+up, accepts, declines, is busy or unreachable; a caller hangs up; a
+caller's conference ends under them; a dialled line answers; the REST API
+goes down or comes back; an offline counselor returns; the earliest timer
+fires (each of several due at once in turn). `apply` makes one happen
+through transfer_world.deliver, which checks the invariants.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ivr.routing import signals as sig
+from ivr.routing.progress import Phase
 from tests.routing.transfer_world import (
     HOLD_EVERY,
     WHISPER,
@@ -54,6 +55,8 @@ def choices(world: World) -> list[Choice]:
             out.append(("hangup", index))
         if caller.where == "dial":
             out.append(("answered", index))
+        if caller.where == "conference" and caller.progress.phase is Phase.HOLDING:
+            out.append(("hold_ends", index))
     out.append(("api_up", 0) if not world.api_up else ("api_down", 0))
     out += [("back", n) for n, k in enumerate(world.counselors) if k in world.offline]
     due = timers(world)
@@ -68,6 +71,8 @@ def apply(world: World, choice: Choice) -> World:
     if kind == "hangup":
         return deliver(set_caller(world, n, where="gone", dial=None, next_hold=None), n,
                        sig.CallerLeft())
+    if kind == "hold_ends":
+        return deliver(world, n, sig.HoldEnded(world.callers[n].progress.stage))
     if kind == "answered":
         caller = world.callers[n]
         assert caller.dial is not None
