@@ -71,8 +71,10 @@ def apply(world: World, choice: Choice) -> World:
     if kind == "hangup":
         return deliver(set_caller(world, n, where="gone", dial=None, next_hold=None), n,
                        sig.CallerLeft())
-    if kind == "hold_ends":
-        return deliver(world, n, sig.HoldEnded(world.callers[n].progress.stage))
+    if kind == "hold_ends":  # the caller awaits TwiML: only the answer can place them
+        stage = world.callers[n].progress.stage
+        return deliver(set_caller(world, n, where="between", next_hold=None), n,
+                       sig.HoldEnded(stage))
     if kind == "answered":
         caller = world.callers[n]
         assert caller.dial is not None

@@ -69,7 +69,7 @@ class Leg:
 @dataclass(frozen=True)
 class Caller:
     progress: Progress
-    where: str  # "conference", "dial", "connected", "ended", "gone"
+    where: str  # "conference", "dial", "connected", "ended", "gone"; "between" two TwiMLs
     bound: float  # the bounds module's worst case to the backup
     dial: tuple[int, float] | None = None  # (stage, rings out at) of the <Dial> running
     next_hold: float | None = None
@@ -258,6 +258,7 @@ def invariants(world: World) -> None:
         p = caller.progress
         where = caller.where
         check(len(caller.outcomes) <= 1, "caller {} recorded {}", index, caller.outcomes)
+        check(where != "between", "caller {} was given no TwiML", index)
         if p.phase is Phase.HOLDING:
             assert p.deadline is not None
             due = (p.deadline - T0).total_seconds()
