@@ -1,0 +1,278 @@
+"""The transfer progression: advance(progress, event, now, availability).
+
+Pure and synchronous like flow.runtime.step: a transfer is a `Progress`
+(stored with the call), an event (ivr.routing.signals) and what the
+dispatcher sees of the counselors right now (`Availability`); the result is
+the new progress and the actions for the adapters to carry out. The rules it
+follows are in ivr.routing.rules, shared with the bounds.
+
+How a transfer moves:
+- `begin` enters the first step worth entering (rules.next_step). At a warm
+  step the caller holds in their conference and the tier's clock starts at
+  once: counselors are rung while the flow's transfer prompt still plays.
+- At a warm step one counselor is rung at a time, the first free one the
+  caller has not been offered in this tier. A miss, decline or failure
+  charged to the counselor rings the next; the tier ends at its deadline
+  (TierDeadline, or any event that finds it past), when nobody is left to
+  ring, when nobody could ring long enough, when nobody is free and the tier
+  does not wait for them, and when the REST API is degraded and no leg is
+  ringing. A counselor's phone never rings past the tier's deadline.
+- Leaving a warm step for a dial step moves the caller out of their
+  conference (MoveCaller); every hold round that finds them still there
+  after MOVE_GRACE issues the move again. A conference that ends under a
+  caller still on the line (HoldEnded) is answered with the next step.
+- A dial step ends with its <Dial>: answered is the end of the transfer,
+  anything else the next step; the national backup is dialled again
+  BACKUP_REDIALS times, then the transfer is unreached.
+- A caller who leaves is gone: legs cancelled, nobody rung for them again.
+
+An event for an offer or stage that is no longer current, or for a transfer
+that is over, changes nothing and asks for nothing; so does any event
+delivered twice in a row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+from ivr.routing.progress import Offer, Phase, Progress
+from ivr.routing.rules import (
+    MOVE_GRACE,
+    can_ring,
+    check_steps,
+    may_redial,
+    next_step,
+    prompt_before,
+    ring_seconds,
+    tier_seconds,
+)
+from ivr.routing.signals import (
+    Action,
+    Blame,
+    CallerLeft,
+    CancelLeg,
+    Dequeue,
+    DialEnded,
+    DialLine,
+    EndCall,
+    Enqueue,
+    Event,
+    HoldEnded,
+    HoldRound,
+    LegAccepted,
+    LegAnswered,
+    LegDeclined,
+    LegFailed,
+    LegMissed,
+    MoveCaller,
+    MoveLanded,
+    OfferWithdrawn,
+    Outcome,
+    RecordOutcome,
+    Ring,
+    ScheduleDeadline,
+    SetTier,
+    TierDeadline,
+)
+from ivr.routing.steps import DialStep, Step, WarmStep
+
+
+@dataclass(frozen=True)
+class Availability:
+    """What the dispatcher sees now, outside this transfer."""
+
+    free: tuple[str, ...] = ()  # available counselor ids, best first (the one ordering)
+    degraded: bool = False  # the REST API is in its cool-off: no counselor can be rung
+
+
+Result = tuple[Progress, tuple[Action, ...]]
+
+
+def begin(
+    steps: Sequence[Step],
+    now: datetime,
+    availability: Availability,
+    *,
+    language: str,
+    queue: str | None = None,
+    line: str | None = None,
+    need: str | None = None,
+    caller_state: str | None = None,
+    pass_caller_id: bool = True,
+) -> Result:
+    """The flow hands the caller over at `now`: enter the first step worth entering."""
+    check_steps(steps)
+    index = next_step(steps, 0, availability.free, availability.degraded)
+    blank = Progress(
+        steps=tuple(steps), index=index, phase=Phase.HOLDING, stage=0, started_at=now,
+        stage_started_at=now, language=language, queue=queue, line=line, need=need,
+        caller_state=caller_state, pass_caller_id=pass_caller_id,
+    )
+    return _enter(blank, index, now, availability, holding=False, from_flow=True)
+
+
+def advance(progress: Progress, event: Event, now: datetime, availability: Availability) -> Result:
+    if _stale(progress, event):
+        return progress, ()
+    if progress.phase is Phase.HOLDING:
+        return _holding(progress, event, now, availability)
+    return _dialing(progress, event, now, availability)
+
+
+def _stale(p: Progress, event: Event) -> bool:
+    if p.phase.over:
+        return True
+    match event:
+        case (LegAnswered() | LegAccepted() | LegDeclined() | LegMissed() | LegFailed()
+              | OfferWithdrawn()):
+            return p.offer is None or p.offer.number != event.offer
+        case TierDeadline() | HoldEnded():
+            return p.phase is not Phase.HOLDING or event.stage != p.stage
+        case DialEnded() | MoveLanded():
+            return p.phase is not Phase.DIALING or event.stage != p.stage
+    return False
+
+
+# At a warm step ----------------------------------------------------------------
+
+
+def _holding(p: Progress, event: Event, now: datetime, av: Availability) -> Result:
+    assert p.deadline is not None and p.phase is Phase.HOLDING
+    if isinstance(event, CallerLeft):
+        return _gone(p)
+    over = now >= p.deadline
+    if isinstance(event, LegAccepted) and not over:
+        assert p.offer is not None
+        return replace(p, phase=Phase.CONNECTED, queued=False), (
+            _outcome(p, Outcome.ANSWERED, p.offer.counselor),)
+    if isinstance(event, HoldEnded):  # out of the conference: answer with the next step
+        return _move_on(p, now, av, holding=False)
+    p, service_failed = _offer_news(p, event)
+    if over:  # an accept too: the tier is over, the next one is under way
+        return _move_on(p, now, av, degraded=service_failed)
+    return _settle(p, now, av, degraded=service_failed)
+
+
+def _offer_news(p: Progress, event: Event) -> tuple[Progress, bool]:
+    """The current offer after a leg event; True when the REST API failed placing it."""
+    offer = p.offer
+    if offer is None:
+        return p, False
+    match event:
+        case LegAnswered():
+            return replace(p, offer=replace(offer, answered=True)), False
+        case LegDeclined() | LegMissed() | LegFailed(blame=Blame.COUNSELOR):
+            return replace(p, offer=None, tried=(*p.tried, offer.counselor)), False
+        case LegFailed():
+            return replace(p, offer=None), True  # withdrawn without blame
+        case OfferWithdrawn():
+            return replace(p, offer=None), False
+    return p, False
+
+
+def _settle(p: Progress, now: datetime, av: Availability, degraded: bool = False) -> Result:
+    """Ring someone, wait, or move on: the one next-tier rule of a warm step."""
+    step = p.step
+    assert isinstance(step, WarmStep)
+    if p.offer is not None:
+        return p, ()  # a phone rings: even with the API degraded, it may be answered
+    if degraded or av.degraded:
+        return _move_on(p, now, av, degraded=True)
+    untried = [c for c in step.counselors if c not in p.tried]
+    left = p.seconds_left(now)
+    if not untried or not can_ring(left):
+        return _move_on(p, now, av)
+    pick = next((c for c in av.free if c in untried), None)
+    if pick is not None:
+        number = p.offers_made + 1
+        seconds = ring_seconds(left)
+        offer = Offer(number, pick, now, seconds)
+        return replace(p, offer=offer, offers_made=number), (Ring(number, pick, seconds),)
+    if step.skip_when_unavailable:
+        return _move_on(p, now, av)
+    return p, ()  # wait for a counselor to be free, or for the deadline
+
+
+def _move_on(
+    p: Progress, now: datetime, av: Availability, degraded: bool = False, holding: bool = True
+) -> Result:
+    """Leave the current warm step (the caller normally still in their conference)."""
+    cancel: tuple[Action, ...] = ()
+    if p.offer is not None:
+        cancel = (CancelLeg(p.offer.number, p.offer.counselor),)
+    index = next_step(p.steps, p.index + 1, av.free, av.degraded or degraded)
+    q, actions = _enter(replace(p, offer=None), index, now, av, holding=holding,
+                        from_flow=False)
+    return q, (*cancel, *actions)
+
+
+# At a dial step ------------------------------------------------------------------
+
+
+def _dialing(p: Progress, event: Event, now: datetime, av: Availability) -> Result:
+    step = p.step
+    assert isinstance(step, DialStep) and p.phase is Phase.DIALING
+    match event:
+        case CallerLeft():
+            return _gone(p)
+        case DialEnded(answered=True):
+            return replace(p, phase=Phase.CONNECTED), (_outcome(p, Outcome.ANSWERED), EndCall())
+        case DialEnded() if step.last and may_redial(p.redials):
+            return _enter(replace(p, redials=p.redials + 1), p.index, now, av,
+                          holding=False, from_flow=False)
+        case DialEnded() if step.last:
+            return replace(p, phase=Phase.UNREACHED), (_outcome(p, Outcome.UNREACHED), EndCall())
+        case DialEnded():
+            index = next_step(p.steps, p.index + 1, av.free, av.degraded)
+            return _enter(p, index, now, av, holding=False, from_flow=False)
+        case MoveLanded():
+            return replace(p, moved_at=None), ()
+        case HoldRound() if p.moved_at is not None and (
+            (now - p.moved_at).total_seconds() >= MOVE_GRACE
+        ):
+            # Still in the conference although moved: the move failed; again.
+            return replace(p, moved_at=now), (MoveCaller(p.index, p.stage),)
+    return p, ()
+
+
+# Entering a step, leaving the transfer ------------------------------------------
+
+
+def _enter(
+    p: Progress, index: int, now: datetime, av: Availability, *, holding: bool, from_flow: bool
+) -> Result:
+    """Enter step `index`; `holding`: the caller is in their conference now."""
+    step = p.steps[index]
+    stage = p.stage + 1
+    if isinstance(step, WarmStep):
+        deadline = now + timedelta(seconds=tier_seconds(step))
+        join: Action = (SetTier(index, stage, step.tier, step.counselors)
+                        if p.queued and holding
+                        else Enqueue(index, stage, step.tier, step.counselors))
+        q = replace(p, index=index, phase=Phase.HOLDING, stage=stage, stage_started_at=now,
+                    deadline=deadline, offer=None, tried=(), queued=True, moved_at=None)
+        q, rung = _settle(q, now, av)
+        return q, (join, ScheduleDeadline(stage, deadline), *rung)
+    leave: tuple[Action, ...] = (Dequeue("backup"),) if p.queued else ()
+    q = replace(p, index=index, phase=Phase.DIALING, stage=stage, stage_started_at=now,
+                deadline=None, offer=None, tried=(), queued=False,
+                moved_at=now if holding else None)
+    dial = DialLine(index, stage, step, prompt_before(step, from_flow), p.pass_caller_id)
+    move: tuple[Action, ...] = (MoveCaller(index, stage),) if holding else ()
+    return q, (*leave, dial, *move)
+
+
+def _gone(p: Progress) -> Result:
+    actions: list[Action] = []
+    if p.offer is not None:
+        actions.append(CancelLeg(p.offer.number, p.offer.counselor))
+    if p.queued:
+        actions.append(Dequeue("abandoned"))
+    actions.append(_outcome(p, Outcome.ABANDONED))
+    return replace(p, phase=Phase.GONE, offer=None, queued=False, moved_at=None), tuple(actions)
+
+
+def _outcome(p: Progress, outcome: Outcome, counselor: str | None = None) -> RecordOutcome:
+    return RecordOutcome(outcome, p.step.tier, p.step.name, counselor)
