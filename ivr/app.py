@@ -25,6 +25,7 @@ from ivr.config import ConfigError, Settings, is_loopback_url
 from ivr.content import Content, InvalidContent, load_content
 from ivr.flow.runtime import TransferTo
 from ivr.routing.location import area_code_table
+from ivr.routing.steps import Step, transfer_steps
 from ivr.speech.asr import ENV_PREFIX, ListenConfig, SpeechEngine, SpeechModels
 from ivr.speech.audio import GateConfig, load_prompt_wav
 from ivr.speech.errors import AudioFormatError
@@ -34,7 +35,6 @@ from ivr.storage.queue import ROUTING_CHANNEL, Offer
 from ivr.telephony import webhooks
 from ivr.telephony.apihealth import ApiHealth
 from ivr.telephony.callflow import CallFlow
-from ivr.telephony.dialplan import Step, transfer_steps
 from ivr.telephony.media import close_media_streams, media_stream
 from ivr.telephony.rest import TwilioRest
 from ivr.telephony.signature import SignatureChecker, middleware

@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from ivr.flow.runtime import TransferTo
-from ivr.routing.plan import RoutingPlan
+from ivr.routing.model import RoutingPlan
 from ivr.routing.rules import next_index, prompt_before, tier_seconds, worth_entering
 from ivr.routing.states import STATES
 from ivr.routing.steps import Step, WarmStep, transfer_steps

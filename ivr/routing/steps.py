@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Final
 
 from ivr.flow.runtime import TransferTo
-from ivr.routing.plan import RoutingPlan
+from ivr.routing.model import RoutingPlan
 from ivr.routing.tiers import resolve
 
 # How long the national backup (and a special line) rings before we redial it.
@@ -34,6 +34,9 @@ class DialStep:
     timeout: int
     last: bool = False  # the national backup: nothing after it
     centers: tuple[str, ...] = ()
+    # The callerId of the <Dial>: our own number when the caller's could be
+    # refused (SIP, withheld); None lets the caller's number pass through.
+    caller_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -42,10 +45,13 @@ class WarmStep:
 
     tier: str
     name: str
-    counselors: tuple[str, ...]  # ids, in preference order
+    counselors: tuple[str, ...]  # ids, listed by rank
     timeout: int
     skip_when_unavailable: bool
     centers: tuple[str, ...] = ()
+    # tiers.rank of each counselor, which the database orders offers by;
+    # empty when all rank alike.
+    ranks: tuple[int, ...] = ()
 
 
 Step = DialStep | WarmStep
@@ -66,11 +72,11 @@ def transfer_steps(
             name = ",".join(c.id for c in target.centers)
             centers = tuple(c.id for c in target.centers)
             timeout = round(target.ring_timeout)
-            # Resolved counselors are already filtered by language, best skill first.
+            # Resolved counselors are already filtered by language and ranked.
             if target.counselors:
                 ids = tuple(c.id for c in target.counselors)
                 steps.append(WarmStep(target.kind, name, ids, timeout,
-                                      target.skip_when_unavailable, centers))
+                                      target.skip_when_unavailable, centers, target.ranks))
             if target.external_numbers:
                 steps.append(DialStep(target.kind, name, tuple(target.external_numbers),
                                       timeout, centers=centers))
@@ -89,7 +95,11 @@ def step_from_json(data: Mapping[str, Any]) -> Step:
     tier, name, timeout = str(data["tier"]), str(data["name"]), int(data["timeout"])
     centers = tuple(str(c) for c in data.get("centers", ()))
     if data.get("mode") == "warm":
+        # A step stored before ranks existed has none: everyone ranks alike.
         return WarmStep(tier, name, tuple(str(c) for c in data["counselors"]), timeout,
-                        bool(data.get("skip_when_unavailable", False)), centers)
+                        bool(data.get("skip_when_unavailable", False)), centers,
+                        tuple(int(r) for r in data.get("ranks", ())))
+    caller_id = data.get("caller_id")
     return DialStep(tier, name, tuple(str(t) for t in data["targets"]), timeout,
-                    bool(data.get("last", False)), centers)
+                    bool(data.get("last", False)), centers,
+                    None if caller_id is None else str(caller_id))

@@ -22,9 +22,9 @@ from ivr.errors import RequestError
 from ivr.flow.model import Flow, FlowSet
 from ivr.flow.runtime import Answer, Ask, CallState, Start, TransferTo, Turn, new_call, step
 from ivr.routing.location import Location
+from ivr.routing.steps import DialStep, Step, step_from_json
 from ivr.storage import calls as db
 from ivr.storage import transfers as outcomes
-from ivr.telephony.dialplan import DialStep, Step, step_from_json
 from ivr.telephony.transfer import Transfers, conference_name, is_ringing, transfer_record
 from ivr.telephony.twiml import Renderer
 

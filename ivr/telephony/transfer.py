@@ -35,12 +35,12 @@ import asyncpg
 
 from ivr.languages import LANGUAGE_NAMES
 from ivr.routing.model import RoutingPlan
+from ivr.routing.steps import DialStep, Step, WarmStep, step_from_json, step_to_json
 from ivr.storage import counselors as staff
 from ivr.storage import queue
 from ivr.storage import transfers as outcomes
 from ivr.storage.holding import holder
 from ivr.telephony.apihealth import ApiHealth
-from ivr.telephony.dialplan import DialStep, Step, WarmStep, step_from_json, step_to_json
 from ivr.telephony.rest import AddressError, RestError, ServiceError, TwilioRest
 from ivr.telephony.twiml import Renderer
 

@@ -26,7 +26,7 @@ from ivr.flow.system_prompts import (
 )
 from ivr.languages import SAY_LOCALES
 from ivr.routing.location import is_dialable
-from ivr.telephony.dialplan import DialStep, Step
+from ivr.routing.steps import DialStep, Step
 
 HOLD_PAUSE = 20  # seconds of quiet between reassurances without hold music
 MOVE_PAUSE = 5  # seconds a caller being moved to the backup line waits per round

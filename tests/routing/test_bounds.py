@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from ivr.routing.bounds import Scenario, destination_bounds, transfer_bounds, walk
-from ivr.routing.plan import RoutingPlan, load_plan
+from ivr.routing.loader import load_plan
+from ivr.routing.model import RoutingPlan
 from ivr.routing.progression import Availability, advance, begin
 from ivr.routing.rules import BACKUP_PROMPT
 from ivr.routing.signals import (

@@ -17,10 +17,10 @@ import pytest
 
 from ivr.flow.runtime import TransferTo
 from ivr.routing.model import Counselor
+from ivr.routing.steps import WarmStep, step_from_json, step_to_json, transfer_steps
 from ivr.storage import counselors as cs
 from ivr.storage import queue as q
 from ivr.storage.database import open_pool
-from ivr.telephony.dialplan import WarmStep, step_from_json, step_to_json, transfer_steps
 from tests.storage.test_queue import person, plan_of
 
 VETERAN = ("veteran",)
