@@ -204,7 +204,12 @@ async def _dispatcher(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        try:
+            async with asyncio.timeout(CLOSE_TIMEOUT):
+                await asyncio.gather(task, return_exceptions=True)
+        except TimeoutError:
+            log.error("the dispatcher did not stop within %.0f s of being cancelled",
+                      CLOSE_TIMEOUT)
 
 
 async def _check_twilio(health: ApiHealth, settings: Settings) -> None:

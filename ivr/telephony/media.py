@@ -61,7 +61,8 @@ async def media_stream(request: web.Request) -> web.StreamResponse:
     call_sid = "?"
     session: ListenSession | None = None
     try:
-        start = await asyncio.wait_for(_wait_start(ws), START_TIMEOUT)
+        async with asyncio.timeout(START_TIMEOUT):
+            start = await _wait_start(ws)
         call_sid = start.call_sid
         token = start.parameters.get("token", "")
         listen = await db.claim_listen(app[keys.pool], call_sid, token) if speech else None

@@ -142,8 +142,12 @@ class Transfers:
     async def run(self, tick: float = 0.5) -> None:
         """Match callers and counselors until cancelled; wakes on kick() or every tick."""
         while True:
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a
+            # cancellation that arrives as the event fires, and the dispatcher
+            # would then never stop.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), tick)
+                async with asyncio.timeout(tick):
+                    await self.wake.wait()
             self.wake.clear()
             try:
                 await self.dispatch_once()
