@@ -32,6 +32,7 @@ bench: $(BIN)/ivr
 	$(BIN)/python bench/webhooks.py
 	$(BIN)/python bench/speech.py
 	$(BIN)/python bench/routing.py
+	$(BIN)/python bench/time_to_human.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

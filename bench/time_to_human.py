@@ -1,0 +1,493 @@
+"""Time to a human: every path of the shipped flow, in the simulator, beside its bound.
+
+    .venv/bin/python bench/time_to_human.py [--runs N] [--only NAME]
+
+Each path is a whole call the way `ivr call` makes one: the simulator plays
+Twilio (webhooks, REST API, counselors' phones, conferences) against the
+real server, in process, on a throwaway embedded PostgreSQL, with the
+shipped flows/988.yaml, flows/routing.yaml and prompts/. From each call's
+transcript, in simulated seconds from the answer (0 s, the greeting's
+start):
+
+- first ring: the first phone of a human ringing for the caller: a
+  counselor's leg reported ringing, or a <Dial> (a line, a center's number,
+  the national backup) starting;
+- joined: a counselor joining the caller's conference, or the party of a
+  <Dial> answering.
+
+Beside them, the analysis's bound for the same path: the flow analysis's
+cost of that path (ivr/flow/analysis.py, the worst case of it: a key at the
+end of the menu's timeout) up to the transfer, plus the routing bound of
+the caller's queue or line from there (ivr/routing/bounds.py, counselors
+who never answer) to the first ring and to the national backup being
+dialled. No bound exists for "joined": it depends on the counselor.
+
+Simulated seconds do not depend on the machine's speed except for the
+server's own work between two webhooks, which the simulator's clock counts
+at its time scale (10 ms of wall time per simulated second): the spread
+over the runs shows how much that is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import statistics
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import asyncpg
+
+if __package__ in (None, ""):  # run as a script: make `ivr` and `bench` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from ivr.config import Settings
+from ivr.content import Content, load_content
+from ivr.flow.analysis import _Timing  # the per-path costs; the module exports the worst only
+from ivr.flow.model import Flow, Transfer
+from ivr.flow.runtime import TransferTo
+from ivr.routing.bounds import TransferBounds, destination_bounds, transfer_bounds
+from ivr.routing.model import RoutingPlan
+from ivr.routing.rules import BACKUP_PROMPT
+from ivr.routing.steps import DialStep, transfer_steps
+from ivr.sim import CallScript, CounselorScript, NoAnswer, Press, Silence, TwilioWorld
+from ivr.sim.call import simulate_call
+from ivr.sim.config import SimConfig
+from ivr.sim.counselors import Behaviour
+from ivr.sim.geo import number_in_state
+from ivr.sim.media import MediaStreams, StreamSettings
+from ivr.sim.run import local_server, throwaway_settings
+from ivr.sim.script import CallerInput, DialOutcome
+from ivr.sim.transcript import CounselorJoined, Dialed, LegEvent, Transcript
+from ivr.storage.counselors import PresenceConflict, list_counselors, set_presence
+from ivr.storage.database import open_pool
+
+ROOT = Path(__file__).resolve().parent.parent
+FLOW_ID = "lifeline"
+MENU_PROMPT = "main_menu"
+AFTER_PROMPT = 0.5  # "press 2 after the menu": this long after its prompt ends
+# Wall seconds per simulated second while parties wait on each other: five
+# times `ivr call`'s, so that the server's own work between two webhooks,
+# which the simulator's clock counts at this rate, shifts a figure less.
+TIME_SCALE = 0.05
+RESET_TRIES = 50  # presence resets tried (0.1 s apart) while a counselor wraps up
+
+
+# The paths ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    """A figure issue 8 item 4 sets for a path (seconds from the answer)."""
+
+    first_ring: float | None = None
+    joined: float | None = None
+
+    def text(self) -> str:
+        parts = []
+        if self.first_ring is not None:
+            parts.append(f"ring <= {self.first_ring:g}")
+        if self.joined is not None:
+            parts.append(f"joined <= {self.joined:g}")
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class CallPath:
+    """One way through the shipped flow and the routing plan."""
+
+    name: str
+    state: str  # the caller's state, as Twilio reports it
+    inputs: tuple[CallerInput, ...]
+    # The flow analysis's moves along this path, each named by a piece of its
+    # event text ("says 'welcome'", "silence, then connect"...), up to the transfer.
+    moves: tuple[str, ...]
+    need: str | None = None  # the need the flow sets on the way (the bound's need)
+    counselors: Mapping[str, Behaviour] = field(default_factory=dict)  # by counselor id
+    offline: tuple[str, ...] = ()  # counselor ids offline; everyone else is available
+    dials: tuple[DialOutcome, ...] = ()  # what each <Dial>'s party does (default: answers)
+    target: Target | None = None
+    expect: str = ""  # who should answer (an id of the plan): a run where not is flagged
+
+
+WELCOME = "says 'welcome'"
+SILENT = "silence, then connect"
+TRANSFER = "transfers to"
+
+
+def paths(content: Content) -> list[CallPath]:
+    """Every path of the shipped flow the issue names, with the menu's timing from its prompt."""
+    menu = content.flows.prompts.get("en", MENU_PROMPT)
+    if menu is None:
+        raise LookupError(f"prompt {MENU_PROMPT} missing in English")
+    everyone_in_tx = ("tx-ana", "tx-ben", "tx-carla")
+    return [
+        CallPath("silent caller", "TX", (Silence(),), (WELCOME, SILENT, TRANSFER),
+                 target=Target(first_ring=15, joined=25), expect="tx-ana"),
+        CallPath("press 1 (veterans line)", "TX", (Press("1"),),
+                 (WELCOME, "key 1 at", TRANSFER), need="veteran", expect="veterans"),
+        CallPath("press 2 after the menu", "TX",
+                 (Press("2", at=menu.seconds + AFTER_PROMPT),),
+                 (WELCOME, "key 2 at", "says 'spanish_selected'", TRANSFER),
+                 target=Target(joined=25), expect="tx-ana"),
+        CallPath("press 2 during the menu", "TX", (Press("2", at=menu.seconds / 2),),
+                 (WELCOME, "key 2 at", "says 'spanish_selected'", TRANSFER), expect="tx-ana"),
+        CallPath("wrong key, then silence", "TX", (Press("9"), Silence()),
+                 (WELCOME, "wrong key, replay 1", SILENT, TRANSFER), expect="tx-ana"),
+        CallPath("first counselor declines", "TX", (Silence(),), (WELCOME, SILENT, TRANSFER),
+                 counselors={"tx-ana": CounselorScript(then="decline")}, expect="tx-ben"),
+        CallPath("local tier unanswered (backup)", "TX", (Silence(),),
+                 (WELCOME, SILENT, TRANSFER),
+                 counselors={"tx-ana": NoAnswer(), "tx-ben": NoAnswer()},
+                 expect="gulf-backup"),
+        CallPath("local tier missing (NY offline)", "NY", (Silence(),),
+                 (WELCOME, SILENT, TRANSFER), offline=("ny-dan", "ny-erin"),
+                 expect="northeast-backup"),
+        CallPath("nobody anywhere (national)", "TX", (Silence(),),
+                 (WELCOME, SILENT, TRANSFER), offline=everyone_in_tx,
+                 dials=(DialOutcome("no-answer"), DialOutcome("answer")), expect="national"),
+    ]
+
+
+# The analysis's bound for one path ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PathBound:
+    to_transfer: float  # the flow's cost up to its transfer node's prompt
+    transfer: TransferBounds  # from that prompt's start (ivr/routing/bounds.py)
+    where: str  # queue or line
+    # From the transfer prompt's start: the worst case to each dial step's
+    # <Dial> (a line, a center's number, the national backup), by its number.
+    dials: Mapping[str, float] = field(default_factory=dict)
+
+    def dialled(self, number: str | None) -> float | None:
+        found = self.dials.get(number) if number else None
+        return None if found is None else self.to_transfer + found
+
+    @property
+    def first_ring(self) -> float:
+        return self.to_transfer + self.transfer.to_first_ring
+
+    @property
+    def backup(self) -> float:
+        return self.to_transfer + self.transfer.to_backup
+
+
+def path_bound(content: Content, path: CallPath) -> PathBound:
+    """The worst case of this path: the flow analysis's moves, then the routing bound."""
+    flow = content.flows.flows[FLOW_ID]
+    timing = _Timing(flow, content.flows.prompts)
+    state = (flow.start, flow.languages[0], 0)
+    seconds = 0.0
+    for wanted in path.moves:
+        found = [m for m in timing.moves(state) if wanted in m.event]
+        if len(found) != 1:
+            raise LookupError(f"{path.name}: {len(found)} moves of {state[0]} match {wanted!r}")
+        move = found[0]
+        if move.to is None:
+            return _transfer_bound(content, flow, path, state[0], state[1], seconds,
+                                   move.seconds)
+        seconds += move.seconds
+        state = move.to
+    raise LookupError(f"{path.name}: the moves end before a transfer")
+
+
+def _transfer_bound(content: Content, flow: Flow, path: CallPath, node: str, language: str,
+                    before: float, lead_in: float) -> PathBound:
+    body = flow.nodes[node].body
+    if not isinstance(body, Transfer):
+        raise LookupError(f"{path.name}: {node} is not a transfer")
+    plan = content.plan
+    steps = transfer_steps(plan, TransferTo(node, body.queue, body.line, language, path.need),
+                           path.state, plan.national_backup.number)
+    backup = content.flows.prompts.get(language, BACKUP_PROMPT)
+    prompts = {BACKUP_PROMPT: backup.seconds if backup else 0.0}
+    where = f"queue {body.queue}" if body.queue else f"line {body.line}"
+    dials: dict[str, float] = {}
+    for index, step in enumerate(steps):
+        if isinstance(step, DialStep):
+            # The walk ends at the last step: cut the steps there, and let this
+            # step stand as the last (no backup prompt unless it is the backup).
+            cut = [*steps[:index], replace(step, last=True)]
+            said = prompts if step.last else {BACKUP_PROMPT: 0.0}
+            worst = transfer_bounds(cut, said, lead_in).to_backup
+            dials.update(dict.fromkeys(step.targets, worst))
+    return PathBound(before, transfer_bounds(steps, prompts, lead_in), where, dials)
+
+
+# What a transcript says ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Measured:
+    first_ring: float | None  # simulated seconds from the answer
+    joined: float | None
+    who: str | None  # the address that answered: a counselor's phone, a line, a center
+    dialled: float | None  # when the <Dial> that was answered started ringing
+
+
+def measure(transcript: Transcript) -> Measured:
+    """The figures of one call, from its transcript's entries."""
+    rings = [e.at for e in transcript.of_type(LegEvent) if e.event == "ringing"]
+    rings += [e.at for e in transcript.of_type(Dialed)]
+    joined: float | None = None
+    who: str | None = None
+    dialled: float | None = None
+    people = transcript.of_type(CounselorJoined)
+    answered = [e for e in transcript.of_type(Dialed) if e.outcome == "answered"]
+    if people:
+        joined, who = people[0].at, people[0].who
+    elif answered:
+        # A <Dial>'s entry is stamped when it starts ringing; it is answered after.
+        dialled, who = answered[0].at, answered[0].targets[0]
+        joined = dialled + answered[0].ring_seconds
+    return Measured(min(rings, default=None), joined, who, dialled)
+
+
+def names(plan: RoutingPlan) -> dict[str, str]:
+    """Who an address is, by the routing plan's ids."""
+    found = {plan.national_backup.number: plan.national_backup.id}
+    found.update({line.number: line.id for line in plan.lines.values()})
+    for center in plan.centers.values():
+        if center.number:
+            found[center.number] = center.id
+        found.update({c.address: c.id for c in center.counselors})
+    return found
+
+
+# Running the calls --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Run:
+    transcript: Transcript
+    measured: Measured
+
+
+def shipped(settings: Settings) -> Settings:
+    """The shipped content, keys only (no speech model: every run alike)."""
+    return replace(settings, flows_dir=ROOT / "flows", prompts_dir=ROOT / "prompts",
+                   vosk_models={}, backup_number=None)
+
+
+async def run_path(base: Settings, content: Content, path: CallPath, runs: int,
+                   time_scale: float = TIME_SCALE) -> list[Run]:
+    """`runs` calls along `path` against one in-process server and one simulated Twilio.
+
+    `base`: settings with a database and secrets (ivr.sim.run.throwaway_settings).
+    """
+    plan = content.plan
+    by_id = {c.id: c for center in plan.centers.values() for c in center.counselors}
+    token = base.required_secrets().auth_token
+    world = TwilioWorld(account_sid=base.account_sid, auth_token=token,
+                        counselors={by_id[i].address: b for i, b in path.counselors.items()},
+                        time_scale=time_scale)
+    script = CallScript(from_number=number_in_state(path.state) or "+15125550142",
+                        from_state=path.state, inputs=path.inputs, dial_outcomes=path.dials)
+    out: list[Run] = []
+    async with world:
+        local = replace(shipped(base), twilio_api_url=world.api_url)
+        async with local_server(local, counselors_available=False) as live:
+            assert live.database_url is not None
+            pool = await open_pool(live.database_url, min_size=1, max_size=2)
+            try:
+                cfg = SimConfig(server_url=live.public_url, auth_token=token,
+                                account_sid=live.account_sid, caller_ids=(live.caller_id,))
+                for _ in range(runs):
+                    await _staff(pool, path.offline)
+                    transcript = await simulate_call(
+                        cfg, script, world=world,
+                        handlers=world.handlers(media=MediaStreams(StreamSettings())))
+                    out.append(Run(transcript, measure(transcript)))
+            finally:
+                await pool.close()
+    return out
+
+
+async def _staff(pool: asyncpg.Pool, offline: Sequence[str]) -> None:
+    """Every counselor available but `offline`, as at the start of a shift.
+
+    Everyone goes offline first, then available in the plan's order: the
+    longest idle is offered first, so every run meets the same first
+    counselor whatever the previous run did. A counselor who just took a
+    call may still be on it for a moment (the server ends it on the leg's
+    status callback): tried again until free.
+    """
+    for _ in range(RESET_TRIES):
+        try:
+            everyone = [c.id for c in await list_counselors(pool)]
+            for counselor in everyone:
+                await set_presence(pool, counselor, "offline")
+            for counselor in everyone:
+                if counselor not in offline:
+                    await set_presence(pool, counselor, "available")
+            return
+        except PresenceConflict:
+            await asyncio.sleep(0.1)
+    raise RuntimeError("counselors still on a call after the previous one ended")
+
+
+# The table ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Row:
+    path: CallPath
+    bound: PathBound
+    runs: list[Run]
+
+    def values(self, pick: str) -> list[float]:
+        found = [getattr(r.measured, pick) for r in self.runs]
+        return [v for v in found if v is not None]
+
+    def answered(self, who: Mapping[str, str]) -> list[str]:
+        return sorted({who.get(r.measured.who, r.measured.who) if r.measured.who else "nobody"
+                       for r in self.runs})
+
+    def met(self) -> str:
+        target = self.path.target
+        if target is None:
+            return ""
+        ring, joined = self.values("first_ring"), self.values("joined")
+        ok = len(ring) == len(joined) == len(self.runs)
+        # The worst run decides: a target is for every call, not the typical one.
+        if target.first_ring is not None:
+            ok = ok and max(ring, default=math.inf) <= target.first_ring
+        if target.joined is not None:
+            ok = ok and max(joined, default=math.inf) <= target.joined
+        return "**met**" if ok else "**not met**"
+
+
+def figure(values: Sequence[float]) -> str:
+    """Median, with the range over the runs when they differ."""
+    if not values:
+        return "-"
+    low, high = f"{min(values):.1f}", f"{max(values):.1f}"
+    median = f"{statistics.median(values):.1f}"
+    return median if low == high else f"{median} ({low}-{high})"
+
+
+def table(rows: Sequence[Row], who: Mapping[str, str]) -> str:
+    head = ["path", "caller", "answered by", "first ring s", "ring bound s", "joined s",
+            "answered dial started s", "dial bound s", "national backup bound s",
+            "target (issue 8 item 4)", "verdict"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        dial_bounds = {b for r in row.runs if (b := row.bound.dialled(r.measured.who))}
+        cells = [
+            row.path.name, f"{row.path.state}, {row.bound.where}",
+            ", ".join(row.answered(who)),
+            figure(row.values("first_ring")), f"{row.bound.first_ring:.1f}",
+            figure(row.values("joined")), figure(row.values("dialled")),
+            ", ".join(f"{b:.1f}" for b in sorted(dial_bounds)) or "-",
+            f"{row.bound.backup:.1f}",
+            row.path.target.text() if row.path.target else "", row.met(),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def over_bound(row: Row) -> list[str]:
+    """What a path's runs took past the analysis's bound (1 s of slack, as issue 8 allows)."""
+    out = []
+    for run in row.runs:
+        m = run.measured
+        if m.first_ring is not None and m.first_ring > row.bound.first_ring + 1:
+            out.append(f"first ring {m.first_ring:.1f} s > {row.bound.first_ring:.1f} s")
+        dial = row.bound.dialled(m.who)
+        if m.dialled is not None and dial is not None and m.dialled > dial + 1:
+            out.append(f"<Dial> {m.dialled:.1f} s > {dial:.1f} s")
+    return sorted(set(out))
+
+
+def notes(rows: Sequence[Row], content: Content, who: Mapping[str, str]) -> list[str]:
+    spreads = [max(v) - min(v) for row in rows
+               for v in (row.values("first_ring"), row.values("joined")) if v]
+    spread = max(spreads, default=0.0)
+    runs = min((len(row.runs) for row in rows), default=0)
+    out = [f"{runs} runs per path; simulated seconds from the answer; a figure is the "
+           f"median, with the range over the runs when they differ (largest spread {spread:.1f} s"
+           + (": deterministic to 0.1 s)." if spread < 0.05 else ").")]
+    for row in rows:
+        if problems := over_bound(row):
+            out.append(f"Past the analysis's bound: {row.path.name}: {'; '.join(problems)}.")
+        if row.path.expect and row.answered(who) != [row.path.expect]:
+            out.append(f"Unexpected: {row.path.name} was answered by "
+                       f"{', '.join(row.answered(who))}, not {row.path.expect}.")
+    plan = content.plan
+    prompts = content.flows.prompts
+    longest = {
+        prompt: max((p.seconds for lang in ("en", "es")
+                     if (p := prompts.get(lang, prompt)) is not None), default=0.0)
+        for prompt in (BACKUP_PROMPT, "connecting")
+    }
+    worst = destination_bounds(plan, {BACKUP_PROMPT: longest[BACKUP_PROMPT]}, queue="crisis",
+                               languages=("en", "es"), needs=(None, "veteran"),
+                               lead_in=longest["connecting"])
+    out.append(
+        "Routing bound of queue crisis over every state, language and need "
+        "(ivr/routing/bounds.py destination_bounds, from the start of the transfer prompt): "
+        f"first ring {worst.to_first_ring:.1f} s, national backup {worst.to_backup:.1f} s "
+        f"(a caller from {worst.backup_state})."
+    )
+    analysis = content.analyses.get(FLOW_ID)
+    if analysis is not None:
+        out.append(f"Flow analysis (to the transfer): {analysis.summary()}")
+    return out
+
+
+def load_shipped() -> Content:
+    """The shipped flows, plan and prompts (reads files: call it off the event loop)."""
+    return load_content(ROOT / "flows", ROOT / "prompts")
+
+
+async def measure_all(content: Content, runs: int, only: str | None,
+                      time_scale: float = TIME_SCALE) -> list[Row]:
+    rows = []
+    async with throwaway_settings(None) as base:
+        for path in paths(content):
+            if only and only.lower() not in path.name.lower():
+                continue
+            found = await run_path(base, content, path, runs, time_scale)
+            rows.append(Row(path, path_bound(content, path), found))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=3, help="calls per path (default 3)")
+    parser.add_argument("--only", metavar="TEXT", help="only the paths whose name has TEXT")
+    parser.add_argument("--time-scale", metavar="MS", type=float, default=TIME_SCALE * 1000,
+                        help="wall milliseconds per simulated second while parties wait "
+                        f"(default {TIME_SCALE * 1000:g}; `ivr call` uses 10)")
+    parser.add_argument("--transcripts", action="store_true",
+                        help="print each path's first transcript to stderr")
+    args = parser.parse_args()
+    if args.runs < 1:
+        parser.error("--runs must be at least 1")
+    if not 0 < args.time_scale <= 1000:
+        parser.error("--time-scale must be in (0, 1000] ms")
+    started = time.monotonic()
+    content = load_shipped()
+    rows = asyncio.run(measure_all(content, args.runs, args.only, args.time_scale / 1000))
+    if args.transcripts:
+        for row in rows:
+            print(f"\n== {row.path.name}\n{row.runs[0].transcript.format()}", file=sys.stderr)
+    print(table(rows, names(content.plan)))
+    print()
+    for line in notes(rows, content, names(content.plan)):
+        print(line)
+    print(f"\nrun time {time.monotonic() - started:.1f} s (wall)")
+    # A target not met is today's state, reported above; a caller who reached
+    # nobody is a failure of the line.
+    if any(not run.transcript.reached_human for row in rows for run in row.runs):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
