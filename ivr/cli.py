@@ -31,6 +31,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     validate.add_argument("paths", nargs="*", type=Path,
                           help="flows directories or project directories (default: IVR_FLOWS_DIR)")
 
+    graph = sub.add_parser("graph", help="draw each flow as a picture (Graphviz)")
+    graph.add_argument("flow_file", nargs="?", type=Path, metavar="FLOW_FILE",
+                       help="a flow file (default: every flow in IVR_FLOWS_DIR)")
+    graph.add_argument("-o", "--output", type=Path, metavar="OUT",
+                       help="file to write, its extension the format: svg, png, pdf or dot "
+                            "(default: <flow id>.svg in the current directory)")
+
     models = sub.add_parser("models", help="speech models").add_subparsers(
         dest="models_command", required=True)
     fetch = models.add_parser("fetch", help="download official Vosk models, checksum-verified")
@@ -77,6 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(args.host, args.port)
         if args.command == "validate":
             return _validate(args.paths)
+        if args.command == "graph":
+            return _graph(args.flow_file, args.output)
         if args.command == "models":
             return _fetch_models(args.languages, args.dest, args.base_url)
         if args.command == "prompts":
@@ -163,6 +172,52 @@ def _validate(paths: Sequence[Path]) -> int:
             flow = content.flows.flows[flow_id]
             print(f"{flow.source}: flow '{flow_id}' is valid: {analysis.summary()}")
     return status
+
+
+def _graph(flow_file: Path | None, output: Path | None) -> int:
+    """Draw each flow of the content (or the one in FLOW_FILE) after the same
+    check as `ivr validate`: a picture of content the server would refuse
+    would mislead."""
+    from ivr.content import check
+    from ivr.flow.graph import build_graph, dot_source
+    from ivr.flow.render import FORMATS, RenderError, graphviz_missing, output_format, render
+
+    fmt = output_format(output) if output is not None else "svg"
+    if fmt is None:
+        print(f"ivr graph: {output}: unknown picture format; use one of " + ", ".join(FORMATS),
+              file=sys.stderr)
+        return EXIT_INVALID
+    missing = graphviz_missing(fmt)
+    if missing:
+        print(f"ivr graph: {missing}", file=sys.stderr)
+        return 1
+    settings = Settings.from_env()
+    flows_dir, prompts_dir = content_dirs(flow_file, settings)
+    content, problems = check(flows_dir, prompts_dir, settings.vosk_models)
+    if content is None:
+        for problem in problems.sorted():
+            print(problem)
+        return EXIT_INVALID
+    flows = sorted(content.flows.flows.values(), key=lambda f: f.id)
+    if flow_file is not None and flow_file.is_file():
+        flows = [f for f in flows if Path(f.source).resolve() == flow_file.resolve()]
+        if not flows:
+            print(f"ivr graph: {flow_file} is not a flow file", file=sys.stderr)
+            return EXIT_INVALID
+    if output is not None and len(flows) > 1:
+        print(f"ivr graph: -o names one file but there are {len(flows)} flows: "
+              "name a FLOW_FILE, or leave -o out", file=sys.stderr)
+        return EXIT_INVALID
+    for flow in flows:
+        graph = build_graph(flow, content.analyses[flow.id], content.flows.prompts, content.plan)
+        out = output or Path(f"{flow.id}.svg")
+        try:
+            render(dot_source(graph), out)
+        except RenderError as exc:
+            print(f"ivr graph: {exc}", file=sys.stderr)
+            return 1
+        print(out)
+    return 0
 
 
 def _fetch_models(languages: Sequence[str], dest: Path, base_url: str | None) -> int:

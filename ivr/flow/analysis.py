@@ -483,3 +483,23 @@ def _language(current: str, values: Iterable[tuple[str, str]]) -> str:
         if key == "language":
             current = value
     return current
+
+
+def worst_seconds_by_node(flow: Flow, prompts: PromptCatalog) -> dict[str, float]:
+    """Each reachable node's worst case to a counselor: its slowest path onwards,
+    over every language and failure count a call can arrive there with.
+
+    The start node's figure is the flow's worst case. Empty for a flow with a
+    loop, whose time has no bound.
+    """
+    if _loops(flow, _reachable(flow)):
+        return {}
+    timing = _Timing(flow, prompts)
+    for lang in flow.languages:
+        timing.longest((flow.start, lang, 0))
+    # Every state the timing visited is reachable from a start; a menu replay
+    # (more failures) never outlasts the fresh visit it replays.
+    out: dict[str, float] = {}
+    for (node, _, _), (seconds, _) in timing.best.items():
+        out[node] = max(seconds, out.get(node, 0.0))
+    return out
