@@ -171,6 +171,11 @@ def _validate(paths: Sequence[Path]) -> int:
         for flow_id, analysis in sorted(content.analyses.items()):
             flow = content.flows.flows[flow_id]
             print(f"{flow.source}: flow '{flow_id}' is valid: {analysis.summary()}")
+            limit = flow.max_time_to_backup
+            for reach in content.reaches.get(flow_id, ()):
+                within = f" (limit {limit:g} s)" if limit is not None else ""
+                print(f"  {reach.summary()}{within}")
+                print(f"    slowest to the backup: {reach.slowest.describe()}")
     return status
 
 

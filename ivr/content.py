@@ -4,7 +4,8 @@
 `ivr serve` (`create_app` -> `load_content`) refuses to start on the same
 ones. It covers flows, prompts, recordings (by the rule the server loads
 them with), the prompts the server says on its own, time-to-human
-analysis, the routing plan, the references between them (a transfer to a
+analysis (to each transfer, and through the tiers to the national backup
+under a flow's `max_time_to_backup`), the routing plan, the references between them (a transfer to a
 queue or line the plan does not have would be a dead end) and menu words
 against the configured speech models.
 """
@@ -12,7 +13,7 @@ against the configured speech models.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ivr.errors import ContentError
@@ -22,6 +23,7 @@ from ivr.flow.system_prompts import check_catalog
 from ivr.flow.validate import load_and_analyse
 from ivr.routing.loader import load_plan
 from ivr.routing.model import RoutingPlan
+from ivr.routing.reach import Reach, check_backup_limit, reaches
 from ivr.speech.asr import ENV_PREFIX, check_model_dir
 from ivr.speech.errors import SpeechConfigError
 from ivr.speech.vocabulary import Vocabulary, read_vocabulary
@@ -35,6 +37,8 @@ class Content:
     flows: FlowSet
     plan: RoutingPlan
     analyses: dict[str, FlowAnalysis]
+    # Each flow's worst case to each queue and line it transfers to, by flow id.
+    reaches: Mapping[str, tuple[Reach, ...]] = field(default_factory=dict)
 
 
 class InvalidContent(ContentError):
@@ -64,10 +68,17 @@ def check(
     languages = {lang for flow in loaded.flows.values() for lang in flow.languages}
     check_catalog(loaded.catalog, languages, prompts_dir, problems)
     check_words(loaded.flows, _vocabularies(models or {}, problems), problems)
+    found: dict[str, tuple[Reach, ...]] = {}
+    if plan is not None:
+        for flow_id, flow in loaded.flows.items():
+            analysis = loaded.analyses[flow_id]
+            if analysis.bounded:
+                found[flow_id] = reaches(analysis, plan, loaded.catalog)
+                check_backup_limit(flow, found[flow_id], problems)
     flowset = loaded.flow_set(problems)
     if problems.errors or flowset is None or plan is None:
         return None, problems
-    return Content(flowset, plan, loaded.analyses), problems
+    return Content(flowset, plan, loaded.analyses, found), problems
 
 
 def load_content(

@@ -117,6 +117,12 @@ CASES: dict[str, tuple[Break, tuple[str, str | None], str] | None] = {
                           'number: "18005550100x"'),
         ("flows/routing.yaml", "18005550100x"), "18005550100x",
     ),
+    "national backup later than max_time_to_backup": (
+        lambda root: edit(root / "flows/988.yaml", "max_time_to_backup: 150s",
+                          "max_time_to_backup: 100s"),
+        ("flows/988.yaml", "max_time_to_backup:"),
+        "before the national backup is dialled, over max_time_to_backup (100 s)",
+    ),
 }
 
 
@@ -141,8 +147,10 @@ def corpus_copy(tmp_path: Path, case: str) -> Path:
 def validate_verdict(root: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, list[str]]:
     status = main(["validate", str(root)])
     out = capsys.readouterr().out.splitlines()
-    # The problem lines only: a valid run also prints each flow's worst case.
-    return status, [line for line in out if "is valid: worst case" not in line]
+    # The problem lines only: a valid run also prints each flow's worst case
+    # and, indented below it, each queue's and line's.
+    return status, [line for line in out
+                    if "is valid: worst case" not in line and not line.startswith(" ")]
 
 
 def startup_verdict(
@@ -191,7 +199,7 @@ def test_serve_refuses_what_validate_refuses_with_the_same_lines(
 ) -> None:
     """The real `ivr serve` start-up on a few of the broken cases (a process each)."""
     for case in ("44.1 kHz recording", "Spanish catalog missing hold_reassurance",
-                 "whisper with {nam}"):
+                 "whisper with {nam}", "national backup later than max_time_to_backup"):
         root = corpus_copy(tmp_path, case)
         status, validate_lines = validate_verdict(root, capsys)
         env = {**os.environ, "IVR_DATA_DIR": str(tmp_path / "var"),

@@ -1,5 +1,6 @@
 """Time-to-human analysis: prove that every path through a flow reaches a
-counselor, and bound how long the slowest one takes.
+transfer, and bound how long the slowest one takes to get there. What comes
+after the transfer (the tiers of the routing plan) is ivr.routing.reach's.
 
 The model of a call (ivr/flow/runtime.py implements exactly this):
 
@@ -19,20 +20,24 @@ The model of a call (ivr/flow/runtime.py implements exactly this):
   the language the word was heard in), so a listening menu's word options
   lead to every language.
 - SetVars of `language` changes the language of every prompt after it.
+- SetVars or an option setting `need` changes the need the transfer is
+  routed with (a skill such as veteran).
 - Branch: every case and the default are possible; nothing is evaluated.
 - Goto is free.
-- Transfer costs its prompt, then the path ends: the caller is in the
-  counselor queue. Hangup ends the call without a human: always an error.
+- Transfer costs its prompt, then the path ends: the caller is handed to
+  the routing plan. Hangup ends the call without a human: always an error.
 
 Reported problems: a referenced prompt missing in one of the flow's
 languages, a node never reached from `start`, a reachable hangup, a loop a
 caller can go round forever (loops make the time unbounded, so the time is
 only computed for loop-free flows), and a worst case over
 `max_time_to_human`. The worst case is the longest path through the graph
-of (node, language, failures so far) states, which is acyclic once loops
-are rejected: a memoised depth-first search finds it. It is computed for a
-call starting in each of the flow's languages, and the largest is the
-flow's worst case.
+of (node, language, need, failures so far) states, which is acyclic once
+loops are rejected: a memoised depth-first search finds it. It is computed
+for a call starting in each of the flow's languages, and the largest is the
+flow's worst case. The same graph walked forwards gives, for each transfer
+node and each language and need a caller can reach it with, the slowest
+way there (`Arrival`): the routing plan's tiers are added to those.
 """
 
 from __future__ import annotations
@@ -77,6 +82,27 @@ class Step:
 
 
 @dataclass(frozen=True)
+class Arrival:
+    """The slowest way to reach one transfer node in one language with one need."""
+
+    node: str
+    transfer: Transfer
+    language: str  # the language the transfer is routed and spoken in
+    need: str | None
+    seconds: float  # from the call's start to the transfer node, its own prompt excluded
+    lead_in: float  # the transfer's own prompt, in `language`
+    steps: tuple[Step, ...]  # the path; the last one is the transfer node
+
+    @property
+    def to_transfer(self) -> float:
+        """When the transfer's prompt has played."""
+        return self.seconds + self.lead_in
+
+    def path_text(self) -> str:
+        return " -> ".join(f"{s.node} ({s.event})" for s in self.steps)
+
+
+@dataclass(frozen=True)
 class FlowAnalysis:
     flow_id: str
     limit: float  # max_time_to_human
@@ -86,6 +112,8 @@ class FlowAnalysis:
     start_language: str  # the starting language of the worst path
     per_language: Mapping[str, float] = field(default_factory=dict)  # by starting language
     loops: tuple[tuple[str, ...], ...] = ()  # each loop's nodes, in order
+    # The slowest way to each (transfer node, language, need); empty when unbounded.
+    arrivals: tuple[Arrival, ...] = ()
 
     @property
     def bounded(self) -> bool:
@@ -103,9 +131,9 @@ class FlowAnalysis:
         """One line for `ivr validate`: the worst case, the limit and the worst path."""
         if not self.bounded:
             loops = "; ".join(" -> ".join((*loop, loop[0])) for loop in self.loops)
-            return f"no bound on the time to a counselor (loop {loops})"
+            return f"no bound on the time to the transfer (loop {loops})"
         return (
-            f"worst case {self.worst_seconds:.1f} s to a counselor (limit {self.limit:g} s, "
+            f"worst case {self.worst_seconds:.1f} s to the transfer (limit {self.limit:g} s, "
             f"call starting in {self.start_language}): {self.path_text()}"
         )
 
@@ -115,7 +143,7 @@ class FlowAnalysis:
             return f"flow {self.flow_id}: {self.summary()}"
         verdict = "within" if self.within_limit else "OVER"
         lines = [
-            f"flow {self.flow_id}: worst case {self.worst_seconds:.1f} s to a counselor, "
+            f"flow {self.flow_id}: worst case {self.worst_seconds:.1f} s to the transfer, "
             f"{verdict} the limit of {self.limit:g} s (call starting in {self.start_language})"
         ]
         width = max((len(s.node) for s in self.steps), default=0)
@@ -134,8 +162,8 @@ class _Edge(NamedTuple):
     target: str
 
 
-# (node, language, failures so far at that node's menu visit)
-_State = tuple[str, str, int]
+# (node, language, need, failures so far at that node's menu visit)
+_State = tuple[str, str, str | None, int]
 
 
 class _Move(NamedTuple):
@@ -180,7 +208,7 @@ def analyse(flow: Flow, prompts: PromptCatalog, problems: Problems) -> FlowAnaly
     if not analysis.within_limit:
         problems.add(
             flow.positions.get("max_time_to_human", flow.pos),
-            f"a caller can take {analysis.worst_seconds:.1f} s to reach a counselor, over "
+            f"a caller can take {analysis.worst_seconds:.1f} s to reach the transfer, over "
             f"max_time_to_human ({flow.max_time_to_human:g} s), in a call starting in "
             f"{analysis.start_language}: {analysis.path_text()}; "
             "shorten prompts or timeouts, or lower retries",
@@ -360,13 +388,15 @@ class _Timing:
         self.prompts = prompts
         self.best: dict[_State, tuple[float, _Move]] = {}
 
+    def roots(self) -> list[_State]:
+        """A call starts at `start` in any of the flow's languages, with no need."""
+        return [(self.flow.start, lang, None, 0) for lang in self.flow.languages]
+
     def analysis(self) -> FlowAnalysis:
-        per_language = {
-            lang: self.longest((self.flow.start, lang, 0)) for lang in self.flow.languages
-        }
+        per_language = {root[1]: self.longest(root) for root in self.roots()}
         start_language = max(per_language, key=lambda lang: per_language[lang])
         steps = []
-        state: _State | None = (self.flow.start, start_language, 0)
+        state: _State | None = (self.flow.start, start_language, None, 0)
         while state is not None:
             _, move = self.best[state]
             steps.append(Step(state[0], state[1], move.event, move.seconds))
@@ -379,6 +409,7 @@ class _Timing:
             steps=tuple(steps),
             start_language=start_language,
             per_language=per_language,
+            arrivals=self.arrivals(),
         )
 
     def longest(self, root: _State) -> float:
@@ -403,6 +434,44 @@ class _Timing:
             )
         return self.best[root][0]
 
+    def arrivals(self) -> tuple[Arrival, ...]:
+        """The slowest way from the start to each transfer state: the longest
+        path to each vertex of the (acyclic) state graph, relaxed in
+        topological order."""
+        moves: dict[_State, list[_Move]] = {}
+
+        def successors(state: _State) -> list[_State]:
+            if state not in moves:
+                moves[state] = self.moves(state)
+            return [m.to for m in moves[state] if m.to is not None]
+
+        order = _postorder(self.roots(), successors)[::-1]
+        latest: dict[_State, float] = dict.fromkeys(self.roots(), 0.0)
+        came: dict[_State, tuple[_State, _Move]] = {}
+        for state in order:
+            for move in moves[state]:
+                if move.to is None:
+                    continue
+                seconds = latest[state] + move.seconds
+                if move.to not in latest or seconds > latest[move.to]:
+                    latest[move.to] = seconds
+                    came[move.to] = (state, move)
+        found = []
+        for state in order:
+            node_id, lang, need, _ = state
+            body = self.flow.nodes[node_id].body
+            if not isinstance(body, Transfer):
+                continue
+            (end,) = moves[state]
+            steps = [Step(node_id, lang, end.event, end.seconds)]
+            back = state
+            while back in came:
+                back, move = came[back]
+                steps.append(Step(back[0], back[1], move.event, move.seconds))
+            found.append(Arrival(node_id, body, lang, need, latest[state], end.seconds,
+                                 tuple(reversed(steps))))
+        return tuple(found)
+
     def cost(self, language: str, prompt_id: str | None) -> float:
         if prompt_id is None:
             return 0.0
@@ -414,25 +483,24 @@ class _Timing:
         return max(found, default=0.0)
 
     def moves(self, state: _State) -> list[_Move]:
-        node_id, lang, failures = state
+        node_id, lang, need, _ = state
         body = self.flow.nodes[node_id].body
         match body:
             case Say():
-                return [
-                    _Move(
-                        f"says '{body.prompt}'", self.cost(lang, body.prompt), (body.next, lang, 0)
-                    )
-                ]
+                to = (body.next, lang, need, 0)
+                return [_Move(f"says '{body.prompt}'", self.cost(lang, body.prompt), to)]
             case SetVars():
                 values = ", ".join(f"{k}={v}" for k, v in body.values)
-                return [_Move(f"sets {values}", 0.0, (body.next, _language(lang, body.values), 0))]
+                return [_Move(f"sets {values}", 0.0, _after(body.next, lang, need, body.values))]
             case Goto():
-                return [_Move("goto", 0.0, (body.target, lang, 0))]
+                return [_Move("goto", 0.0, (body.target, lang, need, 0))]
             case Branch():
-                out = [_Move(f"{body.on} is {case}", 0.0, (to, lang, 0)) for case, to in body.cases]
-                return [*out, _Move(f"{body.on} matches no case", 0.0, (body.default, lang, 0))]
+                out = [_Move(f"{body.on} is {case}", 0.0, (to, lang, need, 0))
+                       for case, to in body.cases]
+                default = (body.default, lang, need, 0)
+                return [*out, _Move(f"{body.on} matches no case", 0.0, default)]
             case Menu():
-                return self.menu_moves(node_id, body, lang, failures)
+                return self.menu_moves(node_id, body, state)
             case Transfer():
                 where = f"queue {body.queue}" if body.queue else f"line {body.line}"
                 said = f"says '{body.prompt}', " if body.prompt else ""
@@ -441,53 +509,54 @@ class _Timing:
                 return [_Move("hangs up", self.cost(lang, body.prompt), None)]
         raise AssertionError(f"unknown node kind {body!r}")
 
-    def menu_moves(self, node_id: str, menu: Menu, lang: str, failures: int) -> list[_Move]:
+    def menu_moves(self, node_id: str, menu: Menu, state: _State) -> list[_Move]:
+        _, lang, need, _ = state
         attempt = self.cost(lang, menu.prompt) + menu.timeout
         heard = f"plays '{menu.prompt}', "
         # Failures first: on a tie the reported worst path shows silence or a wrong key.
         out = [
-            self.failure(node_id, kind, fallback, lang, failures, attempt, heard)
+            self.failure(kind, fallback, state, attempt, heard)
             for kind, fallback in (("silence", menu.no_input), ("wrong key", menu.no_match))
         ]
         for option in menu.options:
             if option.keys:
                 event = f"{heard}key {option.keys[0]} at the end of the {menu.timeout:g} s timeout"
-                out.append(_Move(event, attempt, (option.next, _language(lang, option.set), 0)))
+                out.append(_Move(event, attempt, _after(option.next, lang, need, option.set)))
             if option.words and menu.speech:
                 for heard_in in self.flow.languages:
                     event = f"{heard}'{option.words[0]}' heard in {heard_in} at the end"
-                    to = (option.next, _language(heard_in, option.set), 0)
+                    to = _after(option.next, heard_in, need, option.set)
                     out.append(_Move(event, attempt, to))
         return out
 
     def failure(
-        self,
-        node_id: str,
-        kind: str,
-        fallback: Fallback,
-        lang: str,
-        failures: int,
-        attempt: float,
-        heard: str,
+        self, kind: str, fallback: Fallback, state: _State, attempt: float, heard: str
     ) -> _Move:
+        node_id, lang, need, failures = state
         if failures < fallback.retries:
             said = f" after '{fallback.prompt}'" if fallback.prompt else ""
             event = f"{heard}{kind}, replay {failures + 1}{said}"
             seconds = attempt + self.cost(lang, fallback.prompt)
-            return _Move(event, seconds, (node_id, lang, failures + 1))
-        return _Move(f"{heard}{kind}, then {fallback.then}", attempt, (fallback.then, lang, 0))
+            return _Move(event, seconds, (node_id, lang, need, failures + 1))
+        return _Move(f"{heard}{kind}, then {fallback.then}", attempt,
+                     (fallback.then, lang, need, 0))
 
 
-def _language(current: str, values: Iterable[tuple[str, str]]) -> str:
+def _after(
+    node: str, language: str, need: str | None, values: Iterable[tuple[str, str]]
+) -> _State:
+    """The state entering `node` once `values` are set (as runtime._apply_set does)."""
     for key, value in values:
         if key == "language":
-            current = value
-    return current
+            language = value
+        elif key == "need":
+            need = value
+    return (node, language, need, 0)
 
 
 def worst_seconds_by_node(flow: Flow, prompts: PromptCatalog) -> dict[str, float]:
-    """Each reachable node's worst case to a counselor: its slowest path onwards,
-    over every language and failure count a call can arrive there with.
+    """Each reachable node's worst case to the transfer: its slowest path onwards,
+    over every language, need and failure count a call can arrive there with.
 
     The start node's figure is the flow's worst case. Empty for a flow with a
     loop, whose time has no bound.
@@ -495,11 +564,11 @@ def worst_seconds_by_node(flow: Flow, prompts: PromptCatalog) -> dict[str, float
     if _loops(flow, _reachable(flow)):
         return {}
     timing = _Timing(flow, prompts)
-    for lang in flow.languages:
-        timing.longest((flow.start, lang, 0))
+    for root in timing.roots():
+        timing.longest(root)
     # Every state the timing visited is reachable from a start; a menu replay
     # (more failures) never outlasts the fresh visit it replays.
     out: dict[str, float] = {}
-    for (node, _, _), (seconds, _) in timing.best.items():
+    for (node, _, _, _), (seconds, _) in timing.best.items():
         out[node] = max(seconds, out.get(node, 0.0))
     return out

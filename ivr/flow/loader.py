@@ -5,7 +5,8 @@ A flow file:
     id: lifeline                 # unique across files
     languages: [en, es]          # the first is the language a call starts in
     start: greeting              # the first node
-    max_time_to_human: 60s       # the analysis fails any path that can take longer
+    max_time_to_human: 60s       # the analysis fails any path to a transfer that takes longer
+    max_time_to_backup: 120s     # optional: so does one to the national backup, through the tiers
     numbers: ["+18002738255"]    # called numbers it answers; none: the catch-all flow
     nodes:
       greeting:  {say: welcome, next: main_menu}
@@ -46,7 +47,9 @@ from ivr.yamlsrc import Node, Pos, Problems, YamlSyntaxError, parse
 
 ROUTING_FILE = "routing.yaml"
 
-_TOP_KEYS = ("id", "languages", "start", "max_time_to_human", "numbers", "nodes")
+_TOP_KEYS = (
+    "id", "languages", "start", "max_time_to_human", "max_time_to_backup", "numbers", "nodes"
+)
 
 
 def load_flows(
@@ -143,6 +146,9 @@ class _FlowReader(FlowScope):
         limit = None
         if "max_time_to_human" in top:
             limit = self.seconds(top["max_time_to_human"].value, "max_time_to_human")
+        backup_limit = None
+        if "max_time_to_backup" in top:
+            backup_limit = self.seconds(top["max_time_to_backup"].value, "max_time_to_backup")
         start = self.ref(top["start"].value, "start") if "start" in top else None
         nodes = self.nodes(top["nodes"].value) if "nodes" in top else {}
         self.check_refs(nodes)
@@ -157,6 +163,7 @@ class _FlowReader(FlowScope):
             version=version,
             source=self.source,
             numbers=numbers,
+            max_time_to_backup=backup_limit,
             pos=positions.get("id", root.pos),
             positions=positions,
         )

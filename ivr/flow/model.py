@@ -130,6 +130,9 @@ class Flow:
     version: str  # content hash of the source file: a live call keeps its version
     source: str
     numbers: tuple[str, ...] = ()  # called numbers (To) this flow answers; empty: catch-all
+    # Seconds from the call's start until the national backup is dialled, at
+    # worst, through every tier of the queue or line transferred to; None: no limit.
+    max_time_to_backup: float | None = None
     pos: Pos = field(default_factory=lambda: Pos("?", 1, 1))
     # Positions of the top-level values ("id", "max_time_to_human", "languages.1", ...).
     positions: Mapping[str, Pos] = field(default_factory=dict, compare=False)

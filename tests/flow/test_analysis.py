@@ -83,9 +83,9 @@ def test_say_menu_with_one_retry_then_transfer(write: Write) -> None:
     assert analysis.steps[-1].event == "transfers to queue crisis"
     assert analysis.bounded and analysis.within_limit
     assert analysis.per_language == {"en": pytest.approx(expected)}
-    assert "worst case 16.4 s to a counselor, within the limit of 60 s" in analysis.describe()
+    assert "worst case 16.4 s to the transfer, within the limit of 60 s" in analysis.describe()
     assert analysis.summary() == (
-        "worst case 16.4 s to a counselor (limit 60 s, call starting in en): "
+        "worst case 16.4 s to the transfer (limit 60 s, call starting in en): "
         "hello (says 'hello') -> menu (plays 'menu', wrong key, replay 1 after 'sorry') "
         "-> menu (plays 'menu', silence, then connect) -> connect (transfers to queue crisis)"
     )
@@ -251,8 +251,8 @@ def test_loops_without_exit(write: Write, nodes: list[str], expected: tuple[int,
     ]
     assert not analysis.bounded
     assert math.isinf(analysis.worst_seconds)
-    assert "no bound on the time to a counselor" in analysis.describe()
-    assert analysis.summary().startswith("no bound on the time to a counselor (loop ")
+    assert "no bound on the time to the transfer" in analysis.describe()
+    assert analysis.summary().startswith("no bound on the time to the transfer (loop ")
 
 
 def test_unreachable_nodes_and_reachable_hangups(write: Write) -> None:
@@ -296,7 +296,7 @@ def test_a_path_over_the_limit_is_reported_with_its_inputs(write: Write, tmp_pat
         (
             4,
             20,
-            "a caller can take 16.4 s to reach a counselor, over max_time_to_human (15 s), in a "
+            "a caller can take 16.4 s to reach the transfer, over max_time_to_human (15 s), in a "
             "call starting in en: hello (says 'hello') -> menu (plays 'menu', wrong key, replay 1 "
             "after 'sorry') -> menu (plays 'menu', silence, then connect) -> connect (transfers "
             "to queue crisis); shorten prompts or timeouts, or lower retries",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -62,7 +63,10 @@ def scenarios(steps: tuple[Step, ...]) -> list[Scenario]:
 
 
 def drive(
-    steps: tuple[Step, ...], scenario: Scenario, lead_in: float = LEAD_IN
+    steps: tuple[Step, ...],
+    scenario: Scenario,
+    lead_in: float = LEAD_IN,
+    prompts: Mapping[str, float] = PROMPTS,
 ) -> tuple[float, float]:
     """Run the progression with counselors who never answer; (first ring, backup dialled)."""
     offered: set[str] = set()
@@ -90,7 +94,7 @@ def drive(
                     due = (action.at - T0).total_seconds()
                     timers.append((due, len(timers), TierDeadline(action.stage)))
                 case DialLine():
-                    said = PROMPTS[action.prompt] if action.prompt else 0.0
+                    said = prompts[action.prompt] if action.prompt else 0.0
                     rings = now + (lead_in if from_flow else 0.0) + said
                     first = rings if first is None else first
                     if action.step.last:
