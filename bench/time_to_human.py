@@ -181,8 +181,9 @@ class PathBound:
 def path_bound(content: Content, path: CallPath) -> PathBound:
     """The worst case of this path: the flow analysis's moves, then the routing bound."""
     flow = content.flows.flows[FLOW_ID]
+    timing = _Timing(flow, content.flows.prompts)
+    # A call starts in the first language, with no need (as the analysis roots do).
     state: tuple[str, str, str | None, int] = (flow.start, flow.languages[0], None, 0)
-    state = (flow.start, flow.languages[0], 0)
     seconds = 0.0
     for wanted in path.moves:
         found = [m for m in timing.moves(state) if wanted in m.event]
