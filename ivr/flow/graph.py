@@ -55,7 +55,7 @@ class GraphNode:
     id: str  # the flow node's id; "queue:<name>" or "line:<name>" for a transfer target
     kind: str  # a flow node kind, or "queue" / "line"
     lines: tuple[str, ...]  # the label, line by line
-    seconds: float | None  # worst case from here to a counselor; None for a target
+    seconds: float | None  # worst case from here to the transfer; None for a target
     worst: bool  # on the analysis's worst path
 
 
@@ -102,7 +102,7 @@ def build_graph(
         lines = (node.id, *_describe(node, prompts, language))
         figure = seconds.get(node.id)
         if figure is not None:
-            lines = (*lines, f"≤ {figure:.1f} s to a counselor")
+            lines = (*lines, f"≤ {figure:.1f} s to the transfer")
         nodes.append(GraphNode(node.id, _kind(node), lines, figure, node.id in worst_nodes))
         for label, target in _ways_out(node):
             edges.setdefault((node.id, target), []).append(label)
@@ -113,10 +113,10 @@ def build_graph(
         lines = _target_lines(transfer, plan)
         nodes.append(GraphNode(tid, kind, lines, None, tid in worst_nodes))
     verdict = (
-        f"worst case {analysis.worst_seconds:.1f} s to a counselor (limit "
+        f"worst case {analysis.worst_seconds:.1f} s to the transfer (limit "
         f"{analysis.limit:g} s, call starting in {analysis.start_language})"
         if analysis.bounded
-        else "no bound on the time to a counselor"
+        else "no bound on the time to the transfer"
     )
     return FlowGraph(
         flow_id=flow.id,

@@ -133,7 +133,7 @@ def test_each_node_shows_its_worst_case_to_a_counselor(lifeline: FlowGraph) -> N
     assert seconds["spanish"] > seconds["connect"]
     for node_id, figure in seconds.items():
         assert lifeline.node(node_id).seconds == figure
-        assert f"≤ {figure:.1f} s to a counselor" in lifeline.node(node_id).lines
+        assert f"≤ {figure:.1f} s to the transfer" in lifeline.node(node_id).lines
     assert lifeline.node("queue:crisis").seconds is None
 
 
