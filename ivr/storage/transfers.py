@@ -136,7 +136,7 @@ async def accept_offer(
             SELECT c.call_sid FROM calls c JOIN offers o ON o.call_sid = c.call_sid
             WHERE o.id = $1 AND c.phase = 'transfer'
               AND coalesce(c.twilio_status, '') <> ALL ($2::text[])
-              AND c.transfer->'steps'->((c.transfer->>'index')::int)->>'mode' = 'warm'
+              AND c.transfer->>'phase' = 'holding'
             FOR UPDATE OF c
             """,
             offer_id, _FINAL,

@@ -39,7 +39,7 @@ from ivr.languages import LANGUAGE_NAMES
 from ivr.routing.model import RoutingPlan
 from ivr.routing.progress import Phase, Progress
 from ivr.routing.progression import Availability, Result, advance
-from ivr.routing.rules import MIN_RING, MOVE_GRACE
+from ivr.routing.rules import can_ring, ring_seconds
 from ivr.routing.signals import (
     Action,
     CallerLeft,
@@ -47,6 +47,7 @@ from ivr.routing.signals import (
     DialLine,
     EndCall,
     Enqueue,
+    HoldRound,
     MoveCaller,
     Outcome,
     RecordOutcome,
@@ -213,15 +214,23 @@ class Transfers:
     async def _ring(self, offer: queue.Offer) -> None:
         context = await outcomes.call_context(self.pool, offer.call_sid)
         p = Progress.from_json(context["transfer"]) if context and context["transfer"] else None
-        # Ring for what is left of the tier's time, but long enough to pick up.
-        left = p.seconds_left(datetime.now(UTC)) if p else MIN_RING
+        # Ring for what is left of the tier, never past it; with less than a
+        # full ring left nobody could answer in time: the offer is withdrawn and
+        # the tier ends (_maybe_next_tier).
+        left = p.seconds_left(datetime.now(UTC)) if p else 0.0
+        if not can_ring(left):
+            await queue.offer_missed(self.pool, offer.id, "canceled")
+            log.info("call %s: offer to counselor %s withdrawn, too little of the tier left",
+                     offer.call_sid, offer.counselor_id)
+            self.kick()
+            return
         try:
             leg = await self.rest.place_call(
                 to=offer.address,
                 from_=self.renderer.caller_id,
                 url=self.renderer.url("/twilio/whisper", offer=offer.id),
                 status_callback=self.renderer.url("/twilio/leg-status", offer=offer.id),
-                ring_seconds=max(MIN_RING, round(left)),
+                ring_seconds=ring_seconds(left),
             )
         except AddressError as exc:
             # About this counselor's own number or address: they are not
@@ -259,7 +268,7 @@ class Transfers:
             not api_usable
             or caller.untried == 0
             or (step.skip_when_unavailable and caller.untried_available == 0)
-            or datetime.now(UTC) >= p.deadline
+            or not can_ring(p.seconds_left(datetime.now(UTC)))  # the deadline, or too near it
         )
         if exhausted:
             why = "tier exhausted" if api_usable else "Twilio REST API degraded"
@@ -343,7 +352,10 @@ class Transfers:
                 return  # unknown, connected (a counselor is joining) or over
             p = Progress.from_json(found.transfer)
             if p.phase is Phase.DIALING:
-                if found.moved_seconds >= MOVE_GRACE and sid not in self._moving:
+                # The move's intent is in the progress (moved_at): a hold round
+                # past MOVE_GRACE means it failed, and the progression repeats it.
+                _, actions = advance(p, HoldRound(), datetime.now(UTC), Availability())
+                if any(isinstance(a, MoveCaller) for a in actions) and sid not in self._moving:
                     log.info("call %s: still holding although their transfer is at %s: "
                              "taking them out again", sid, p.step.name)
                     self.move_out(sid, self.renderer.url("/twilio/resume", seq=found.seq),
