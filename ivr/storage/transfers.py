@@ -37,6 +37,7 @@ async def stalled_callers(pool: asyncpg.Pool) -> list[StalledCaller]:
                    AS untried_available
         FROM waiting w
         JOIN calls c ON c.call_sid = w.call_sid AND c.phase = 'transfer'
+                     AND c.transfer->>'phase' = 'holding'  -- the progress codec's key
         LEFT JOIN LATERAL unnest(w.eligible) AS e(id) ON true
         LEFT JOIN counselors k ON k.id = e.id
         LEFT JOIN LATERAL (
