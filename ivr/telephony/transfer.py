@@ -5,11 +5,16 @@ their language). Counselors of the current tier are offered the call one at
 a time (queue.claim_offers, atomic across instances); each offer rings the
 counselor's phone through the REST API, the counselor hears a whisper and
 presses 1 to join the caller's conference. A miss moves to the next
-counselor; a tier with nobody left (or nobody available, when the tier says
-so, or past its ring timeout) moves to the next tier; dial steps (external
-centers, the national backup) take the caller out of the conference into a
-plain <Dial>. Everything is driven by Twilio's callbacks and by a dispatcher
-loop that any instance may run: the state is in PostgreSQL.
+counselor. Which step comes next, and when a tier is over, is the pure
+progression's (ivr.routing.progression): the call row stores its
+`Progress`, the dispatcher feeds it TierDeadline when a tier has nothing
+left to give or its deadline passed, and `carry_out` runs the actions it
+returns (the waiting line, the REST move out of the conference). Dial steps
+(external centers, the national backup) take the caller out of the
+conference into a plain <Dial>. Everything is driven by Twilio's callbacks
+and by a dispatcher loop that any instance may run: the state is in
+PostgreSQL. Matching counselors to callers is still the database's
+(queue.claim_offers), not the progression's Ring action.
 
 Only Twilio refusing a counselor's own address counts against them (their
 leg 'failed', they go offline). Any other REST failure is nobody's on the
@@ -19,8 +24,9 @@ the dial steps at once.
 
 Moving a holding caller to a dial step takes a REST redirect, which can
 fail; the conference wait URL, which Twilio requests at every hold round,
-notices a caller still holding whose row says they should be dialled, and
-issues the move again (`holding`).
+asks the progression (HoldRound) whether a caller still holding should have
+been moved (the move's intent is the progress's `moved_at`), and issues the
+move again (`holding`).
 """
 
 from __future__ import annotations
