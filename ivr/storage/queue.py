@@ -105,14 +105,23 @@ async def enqueue(
     eligible: Sequence[str],
     ranks: Sequence[int],
 ) -> bool:
-    """Put a caller on the line; False (and nothing changed) if already there."""
+    """Put a caller on the line; False (and nothing changed) if already there.
+
+    A caller who left the line for a dial step (status 'backup') and reaches
+    another tier of counselors is back on it, keeping their place (enqueued_at).
+    """
     inserted: int = await pool.fetchval(
         """
         WITH w AS (
             INSERT INTO waiting (call_sid, queue, language, need, caller_state,
                                  tier_index, tier_kind, eligible, ranks)
             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-            ON CONFLICT (call_sid) DO NOTHING
+            ON CONFLICT (call_sid) DO UPDATE
+                SET status = 'waiting', offered_counselor = NULL,
+                    tier_index = excluded.tier_index, tier_kind = excluded.tier_kind,
+                    eligible = excluded.eligible, ranks = excluded.ranks,
+                    tier_started_at = clock_timestamp(), updated_at = now()
+                WHERE waiting.status = 'backup'
             RETURNING call_sid
         ), g AS (
             INSERT INTO eligibility (members) SELECT $8 FROM w ON CONFLICT DO NOTHING

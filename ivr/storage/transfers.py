@@ -37,6 +37,7 @@ async def stalled_callers(pool: asyncpg.Pool) -> list[StalledCaller]:
                    AS untried_available
         FROM waiting w
         JOIN calls c ON c.call_sid = w.call_sid AND c.phase = 'transfer'
+                     AND c.transfer->>'phase' = 'holding'  -- the progress codec's key
         LEFT JOIN LATERAL unnest(w.eligible) AS e(id) ON true
         LEFT JOIN counselors k ON k.id = e.id
         LEFT JOIN LATERAL (
@@ -136,7 +137,7 @@ async def accept_offer(
             SELECT c.call_sid FROM calls c JOIN offers o ON o.call_sid = c.call_sid
             WHERE o.id = $1 AND c.phase = 'transfer'
               AND coalesce(c.twilio_status, '') <> ALL ($2::text[])
-              AND c.transfer->'steps'->((c.transfer->>'index')::int)->>'mode' = 'warm'
+              AND c.transfer->>'phase' = 'holding'
             FOR UPDATE OF c
             """,
             offer_id, _FINAL,

@@ -22,10 +22,12 @@ from ivr.errors import RequestError
 from ivr.flow.model import Flow, FlowSet
 from ivr.flow.runtime import Answer, Ask, CallState, Start, TransferTo, Turn, new_call, step
 from ivr.routing.location import Location
-from ivr.routing.steps import DialStep, Step, step_from_json
+from ivr.routing.progress import Phase, Progress
+from ivr.routing.progression import advance, begin
+from ivr.routing.signals import Action, DialEnded, DialLine, HoldEnded
+from ivr.routing.steps import Step
 from ivr.storage import calls as db
-from ivr.storage import transfers as outcomes
-from ivr.telephony.transfer import Transfers, conference_name, is_ringing, transfer_record
+from ivr.telephony.transfer import Transfers, conference_name, is_ringing, unrung
 from ivr.telephony.twiml import Renderer
 
 log = logging.getLogger(__name__)
@@ -39,9 +41,6 @@ KEPT_PARAMS = (
 )
 ANSWERED = ("completed", "answered")
 FINAL_STATUSES = db.FINAL_STATUSES
-# After the national backup itself went unanswered, ring it again this many
-# times before giving up: there is nowhere further to fail over to.
-BACKUP_REDIALS = 2
 
 
 class UnknownCall(RequestError):
@@ -86,7 +85,7 @@ class CallFlow:
         state = new_call(flow, loc.state, loc.source)
         turn = step(flow, state, Start(self.clock()))
         dial_as = self.renderer.dial_caller_id(params.get("From"))
-        twiml, phase, transfer, listen = await self._render_turn(sid, turn, dial_as)
+        twiml, phase, transfer, listen, begun = await self._render_turn(sid, turn, dial_as)
         events = [
             _webhook_event("voice", params),
             ("located", {"state": loc.state, "source": loc.source, "area_code": loc.area_code}),
@@ -113,8 +112,7 @@ class CallFlow:
         )
         if created:
             log.info("call %s started flow %s in %s", sid, flow.id, loc.state or "unknown state")
-            if transfer is not None:
-                await self.transfers.entered(sid, transfer)
+            await self._entered(sid, transfer, begun, turn.state.seq)
             return twiml
         return await self._replay(sid, "voice", params)
 
@@ -162,17 +160,24 @@ class CallFlow:
         )
         turn = step(flow, state, event)
         dial_as = self.renderer.dial_caller_id(params.get("From"))
-        twiml, phase, transfer, listen = await self._render_turn(sid, turn, dial_as)
+        twiml, phase, transfer, listen, begun = await self._render_turn(sid, turn, dial_as)
         events = [_webhook_event(kind, params), *_turn_events(turn, twiml, transfer)]
         if await db.advance_call(
             self.pool, call_sid=sid, expected_seq=row.seq, seq=turn.state.seq,
             state=turn.state.to_json(), phase=phase, transfer=transfer, twiml=twiml,
             events=events, listen=listen, ringing=is_ringing(transfer),
         ):
-            if transfer is not None:
-                await self.transfers.entered(sid, transfer)
+            await self._entered(sid, transfer, begun, turn.state.seq)
             return twiml
         return await self._replay(sid, kind, params)
+
+    async def _entered(
+        self, sid: str, transfer: dict[str, Any] | None, begun: tuple[Action, ...], seq: int
+    ) -> None:
+        """The flow handed the caller over and the row holds it: the waiting line's
+        side of `begin`'s actions (the caller's TwiML went with the flow turn)."""
+        if transfer is not None:
+            await self.transfers.carry_out(sid, Progress.from_json(transfer), begun, seq)
 
     # Transfer progress -----------------------------------------------------
 
@@ -208,52 +213,37 @@ class CallFlow:
         row = row or await self._row(sid)
         if row.seq != seq or row.phase != "transfer" or row.transfer is None:
             return await self._replay(sid, kind, params, row)
-        transfer = dict(row.transfer)
-        steps = [step_from_json(s) for s in transfer["steps"]]
-        current = steps[int(transfer["index"])]
+        p = Progress.from_json(row.transfer)
         state = CallState.from_json(row.state)
         new_seq = row.seq + 1
         events: list[db.Event] = [_webhook_event(kind, params)]
-        if answered:
-            phase = "ended"
-            twiml = self.renderer.goodbye()
-            await outcomes.answered(self.pool, sid, current.tier, current.name,
-                                    self._in_state(current, row.location_state))
-        else:
-            phase = "transfer"
+        event = (DialEnded(p.stage, answered) if p.phase is Phase.DIALING
+                 else HoldEnded(p.stage))
+        av = await self.transfers.availability(p.steps)
+        current = p.step
+        p, actions = unrung(advance(p, event, self.clock(), av))
+        if not actions:  # not the event the progress waits for: nothing moves
+            return await self._replay(sid, kind, params, row)
+        await self.transfers.record(sid, p, actions, row.location_state)
+        if not answered:
             events.append(("missed", {"tier": current.tier, "name": current.name,
                                       "status": params.get("DialCallStatus", "")}))
-            nxt: int | None
-            if isinstance(current, DialStep) and current.last:
-                transfer["redials"] = transfer.get("redials", 0) + 1
-                nxt = int(transfer["index"]) if transfer["redials"] <= BACKUP_REDIALS else None
-            else:
-                nxt = await self.transfers.usable(steps, int(transfer["index"]) + 1)
-            if nxt is None:
-                phase = "ended"
-                twiml = self.renderer.goodbye()
-                events.append(("unreached", {}))
-            else:
-                transfer["index"] = nxt
-                twiml = self.transfers.render_step(sid, steps[nxt], new_seq, state.language)
-                events.append(("dialing", {"tier": steps[nxt].tier, "name": steps[nxt].name}))
+        if p.phase is Phase.UNREACHED:
+            events.append(("unreached", {}))
+        elif not p.phase.over:
+            events.append(("dialing", {"tier": p.step.tier, "name": p.step.name}))
+        twiml = self.transfers.twiml_for(sid, p, actions, new_seq) or self.renderer.goodbye()
+        phase = "transfer" if not p.phase.over else "ended"
+        transfer = p.to_json()
         events.append(("twiml", {"xml": twiml}))
         if await db.advance_call(
             self.pool, call_sid=sid, expected_seq=row.seq, seq=new_seq,
             state=replace(state, seq=new_seq).to_json(), phase=phase, transfer=transfer,
             twiml=twiml, events=events, ringing=phase == "transfer" and is_ringing(transfer),
         ):
-            if phase == "transfer":
-                await self.transfers.entered(sid, transfer)
+            await self.transfers.carry_out(sid, p, actions, new_seq)
             return twiml
         return await self._replay(sid, kind, params)
-
-    def _in_state(self, step: Step, state: str | None) -> bool | None:
-        if state is None:
-            return None
-        centers = [self.transfers.plan.centers[c] for c in step.centers
-                   if c in self.transfers.plan.centers]
-        return any(state in c.serves for c in centers)
 
     async def status(self, sid: str, params: Mapping[str, str]) -> bool:
         status = params.get("CallStatus", "")
@@ -308,30 +298,31 @@ class CallFlow:
 
     async def _render_turn(
         self, sid: str, turn: Turn, dial_as: str | None = None
-    ) -> tuple[str, str, dict[str, Any] | None, dict[str, Any] | None]:
-        """(TwiML, phase, transfer progress, listening-menu record) for a turn.
+    ) -> tuple[str, str, dict[str, Any] | None, dict[str, Any] | None, tuple[Action, ...]]:
+        """(TwiML, phase, transfer progress, listening-menu record, the transfer's
+        first actions) for a turn.
 
-        `dial_as` is the callerId the transfer's <Dial>s use: kept in each dial
-        step of the transfer record, so later tiers need no caller number.
+        `dial_as` is the callerId the transfer's <Dial>s use (None: the caller's
+        own number passes): the progress keeps which, so later tiers need no
+        caller number.
         """
         wait = turn.wait
         if isinstance(wait, TransferTo):
-            steps = [
-                replace(s, caller_id=dial_as) if isinstance(s, DialStep) else s
-                for s in self.steps_for(wait, turn.state.caller_state)
-            ]
-            index = await self.transfers.usable(steps, 0)
-            transfer = transfer_record(
-                steps, index, queue_name=wait.queue, line=wait.line, language=wait.language,
-                need=wait.need, caller_state=turn.state.caller_state,
-            )
+            steps = self.steps_for(wait, turn.state.caller_state)
+            p, actions = unrung(begin(
+                steps, self.clock(), await self.transfers.availability(steps),
+                language=wait.language, queue=wait.queue, line=wait.line, need=wait.need,
+                caller_state=turn.state.caller_state, pass_caller_id=dial_as is None,
+            ))
+            first = next((self.transfers.dial_step(a) for a in actions
+                          if isinstance(a, DialLine)), p.step)
             twiml = self.renderer.flow_turn(
-                turn.actions, turn.state.seq, then=(conference_name(sid), steps[index]))
-            return twiml, "transfer", transfer, None
+                turn.actions, turn.state.seq, then=(conference_name(sid), first))
+            return twiml, "transfer", p.to_json(), None, actions
         listen = self._listen_record(wait) if isinstance(wait, Ask) else None
         token = listen["token"] if listen else None
         twiml = self.renderer.flow_turn(turn.actions, turn.state.seq, listen_token=token)
-        return twiml, ("flow" if not turn.state.finished else "ended"), None, listen
+        return twiml, ("flow" if not turn.state.finished else "ended"), None, listen, ()
 
     def _listen_record(self, ask: Ask) -> dict[str, Any] | None:
         """What a listening menu's stream needs; None when the menu cannot listen."""
@@ -374,10 +365,9 @@ def _turn_events(turn: Turn, twiml: str, transfer: dict[str, Any] | None) -> lis
         for v in turn.visited
     ]
     if transfer is not None:
-        first = transfer["steps"][0] if transfer["steps"] else {}
+        p = Progress.from_json(transfer)
         events.append(("transfer", {
-            "queue": transfer["queue"], "line": transfer["line"],
-            "tier": first.get("tier"), "name": first.get("name"),
+            "queue": p.queue, "line": p.line, "tier": p.steps[0].tier, "name": p.steps[0].name,
             "language": turn.state.language, "need": turn.state.need,
         }))
     events.append(("twiml", {"xml": twiml}))

@@ -5,11 +5,16 @@ their language). Counselors of the current tier are offered the call one at
 a time (queue.claim_offers, atomic across instances); each offer rings the
 counselor's phone through the REST API, the counselor hears a whisper and
 presses 1 to join the caller's conference. A miss moves to the next
-counselor; a tier with nobody left (or nobody available, when the tier says
-so, or past its ring timeout) moves to the next tier; dial steps (external
-centers, the national backup) take the caller out of the conference into a
-plain <Dial>. Everything is driven by Twilio's callbacks and by a dispatcher
-loop that any instance may run: the state is in PostgreSQL.
+counselor. Which step comes next, and when a tier is over, is the pure
+progression's (ivr.routing.progression): the call row stores its
+`Progress`, the dispatcher feeds it TierDeadline when a tier has nothing
+left to give or its deadline passed, and `carry_out` runs the actions it
+returns (the waiting line, the REST move out of the conference). Dial steps
+(external centers, the national backup) take the caller out of the
+conference into a plain <Dial>. Everything is driven by Twilio's callbacks
+and by a dispatcher loop that any instance may run: the state is in
+PostgreSQL. Matching counselors to callers is still the database's
+(queue.claim_offers), not the progression's Ring action.
 
 Only Twilio refusing a counselor's own address counts against them (their
 leg 'failed', they go offline). Any other REST failure is nobody's on the
@@ -19,8 +24,9 @@ the dial steps at once.
 
 Moving a holding caller to a dial step takes a REST redirect, which can
 fail; the conference wait URL, which Twilio requests at every hold round,
-notices a caller still holding whose row says they should be dialled, and
-issues the move again (`holding`).
+asks the progression (HoldRound) whether a caller still holding should have
+been moved (the move's intent is the progress's `moved_at`), and issues the
+move again (`holding`).
 """
 
 from __future__ import annotations
@@ -29,13 +35,33 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Coroutine, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 
 from ivr.languages import LANGUAGE_NAMES
 from ivr.routing.model import RoutingPlan
-from ivr.routing.steps import DialStep, Step, WarmStep, step_from_json, step_to_json
+from ivr.routing.progress import Phase, Progress
+from ivr.routing.progression import Availability, Result, advance
+from ivr.routing.rules import can_ring, ring_seconds
+from ivr.routing.signals import (
+    Action,
+    CallerLeft,
+    Dequeue,
+    DialLine,
+    EndCall,
+    Enqueue,
+    HoldRound,
+    MoveCaller,
+    Outcome,
+    RecordOutcome,
+    Ring,
+    SetTier,
+    TierDeadline,
+)
+from ivr.routing.steps import DialStep, Step, WarmStep
 from ivr.storage import counselors as staff
 from ivr.storage import queue
 from ivr.storage import transfers as outcomes
@@ -46,11 +72,7 @@ from ivr.telephony.twiml import Renderer
 
 log = logging.getLogger(__name__)
 
-MIN_RING = 10  # seconds: a counselor's phone rings at least this long
 REDIRECT_RETRIES = (0.5, 1.0, 2.0, 4.0)  # pauses after each failed attempt
-# A caller still holding this long after their row moved them to a dial step
-# was not moved (every attempt of take_out failed): the wait URL moves them.
-MOVE_GRACE = 10.0
 HOLD_ROUNDS_BEFORE_CHECK = 2  # about a minute of holding before the database-down rescue
 HOLD_QUERY_TIMEOUT = 2.0  # seconds: the wait URL must answer its hold music quickly
 # Leg statuses that end an offer without a conversation, and what they mean
@@ -92,50 +114,80 @@ class Transfers:
         """Something changed: let the dispatcher look for matches now."""
         self.wake.set()
 
-    # Choosing steps ----------------------------------------------------------
+    # Carrying out the progression's actions ------------------------------------
 
-    async def usable(self, steps: Sequence[Step], start: int) -> int:
-        """Index of the first step from `start` worth trying.
+    async def availability(self, steps: Sequence[Step]) -> Availability:
+        """What the progression sees when it chooses a step: who is free, and
+        whether the REST API is usable (asked only when a warm step could use it)."""
+        if not any(isinstance(s, WarmStep) for s in steps):
+            return Availability()
+        if not await self.health.usable():
+            return Availability(degraded=True)
+        return Availability(free=await staff.available_ids(self.pool))
 
-        The last step, the national backup, is a dial step: it is never
-        skipped, so there is always one. While the REST API is degraded no
-        warm step is worth trying: nobody could be rung.
-        """
-        api_usable: bool | None = None
-        for index in range(min(start, len(steps) - 1), len(steps)):
-            step = steps[index]
-            if isinstance(step, WarmStep):
-                if api_usable is None:
-                    api_usable = await self.health.usable()
-                if not api_usable:
-                    continue
-                if (
-                    step.skip_when_unavailable
-                    and await staff.tier_count_available(self.pool, step.counselors) == 0
-                ):
-                    continue
-            return index
-        return len(steps) - 1
+    def dial_step(self, action: DialLine) -> DialStep:
+        """The step of a DialLine as rendered: our own number as callerId unless the
+        caller's may pass through."""
+        caller_id = None if action.pass_caller_id else self.renderer.caller_id
+        return replace(action.step, caller_id=caller_id)
 
-    def render_step(self, sid: str, step: Step, seq: int, language: str) -> str:
-        return self.renderer.step(conference_name(sid), step, seq, language)
+    def twiml_for(self, sid: str, p: Progress, actions: Sequence[Action], seq: int) -> str | None:
+        """The caller's next TwiML, if `actions` ask for one."""
+        for action in actions:
+            match action:
+                case DialLine():
+                    return self.renderer.step(conference_name(sid), self.dial_step(action), seq,
+                                              p.language, action.prompt)
+                case Enqueue() | SetTier():
+                    return self.renderer.step(conference_name(sid), p.steps[action.index], seq,
+                                              p.language)
+                case EndCall():
+                    return self.renderer.goodbye()
+        return None
 
-    async def entered(self, sid: str, transfer: dict[str, Any]) -> None:
-        """After a call row records a new current step: put the caller in line, or
-        take them out of it for a dial step (the row stamped the times already)."""
-        step = current_step(transfer)
-        if isinstance(step, WarmStep):
-            index = int(transfer["index"])
-            if not await queue.enqueue(
-                self.pool, sid, transfer.get("queue") or "", transfer["language"],
-                transfer.get("need"), transfer.get("caller_state"), index, step.tier,
-                step.counselors, step.ranks,
-            ):
-                await self._cancel(await queue.set_tier(
-                    self.pool, sid, index, step.tier, step.counselors, step.ranks))
-            self.kick()
-        elif was_queued(transfer):
-            await self._cancel(await queue.dequeue(self.pool, sid, "backup"))
+    async def record(
+        self, sid: str, p: Progress, actions: Sequence[Action], location_state: str | None
+    ) -> None:
+        """The outcomes among `actions` (before the call row moves on: an answer
+        marks the row connected, and the row's own write says where it ends)."""
+        for action in actions:
+            if isinstance(action, RecordOutcome) and action.outcome is Outcome.ANSWERED:
+                step = p.step
+                await outcomes.answered(self.pool, sid, action.tier, action.name,
+                                        self.in_state(step, location_state))
+
+    def in_state(self, step: Step, state: str | None) -> bool | None:
+        if state is None:
+            return None
+        centers = [self.plan.centers[c] for c in step.centers if c in self.plan.centers]
+        return any(state in c.serves for c in centers)
+
+    async def carry_out(self, sid: str, p: Progress, actions: Sequence[Action], seq: int) -> None:
+        """The waiting line and REST side of `actions`, once the call row holds `p`
+        at `seq` (so a move's resume URL names a step that is recorded)."""
+        for action in actions:
+            match action:
+                case Enqueue() | SetTier():
+                    step = p.steps[action.index]
+                    assert isinstance(step, WarmStep)
+                    if isinstance(action, SetTier) or not await queue.enqueue(
+                        self.pool, sid, p.queue or "", p.language, p.need, p.caller_state,
+                        action.index, step.tier, step.counselors, step.ranks,
+                    ):
+                        await self._cancel(await queue.set_tier(
+                            self.pool, sid, action.index, step.tier, step.counselors,
+                            step.ranks))
+                    self.kick()
+                case Dequeue(status=status):
+                    await self._cancel(await queue.dequeue(self.pool, sid, status))
+                    self.kick()
+                case DialLine():
+                    await outcomes.ringing(self.pool, sid)
+                case MoveCaller(index=index):
+                    # In the background: retries must not hold up the caller of
+                    # carry_out; the next hold round repeats a move that failed.
+                    self.move_out(sid, self.renderer.url("/twilio/resume", seq=seq),
+                                  p.steps[index].name)
 
     # The dispatcher ------------------------------------------------------------
 
@@ -167,16 +219,24 @@ class Transfers:
 
     async def _ring(self, offer: queue.Offer) -> None:
         context = await outcomes.call_context(self.pool, offer.call_sid)
-        step = current_step(context["transfer"]) if context and context["transfer"] else None
-        # Ring for what is left of the tier's time, but long enough to pick up.
-        left = step.timeout - context["tier_seconds"] if step and context else MIN_RING
+        p = Progress.from_json(context["transfer"]) if context and context["transfer"] else None
+        # Ring for what is left of the tier, never past it; with less than a
+        # full ring left nobody could answer in time: the offer is withdrawn and
+        # the tier ends (_maybe_next_tier).
+        left = p.seconds_left(datetime.now(UTC)) if p else 0.0
+        if not can_ring(left):
+            await queue.offer_missed(self.pool, offer.id, "canceled")
+            log.info("call %s: offer to counselor %s withdrawn, too little of the tier left",
+                     offer.call_sid, offer.counselor_id)
+            self.kick()
+            return
         try:
             leg = await self.rest.place_call(
                 to=offer.address,
                 from_=self.renderer.caller_id,
                 url=self.renderer.url("/twilio/whisper", offer=offer.id),
                 status_callback=self.renderer.url("/twilio/leg-status", offer=offer.id),
-                ring_seconds=max(MIN_RING, round(left)),
+                ring_seconds=ring_seconds(left),
             )
         except AddressError as exc:
             # About this counselor's own number or address: they are not
@@ -204,43 +264,38 @@ class Transfers:
                  offer.call_sid, offer.counselor_id, offer.id)
 
     async def _maybe_next_tier(self, caller: outcomes.StalledCaller, api_usable: bool) -> None:
-        step = current_step(caller.transfer)
-        if not isinstance(step, WarmStep) or caller.tier_index != caller.transfer["index"]:
+        p = Progress.from_json(caller.transfer)
+        if p.phase is not Phase.HOLDING or caller.tier_index != p.index:
             return
+        assert p.deadline is not None
+        step = p.step
+        assert isinstance(step, WarmStep)
         exhausted = (
             not api_usable
             or caller.untried == 0
             or (step.skip_when_unavailable and caller.untried_available == 0)
-            or caller.tier_seconds >= step.timeout
+            or not can_ring(p.seconds_left(datetime.now(UTC)))  # the deadline, or too near it
         )
         if exhausted:
             why = "tier exhausted" if api_usable else "Twilio REST API degraded"
-            await self.next_tier(caller.call_sid, caller.seq, caller.transfer, why)
+            await self.next_tier(caller.call_sid, caller.seq, p, why, api_usable)
 
     async def next_tier(
-        self, sid: str, seq: int, transfer: dict[str, Any], why: str
+        self, sid: str, seq: int, p: Progress, why: str, api_usable: bool = True
     ) -> None:
-        """Move a waiting caller on from their current warm step, while they hold."""
-        steps = [step_from_json(s) for s in transfer["steps"]]
-        index = await self.usable(steps, int(transfer["index"]) + 1)
-        step = steps[index]
-        moved = {**transfer, "index": index}
-        language = transfer["language"]
-        twiml = self.render_step(sid, step, seq + 1, language)
+        """Move a waiting caller on from their current warm step, while they hold:
+        the dispatcher found the tier over, so its deadline is now."""
+        now = datetime.now(UTC)
+        av = await self.availability(p.steps) if api_usable else Availability(degraded=True)
+        p, actions = unrung(advance(replace(p, deadline=now), TierDeadline(p.stage), now, av))
+        twiml = self.twiml_for(sid, p, actions, seq + 1)
+        step = p.step
         event = ("next_tier", {"tier": step.tier, "name": step.name, "why": why})
-        new_seq = await outcomes.move_transfer(self.pool, sid, seq, moved, twiml, event)
+        new_seq = await outcomes.move_transfer(self.pool, sid, seq, p.to_json(), twiml, event)
         if new_seq is None:
             return  # another instance (or a callback) moved this call first
         log.info("call %s: %s, moving to the %s tier (%s)", sid, why, step.tier, step.name)
-        if isinstance(step, WarmStep):
-            await self._cancel(await queue.set_tier(
-                self.pool, sid, index, step.tier, step.counselors, step.ranks))
-            self.kick()
-            return
-        await self._cancel(await queue.dequeue(self.pool, sid, "backup"))
-        await outcomes.ringing(self.pool, sid)
-        # In the background: retries must not hold up the dispatcher's pass.
-        self.move_out(sid, self.renderer.url("/twilio/resume", seq=new_seq), step.name)
+        await self.carry_out(sid, p, actions, new_seq)
 
     def spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)
@@ -301,15 +356,19 @@ class Transfers:
         try:
             if found is None or found.phase != "transfer" or found.transfer is None:
                 return  # unknown, connected (a counselor is joining) or over
-            step = current_step(found.transfer)
-            if isinstance(step, DialStep):
-                if found.moved_seconds >= MOVE_GRACE and sid not in self._moving:
+            p = Progress.from_json(found.transfer)
+            if p.phase is Phase.DIALING:
+                # The move's intent is in the progress (moved_at): a hold round
+                # past MOVE_GRACE means it failed, and the progression repeats it.
+                _, actions = advance(p, HoldRound(), datetime.now(UTC), Availability())
+                if any(isinstance(a, MoveCaller) for a in actions) and sid not in self._moving:
                     log.info("call %s: still holding although their transfer is at %s: "
-                             "taking them out again", sid, step.name)
+                             "taking them out again", sid, p.step.name)
                     self.move_out(sid, self.renderer.url("/twilio/resume", seq=found.seq),
-                                  step.name)
-            elif found.waiting and (found.tier_seconds >= step.timeout
-                                    or not await self.health.usable()):
+                                  p.step.name)
+            elif p.phase is Phase.HOLDING and found.waiting and (
+                    p.deadline is None or datetime.now(UTC) >= p.deadline
+                    or not await self.health.usable()):
                 self.kick()
         except Exception:
             log.exception("call %s: hold round check failed", sid)
@@ -395,7 +454,9 @@ class Transfers:
     async def caller_gone(self, sid: str, transfer: dict[str, Any]) -> None:
         """The caller hung up mid-transfer: cancel counselor legs in flight and free
         their counselors (only a caller in the waiting line can have any)."""
-        if not (isinstance(current_step(transfer), WarmStep) or was_queued(transfer)):
+        p = Progress.from_json(transfer)
+        _, actions = advance(p, CallerLeft(), datetime.now(UTC), Availability())
+        if not any(isinstance(a, Dequeue) for a in actions):
             return
         offers = await queue.abandon(self.pool, sid)
         await self._cancel(offers)
@@ -430,30 +491,14 @@ def as_service_error(exc: RestError) -> ServiceError:
     return ServiceError(str(exc), status=exc.status, code=exc.code)
 
 
-def current_step(transfer: dict[str, Any]) -> Step:
-    return step_from_json(transfer["steps"][int(transfer["index"])])
+def unrung(result: Result) -> Result:
+    """The progression's result without its own offer: counselors are still matched
+    and rung by the dispatcher's claim (queue.claim_offers), not by Ring actions."""
+    p, actions = result
+    return (replace(p, offer=None, offers_made=0),
+            tuple(a for a in actions if not isinstance(a, Ring)))
 
 
 def is_ringing(transfer: dict[str, Any] | None) -> bool:
     """A dial step rings at once; a warm step rings when a counselor is offered."""
-    return transfer is not None and isinstance(current_step(transfer), DialStep)
-
-
-def was_queued(transfer: dict[str, Any]) -> bool:
-    """Whether an earlier step of this transfer put the caller in the waiting line."""
-    return any(s.get("mode") == "warm" for s in transfer["steps"][: int(transfer["index"])])
-
-
-def transfer_record(
-    steps: Sequence[Step], index: int, *, queue_name: str | None, line: str | None,
-    language: str, need: str | None, caller_state: str | None,
-) -> dict[str, Any]:
-    return {
-        "queue": queue_name,
-        "line": line,
-        "language": language,
-        "need": need,
-        "caller_state": caller_state,
-        "steps": [step_to_json(s) for s in steps],
-        "index": index,
-    }
+    return transfer is not None and Progress.from_json(transfer).phase is Phase.DIALING

@@ -17,7 +17,6 @@ from ivr.flow.model import PromptCatalog
 from ivr.flow.prompts import fill
 from ivr.flow.runtime import Action, Ask, HangUp, Speak, TransferTo
 from ivr.flow.system_prompts import (
-    BACKUP_CONNECTING,
     COUNSELOR_GOODBYES,
     HOLD_MUSIC,
     HOLD_REASSURANCE,
@@ -140,11 +139,13 @@ class Renderer:
             self._step(response, then[0], then[1], seq, language)
         return str(response)
 
-    def step(self, conference: str, step: Step, seq: int, language: str) -> str:
-        """TwiML for a transfer step on its own (the next tier)."""
+    def step(
+        self, conference: str, step: Step, seq: int, language: str, prompt: str | None = None
+    ) -> str:
+        """TwiML for a transfer step on its own (the next tier), after `prompt`."""
         response = VoiceResponse()
-        if isinstance(step, DialStep) and step.last:
-            self._speak(response, language, BACKUP_CONNECTING.id)
+        if prompt is not None:
+            self._speak(response, language, prompt)
         self._step(response, conference, step, seq, language)
         return str(response)
 

@@ -1,0 +1,61 @@
+"""A counselor's phone never rings past the end of its tier: the leg's
+Timeout is what is left of the tier (rules.ring_seconds), and with less than
+a full ring left (rules.MIN_RING) nobody is rung and the caller goes on."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestServer
+
+from ivr.app import create_app
+from ivr.config import Settings
+from ivr.content import Content, load_content
+from ivr.sim import CallScript, Silence, TwilioWorld, simulate_call
+from ivr.sim.config import SimConfig
+from tests.conftest import AUTH_TOKEN, ROOT, bounded
+from tests.helpers import staff_all
+
+TX_CALLER = "+15125550123"
+SHORT = 5  # seconds: a tier shorter than one full ring
+
+
+@pytest.fixture
+def short_tiers(tmp_path: Path) -> Content:
+    """The shipped content, with counselor tiers shorter than a full ring."""
+    shutil.copytree(ROOT / "flows", tmp_path / "flows")
+    shutil.copytree(ROOT / "prompts", tmp_path / "prompts")
+    plan = tmp_path / "flows" / "routing.yaml"
+    text = plan.read_text()
+    for tier in ("local", "backup"):
+        old = f"{{tier: {tier}, ring_timeout: 20s, skip_when_unavailable: true}}"
+        assert old in text
+        text = text.replace(old, f"{{tier: {tier}, ring_timeout: {SHORT}s}}")
+    plan.write_text(text)
+    return load_content(tmp_path / "flows", tmp_path / "prompts")
+
+
+@pytest.fixture
+async def short_server(settings: Settings, short_tiers: Content) -> AsyncIterator[TestServer]:
+    port = int(settings.public_url.rsplit(":", 1)[1])
+    srv = TestServer(create_app(settings, short_tiers), host="127.0.0.1", port=port)
+    await srv.start_server()
+    yield srv
+    await bounded(srv.close(), "closing the test server")
+
+
+async def test_no_counselor_rings_past_a_short_tier(
+    short_server: TestServer, settings: Settings, world: TwilioWorld
+) -> None:
+    await staff_all(short_server)
+    sim = SimConfig(server_url=settings.public_url, auth_token=AUTH_TOKEN,
+                    account_sid=settings.account_sid)
+    script = CallScript(from_number=TX_CALLER, inputs=(Silence(),))
+    t = await simulate_call(sim, script, world=world)
+    # Before, a leg rang for at least MIN_RING (10 s) whatever was left of the tier.
+    too_long = [leg.request.timeout for leg in world.legs if leg.request.timeout > SHORT]
+    assert not too_long, t.format()
+    assert t.reached_human, t.format()
