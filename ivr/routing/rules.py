@@ -1,7 +1,8 @@
 """The rules of a transfer, once: the progression follows them, the bounds sum them.
 
 - A warm step (a tier of counselors) lasts `tier_seconds`: its timeout, but
-  never less than one full ring. It is the only timer of the transfer.
+  never less than one full ring plus the moment it takes to claim a counselor.
+  It is the only timer of the transfer.
 - A counselor's phone rings for what is left of the tier, and only when at
   least MIN_RING is left: a phone that could ring less cannot be answered in
   time, and no ring outlasts its tier.
@@ -24,6 +25,10 @@ from typing import Final
 from ivr.routing.steps import DialStep, Step, WarmStep
 
 MIN_RING: Final = 10  # seconds: a counselor's phone rings at least this long
+# Between a tier starting and its first counselor being claimed and rung, the
+# dispatcher takes a moment: a tier always lasts long enough for one full ring
+# after it, or a short tier would never ring anyone.
+CLAIM_SLACK: Final = 2
 BACKUP_REDIALS: Final = 2  # further dials of the national backup after it went unanswered
 BACKUP_PROMPT: Final = "backup_connecting"  # said before the national backup is dialled
 # A caller still holding this long after a move was issued was not moved (the
@@ -34,7 +39,7 @@ MOVE_GRACE: Final = 10.0
 
 def tier_seconds(step: WarmStep) -> int:
     """How long a warm step lasts at most."""
-    return max(step.timeout, MIN_RING)
+    return max(step.timeout, MIN_RING + CLAIM_SLACK)
 
 
 def can_ring(seconds_left: float) -> bool:

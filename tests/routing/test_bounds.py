@@ -42,7 +42,7 @@ TABLE: list[tuple[tuple[Step, ...], float, float]] = [
     ((NATIONAL,), 4, 4),  # straight from the flow: after its transfer prompt
     ((LOCAL, NATIONAL), 4, 27),  # nobody free: skipped at once; else 20 s, then the prompt
     ((REGION, NATIONAL), 32, 32),  # waits for its counselors without a ring
-    ((SHORT, NATIONAL), 17, 17),  # a tier lasts at least one full ring (10 s)
+    ((SHORT, NATIONAL), 19, 19),  # a tier lasts at least one full ring and a claim (12 s)
     ((LOCAL, GULF, REGION, NATIONAL), 4, 72),
     ((REGION, GULF, NATIONAL), 25, 52),
     ((LINE, NATIONAL), 4, 71),

@@ -26,7 +26,7 @@ from ivr.content import InvalidContent, check, load_content
 from ivr.flow.model import Flow, PromptCatalog, Transfer
 from ivr.flow.runtime import Action, Answer, Ask, Speak, Start, TransferTo, Turn, new_call, step
 from ivr.routing.model import RoutingPlan
-from ivr.routing.rules import BACKUP_PROMPT
+from ivr.routing.rules import BACKUP_PROMPT, CLAIM_SLACK, MIN_RING
 from ivr.routing.states import STATES
 from ivr.routing.steps import Step, transfer_steps
 from tests.conftest import ROOT
@@ -193,10 +193,11 @@ CASES = [
         "queue 'crisis'": (HELLO + LONG, HELLO + 30 + BACKUP, HELLO + 30 + BACKUP),
     }),
     Case("a transfer prompt longer than the tier", LONG_PROMPT, SHORT, {
-        # The API degraded at the start: the national backup is dialled after
-        # the whole prompt (13.1 s), later than after the 10 s tier and its
-        # prompt (12.7 s); that dial is also the latest first ring.
-        "queue 'crisis'": (HELLO + LONG, HELLO + LONG, HELLO + LONG),
+        # The tier lasts one full ring and a claim (12 s) however short it is
+        # configured: its end and the backup prompt (14.7 s) outlast the whole
+        # transfer prompt (13.1 s), so that dial is the latest first ring.
+        "queue 'crisis'": (HELLO + LONG, HELLO + MIN_RING + CLAIM_SLACK + BACKUP,
+                           HELLO + MIN_RING + CLAIM_SLACK + BACKUP),
     }),
 ]
 
