@@ -49,6 +49,7 @@ from ivr.routing.rules import can_ring, ring_seconds
 from ivr.routing.signals import (
     Action,
     CallerLeft,
+    CancelLeg,
     Dequeue,
     DialLine,
     EndCall,
@@ -183,6 +184,12 @@ class Transfers:
                     self.kick()
                 case DialLine():
                     await outcomes.ringing(self.pool, sid)
+                case CancelLeg():
+                    # Never alone: the line's change beside it (Dequeue, SetTier)
+                    # ends the caller's open offer and its leg, in one statement.
+                    pass
+                case RecordOutcome(outcome=Outcome.ABANDONED):
+                    await outcomes.mark_abandoned(self.pool, sid)
                 case MoveCaller(index=index):
                     # In the background: retries must not hold up the caller of
                     # carry_out; the next hold round repeats a move that failed.
@@ -452,16 +459,23 @@ class Transfers:
     # The caller ------------------------------------------------------------------
 
     async def caller_gone(self, sid: str, transfer: dict[str, Any]) -> None:
-        """The caller hung up mid-transfer: cancel counselor legs in flight and free
-        their counselors (only a caller in the waiting line can have any)."""
-        p = Progress.from_json(transfer)
-        _, actions = advance(p, CallerLeft(), datetime.now(UTC), Availability())
-        if not any(isinstance(a, Dequeue) for a in actions):
-            return
-        offers = await queue.abandon(self.pool, sid)
-        await self._cancel(offers)
-        log.info("call %s: caller hung up while waiting (%d legs cancelled)", sid, len(offers))
-        self.kick()
+        """The caller hung up mid-transfer (the call row already says so): their
+        progress is gone, and its actions free whoever was being rung for them
+        and count the call abandoned."""
+        seen: dict[str, Any] | None = transfer
+        while seen is not None:
+            p, actions = advance(Progress.from_json(seen), CallerLeft(), datetime.now(UTC),
+                                 Availability())
+            if not actions:
+                return  # over already: connected, unreached, or gone before
+            seq = await outcomes.store_progress(self.pool, sid, seen, p.to_json())
+            if seq is not None:
+                log.info("call %s: caller hung up during the transfer", sid)
+                await self.carry_out(sid, p, actions, seq)
+                return
+            # A callback moved the transfer meanwhile: the caller left that one.
+            context = await outcomes.call_context(self.pool, sid)
+            seen = context["transfer"] if context else None
 
     async def withdrawn(self, offer: queue.Offer) -> None:
         await self._cancel([offer])
