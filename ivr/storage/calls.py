@@ -165,8 +165,9 @@ class StatusRecorded:
 async def record_status(
     pool: asyncpg.Pool, call_sid: str, status: str, detail: dict[str, Any]
 ) -> StatusRecorded | None:
-    """Store a status callback; a final status closes the call, and a caller who
-    hangs up during a transfer nobody answered yet is counted as abandoned.
+    """Store a status callback; a final status closes the call. A caller who hangs
+    up during a transfer is the progression's (CallerLeft): it counts them
+    abandoned, from the phase and transfer returned here.
 
     None if the call is unknown.
     """
@@ -178,9 +179,7 @@ async def record_status(
         ), c AS (
             UPDATE calls SET twilio_status = $2, updated_at = now(),
                 ended_at = CASE WHEN $3 THEN coalesce(ended_at, now()) ELSE ended_at END,
-                phase = CASE WHEN $3 THEN 'ended' ELSE calls.phase END,
-                abandoned = calls.abandoned OR ($3 AND old.phase = 'transfer'
-                                                AND calls.answered_at IS NULL)
+                phase = CASE WHEN $3 THEN 'ended' ELSE calls.phase END
             FROM old WHERE calls.call_sid = old.call_sid
             RETURNING old.phase, calls.transfer
         ), e AS (

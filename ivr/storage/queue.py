@@ -234,6 +234,17 @@ async def set_leg(pool: asyncpg.Pool, offer_id: int, leg_sid: str) -> bool:
     return state == "ringing"
 
 
+async def number_offer(pool: asyncpg.Pool, offer_id: int, number: int) -> None:
+    """Record which offer of its caller's transfer progress this row is."""
+    await pool.execute("UPDATE offers SET number = $2 WHERE id = $1", offer_id, number)
+
+
+async def offer_number(pool: asyncpg.Pool, offer_id: int) -> int | None:
+    """The offer's number in its caller's transfer progress (None: never rung)."""
+    number: int | None = await pool.fetchval("SELECT number FROM offers WHERE id = $1", offer_id)
+    return number
+
+
 async def get_offer(pool: asyncpg.Pool, offer_id: int) -> Offer | None:
     record = await pool.fetchrow("SELECT * FROM offer_details WHERE id = $1", offer_id)
     return None if record is None else Offer(**dict(record))

@@ -80,6 +80,22 @@ async def move_transfer(
     return seq
 
 
+async def store_progress(
+    pool: asyncpg.Pool, call_sid: str, seen: dict[str, Any], transfer: dict[str, Any]
+) -> int | None:
+    """Replace a call's transfer progress if it is still `seen` (whatever the call's
+    phase: a caller gone has ended the call first); the call's seq, or None."""
+    seq: int | None = await pool.fetchval(
+        """
+        UPDATE calls SET transfer = $3, updated_at = now()
+        WHERE call_sid = $1 AND transfer = $2::jsonb
+        RETURNING seq
+        """,
+        call_sid, seen, transfer,
+    )
+    return seq
+
+
 async def ringing(pool: asyncpg.Pool, call_sid: str) -> None:
     await pool.execute(
         "UPDATE calls SET first_ring_at = coalesce(first_ring_at, now()) WHERE call_sid = $1",

@@ -269,7 +269,6 @@ class CallFlow:
         recorded = await db.record_status(self.pool, sid, params.get("CallStatus", ""), detail)
         if recorded is not None and recorded.phase == "transfer" and recorded.transfer:
             await self.transfers.caller_gone(sid, recorded.transfer)
-            log.info("call %s: caller hung up while waiting (%s callback)", sid, kind)
         return self.renderer.goodbye()
 
     # Helpers ---------------------------------------------------------------

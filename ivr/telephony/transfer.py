@@ -14,7 +14,13 @@ returns (the waiting line, the REST move out of the conference). Dial steps
 conference into a plain <Dial>. Everything is driven by Twilio's callbacks
 and by a dispatcher loop that any instance may run: the state is in
 PostgreSQL. Matching counselors to callers is still the database's
-(queue.claim_offers), not the progression's Ring action.
+(queue.claim_offers, which keeps any counselor from holding two offers), not
+the progression's Ring action: a claimed offer becomes the progress's own
+(`_ring`; the offers row keeps its number), and the counselor leg's
+callbacks (whisper, its answer, its status) are fed to the progression as
+leg events, which decides the next counselor, the next step, or that an
+accept comes too late; the counselor's presence stays the database's
+(queue.offer_missed).
 
 Only Twilio refusing a counselor's own address counts against them (their
 leg 'failed', they go offline). Any other REST failure is nobody's on the
@@ -34,7 +40,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -43,18 +49,27 @@ import asyncpg
 
 from ivr.languages import LANGUAGE_NAMES
 from ivr.routing.model import RoutingPlan
-from ivr.routing.progress import Phase, Progress
+from ivr.routing.progress import Offer, Phase, Progress
 from ivr.routing.progression import Availability, Result, advance
 from ivr.routing.rules import can_ring, ring_seconds
 from ivr.routing.signals import (
     Action,
+    Blame,
     CallerLeft,
+    CancelLeg,
     Dequeue,
     DialLine,
     EndCall,
     Enqueue,
+    Event,
     HoldRound,
+    LegAccepted,
+    LegAnswered,
+    LegDeclined,
+    LegFailed,
+    LegMissed,
     MoveCaller,
+    OfferWithdrawn,
     Outcome,
     RecordOutcome,
     Ring,
@@ -75,6 +90,9 @@ log = logging.getLogger(__name__)
 REDIRECT_RETRIES = (0.5, 1.0, 2.0, 4.0)  # pauses after each failed attempt
 HOLD_ROUNDS_BEFORE_CHECK = 2  # about a minute of holding before the database-down rescue
 HOLD_QUERY_TIMEOUT = 2.0  # seconds: the wait URL must answer its hold music quickly
+# Reads and compare-and-set writes of a progress another callback may change
+# at the same moment (a leg event, a claim): each try reads it afresh.
+UPDATE_TRIES = 3
 # Leg statuses that end an offer without a conversation, and what they mean
 # for the counselor (queue.offer_missed decides their presence from it).
 MISSED: dict[str, queue.EndState] = {
@@ -83,6 +101,16 @@ MISSED: dict[str, queue.EndState] = {
     "failed": "failed",
     "canceled": "canceled",
     "completed": "missed",
+}
+
+
+# ... and the progression's event for each.
+LEG_EVENTS: dict[str, Callable[[int], Event]] = {
+    "busy": LegDeclined,
+    "no-answer": LegMissed,
+    "failed": lambda number: LegFailed(number, Blame.COUNSELOR),
+    "canceled": OfferWithdrawn,
+    "completed": LegMissed,  # hung up during the whisper, before accepting
 }
 
 
@@ -183,6 +211,12 @@ class Transfers:
                     self.kick()
                 case DialLine():
                     await outcomes.ringing(self.pool, sid)
+                case CancelLeg():
+                    # Never alone: the line's change beside it (Dequeue, SetTier)
+                    # ends the caller's open offer and its leg, in one statement.
+                    pass
+                case RecordOutcome(outcome=Outcome.ABANDONED):
+                    await outcomes.mark_abandoned(self.pool, sid)
                 case MoveCaller(index=index):
                     # In the background: retries must not hold up the caller of
                     # carry_out; the next hold round repeats a move that failed.
@@ -218,18 +252,16 @@ class Transfers:
             await self._maybe_next_tier(caller, api_usable)
 
     async def _ring(self, offer: queue.Offer) -> None:
-        context = await outcomes.call_context(self.pool, offer.call_sid)
-        p = Progress.from_json(context["transfer"]) if context and context["transfer"] else None
-        # Ring for what is left of the tier, never past it; with less than a
-        # full ring left nobody could answer in time: the offer is withdrawn and
-        # the tier ends (_maybe_next_tier).
-        left = p.seconds_left(datetime.now(UTC)) if p else 0.0
-        if not can_ring(left):
+        """Ring a counselor the claim matched: the caller's progress takes the offer
+        (its number recorded on the offers row), then the leg is placed."""
+        made = await self._offered(offer)
+        if made is None:
             await queue.offer_missed(self.pool, offer.id, "canceled")
-            log.info("call %s: offer to counselor %s withdrawn, too little of the tier left",
-                     offer.call_sid, offer.counselor_id)
+            log.info("call %s: offer to counselor %s withdrawn: too little of the tier left, "
+                     "or the transfer moved on", offer.call_sid, offer.counselor_id)
             self.kick()
             return
+        number, left = made
         try:
             leg = await self.rest.place_call(
                 to=offer.address,
@@ -243,18 +275,16 @@ class Transfers:
             # reachable there, so they go offline like a leg that failed.
             log.warning("call %s: counselor %s could not be rung: %s",
                         offer.call_sid, offer.counselor_id, exc)
-            await queue.offer_missed(self.pool, offer.id, "failed")
-            self.kick()
+            await self._leg_ended(offer, "failed", LegFailed(number, Blame.COUNSELOR))
             return
         except RestError as exc:
             # Nobody's fault on the staff (credentials, outage, network): the
             # offer is withdrawn as if never made and the API marked degraded,
             # so the caller goes on at once instead of waiting on a dead API.
             await self.health.failed(as_service_error(exc))
-            await queue.offer_missed(self.pool, offer.id, "canceled")
             log.info("call %s: offer to counselor %s withdrawn, the REST API failed",
                      offer.call_sid, offer.counselor_id)
-            self.kick()
+            await self._leg_ended(offer, "canceled", LegFailed(number, Blame.SERVICE))
             return
         if not await queue.set_leg(self.pool, offer.id, leg.sid):
             # The caller left (or the tier moved on) while the leg was being placed.
@@ -262,6 +292,81 @@ class Transfers:
             return
         log.info("call %s: ringing counselor %s (offer %d)",
                  offer.call_sid, offer.counselor_id, offer.id)
+
+    async def _offered(self, offer: queue.Offer) -> tuple[int, float] | None:
+        """Make the claimed offer the progress's own (its number recorded on the
+        offers row): (its number, seconds the phone may ring), or None when the
+        caller is no longer holding or too little of the tier is left for a
+        full ring (nobody could answer in time: the tier ends, _maybe_next_tier)."""
+        for _ in range(UPDATE_TRIES):
+            context = await outcomes.call_context(self.pool, offer.call_sid)
+            if context is None or context["phase"] != "transfer" or not context["transfer"]:
+                return None
+            seen = context["transfer"]
+            p = Progress.from_json(seen)
+            now = datetime.now(UTC)
+            left = p.seconds_left(now)
+            if p.phase is not Phase.HOLDING or not can_ring(left):
+                return None
+            number = p.offers_made + 1
+            rung = replace(p, offer=Offer(number, offer.counselor_id, now, ring_seconds(left)),
+                           offers_made=number)
+            await queue.number_offer(self.pool, offer.id, number)
+            if await outcomes.store_progress(self.pool, offer.call_sid, seen,
+                                             rung.to_json()) is not None:
+                return number, left
+        return None
+
+    async def _leg_ended(self, offer: queue.Offer, end: queue.EndState, event: Event) -> None:
+        """An offer ended without a conversation: the counselor's presence is the
+        database's (queue.offer_missed), what comes next the progression's. Who
+        is free is taken first: once the offer ends the dispatcher may claim the
+        next counselor for this caller at once, and that one is free for them."""
+        context = await outcomes.call_context(self.pool, offer.call_sid)
+        transfer = context["transfer"] if context else None
+        av = await self.availability(Progress.from_json(transfer).steps) if transfer else None
+        if await queue.offer_missed(self.pool, offer.id, end):
+            await self.leg_event(offer, event, av)
+        self.kick()
+
+    async def leg_event(
+        self, offer: queue.Offer, event: Event, av: Availability | None = None
+    ) -> Progress | None:
+        """Advance the caller's stored progress with an event of this offer and
+        carry out what it asks; the progress stored, None when the event changed
+        nothing (stale: the transfer is past this offer) or the call moved first.
+        An accept is returned unstored: the database has the last word (_accept)."""
+        for _ in range(UPDATE_TRIES):
+            context = await outcomes.call_context(self.pool, offer.call_sid)
+            if context is None or context["phase"] != "transfer" or not context["transfer"]:
+                return None
+            seen = context["transfer"]
+            p = Progress.from_json(seen)
+            av = av or await self.availability(p.steps)
+            q, actions = unrung(advance(p, event, datetime.now(UTC), av))
+            if q == p:
+                return None
+            if q.phase.over:
+                return q
+            if q.stage == p.stage:
+                # The same step: only the offer changed (answered, ended); nothing to run.
+                if await outcomes.store_progress(self.pool, offer.call_sid, seen,
+                                                 q.to_json()) is not None:
+                    return q
+                continue
+            # The tier is over (nobody left to ring, too little time): the next step.
+            seq = int(context["seq"])
+            twiml = self.twiml_for(offer.call_sid, q, actions, seq + 1)
+            step = q.step
+            why = {"tier": step.tier, "name": step.name, "why": type(event).__name__}
+            new_seq = await outcomes.move_transfer(self.pool, offer.call_sid, seq, q.to_json(),
+                                                   twiml, ("next_tier", why))
+            if new_seq is not None:
+                log.info("call %s: tier over after offer %d, moving to the %s tier (%s)",
+                         offer.call_sid, offer.id, step.tier, step.name)
+                await self.carry_out(offer.call_sid, q, actions, new_seq)
+                return q
+        return None
 
     async def _maybe_next_tier(self, caller: outcomes.StalledCaller, api_usable: bool) -> None:
         p = Progress.from_json(caller.transfer)
@@ -379,6 +484,9 @@ class Transfers:
         offer = await queue.get_offer(self.pool, offer_id)
         if offer is None or offer.state != "ringing":
             return self.renderer.counselor_goodbye("whisper_gone")
+        number = await queue.offer_number(self.pool, offer_id)
+        if number is not None:
+            await self.leg_event(offer, LegAnswered(number))
         region = offer.caller_state or "an unknown state"
         values = {
             "language": LANGUAGE_NAMES.get(offer.language, offer.language),
@@ -390,23 +498,36 @@ class Transfers:
 
     async def whisper_answer(self, offer_id: int, digits: str) -> str:
         offer = await queue.get_offer(self.pool, offer_id)
-        if offer is None:
+        number = await queue.offer_number(self.pool, offer_id)
+        if offer is None or number is None:
             return self.renderer.counselor_goodbye("whisper_gone")
         if digits == "1":
-            center = self.plan.centers.get(offer.center_id)
-            context = await outcomes.call_context(self.pool, offer.call_sid)
-            state = context["location_state"] if context else None
-            in_state = bool(center and state and state in center.serves) if state else None
-            # Refused when the caller is known to be gone; a caller leaving
-            # after this check is caught by the conference's wait URL.
-            if not await outcomes.accept_offer(self.pool, offer_id, offer.tier_kind,
-                                               offer.center_id, in_state):
-                return self.renderer.counselor_goodbye("whisper_gone")
-            log.info("call %s: counselor %s accepted", offer.call_sid, offer.counselor_id)
-            return self.renderer.join_conference(conference_name(offer.call_sid), offer_id)
-        await queue.offer_missed(self.pool, offer_id, "declined" if digits else "missed")
-        self.kick()
+            return await self._accept(offer, number)
+        await self._leg_ended(offer, "declined" if digits else "missed",
+                              LegDeclined(number) if digits else LegMissed(number))
         return self.renderer.counselor_goodbye("whisper_declined")
+
+    async def _accept(self, offer: queue.Offer, number: int) -> str:
+        """The counselor pressed 1. The progression says whether the accept stands
+        (not past the tier, the offer still current); the database then checks,
+        in one transaction, that the caller still waits for a human."""
+        accepted = await self.leg_event(offer, LegAccepted(number))
+        if accepted is None or accepted.phase is not Phase.CONNECTED:
+            return self.renderer.counselor_goodbye("whisper_gone")
+        center = self.plan.centers.get(offer.center_id)
+        context = await outcomes.call_context(self.pool, offer.call_sid)
+        state = context["location_state"] if context else None
+        in_state = bool(center and state and state in center.serves) if state else None
+        # Refused when the caller is known to be gone; a caller leaving
+        # after this check is caught by the conference's wait URL.
+        if not await outcomes.accept_offer(self.pool, offer.id, offer.tier_kind,
+                                           offer.center_id, in_state):
+            return self.renderer.counselor_goodbye("whisper_gone")
+        if context is not None and context["transfer"] is not None:
+            await outcomes.store_progress(self.pool, offer.call_sid, context["transfer"],
+                                          accepted.to_json())
+        log.info("call %s: counselor %s accepted", offer.call_sid, offer.counselor_id)
+        return self.renderer.join_conference(conference_name(offer.call_sid), offer.id)
 
     async def counselor_alone(self, offer_id: int) -> str:
         """The wait URL of a counselor's conference: Twilio requests it only while
@@ -445,26 +566,39 @@ class Transfers:
             self.kick()
             return
         end = MISSED.get(status)
-        if end is not None and await queue.offer_missed(self.pool, offer_id, end):
+        number = await queue.offer_number(self.pool, offer_id)
+        if end is not None and number is not None:
             log.info("call %s: counselor %s %s", offer.call_sid, offer.counselor_id, status)
-            self.kick()
+            await self._leg_ended(offer, end, LEG_EVENTS[status](number))
 
     # The caller ------------------------------------------------------------------
 
     async def caller_gone(self, sid: str, transfer: dict[str, Any]) -> None:
-        """The caller hung up mid-transfer: cancel counselor legs in flight and free
-        their counselors (only a caller in the waiting line can have any)."""
-        p = Progress.from_json(transfer)
-        _, actions = advance(p, CallerLeft(), datetime.now(UTC), Availability())
-        if not any(isinstance(a, Dequeue) for a in actions):
-            return
-        offers = await queue.abandon(self.pool, sid)
-        await self._cancel(offers)
-        log.info("call %s: caller hung up while waiting (%d legs cancelled)", sid, len(offers))
-        self.kick()
+        """The caller hung up mid-transfer (the call row already says so): their
+        progress is gone, and its actions free whoever was being rung for them
+        and count the call abandoned."""
+        seen: dict[str, Any] | None = transfer
+        while seen is not None:
+            p, actions = advance(Progress.from_json(seen), CallerLeft(), datetime.now(UTC),
+                                 Availability())
+            if not actions:
+                return  # over already: connected, unreached, or gone before
+            seq = await outcomes.store_progress(self.pool, sid, seen, p.to_json())
+            if seq is not None:
+                log.info("call %s: caller hung up during the transfer", sid)
+                await self.carry_out(sid, p, actions, seq)
+                return
+            # A callback moved the transfer meanwhile: the caller left that one.
+            context = await outcomes.call_context(self.pool, sid)
+            seen = context["transfer"] if context else None
 
     async def withdrawn(self, offer: queue.Offer) -> None:
+        """An administrator's presence change ended a ringing offer (the database
+        did): hang its leg up and let the caller's progress go on."""
         await self._cancel([offer])
+        number = await queue.offer_number(self.pool, offer.id)
+        if number is not None:
+            await self.leg_event(offer, OfferWithdrawn(number))
         self.kick()
 
     async def _cancel(self, offers: Sequence[queue.Offer]) -> None:
@@ -492,11 +626,15 @@ def as_service_error(exc: RestError) -> ServiceError:
 
 
 def unrung(result: Result) -> Result:
-    """The progression's result without its own offer: counselors are still matched
-    and rung by the dispatcher's claim (queue.claim_offers), not by Ring actions."""
+    """The progression's result without the offer it would make: counselors are
+    still matched by the dispatcher's claim (queue.claim_offers, the guard that
+    no counselor holds two offers), which rings and gives the progress its offer
+    (`_ring`). An offer already made stays, and so do the numbers used."""
     p, actions = result
-    return (replace(p, offer=None, offers_made=0),
-            tuple(a for a in actions if not isinstance(a, Ring)))
+    rung = [a for a in actions if isinstance(a, Ring)]
+    if rung:
+        p = replace(p, offer=None, offers_made=p.offers_made - len(rung))
+    return p, tuple(a for a in actions if not isinstance(a, Ring))
 
 
 def is_ringing(transfer: dict[str, Any] | None) -> bool:

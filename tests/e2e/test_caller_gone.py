@@ -42,10 +42,12 @@ async def call_state(settings: Settings, sid: str) -> dict[str, Any]:
         step = await conn.fetchval(
             "SELECT transfer->'steps'->((transfer->>'index')::int)->>'tier'"
             " FROM calls WHERE call_sid = $1", sid)
+        progress = await conn.fetchval(
+            "SELECT transfer->>'phase' FROM calls WHERE call_sid = $1", sid)
     finally:
         await conn.close()
     assert row is not None
-    return {**dict(row), "kinds": kinds, "offers": offers, "step": step}
+    return {**dict(row), "kinds": kinds, "offers": offers, "step": step, "progress": progress}
 
 
 async def test_hanging_up_while_a_dial_step_rings_moves_nowhere(
@@ -64,6 +66,7 @@ async def test_hanging_up_while_a_dial_step_rings_moves_nowhere(
     assert "missed" not in state["kinds"] and "dialing" not in state["kinds"], state["kinds"]
     assert state["step"] == "backup"  # still the regional backup, not the national one
     assert state["phase"] == "ended" and state["abandoned"] is True
+    assert state["progress"] == "gone"  # the stored progress knows it too
     assert state["answered_at"] is None
 
 
@@ -77,6 +80,7 @@ async def test_hanging_up_while_holding_rings_nobody_else(
     await world.wait_idle(30)
     state = await call_state(settings, t.call_sid)
     assert state["phase"] == "ended" and state["abandoned"] is True
+    assert state["progress"] == "gone"
     assert "next_tier" not in state["kinds"]
     assert all(leg.final_status in ("canceled", "no-answer") for leg in world.legs)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import asyncpg
@@ -10,6 +11,7 @@ from aiohttp.test_utils import TestServer
 
 from ivr import keys
 from ivr.config import Settings
+from ivr.routing.progress import Phase, Progress
 from ivr.sim import (
     Busy,
     CallScript,
@@ -48,6 +50,20 @@ async def call_row(settings: Settings, sid: str) -> dict[str, Any]:
     return {**dict(row), "offers": [(o["counselor_id"], o["state"]) for o in offers]}
 
 
+def progress_of(row: dict[str, Any]) -> Progress:
+    """The call's stored transfer progress (read through its one codec)."""
+    return Progress.from_json(json.loads(row["transfer"]))
+
+
+def connected_after_ana(row: dict[str, Any]) -> None:
+    """The progress followed the legs: Ana's offer ended against her, Ben's
+    second offer was accepted."""
+    p = progress_of(row)
+    assert p.phase is Phase.CONNECTED and p.tried == ("tx-ana",), p
+    assert p.offer is not None and (p.offer.number, p.offer.counselor) == (2, "tx-ben"), p
+    assert p.offers_made == 2
+
+
 async def silent_tx_call(sim: SimConfig, world: TwilioWorld, **script: Any) -> Transcript:
     args: dict[str, Any] = {"from_number": TX_CALLER, "inputs": (Silence(),), **script}
     return await simulate_call(sim, CallScript(**args), world=world)
@@ -61,6 +77,7 @@ async def test_a_decline_moves_to_the_next_counselor(
     assert joined(t) == BEN, t.format()
     row = await call_row(settings, t.call_sid)
     assert row["offers"] == [("tx-ana", "declined"), ("tx-ben", "accepted")]
+    connected_after_ana(row)
     # A decline keeps Ana ready for the next caller; Ben is in wrap-up, then available.
     assert (await get_counselor(server.app[keys.pool], "tx-ana")).presence == "available"
     assert row["answered_tier"] == "local" and row["answered_in_state"] is True
@@ -75,6 +92,7 @@ async def test_no_answer_moves_on_and_takes_the_counselor_offline(
     assert (await get_counselor(server.app[keys.pool], "tx-ana")).presence == "offline"
     row = await call_row(settings, t.call_sid)
     assert row["offers"] == [("tx-ana", "missed"), ("tx-ben", "accepted")]
+    connected_after_ana(row)
 
 
 @pytest.mark.counselors(counselors={ANA: Busy()})
@@ -83,7 +101,9 @@ async def test_busy_moves_to_the_next_counselor(
 ) -> None:
     t = await silent_tx_call(sim, world)
     assert joined(t) == BEN, t.format()
-    assert (await call_row(settings, t.call_sid))["offers"][0] == ("tx-ana", "declined")
+    row = await call_row(settings, t.call_sid)
+    assert row["offers"][0] == ("tx-ana", "declined")
+    connected_after_ana(row)
 
 
 @pytest.mark.counselors(api_errors=[ANA])
@@ -92,7 +112,9 @@ async def test_an_api_error_moves_to_the_next_counselor(
 ) -> None:
     t = await silent_tx_call(sim, world)
     assert joined(t) == BEN, t.format()
-    assert (await call_row(settings, t.call_sid))["offers"][0] == ("tx-ana", "failed")
+    row = await call_row(settings, t.call_sid)
+    assert row["offers"][0] == ("tx-ana", "failed")
+    connected_after_ana(row)
 
 
 @pytest.mark.counselors(counselors={ANA: CounselorScript(then="silence")})
@@ -101,7 +123,9 @@ async def test_a_counselor_who_answers_but_never_accepts_is_passed_over(
 ) -> None:
     t = await silent_tx_call(sim, world)
     assert joined(t) == BEN, t.format()
-    assert (await call_row(settings, t.call_sid))["offers"][0] == ("tx-ana", "missed")
+    row = await call_row(settings, t.call_sid)
+    assert row["offers"][0] == ("tx-ana", "missed")
+    connected_after_ana(row)
 
 
 async def test_nobody_available_skips_the_tier_at_once(
