@@ -62,8 +62,8 @@ def with_database(dsn: str, name: str) -> str:
     return urlunsplit(parts._replace(path="/" + name))
 
 
-@pytest.fixture
-async def dsn(pg_root: str) -> AsyncIterator[str]:
+async def fresh_database(pg_root: str) -> AsyncIterator[str]:
+    """An empty database of its own on the test server, dropped afterwards."""
     name = "t_" + uuid.uuid4().hex[:16]
     conn = await asyncpg.connect(pg_root)
     try:
@@ -71,6 +71,7 @@ async def dsn(pg_root: str) -> AsyncIterator[str]:
     finally:
         await conn.close()
     yield with_database(pg_root, name)
+
     async def drop() -> None:
         conn = await asyncpg.connect(pg_root, timeout=10)
         try:
@@ -79,6 +80,12 @@ async def dsn(pg_root: str) -> AsyncIterator[str]:
             await conn.close(timeout=5)
 
     await bounded(drop(), f"dropping database {name}")
+
+
+@pytest.fixture
+async def dsn(pg_root: str) -> AsyncIterator[str]:
+    async for url in fresh_database(pg_root):
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,6 @@ database made by an earlier version ends exactly like a fresh one."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ import pytest
 
 from ivr.storage.database import open_pool
 from ivr.storage.migrate import Schema, available, migrate, shipped
-from tests.conftest import bounded, with_database
+from tests.conftest import fresh_database
 
 # The numbered migrations as the version before functions.sql shipped them
 # (commit f482f72): functions and views were created inside 002 and 005.
@@ -33,22 +32,8 @@ def old_schema() -> Schema:
 @pytest.fixture
 async def other_dsn(pg_root: str) -> AsyncIterator[str]:
     """A second empty database on the same server."""
-    name = "t_" + uuid.uuid4().hex[:16]
-    conn = await asyncpg.connect(pg_root)
-    try:
-        await conn.execute(f"CREATE DATABASE {name}")
-    finally:
-        await conn.close()
-    yield with_database(pg_root, name)
-
-    async def drop() -> None:
-        conn = await asyncpg.connect(pg_root, timeout=10)
-        try:
-            await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        finally:
-            await conn.close(timeout=5)
-
-    await bounded(drop(), f"dropping database {name}")
+    async for url in fresh_database(pg_root):
+        yield url
 
 
 _CATALOG = {
