@@ -19,7 +19,7 @@ from pathlib import Path
 import asyncpg
 from aiohttp import web
 
-from ivr import keys
+from ivr import keys, monitoring
 from ivr.admin.api import create_admin_app
 from ivr.config import ConfigError, Settings, is_loopback_url
 from ivr.content import Content, InvalidContent, load_content
@@ -85,6 +85,7 @@ def create_app(
         app[keys.speech] = speech
     app[keys.prompt_audio] = audio
     app[keys.open_streams] = weakref.WeakSet()
+    monitoring.install(app)
     area_code_table()  # built now so the first caller does not pay for it
     # Started in this order, each using the ones before it; closed in reverse.
     if own_speech:
@@ -147,7 +148,7 @@ async def _twilio_api(app: web.Application) -> AsyncIterator[None]:
     """The REST API client, its credentials checked once, and the API's shared health."""
     settings = app[keys.settings]
     rest = TwilioRest(settings.account_sid, settings.required_secrets().auth_token,
-                      settings.twilio_api_url)
+                      settings.twilio_api_url, on_error=app[keys.metrics].rest_error)
     try:
         health = ApiHealth(app[keys.pool], rest)
         await _check_twilio(health, settings)
@@ -163,7 +164,7 @@ async def _call_handling(app: web.Application) -> AsyncIterator[None]:
     settings, content = app[keys.settings], app[keys.content]
     pool, renderer = app[keys.pool], app[keys.renderer]
     transfers = Transfers(pool, content.plan, renderer, app[keys.rest], app[keys.api_health],
-                          wrap_up_seconds=settings.wrap_up_seconds)
+                          wrap_up_seconds=settings.wrap_up_seconds, metrics=app[keys.metrics])
     try:
         steps_for = partial(_steps, content, app[keys.backup_number])
         speech = app.get(keys.speech)

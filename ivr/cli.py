@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ivr import logs
 from ivr.config import ConfigError, Settings
 
 if TYPE_CHECKING:
@@ -77,6 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=os.environ.get("IVR_LOG_LEVEL", "INFO"),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    logs.use_format(os.environ.get(logs.LOG_FORMAT_VAR))  # IVR_LOG_FORMAT=json
     # pgserver narrates every start and stop of the embedded database at INFO.
     logging.getLogger("pgserver").setLevel(logging.WARNING)
     try:

@@ -66,6 +66,8 @@ class Settings:
     vosk_models: Mapping[str, Path] = field(default_factory=dict)
     # After a call, a counselor is in wrap-up this long before being offered again.
     wrap_up_seconds: float = 60.0
+    # Bearer token GET /metrics requires; None: open (IVR_METRICS_TOKEN).
+    metrics_token: str | None = None
     # Where `with_generated_secrets` found or made each secret, for `ivr serve` to say.
     generated: tuple[str, ...] = ()
 
@@ -92,6 +94,7 @@ class Settings:
             twilio_api_url=env.get("IVR_TWILIO_API_URL", "https://api.twilio.com").rstrip("/"),
             vosk_models=_vosk_models(env),
             wrap_up_seconds=_seconds(env, "IVR_WRAP_UP_SECONDS", 60.0),
+            metrics_token=env.get("IVR_METRICS_TOKEN", "").strip() or None,
         )
 
     def required_secrets(self) -> Secrets:

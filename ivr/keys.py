@@ -18,6 +18,7 @@ from aiohttp import web
 
 from ivr.config import Settings
 from ivr.content import Content
+from ivr.metrics import Metrics
 from ivr.speech.asr import SpeechEngine
 from ivr.telephony.apihealth import ApiHealth
 from ivr.telephony.callflow import CallFlow
@@ -38,6 +39,7 @@ hash_key = web.AppKey("hash_key", bytes)  # IVR_CALLER_HASH_KEY
 speech = web.AppKey("speech", SpeechEngine)
 # (language, prompt id) -> the recording as 8 kHz mu-law, for media streams.
 prompt_audio = web.AppKey("prompt_audio", dict[tuple[str, str], bytes])
+metrics = web.AppKey("metrics", Metrics)  # this application's registry (ivr.monitoring)
 open_streams = web.AppKey("open_streams", weakref.WeakSet[web.WebSocketResponse])
 
 # Set at start-up by the cleanup context that owns each one (ivr.app).

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+import time
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from ivr import keys
-from ivr.speech.asr import ListenSession, Match, NoMatch
+from ivr import keys, logs
+from ivr.speech.asr import Decision, ListenSession, Match, NoMatch
 from ivr.speech.audio import FRAME_BYTES
 from ivr.storage import calls as db
 from ivr.telephony.streamproto import (
@@ -36,6 +38,8 @@ from ivr.telephony.streamproto import (
 )
 
 log = logging.getLogger(__name__)
+
+_D = TypeVar("_D", Decision, Decision | None)
 
 START_TIMEOUT = 5.0  # a stream that never says `start` is not Twilio
 PROMPT_MARK = "prompt-end"
@@ -64,6 +68,7 @@ async def media_stream(request: web.Request) -> web.StreamResponse:
         async with asyncio.timeout(START_TIMEOUT):
             start = await _wait_start(ws)
         call_sid = start.call_sid
+        logs.call_sid.set(call_sid)  # this stream's log lines (reset by the middleware)
         token = start.parameters.get("token", "")
         listen = await db.claim_listen(app[keys.pool], call_sid, token) if speech else None
         if speech is None or listen is None:
@@ -73,6 +78,7 @@ async def media_stream(request: web.Request) -> web.StreamResponse:
         audio = app[keys.prompt_audio].get((listen["language"], listen["prompt"]), b"")
         listener = _Listener(ws, start.stream_sid, session, audio, float(listen["timeout"]))
         decision = await listener.run()
+        app[keys.metrics].speech_decided(decision, listener.decided_in)
         if decision is not None:
             await db.store_decision(app[keys.pool], call_sid, token, decision)
             log.info("call %s: listening menu decided %s", call_sid, _summary(decision))
@@ -117,6 +123,8 @@ class _Listener:
         self.timeout = timeout
         self.playing = False
         self.heard = 0.0  # seconds of caller audio received
+        # From the end of the caller's speech (or the menu's end) to the decision.
+        self.decided_in: float | None = None
 
     async def run(self) -> dict[str, Any] | None:
         """Listen until a decision; None when the caller left (stop or socket gone).
@@ -138,12 +146,12 @@ class _Listener:
                     grace_used = True
                     deadline = self.heard + SPEECH_GRACE
                     continue
-                return _decision(await self.session.finish())
+                return _decision(await self._timed(self.session.finish()))
             try:
                 msg = await self.ws.receive(timeout=deadline - self.heard + STALL_SLACK)
             except TimeoutError:
                 log.warning("media stream stalled: deciding on what was heard")
-                return _decision(await self.session.finish())
+                return _decision(await self._timed(self.session.finish()))
             if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED,
                             WSMsgType.ERROR):
                 return None
@@ -169,6 +177,15 @@ class _Listener:
                 case _:
                     raise StreamProtocolError(f"unexpected {type(event).__name__} mid-stream")
 
+    async def _timed(self, work: Awaitable[_D]) -> _D:
+        """A session call, timed when it decides: the frame that ends an
+        utterance (or the menu's end) waits for the final decode."""
+        started = time.perf_counter()
+        decision = await work
+        if decision is not None and self.decided_in is None:
+            self.decided_in = time.perf_counter() - started
+        return decision
+
     async def _play(self) -> None:
         for i in range(0, len(self.prompt), CHUNK_BYTES):
             await self.ws.send_str(media_message(self.stream_sid, self.prompt[i : i + CHUNK_BYTES]))
@@ -182,7 +199,7 @@ class _Listener:
 
     async def _hear(self, payload: bytes) -> dict[str, Any] | None:
         for i in range(0, len(payload), FRAME_BYTES):
-            decision = await self.session.feed(payload[i : i + FRAME_BYTES])
+            decision = await self._timed(self.session.feed(payload[i : i + FRAME_BYTES]))
             if self.playing and self.session.speech_started:
                 await self._barge_in()
             if decision is not None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiohttp import ClientSession, ClientTimeout
@@ -145,14 +146,21 @@ class _HttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
 
 
 class TwilioRest:
-    def __init__(self, account_sid: str, auth_token: str, base_url: str) -> None:
+    def __init__(self, account_sid: str, auth_token: str, base_url: str, *,
+                 on_error: Callable[[RestError], None] | None = None) -> None:
         self._http = _HttpClient(REQUEST_TIMEOUT)
+        self._on_error = on_error  # told of every error raised (the metrics count them)
         self._client = Client(account_sid, auth_token, http_client=self._http)
         self._client.api.base_url = base_url
         self.account_sid = account_sid
 
     async def close(self) -> None:
         await self._http.close()
+
+    def _told(self, error: RestError) -> RestError:
+        if self._on_error is not None:
+            self._on_error(error)
+        return error
 
     @property
     def closed(self) -> bool:
@@ -167,9 +175,9 @@ class TwilioRest:
         try:
             account = await self._client.api.v2010.accounts(self.account_sid).fetch_async()
         except TwilioRestException as exc:
-            raise classify(exc, doing, dialling=False) from exc
+            raise self._told(classify(exc, doing, dialling=False)) from exc
         except Exception as exc:  # network, timeouts
-            raise _unreachable(exc, doing) from exc
+            raise self._told(_unreachable(exc, doing)) from exc
         return str(account.status or "unknown")
 
     async def place_call(
@@ -192,9 +200,9 @@ class TwilioRest:
                 timeout=ring_seconds,
             )
         except TwilioRestException as exc:
-            raise classify(exc, doing, dialling=True) from exc
+            raise self._told(classify(exc, doing, dialling=True)) from exc
         except Exception as exc:  # network, timeouts: the same for the caller
-            raise _unreachable(exc, doing) from exc
+            raise self._told(_unreachable(exc, doing)) from exc
         return Leg(str(call.sid), str(call.status))
 
     async def end_call(self, sid: str, *, ringing: bool) -> None:
@@ -219,7 +227,7 @@ class TwilioRest:
         except TwilioRestException as exc:
             if exc.code in ALREADY_ENDED:
                 return None
-            raise classify(exc, doing, dialling=False) from exc
+            raise self._told(classify(exc, doing, dialling=False)) from exc
         except Exception as exc:  # network, timeouts: the same for the caller
-            raise _unreachable(exc, doing) from exc
+            raise self._told(_unreachable(exc, doing)) from exc
         return str(call.status or "unknown")

@@ -48,6 +48,7 @@ from typing import Any
 import asyncpg
 
 from ivr.languages import LANGUAGE_NAMES
+from ivr.metrics import Metrics
 from ivr.routing.model import RoutingPlan
 from ivr.routing.progress import Offer, Phase, Progress
 from ivr.routing.progression import Availability, Result, advance
@@ -127,8 +128,10 @@ class Transfers:
         rest: TwilioRest,
         health: ApiHealth,
         wrap_up_seconds: float = 60.0,
+        metrics: Metrics | None = None,
     ) -> None:
         self.pool = pool
+        self.metrics = metrics or Metrics()
         self.plan = plan
         self.renderer = renderer
         self.rest = rest
@@ -222,6 +225,7 @@ class Transfers:
                     # carry_out; the next hold round repeats a move that failed.
                     self.move_out(sid, self.renderer.url("/twilio/resume", seq=seq),
                                   p.steps[index].name)
+        await self.metrics.outcomes(self.pool, sid, actions)
 
     # The dispatcher ------------------------------------------------------------
 
@@ -257,6 +261,7 @@ class Transfers:
         made = await self._offered(offer)
         if made is None:
             await queue.offer_missed(self.pool, offer.id, "canceled")
+            self.metrics.offer_ended("canceled")
             log.info("call %s: offer to counselor %s withdrawn: too little of the tier left, "
                      "or the transfer moved on", offer.call_sid, offer.counselor_id)
             self.kick()
@@ -326,6 +331,7 @@ class Transfers:
         transfer = context["transfer"] if context else None
         av = await self.availability(Progress.from_json(transfer).steps) if transfer else None
         if await queue.offer_missed(self.pool, offer.id, end):
+            self.metrics.offer_ended(end)
             await self.leg_event(offer, event, av)
         self.kick()
 
@@ -523,6 +529,7 @@ class Transfers:
         if not await outcomes.accept_offer(self.pool, offer.id, offer.tier_kind,
                                            offer.center_id, in_state):
             return self.renderer.counselor_goodbye("whisper_gone")
+        await self.metrics.counselor_answered(self.pool, offer.call_sid, in_state)
         if context is not None and context["transfer"] is not None:
             await outcomes.store_progress(self.pool, offer.call_sid, context["transfer"],
                                           accepted.to_json())
@@ -541,6 +548,7 @@ class Transfers:
         offer = await queue.get_offer(self.pool, offer_id)
         if offer is not None:
             if await outcomes.nobody_there(self.pool, offer.call_sid):
+                await self.metrics.call_ended(self.pool, offer.call_sid, "abandoned")
                 log.info("call %s: counselor %s accepted as the caller left",
                          offer.call_sid, offer.counselor_id)
             if offer.leg_sid:
@@ -602,6 +610,7 @@ class Transfers:
         self.kick()
 
     async def _cancel(self, offers: Sequence[queue.Offer]) -> None:
+        self.metrics.offer_ended("canceled", len(offers))
         for offer in offers:
             if offer.leg_sid:
                 await self._end_leg(offer.leg_sid, ringing=True)

@@ -45,6 +45,7 @@ def voice_webhook(handler: VoiceHandler) -> Callable[[web.Request], Awaitable[we
             # Every webhook of a call carries its From: enough to choose the
             # callerId without the database (the caller's number is not kept).
             app = request.app
+            app[keys.metrics].failsafe()
             caller_id = dial_caller_id(form_of(request).get("From"), app[keys.caller_id])
             return twiml(failsafe(app[keys.backup_number], caller_id))
 
@@ -114,6 +115,7 @@ async def hold(request: web.Request) -> web.Response:
                       call_sid or "?")
         if call_sid:
             transfers.move_out(call_sid, renderer.url("/twilio/fallback"), "the backup line")
+            request.app[keys.metrics].failsafe()
         return twiml(renderer.hold_while_moved(language, call_sid, rounds))
 
 
@@ -176,6 +178,7 @@ async def fallback(request: web.Request) -> web.Response:
     middleware lets it through): it changes nothing and tells only the
     backup number. `ivr fallback` prints it, to host apart from the server.
     """
+    request.app[keys.metrics].failsafe()  # Twilio comes here when our webhook failed
     return twiml(failsafe(request.app[keys.backup_number], request.app[keys.caller_id]))
 
 

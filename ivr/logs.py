@@ -1,0 +1,82 @@
+"""Structured logs on request: IVR_LOG_FORMAT=json gives one JSON object a line.
+
+Each object has the time, level, logger, the event (the message), the call's
+SID and the content version. The SID comes from a context variable the
+request middleware sets (ivr.monitoring) for the webhook being answered,
+or, for work outside a request (the dispatcher, a counselor leg placed in
+the background), from the message itself: every log line about a call
+starts "call <CallSid>" by the project's convention.
+
+No caller number is added here: the messages never carry one (the webhook
+handlers log CallSids, never From), and the fields added are a CallSid and
+a version.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import Final
+
+LOG_FORMAT_VAR: Final = "IVR_LOG_FORMAT"
+FORMATS: Final = ("text", "json")
+
+# The call the current request (or task) is about, and the content it runs on.
+call_sid: ContextVar[str | None] = ContextVar("call_sid", default=None)
+content_version: ContextVar[str | None] = ContextVar("content_version", default=None)
+
+_CALL_IN_MESSAGE = re.compile(r"\bcall (CA[0-9a-fA-F]{32})\b")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line; `version` is the content version outside requests."""
+
+    def __init__(self, version: str | None = None) -> None:
+        super().__init__()
+        self.version = version
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        sid = call_sid.get()
+        if sid is None:
+            found = _CALL_IN_MESSAGE.search(message)
+            sid = found.group(1) if found else None
+        entry: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "event": message,
+            "call_sid": sid,
+            "content_version": content_version.get() or self.version,
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            entry["stack"] = self.formatStack(record.stack_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def use_format(name: str | None, root: logging.Logger | None = None) -> str:
+    """Give the root logger's handlers the format named by IVR_LOG_FORMAT
+    (unset or empty: text); the format used. An unknown name keeps text and
+    says so, in the format of the logs it warns in."""
+    root = root or logging.getLogger()
+    chosen = (name or "text").strip().lower() or "text"
+    if chosen not in FORMATS:
+        logging.getLogger(__name__).warning(
+            "%s=%r is not one of %s: logging as text", LOG_FORMAT_VAR, name, ", ".join(FORMATS))
+        return "text"
+    if chosen == "json":
+        for handler in root.handlers:
+            handler.setFormatter(JsonFormatter())
+    return chosen
+
+
+def set_version(version: str, root: logging.Logger | None = None) -> None:
+    """The content version JSON lines carry outside a request (startup, dispatcher)."""
+    for handler in (root or logging.getLogger()).handlers:
+        if isinstance(handler.formatter, JsonFormatter):
+            handler.formatter.version = version
