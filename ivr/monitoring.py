@@ -14,7 +14,7 @@ import asyncio
 import hmac
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -47,13 +47,21 @@ def content_version(content: Content) -> str:
 
 def install(app: web.Application) -> Metrics:
     """Give `app` its metrics, GET /metrics and the two middlewares; call it
-    in create_app once the content is set and before any route is added."""
+    in create_app once the content is set, before the other cleanup contexts."""
     metrics = Metrics()
     app[keys.metrics] = metrics
     app[_scrape_lock] = asyncio.Lock()
     version = content_version(app[keys.content])
     metrics.serving(version)
     logs.set_version(version)
+
+    async def versioned_logs(_: web.Application) -> AsyncIterator[None]:
+        # Set in the start-up task, first: the dispatcher's task, started
+        # after it, inherits it for the lines it logs.
+        logs.content_version.set(version)
+        yield
+
+    app.cleanup_ctx.append(versioned_logs)
     app.middlewares.insert(0, _timed)  # outermost: refusals are timed too
     app.middlewares.append(_call_context)  # innermost: the form is parsed by then
     app.router.add_get("/metrics", scrape)
