@@ -1,11 +1,13 @@
 """Structured logs on request: IVR_LOG_FORMAT=json gives one JSON object a line.
 
 Each object has the time, level, logger, the event (the message), the call's
-SID and the content version. The SID comes from a context variable the
-request middleware sets (ivr.monitoring) for the webhook being answered,
-or, for work outside a request (the dispatcher, a counselor leg placed in
-the background), from the message itself: every log line about a call
-starts "call <CallSid>" by the project's convention.
+SID and the content version. The SID is the one the message names, when it
+names one (every log line about a call starts "call <CallSid>" by the
+project's convention, and the access log shows the hold URL's `call=`): so
+a counselor leg's webhook, which carries the leg's own CallSid, still logs
+the caller's call it is about, and so does work outside any request (the
+dispatcher ringing a counselor). Otherwise it is the context variable the
+request middleware sets (ivr.monitoring) for the webhook being answered.
 
 No caller number is added here: the messages never carry one (the webhook
 handlers log CallSids, never From), and the fields added are a CallSid and
@@ -28,7 +30,7 @@ FORMATS: Final = ("text", "json")
 call_sid: ContextVar[str | None] = ContextVar("call_sid", default=None)
 content_version: ContextVar[str | None] = ContextVar("content_version", default=None)
 
-_CALL_IN_MESSAGE = re.compile(r"\bcall (CA[0-9a-fA-F]{32})\b")
+_SID_IN_MESSAGE = re.compile(r"\b(CA[0-9a-fA-F]{32})\b")
 
 
 class JsonFormatter(logging.Formatter):
@@ -40,10 +42,8 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         message = record.getMessage()
-        sid = call_sid.get()
-        if sid is None:
-            found = _CALL_IN_MESSAGE.search(message)
-            sid = found.group(1) if found else None
+        named = _SID_IN_MESSAGE.search(message)
+        sid = named.group(1) if named else call_sid.get()
         entry: dict[str, object] = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,

@@ -81,7 +81,7 @@ async def test_every_instance_reports_the_line_from_the_database(
     server: TestServer, second: TestServer, settings: Settings, other_settings: Settings
 ) -> None:
     pool = server.app[keys.pool]
-    for n in range(3):
+    for _ in range(3):
         assert await queue.enqueue(pool, new_sid(), "crisis", "en", None, "TX", 0, "local",
                                    [], [])
     assert await queue.enqueue(pool, new_sid(), "veterans", "en", "veteran", None, 0, "local",

@@ -7,12 +7,15 @@ the test ends: a misspelt or missing parameter fails the test that sent it.
 
 from __future__ import annotations
 
+import io
+import logging
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from aiohttp.test_utils import TestServer
 
 from ivr.config import Settings
+from ivr.logs import JsonFormatter
 from ivr.sim import TwilioWorld
 from ivr.sim.config import SimConfig
 from tests.conftest import AUTH_TOKEN, bounded
@@ -61,3 +64,18 @@ async def sim(server: TestServer, settings: Settings, world: TwilioWorld) -> Sim
     await staff_all(server)
     return SimConfig(server_url=settings.public_url, auth_token=AUTH_TOKEN,
                      account_sid=settings.account_sid)
+
+
+@pytest.fixture
+def json_logs() -> Iterator[io.StringIO]:
+    """Every log line of the test, as IVR_LOG_FORMAT=json writes them."""
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    yield out
+    root.removeHandler(handler)
+    root.setLevel(level)

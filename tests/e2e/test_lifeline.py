@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+import json
+
 import asyncpg
 import pytest
 
@@ -169,7 +172,8 @@ async def test_retried_callbacks_do_not_double_step(
 
 
 async def test_caller_number_never_stored_in_clear(
-    sim: SimConfig, settings: Settings, world: TwilioWorld, caplog: pytest.LogCaptureFixture
+    sim: SimConfig, settings: Settings, world: TwilioWorld, caplog: pytest.LogCaptureFixture,
+    json_logs: io.StringIO,
 ) -> None:
     number = "+15125550199"
     caplog.set_level("DEBUG")
@@ -187,6 +191,8 @@ async def test_caller_number_never_stored_in_clear(
     for form in (number, number[1:], number[2:], "5125550199"):
         assert form not in dump
         assert form not in caplog.text
+        assert form not in json_logs.getvalue()
+    assert all(json.loads(line) for line in json_logs.getvalue().splitlines())
     assert row["caller_area_code"] == "512"
     assert len(row["caller_hash"]) == 64
     assert number not in t.format()
