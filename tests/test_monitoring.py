@@ -3,22 +3,25 @@ instance reads from the shared database, and each instance's own counters."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import aiohttp
 import pytest
+import yaml
 from aiohttp.test_utils import TestServer
 
 from ivr import keys
 from ivr.app import create_app
 from ivr.config import Settings
 from ivr.content import Content
-from ivr.metrics import rest_error_class
+from ivr.metrics import CALL_OUTCOMES, Metrics, rest_error_class
 from ivr.monitoring import content_version
 from ivr.storage import queue
+from ivr.storage.linegauges import LineSnapshot
 from ivr.telephony.rest import AddressError, ServiceError
-from tests.conftest import bounded
+from tests.conftest import ROOT, bounded
 from tests.e2e.test_metrics import scrape, value
 from tests.helpers import call_params, new_sid, post_signed
 
@@ -146,3 +149,28 @@ def test_content_version_names_each_flow_by_its_hash(content: Content) -> None:
     version = content_version(content)
     for flow in content.flows.flows.values():
         assert f"{flow.id}@{flow.version}" in version
+
+
+def _exposed_names() -> set[str]:
+    metrics = Metrics()
+    metrics.line.snapshot = LineSnapshot()
+    names = set()
+    for family in metrics.registry.collect():
+        suffix = {"counter": "_total", "info": "_info"}.get(family.type, "")
+        names.add(family.name + suffix)
+    return names
+
+
+def test_readme_lists_every_metric_and_its_rules_use_them() -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("### Monitoring", 1)[1]
+    listed = set(re.findall(r"^\| `(ivr_\w+)` \|", section, re.MULTILINE))
+    assert listed == _exposed_names()
+    [rules] = re.findall(r"```yaml\n(.*?)```", section, re.DOTALL)
+    alerts = yaml.safe_load(rules)["groups"][0]["rules"]
+    assert {a["alert"] for a in alerts} == {"InStateAnswerRateLow", "FailSafeAnswer"}
+    for alert in alerts:
+        for name in re.findall(r"\b(ivr_\w+)", alert["expr"]):
+            assert name in listed, name
+        for outcome in re.findall(r'outcome="(\w+)"', alert["expr"]):
+            assert outcome in CALL_OUTCOMES, outcome
