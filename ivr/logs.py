@@ -72,6 +72,8 @@ def use_format(name: str | None, root: logging.Logger | None = None) -> str:
     if chosen == "json":
         for handler in root.handlers:
             handler.setFormatter(JsonFormatter())
+        # Python's warnings would otherwise print free text among the JSON lines.
+        logging.captureWarnings(True)
     return chosen
 
 

@@ -27,6 +27,7 @@ def private_root() -> Iterator[tuple[logging.Logger, io.StringIO]]:
     logger.setLevel(logging.INFO)
     yield logger, out
     logger.removeHandler(handler)
+    logging.captureWarnings(False)  # use_format("json") routes warnings to logging
 
 
 def test_json_format_on_request(private_root: tuple[logging.Logger, io.StringIO]) -> None:
