@@ -115,7 +115,6 @@ async def hold(request: web.Request) -> web.Response:
                       call_sid or "?")
         if call_sid:
             transfers.move_out(call_sid, renderer.url("/twilio/fallback"), "the backup line")
-            request.app[keys.metrics].failsafe()
         return twiml(renderer.hold_while_moved(language, call_sid, rounds))
 
 
@@ -178,7 +177,7 @@ async def fallback(request: web.Request) -> web.Response:
     middleware lets it through): it changes nothing and tells only the
     backup number. `ivr fallback` prints it, to host apart from the server.
     """
-    request.app[keys.metrics].failsafe()  # Twilio comes here when our webhook failed
+    request.app[keys.metrics].failsafe()  # Twilio's fallback, or our rescue of a holding caller
     return twiml(failsafe(request.app[keys.backup_number], request.app[keys.caller_id]))
 
 

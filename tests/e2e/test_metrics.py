@@ -142,7 +142,9 @@ async def test_nobody_reached_and_caller_gone_are_their_own_outcomes(
     assert moved(before, after, "ivr_time_to_answer_seconds_count") == 0
 
 
-async def test_a_failed_webhook_counts_a_failsafe(server: TestServer, settings: Settings) -> None:
+async def test_a_failed_webhook_and_the_fallback_count_a_failsafe(
+    server: TestServer, settings: Settings
+) -> None:
     before, _ = await scrape(settings.public_url)
     async with aiohttp.ClientSession() as s:
         # A menu answer for a call nobody knows: the handler fails, the caller
@@ -153,6 +155,13 @@ async def test_a_failed_webhook_counts_a_failsafe(server: TestServer, settings: 
     assert [child.tag for child in parse_twiml(body)] == ["Dial"]
     after, _ = await scrape(settings.public_url)
     assert outcomes(before, after) == {"failsafe": 1}
+    # The fallback URL answers the same fail-safe: Twilio's fallback, or our
+    # rescue of a caller holding while the database is down.
+    async with aiohttp.ClientSession() as s, s.post(settings.public_url + "/twilio/fallback",
+                                                    data=call_params(new_sid())) as resp:
+        assert resp.status == 200
+    later, _ = await scrape(settings.public_url)
+    assert outcomes(after, later) == {"failsafe": 1}
 
 
 @pytest.mark.skipif(shutil.which("espeak-ng") is None or shutil.which("sox") is None,
