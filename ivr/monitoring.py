@@ -82,7 +82,7 @@ async def _timed(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     finally:
-        request.app[keys.metrics].webhook_seconds.labels(endpoint(request)).observe(
+        request.config_dict[keys.metrics].webhook_seconds.labels(endpoint(request)).observe(
             time.perf_counter() - started)
 
 
@@ -93,7 +93,7 @@ async def _call_context(request: web.Request, handler: Handler) -> web.StreamRes
     form = request.get(FORM_KEY)
     sid = (form.get("CallSid") if form is not None else None) or request.query.get("call")
     sid_token = logs.call_sid.set(sid or None)
-    version_token = logs.content_version.set(content_version(request.app[keys.content]))
+    version_token = logs.content_version.set(content_version(request.config_dict[keys.content]))
     try:
         return await handler(request)
     finally:

@@ -64,8 +64,12 @@ def test_metrics_token_comes_from_the_environment() -> None:
 
 
 async def test_open_by_default(server: TestServer, settings: Settings) -> None:
+    status, _ = await _get(settings.public_url + "/admin/counselors")
+    assert status == 401
     samples, _ = await scrape(settings.public_url)
     assert value(samples, "ivr_line_gauges_up") == 1
+    # The admin sub-application's requests are timed by their route too.
+    assert value(samples, "ivr_webhook_seconds_count", endpoint="/admin/counselors") == 1
 
 
 async def test_bearer_token_when_configured(guarded: Settings) -> None:
