@@ -91,8 +91,8 @@ class CallFlow:
         loc = caller.location
         state = new_call(flow, loc.state, loc.source)
         turn = step(flow, state, Start(self.clock()))
-        dial_as = self.renderer.dial_caller_id(params.get("From"))
-        twiml, phase, transfer, listen, begun = await self._render_turn(sid, turn, dial_as)
+        twiml, phase, transfer, listen, begun = await self._render_turn(
+            sid, turn, params.get("From"))
         events = [
             _webhook_event("voice", params),
             ("located", {"state": loc.state, "source": loc.source, "area_code": loc.area_code}),
@@ -174,8 +174,8 @@ class CallFlow:
             unrecognised=bool(heard.get("unrecognised", False)),
         )
         turn = step(flow, state, event)
-        dial_as = self.renderer.dial_caller_id(params.get("From"))
-        twiml, phase, transfer, listen, begun = await self._render_turn(sid, turn, dial_as)
+        twiml, phase, transfer, listen, begun = await self._render_turn(
+            sid, turn, params.get("From"))
         events = [_webhook_event(kind, params), *_turn_events(turn, twiml, transfer)]
         state_json = turn.state.to_json()
         if await db.advance_call(
@@ -329,17 +329,19 @@ class CallFlow:
         return flow
 
     async def _render_turn(
-        self, sid: str, turn: Turn, dial_as: str | None = None
+        self, sid: str, turn: Turn, caller: str | None = None
     ) -> tuple[str, str, dict[str, Any] | None, dict[str, Any] | None, tuple[Action, ...]]:
         """(TwiML, phase, transfer progress, listening-menu record, the transfer's
         first actions) for a turn.
 
-        `dial_as` is the callerId the transfer's <Dial>s use (None: the caller's
-        own number passes): the progress keeps which, so later tiers need no
-        caller number.
+        `caller` is the webhook's From: whether it may pass as the callerId of
+        the transfer's <Dial>s is decided here, only for a turn that transfers
+        (parsing the number was a sixth of the voice webhook's CPU, py-spy);
+        the progress keeps which, so later tiers need no caller number.
         """
         wait = turn.wait
         if isinstance(wait, TransferTo):
+            dial_as = self.renderer.dial_caller_id(caller)
             steps = self.steps_for(wait, turn.state.caller_state)
             p, actions = unrung(begin(
                 steps, self.clock(), await self.transfers.availability(steps),
