@@ -18,7 +18,7 @@ from ivr.config import Settings
 from ivr.content import Content
 from ivr.storage import calls as db
 from tests.conftest import bounded
-from tests.helpers import call_params, new_sid, parse_twiml, post_signed
+from tests.helpers import call_params, new_sid, parse_twiml, post_signed, staff_all
 
 STATEMENTS = ("fetch", "fetchrow", "fetchval", "execute", "executemany")
 
@@ -38,13 +38,18 @@ class CountingPool:
             return attr
 
         async def counted(*args: Any, **kwargs: Any) -> Any:
-            task = asyncio.current_task()
-            coro = task.get_coro() if task is not None else None
-            if "RequestHandler" in getattr(coro, "__qualname__", ""):
+            if in_request():
                 self.sent.append(str(args[0]))
             return await attr(*args, **kwargs)
 
         return counted
+
+
+def in_request() -> bool:
+    """Whether the running task is aiohttp's handling of a request."""
+    task = asyncio.current_task()
+    coro = task.get_coro() if task is not None else None
+    return "RequestHandler" in getattr(coro, "__qualname__", "")
 
 
 def count_statements(server: TestServer) -> CountingPool:
@@ -104,6 +109,42 @@ async def test_a_menu_answer_that_dials_costs_two_statements(
     stamps = await server.app[keys.pool].fetchrow(
         "SELECT transfer_started_at, first_ring_at FROM calls WHERE call_sid = $1", sid)
     assert stamps["transfer_started_at"] is not None and stamps["first_ring_at"] is not None
+
+
+async def test_a_menu_answer_that_queues_the_caller_leaves_the_ring_to_the_dispatcher(
+    server: TestServer, settings: Settings
+) -> None:
+    """Spanish with counselors on shift: the request reads who is free, writes the
+    row and puts the caller on the line; matching a counselor and placing their
+    leg (a REST request) are the dispatcher's, in tasks of their own."""
+    await staff_all(server)
+    counting = count_statements(server)
+    rest = server.app[keys.transfers].rest
+    place_call = rest.place_call
+    legs_from_requests: list[str] = []
+    legs: list[str] = []
+
+    async def placing(**kwargs: Any) -> Any:
+        (legs_from_requests if in_request() else legs).append(kwargs["to"])
+        return await place_call(**kwargs)
+
+    rest.place_call = placing  # type: ignore[method-assign]
+    sid, base = new_sid(), settings.public_url
+    async with aiohttp.ClientSession() as s:
+        await post_signed(s, base + "/twilio/voice", call_params(sid))
+
+        async def spanish() -> None:
+            _, body = await post_signed(s, base + "/twilio/gather?seq=1",
+                                        call_params(sid, Digits="2"))
+            assert parse_twiml(body).find("Dial/Conference") is not None
+
+        assert await counted(counting, spanish) == 3
+        assert any("INSERT INTO waiting" in sql for sql in counting.sent[-3:])
+        for _ in range(200):  # the dispatcher rings someone (the leg fails: no REST API here)
+            if legs:
+                break
+            await asyncio.sleep(0.05)
+    assert legs and not legs_from_requests
 
 
 @pytest.fixture
