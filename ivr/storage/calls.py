@@ -142,7 +142,7 @@ async def advance_call(
     *,
     call_sid: str,
     expected_seq: int,
-    expected_phase: str,
+    expected_phase: str | None,
     seq: int,
     state: dict[str, Any],
     phase: str,
@@ -152,8 +152,8 @@ async def advance_call(
     listen: dict[str, Any] | None = None,
     ringing: bool = False,
 ) -> bool:
-    """Move a call to its next step if it is still at `expected_seq` and in
-    `expected_phase` (a final status ends a call without a new seq).
+    """Move a call to its next step if it is still at `expected_seq` and, unless
+    None, in `expected_phase` (a final status ends a call without a new seq).
 
     Entering a transfer stamps its start, and a dial step its first ring.
     """
@@ -169,7 +169,7 @@ async def advance_call(
                              first_ring_at = CASE WHEN $11
                                  THEN coalesce(first_ring_at, now()) ELSE first_ring_at END,
                              ended_at = CASE WHEN $5 = 'ended' THEN now() ELSE ended_at END
-            WHERE call_sid = $1 AND seq = $2 AND phase = $12
+            WHERE call_sid = $1 AND seq = $2 AND ($12::text IS NULL OR phase = $12)
             RETURNING call_sid
         ),""" + _trail("c") + """
         SELECT count(*) FROM c

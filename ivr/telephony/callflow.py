@@ -266,8 +266,8 @@ class CallFlow:
         transfer = p.to_json()
         events.append(("twiml", {"xml": twiml}))
         if await db.advance_call(
-            self.pool, call_sid=sid, expected_seq=row.seq, expected_phase="transfer",
-            seq=new_seq,
+            # No phase guard: recording an answer (above) has marked the row connected.
+            self.pool, call_sid=sid, expected_seq=row.seq, expected_phase=None, seq=new_seq,
             state=replace(state, seq=new_seq).to_json(), phase=phase, transfer=transfer,
             twiml=twiml, events=events, ringing=phase == "transfer" and is_ringing(transfer),
         ):
