@@ -1,26 +1,42 @@
-"""Webhook benchmark: simulated callers against `ivr serve` and a bare aiohttp baseline.
+"""Webhook benchmark: simulated callers against `ivr serve` and two baselines.
 
-    .venv/bin/python bench/webhooks.py [--duration S] [--concurrency N] [--interval MS]
+    .venv/bin/python bench/webhooks.py [--duration S] [--rounds N] [--concurrency N]
 
 Each simulated caller repeatedly makes one call the way Twilio would: a
 signed POST /twilio/voice with a new CallSid, then the menu callback (a
 signed POST to the Gather action URL of the first answer, Digits=2), then
 the call's end (a signed POST /twilio/status, CallStatus=completed, so the
 server holds about as many live calls as there are callers). The same
-client, in the same run, drives two servers, each in its own process:
+client, in the same run, drives each target in its own process:
 
-- full webhook: the real `ivr serve` on an embedded PostgreSQL;
-- bare: an aiohttp handler that answers the very TwiML bytes the real server
-  gave for the same requests, with no signature check, flow or database.
+- full webhook: the real `ivr serve`, on a database of its own in the
+  benchmark's PostgreSQL;
+- floor: an aiohttp handler doing what any webhook must at least do: the
+  project's signature check (its middleware, the real validator) and one
+  durable write round trip to the same PostgreSQL (an upsert of one row keyed
+  by the CallSid), answering the real server's TwiML bytes;
+- bare: an aiohttp handler that answers those bytes with no signature
+  check, flow or database;
+- with --baseline-server-command, a second full webhook run by another
+  command (e.g. another checkout), to compare a change with its baseline in
+  the same run on the same background load.
 
 Two loads are measured for each: a closed loop (every caller sends its next
 request as soon as the previous answer arrives: saturation throughput), and
 a paced load (each caller sends one request every --interval ms, well below
 saturation: the latency a real caller, seconds between webhooks, sees).
+Each load is measured in --rounds windows per target, the targets taking
+turns, so that each window of one target has neighbours of the others under
+about the same background load; the report gives the median of the windows
+and their spread (lowest to highest), the machine's load average and the CPU
+other processes used during each window.
 
 The client runs on the same cores as the servers and PostgreSQL; the CPU
-table says how the cores were shared. `--bare` runs the baseline server
-itself (used by the benchmark, not by hand).
+table says how the cores were shared. The database table counts, per
+request, the transactions each target's database committed and the time its
+backends spent executing statements (pg_stat_database), the dispatcher's
+ticks of the full server included. `--bare` and `--floor` run the baselines
+themselves (used by the benchmark, not by hand).
 """
 
 from __future__ import annotations
@@ -31,17 +47,18 @@ import math
 import os
 import random
 import shlex
+import statistics
 import sys
 import tempfile
 import time
 import uuid
 import xml.etree.ElementTree as ET
 from collections import Counter, deque
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import aiohttp
 from twilio.request_validator import RequestValidator
@@ -72,7 +89,8 @@ THIS_FILE = str(Path(__file__).resolve())
 FORM = "application/x-www-form-urlencoded"
 ENDPOINTS = ("voice", "gather", "status")
 DIGITS = "2"  # "Para español": a language switch, then the transfer's first <Dial>
-TARGET_RPS_RATIO = 0.30
+TARGET_RPS_RATIO = 0.30  # of bare
+TARGET_FLOOR_RATIO = 0.50  # of the floor
 TARGET_P99 = 0.020
 # Paced load: a caller's requests at most this often, and at most this share of
 # the full webhook's saturation throughput offered in all.
@@ -80,6 +98,10 @@ MIN_INTERVAL = 0.100
 PACED_SHARE = 0.5
 NOISY_OTHERS = 0.2  # cores used by other processes that make a run worth repeating
 REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=10)
+# PostgreSQL 15+ backends flush their statistics at most every second while
+# busy and within 10 s once idle: wait that long before reading them.
+STATS_SETTLE = 11.0
+FLOOR_TABLE = "bench_floor"
 
 
 # The requests ---------------------------------------------------------------
@@ -246,6 +268,7 @@ class Target:
     base_url: str  # where to connect; also the public URL the servers sign against
     pid: int
     supply: CallSupply
+    database: str | None = None  # its own database in the benchmark's PostgreSQL
 
 
 @dataclass
@@ -254,6 +277,7 @@ class Phase:
 
     target: str
     load: str
+    round: int = 0  # which turn of the targets the window was measured in
     seconds: float = 0.0
     latencies: dict[str, list[float]] = field(
         default_factory=lambda: {name: [] for name in ENDPOINTS}
@@ -382,8 +406,8 @@ class Load:
 
 
 async def run_load(session: aiohttp.ClientSession, target: Target, pg: Postgres, load: Load,
-                   ) -> Phase:
-    phase = Phase(target.name, load.name)
+                   turn: int = 0) -> Phase:
+    phase = Phase(target.name, load.name, turn)
     signed0 = target.supply.signed_on_the_fly
     cpu0 = (tree_cpu_seconds(target.pid), _pg_cpu(pg), time.process_time(),
             machine_busy_seconds())
@@ -488,47 +512,227 @@ def serve_bare(port: int, voice_file: Path, gather_file: Path) -> None:
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
 
 
+def serve_floor(port: int, dsn: str, voice_file: Path, gather_file: Path) -> None:
+    """What a webhook must at least do: the project's own signature middleware
+    (the real validator, the form parsed once) and one durable write round trip
+    to the same PostgreSQL, keyed by the CallSid; then the real server's bytes."""
+    import asyncpg
+    from aiohttp import web
+
+    from ivr.telephony.signature import SignatureChecker, form_of, middleware
+
+    answers = {"/twilio/voice": voice_file.read_bytes(), "/twilio/gather": gather_file.read_bytes()}
+    pool_key = web.AppKey("pool", asyncpg.Pool)
+
+    async def write(request: web.Request) -> None:
+        # An upsert, so the voice webhook's new CallSid writes a row too.
+        await request.app[pool_key].execute(
+            f"INSERT INTO {FLOOR_TABLE} (call_sid, seq) VALUES ($1, 1) ON CONFLICT (call_sid)"
+            f" DO UPDATE SET seq = {FLOOR_TABLE}.seq + 1, updated_at = now()",
+            form_of(request)["CallSid"])
+
+    async def answer(request: web.Request) -> web.Response:
+        await write(request)
+        return web.Response(body=answers[request.path], content_type="text/xml",
+                            charset="utf-8")
+
+    async def ended(request: web.Request) -> web.Response:
+        await write(request)
+        return web.Response(status=204)
+
+    async def healthz(request: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+    async def database(app: web.Application) -> AsyncIterator[None]:
+        # The server's pool, as ivr.storage.database.open_pool makes it: its size,
+        # and no reset round trip when a connection goes back to the pool.
+        async def keep_session(conn: asyncpg.Connection) -> None:
+            pass
+
+        app[pool_key] = await asyncpg.create_pool(dsn, min_size=2, max_size=10,
+                                                  reset=keep_session)
+        await app[pool_key].execute(
+            f"CREATE TABLE IF NOT EXISTS {FLOOR_TABLE} (call_sid text PRIMARY KEY,"
+            " seq integer NOT NULL, updated_at timestamptz NOT NULL DEFAULT now())")
+        yield
+        await app[pool_key].close()
+
+    checker = SignatureChecker(AUTH_TOKEN, f"http://127.0.0.1:{port}")
+    app = web.Application(middlewares=[middleware(checker)])
+    app.cleanup_ctx.append(database)
+    app.router.add_post("/twilio/voice", answer)
+    app.router.add_post("/twilio/gather", answer)
+    app.router.add_post("/twilio/status", ended)
+    app.router.add_get("/healthz", healthz)
+    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+
+
+# Databases ----------------------------------------------------------------------------
+
+
+def database_dsn(dsn: str, name: str) -> str:
+    parts = urlsplit(dsn)
+    return urlunsplit(parts._replace(path="/" + name))
+
+
+async def create_databases(dsn: str, names: Sequence[str]) -> None:
+    """One database per target on the same server: their statistics stay apart."""
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        for name in names:
+            exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+            if not exists:
+                await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+
+
+@dataclass(frozen=True)
+class DbStats:
+    transactions: int
+    active_ms: float  # time its backends spent executing statements
+
+
+async def database_stats(dsn: str) -> dict[str, DbStats]:
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(
+            "SELECT datname, xact_commit + xact_rollback AS x, active_time FROM pg_stat_database"
+            " WHERE datname IS NOT NULL")
+    finally:
+        await conn.close()
+    return {r["datname"]: DbStats(r["x"], r["active_time"]) for r in rows}
+
+
+# The machine's load ------------------------------------------------------------------
+
+
+def loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
 # Reporting ------------------------------------------------------------------------------
 
+FULL = "full webhook"
+BASELINE = "full (baseline)"
 
-def report(phases: Sequence[Phase], concurrency: int, interval: float) -> None:
-    by_key = {(p.target, p.load): p for p in phases}
+
+def spread(values: Sequence[float], fmt: Callable[[float], str]) -> str:
+    """Median of the windows, and their lowest to highest."""
+    finite = sorted(v for v in values if not math.isnan(v))
+    if not finite:
+        return "-"
+    median = statistics.median(finite)
+    if len(finite) == 1:
+        return fmt(median)
+    return f"{fmt(median)} [{fmt(finite[0])}-{fmt(finite[-1])}]"
+
+
+def _rps(value: float) -> str:
+    return f"{value:.0f}"
+
+
+def _ms(value: float) -> str:
+    return ms(value)
+
+
+def _pct(value: float) -> str:
+    return f"{value:.0%}"
+
+
+def window_p99(phase: Phase, endpoint: str | None = None) -> float:
+    values = phase.latencies[endpoint] if endpoint else phase.all_latencies()
+    return summarize(values, phase.seconds).p99
+
+
+def by_round(windows: Sequence[Phase], target: str, load: str) -> dict[int, Phase]:
+    return {w.round: w for w in windows if w.target == target and w.load == load}
+
+
+def ratios(windows: Sequence[Phase], load: str, target: str, base: str) -> list[float]:
+    """target / base throughput, round by round (neighbouring windows)."""
+    mine, theirs = by_round(windows, target, load), by_round(windows, base, load)
+    return [mine[r].rps / theirs[r].rps for r in mine if r in theirs and theirs[r].rps]
+
+
+def report(windows: Sequence[Phase], names: Sequence[str], concurrency: int,
+           interval: float) -> None:
+    pooled: dict[tuple[str, str], Phase] = {}
+    for w in windows:
+        pooled.setdefault((w.target, w.load), Phase(w.target, w.load)).absorb(w)
+    rounds = len({w.round for w in windows})
     for load, title in (
         ("closed", f"closed loop, {concurrency} callers (saturation)"),
         ("paced", f"paced, {concurrency} callers, one request each every "
                   f"{interval * 1000:.0f} ms (offered {concurrency / interval:.0f} req/s)"),
     ):
-        bare = by_key.get(("bare", load))
         rows = []
-        for target in ("bare", "full webhook"):
-            phase = by_key.get((target, load))
+        for target in names:
+            phase = pooled.get((target, load))
             if phase is None:
                 continue
-            ratio = f"{phase.rps / bare.rps:.0%}" if bare and bare.rps else "-"
+            mine = list(by_round(windows, target, load).values())
+            vs_bare = spread(ratios(windows, load, target, "bare"), _pct)
+            vs_floor = spread(ratios(windows, load, target, "floor"), _pct)
             overall = summarize(phase.all_latencies(), phase.seconds)
-            rows.append([target, "all", str(overall.count), f"{phase.rps:.0f}",
-                         ms(overall.p50), ms(overall.p99), ms(overall.max), ratio,
-                         str(sum(phase.errors.values()))])
+            rows.append([target, "all", str(overall.count),
+                         spread([w.rps for w in mine], _rps), ms(overall.p50),
+                         spread([window_p99(w) for w in mine], _ms), ms(overall.p99),
+                         ms(overall.max), vs_bare, vs_floor, str(sum(phase.errors.values()))])
             for endpoint in ENDPOINTS:
                 s = summarize(phase.latencies[endpoint], phase.seconds)
-                rows.append(["", endpoint, str(s.count), f"{phase.rps_of(endpoint):.0f}", ms(s.p50),
-                             ms(s.p99), ms(s.max), "", ""])
-        print(f"\n{title}")
-        print_table(["target", "endpoint", "requests", "rps", "p50 ms", "p99 ms", "max ms",
-                     "vs bare", "errors"], rows)
+                rows.append(["", endpoint, str(s.count),
+                             spread([w.rps_of(endpoint) for w in mine], _rps), ms(s.p50),
+                             spread([window_p99(w, endpoint) for w in mine], _ms), ms(s.p99),
+                             ms(s.max), "", "", ""])
+        print(f"\n{title}; req/s, window p99 and ratios: median of {rounds} windows "
+              "[lowest-highest]; p50, pooled p99 and max: all windows together")
+        print_table(["target", "endpoint", "requests", "req/s", "p50 ms", "window p99 ms",
+                     "pooled p99", "max ms", "vs bare", "vs floor", "errors"], rows)
 
-    print("\nCPU per request (ms), and cores busy during each window: ours (client, server,"
-          " PostgreSQL) and other processes on the machine")
+    print("\nCPU per request (ms), and cores busy during the windows: ours (client, server,"
+          " PostgreSQL) and other processes on the machine (median [lowest-highest])")
     rows = []
-    for p in phases:
+    for (target, load), p in pooled.items():
         n = max(p.requests, 1)
         pg_cpu = _zero_nan(p.postgres_cpu)
-        ours = p.server_cpu + p.client_cpu + pg_cpu
-        rows.append([f"{p.target} / {p.load}", f"{p.server_cpu / n * 1000:.2f}",
+        mine = list(by_round(windows, target, load).values())
+        rows.append([f"{target} / {load}", f"{p.server_cpu / n * 1000:.2f}",
                      "-" if math.isnan(p.postgres_cpu) else f"{pg_cpu / n * 1000:.2f}",
-                     f"{p.client_cpu / n * 1000:.2f}", f"{ours / p.seconds:.2f}",
-                     f"{max(0.0, p.machine_cpu - ours) / p.seconds:.2f}"])
+                     f"{p.client_cpu / n * 1000:.2f}",
+                     spread([_ours(w) / w.seconds for w in mine], lambda v: f"{v:.2f}"),
+                     spread([_others(w) / w.seconds for w in mine], lambda v: f"{v:.2f}")])
     print_table(["window", "server", "postgres", "client", "ours", "others"], rows)
+
+
+def _ours(p: Phase) -> float:
+    return p.server_cpu + p.client_cpu + _zero_nan(p.postgres_cpu)
+
+
+def _others(p: Phase) -> float:
+    return max(0.0, p.machine_cpu - _ours(p))
+
+
+def report_database(windows: Sequence[Phase], targets: Sequence[Target],
+                    before: dict[str, DbStats], after: dict[str, DbStats],
+                    seconds: float) -> None:
+    """Per request, what each target's own database did over all measured windows."""
+    rows = []
+    for target in targets:
+        if target.database is None or target.database not in after:
+            continue
+        a, b = before.get(target.database, DbStats(0, 0.0)), after[target.database]
+        n = sum(w.requests for w in windows if w.target == target.name) or 1
+        rows.append([target.name, f"{(b.transactions - a.transactions) / n:.2f}",
+                     f"{(b.active_ms - a.active_ms) / n:.3f}"])
+    print(f"\nPostgreSQL per request, all measured windows ({seconds:.0f} s with the settling;"
+          " the full server's dispatcher ticks included): transactions, and ms its backends"
+          " spent executing statements")
+    print_table(["target", "transactions", "active ms"], rows)
 
 
 def report_errors(phases: Sequence[Phase]) -> int:
@@ -540,17 +744,22 @@ def report_errors(phases: Sequence[Phase]) -> int:
     return total
 
 
-def report_targets(phases: Sequence[Phase]) -> None:
-    by_key = {(p.target, p.load): p for p in phases}
-    bare, full = by_key[("bare", "closed")], by_key[("full webhook", "closed")]
-    ratio = full.rps / bare.rps if bare.rps else math.nan
-    verdict = "met" if ratio >= TARGET_RPS_RATIO else "NOT met"
-    print(f"\ntarget throughput >= {TARGET_RPS_RATIO:.0%} of bare: {verdict} ({ratio:.0%})")
+def report_targets(windows: Sequence[Phase]) -> None:
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "NOT met"
+
+    for base, goal in (("bare", TARGET_RPS_RATIO), ("floor", TARGET_FLOOR_RATIO)):
+        found = ratios(windows, "closed", FULL, base)
+        if found:
+            ratio = statistics.median(found)
+            print(f"\ntarget throughput >= {goal:.0%} of {base}: {verdict(ratio >= goal)} "
+                  f"(median {ratio:.0%}, windows {min(found):.0%}-{max(found):.0%})")
     for load in ("closed", "paced"):
-        phase = by_key[("full webhook", load)]
-        p99 = summarize(phase.all_latencies(), phase.seconds).p99
-        verdict = "met" if p99 < TARGET_P99 else "NOT met"
-        print(f"target p99 < {TARGET_P99 * 1000:.0f} ms, {load}: {verdict} ({ms(p99)} ms)")
+        mine = list(by_round(windows, FULL, load).values())
+        for endpoint in (None, *ENDPOINTS):
+            p99 = statistics.median(window_p99(w, endpoint) for w in mine)
+            print(f"target p99 < {TARGET_P99 * 1000:.0f} ms, {load}, {endpoint or 'all'}: "
+                  f"{verdict(p99 < TARGET_P99)} (median of windows {ms(p99)} ms)")
     print("(closed loop: latency is concurrency / throughput by Little's law, so its p99"
           " measures saturation; the paced p99 is what a caller hears)")
 
@@ -561,7 +770,8 @@ def report_targets(phases: Sequence[Phase]) -> None:
 async def bench(args: argparse.Namespace) -> int:
     cores = os.cpu_count() or 1
     print(f"client, servers and PostgreSQL share this machine's {cores} cores; "
-          f"{args.concurrency} callers, {args.duration:.0f} s per window")
+          f"{args.concurrency} callers, {args.rounds} windows of {args.duration:.0f} s per "
+          f"target and load; load average at the start: {loadavg()}")
     children: list[Child] = []
     with tempfile.TemporaryDirectory(prefix="ivr-bench-") as tmp, postgres(args.database_url) as pg:
         work = Path(tmp)
@@ -577,16 +787,25 @@ async def bench(args: argparse.Namespace) -> int:
                 print(f"server profile written to {args.profile_server}")
 
 
+async def _start_full(name: str, command: str | None, pg: Postgres, database: str, work: Path,
+                      profile: Path | None, children: list[Child]) -> tuple[str, Child]:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    child = start_child(name.replace(" ", "-").strip("()"), server_argv(port, command, profile),
+                        server_env(port, database_dsn(pg.dsn, database), work / database), work)
+    children.append(child)
+    await wait_http(url + "/healthz", child)
+    return url, child
+
+
 async def _bench(args: argparse.Namespace, pg: Postgres, work: Path, children: list[Child],
                  ) -> int:
-    full_port, bare_port = free_port(), free_port()
-    full_url, bare_url = f"http://127.0.0.1:{full_port}", f"http://127.0.0.1:{bare_port}"
-    full = start_child("ivr-serve", server_argv(full_port, args.server_command,
-                                                   args.profile_server),
-                       server_env(full_port, pg.dsn, work / "data"), work)
-    children.append(full)
-    await wait_http(full_url + "/healthz", full)
-
+    databases = ["bench_full", "bench_floor"]
+    if args.baseline_server_command:
+        databases.append("bench_baseline")
+    await create_databases(pg.dsn, databases)
+    full_url, full = await _start_full("ivr-serve", args.server_command, pg, "bench_full", work,
+                                       args.profile_server, children)
     connector = aiohttp.TCPConnector(limit=args.concurrency)
     async with aiohttp.ClientSession(connector=connector) as session:
         full_supply = CallSupply(full_url)
@@ -595,16 +814,34 @@ async def _bench(args: argparse.Namespace, pg: Postgres, work: Path, children: l
         (work / "voice.xml").write_bytes(voice_twiml)
         (work / "gather.xml").write_bytes(gather_twiml)
         print(f"real answers: voice {len(voice_twiml)} bytes, menu {len(gather_twiml)} bytes; "
-              "the bare server answers the same bytes")
-        bare = start_child("bare", [sys.executable, THIS_FILE, "--bare",
-                                    "--port", str(bare_port), "--voice-file",
-                                    str(work / "voice.xml"), "--gather-file",
-                                    str(work / "gather.xml")], os.environ, work)
+              "the bare and floor servers answer the same bytes")
+        answers = ["--voice-file", str(work / "voice.xml"), "--gather-file",
+                   str(work / "gather.xml")]
+        bare_port, floor_port = free_port(), free_port()
+        bare_url, floor_url = f"http://127.0.0.1:{bare_port}", f"http://127.0.0.1:{floor_port}"
+        bare = start_child("bare", [sys.executable, THIS_FILE, "--bare", "--port",
+                                    str(bare_port), *answers], os.environ, work)
         children.append(bare)
+        floor = start_child("floor", [sys.executable, THIS_FILE, "--floor", "--port",
+                                      str(floor_port), "--floor-dsn",
+                                      database_dsn(pg.dsn, "bench_floor"), *answers],
+                            {**os.environ, "PYTHONPATH": str(ROOT)}, work)
+        children.append(floor)
         await wait_http(bare_url + "/healthz", bare)
+        await wait_http(floor_url + "/healthz", floor)
 
         targets = [Target("bare", bare_url, bare.pid, CallSupply(bare_url, seq)),
-                   Target("full webhook", full_url, full.pid, full_supply)]
+                   Target("floor", floor_url, floor.pid, CallSupply(floor_url, seq),
+                          "bench_floor"),
+                   Target(FULL, full_url, full.pid, full_supply, "bench_full")]
+        full_children = [full]
+        if args.baseline_server_command:
+            base_url, base = await _start_full(BASELINE, args.baseline_server_command, pg,
+                                               "bench_baseline", work, None, children)
+            full_children.append(base)
+            base_supply = CallSupply(base_url)
+            await probe(session, base_supply, base_url)
+            targets.append(Target(BASELINE, base_url, base.pid, base_supply, "bench_baseline"))
         warm_ups = []
         rates: dict[str, float] = {}
         for target in targets:
@@ -614,44 +851,51 @@ async def _bench(args: argparse.Namespace, pg: Postgres, work: Path, children: l
             warm_ups.append(warm)  # not measured, but its errors are reported
             rates[target.name] = warm.rps
 
-        measured: list[Phase] = []
+        await asyncio.sleep(STATS_SETTLE)  # the warm-ups' statistics reach pg_stat_database
+        started = time.monotonic()
+        stats_before = await database_stats(pg.dsn)
+        windows: list[Phase] = []
         interval = math.nan  # set once the closed loop has measured saturation
         for load in ("closed", "paced"):
             if load == "paced":
                 interval = (args.interval / 1000 if args.interval else max(
-                    MIN_INTERVAL, args.concurrency / (PACED_SHARE * rates["full webhook"])))
+                    MIN_INTERVAL, args.concurrency / (PACED_SHARE * rates[FULL])))
             pace = interval if load == "paced" else None
-            totals = {t.name: Phase(t.name, load) for t in targets}
             for turn in range(args.rounds):
-                # Alternate which target goes first: background load drifts either way.
-                for target in targets if turn % 2 == 0 else targets[::-1]:
+                # Rotate which target goes first: background load drifts either way.
+                shift = turn % len(targets)
+                for target in targets[shift:] + targets[:shift]:
                     rate = rates[target.name] * 2 if pace is None else args.concurrency / pace
-                    window = Load(load, args.concurrency, args.duration / args.rounds, pace,
-                                  args.hangup)
+                    window = Load(load, args.concurrency, args.duration, pace, args.hangup)
                     target.supply.prepare(_calls_needed(rate * 1.2, window.seconds))
-                    phase = await run_load(session, target, pg, window)
-                    totals[target.name].absorb(phase)
-            for phase in totals.values():
-                print(f"  {phase.target}, {load}: {phase.rps:.0f} req/s")
+                    windows.append(await run_load(session, target, pg, window, turn))
+            for target in targets:
+                mine = [w.rps for w in windows if w.target == target.name and w.load == load]
+                print(f"  {target.name}, {load}: {spread(mine, _rps)} req/s "
+                      f"(load average {loadavg()})")
                 if load == "closed":
-                    rates[phase.target] = phase.rps
-            measured += totals.values()
-        if args.concurrency / interval > 0.7 * rates["full webhook"]:  # only with --interval
+                    rates[target.name] = statistics.median(mine)
+        await asyncio.sleep(STATS_SETTLE)
+        stats_after = await database_stats(pg.dsn)
+        if args.concurrency / interval > 0.7 * rates[FULL]:  # only with --interval
             print(f"warning: the paced load ({args.concurrency / interval:.0f} req/s) is over 70%"
                   " of the full webhook's saturation: its latencies include queueing")
 
-    report(measured, args.concurrency, interval)
-    report_targets(measured)
-    for p in measured:
+    print(f"\nload average at the end: {loadavg()}")
+    report(windows, [t.name for t in targets], args.concurrency, interval)
+    report_database(windows, targets, stats_before, stats_after, time.monotonic() - started)
+    report_targets(windows)
+    for p in windows:
         if p.signed_in_window:
-            print(f"note: {p.target} / {p.load}: {p.signed_in_window} calls signed inside the "
-                  "window (the prepared supply ran out)")
-    others = sum(p.machine_cpu - p.server_cpu - p.client_cpu - _zero_nan(p.postgres_cpu)
-                 for p in measured) / sum(p.seconds for p in measured)
+            print(f"note: {p.target} / {p.load} window {p.round + 1}: {p.signed_in_window} calls"
+                  " signed inside the window (the prepared supply ran out)")
+    others = sum(_others(p) for p in windows) / sum(p.seconds for p in windows)
     if others > NOISY_OTHERS:
         print(f"warning: other processes kept {others:.1f} cores busy on average during the "
               "measurements: the figures are lower and noisier than on a quiet machine")
-    errors = report_errors([*warm_ups, *measured]) + report_server_log(full)
+    errors = report_errors([*warm_ups, *windows])
+    for child in full_children:
+        errors += report_server_log(child)
     for child in children:
         if child.proc.poll() is not None:
             print(f"ERROR {child.name} exited with {child.proc.returncode}:\n{child.tail()}")
@@ -667,11 +911,11 @@ def _calls_needed(rps: float, seconds: float) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration", type=float, default=6.0,
-                        help="measured seconds per target and load (default 6)")
+    parser.add_argument("--duration", type=float, default=4.0,
+                        help="seconds of each measured window (default 4)")
     parser.add_argument("--rounds", type=int, default=3,
-                        help="slices each measurement is cut into, alternating the targets, so"
-                             " that both see the same background load (default 3)")
+                        help="windows per target and load, the targets taking turns, so that"
+                             " all see about the same background load (default 3)")
     parser.add_argument("--warmup", type=float, default=2.0,
                         help="seconds of unmeasured load on each target first (default 2)")
     parser.add_argument("--concurrency", type=int, default=50, help="simulated callers")
@@ -690,13 +934,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--server-command", default=None,
                         help="command that runs the `ivr` CLI, `serve ...` appended "
                              "(default: .venv/bin/ivr), e.g. to run it under a profiler")
+    parser.add_argument("--baseline-server-command", default=None,
+                        help="a second full webhook, measured in the same run: the command"
+                             " that runs its `ivr` CLI (e.g. 'env PYTHONPATH=../main"
+                             " .venv/bin/ivr' for a checkout before a change)")
     parser.add_argument("--bare", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--voice-file", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--gather-file", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--floor", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--floor-dsn", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.bare:
         serve_bare(args.port, args.voice_file, args.gather_file)
+        return 0
+    if args.floor:
+        serve_floor(args.port, args.floor_dsn, args.voice_file, args.gather_file)
         return 0
     if min(args.concurrency, args.rounds) < 1 or min(args.duration, args.interval or 1) <= 0:
         parser.error("--concurrency, --rounds, --duration and --interval must be positive")

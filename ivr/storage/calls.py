@@ -1,13 +1,18 @@
 """Call rows and their event trail: plain async functions with SQL.
 
-Every write that advances a call is one statement (a CTE), so a webhook costs
-one read and one write round trip, and a write only lands if the call is
-still at the step the webhook saw (`seq`): a retried or out-of-order
-callback can never step a call twice.
+Every write that advances a call is one statement (a CTE that writes the row
+and its event trail together), and it only lands if the call is still at the
+step and phase the webhook saw (`seq`, `phase`): a retried or out-of-order
+callback can never step a call twice. That guard is also what lets an
+instance skip the read: `LastWritten` keeps the rows this instance wrote, and
+a webhook that finds its call there at the expected step writes at once,
+falling back to a read only when the guarded write misses (another instance
+moved the call, or ended it).
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +42,48 @@ _COLUMNS = (
 
 def _row(record: asyncpg.Record | None) -> CallRow | None:
     return None if record is None else CallRow(**dict(record))
+
+
+class LastWritten:
+    """The call rows this instance wrote last, most recent first, a bounded number.
+
+    Never the truth: a row here may be stale (another instance, a status
+    callback, a media stream may have written since), so it is only used to
+    skip the read before a write guarded by `seq` and `phase`; a write that
+    misses drops the entry and the caller reads the row.
+    """
+
+    def __init__(self, size: int = 10_000) -> None:
+        self.size = size
+        self._rows: OrderedDict[str, CallRow] = OrderedDict()
+
+    def get(self, call_sid: str) -> CallRow | None:
+        return self._rows.get(call_sid)
+
+    def put(self, row: CallRow) -> None:
+        self._rows[row.call_sid] = row
+        self._rows.move_to_end(row.call_sid)
+        while len(self._rows) > self.size:
+            self._rows.popitem(last=False)
+
+    def drop(self, call_sid: str) -> None:
+        self._rows.pop(call_sid, None)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+
+def _trail(source: str, kinds: str = "$8", details: str = "$9") -> str:
+    """The event trail's insert, as a CTE of the statement that writes the row:
+    the events of each call of `source`, in their order."""
+    return f"""
+        e AS (
+            INSERT INTO call_events (call_sid, kind, detail)
+            SELECT {source}.call_sid, x.kind, x.detail
+            FROM {source}, unnest({kinds}::text[], {details}::jsonb[])
+                 WITH ORDINALITY AS x(kind, detail, n)
+            ORDER BY x.n
+        )"""
 
 
 async def create_call(
@@ -77,12 +124,7 @@ async def create_call(
                     CASE WHEN $17 THEN now() END)
             ON CONFLICT (call_sid) DO NOTHING
             RETURNING call_sid
-        ), e AS (
-            INSERT INTO call_events (call_sid, kind, detail)
-            SELECT c.call_sid, x.kind, x.detail
-            FROM c, unnest($14::text[], $15::jsonb[]) WITH ORDINALITY AS x(kind, detail, n)
-            ORDER BY x.n
-        )
+        ),""" + _trail("c", "$14", "$15") + """
         SELECT count(*) FROM c
         """,
         call_sid, caller_hash, caller_area_code, called, flow_id, flow_version, seq, state,
@@ -100,6 +142,7 @@ async def advance_call(
     *,
     call_sid: str,
     expected_seq: int,
+    expected_phase: str | None,
     seq: int,
     state: dict[str, Any],
     phase: str,
@@ -109,7 +152,8 @@ async def advance_call(
     listen: dict[str, Any] | None = None,
     ringing: bool = False,
 ) -> bool:
-    """Move a call to its next step if it is still at `expected_seq`.
+    """Move a call to its next step if it is still at `expected_seq` and, unless
+    None, in `expected_phase` (a final status ends a call without a new seq).
 
     Entering a transfer stamps its start, and a dial step its first ring.
     """
@@ -125,18 +169,13 @@ async def advance_call(
                              first_ring_at = CASE WHEN $11
                                  THEN coalesce(first_ring_at, now()) ELSE first_ring_at END,
                              ended_at = CASE WHEN $5 = 'ended' THEN now() ELSE ended_at END
-            WHERE call_sid = $1 AND seq = $2
+            WHERE call_sid = $1 AND seq = $2 AND ($12::text IS NULL OR phase = $12)
             RETURNING call_sid
-        ), e AS (
-            INSERT INTO call_events (call_sid, kind, detail)
-            SELECT c.call_sid, x.kind, x.detail
-            FROM c, unnest($8::text[], $9::jsonb[]) WITH ORDINALITY AS x(kind, detail, n)
-            ORDER BY x.n
-        )
+        ),""" + _trail("c") + """
         SELECT count(*) FROM c
         """,
         call_sid, expected_seq, seq, state, phase, transfer, twiml, kinds, details, listen,
-        ringing,
+        ringing, expected_phase,
     )
     return updated == 1
 
@@ -144,11 +183,7 @@ async def advance_call(
 async def add_events(pool: asyncpg.Pool, call_sid: str, events: Sequence[Event]) -> None:
     kinds, details = _split(events)
     await pool.execute(
-        """
-        INSERT INTO call_events (call_sid, kind, detail)
-        SELECT $1, x.kind, x.detail
-        FROM unnest($2::text[], $3::jsonb[]) WITH ORDINALITY AS x(kind, detail, n) ORDER BY x.n
-        """,
+        "WITH c AS (SELECT $1::text AS call_sid)," + _trail("c", "$2", "$3") + " SELECT 1",
         call_sid, kinds, details,
     )
 

@@ -1,10 +1,16 @@
 """A call's life between webhooks: load its state, step the flow, store, answer.
 
-No call state stays in process memory: every webhook reads the call row,
-computes the next step, and writes it back only if nobody else moved the
-call meanwhile. A callback for a step already taken (a Twilio retry, an
-out-of-order request, a second instance racing) gets the TwiML that step
-produced, so the caller hears the same thing and the call moves once.
+The call row in PostgreSQL is the call's truth: a webhook computes the next
+step from it and writes it back only if nobody else moved the call meanwhile.
+A callback for a step already taken (a Twilio retry, an out-of-order request,
+a second instance racing) gets the TwiML that step produced, so the caller
+hears the same thing and the call moves once.
+
+A menu answer usually comes back to the instance that wrote the menu: it
+steps from the row it wrote (db.LastWritten) and pays one round trip, the
+guarded write. The guard (seq and phase) makes that safe: when the kept row
+is stale the write misses, and the webhook reads the row and answers as if
+it had read it first.
 """
 
 from __future__ import annotations
@@ -74,6 +80,7 @@ class CallFlow:
         self.transfers = transfers
         self.clock = clock
         self.speech_languages = speech_languages  # languages with a Vosk model loaded
+        self.written = db.LastWritten()  # rows this instance wrote, for the next menu answer
 
     # Incoming call ---------------------------------------------------------
 
@@ -84,8 +91,8 @@ class CallFlow:
         loc = caller.location
         state = new_call(flow, loc.state, loc.source)
         turn = step(flow, state, Start(self.clock()))
-        dial_as = self.renderer.dial_caller_id(params.get("From"))
-        twiml, phase, transfer, listen, begun = await self._render_turn(sid, turn, dial_as)
+        twiml, phase, transfer, listen, begun = await self._render_turn(
+            sid, turn, params.get("From"))
         events = [
             _webhook_event("voice", params),
             ("located", {"state": loc.state, "source": loc.source, "area_code": loc.area_code}),
@@ -112,6 +119,8 @@ class CallFlow:
         )
         if created:
             log.info("call %s started flow %s in %s", sid, flow.id, loc.state or "unknown state")
+            self._keep(db.CallRow(sid, turn.state.seq, phase, turn.state.to_json(), transfer,
+                                  twiml, loc.state, loc.source, listen))
             await self._entered(sid, transfer, begun, turn.state.seq)
             return twiml
         return await self._replay(sid, "voice", params)
@@ -122,7 +131,8 @@ class CallFlow:
         if caller_left(params):
             return await self._caller_gone(sid, "gather", params)
         digits = params.get("Digits", "").strip()
-        return await self._answer(sid, seq, params, "gather", lambda _: {"digits": digits})
+        return await self._answer(sid, seq, params, "gather", lambda _: {"digits": digits},
+                                  kept=self.written.get(sid))
 
     async def listened(self, sid: str, seq: int, params: Mapping[str, str]) -> str:
         """The Connect action after a listening menu's stream closed."""
@@ -144,8 +154,13 @@ class CallFlow:
         params: Mapping[str, str],
         kind: str,
         decision: Callable[[db.CallRow], dict[str, Any]],
+        kept: db.CallRow | None = None,
     ) -> str:
-        row = await self._row(sid)
+        """`kept`: the row as this instance last wrote it, used instead of a read
+        when it is at the webhook's step (a listening menu's decision is written
+        by its stream, so its answer always reads)."""
+        row = kept if kept is not None and kept.seq == seq and kept.phase == "flow" else None
+        row = row or await self._row(sid)
         if row.seq != seq or row.phase != "flow":
             return await self._replay(sid, kind, params, row)
         state = CallState.from_json(row.state)
@@ -159,25 +174,39 @@ class CallFlow:
             unrecognised=bool(heard.get("unrecognised", False)),
         )
         turn = step(flow, state, event)
-        dial_as = self.renderer.dial_caller_id(params.get("From"))
-        twiml, phase, transfer, listen, begun = await self._render_turn(sid, turn, dial_as)
+        twiml, phase, transfer, listen, begun = await self._render_turn(
+            sid, turn, params.get("From"))
         events = [_webhook_event(kind, params), *_turn_events(turn, twiml, transfer)]
+        state_json = turn.state.to_json()
         if await db.advance_call(
-            self.pool, call_sid=sid, expected_seq=row.seq, seq=turn.state.seq,
-            state=turn.state.to_json(), phase=phase, transfer=transfer, twiml=twiml,
+            self.pool, call_sid=sid, expected_seq=row.seq, expected_phase="flow",
+            seq=turn.state.seq, state=state_json, phase=phase, transfer=transfer, twiml=twiml,
             events=events, listen=listen, ringing=is_ringing(transfer),
         ):
+            self._keep(replace(row, seq=turn.state.seq, phase=phase, state=state_json,
+                               transfer=transfer, last_twiml=twiml, listen=listen))
             await self._entered(sid, transfer, begun, turn.state.seq)
             return twiml
+        self.written.drop(sid)  # stale: the read below is the truth
         return await self._replay(sid, kind, params)
+
+    def _keep(self, row: db.CallRow) -> None:
+        """Keep a row this instance wrote, while a menu answer may follow."""
+        if row.phase == "flow":
+            self.written.put(row)
+        else:
+            self.written.drop(row.call_sid)
 
     async def _entered(
         self, sid: str, transfer: dict[str, Any] | None, begun: tuple[Action, ...], seq: int
     ) -> None:
         """The flow handed the caller over and the row holds it: the waiting line's
-        side of `begin`'s actions (the caller's TwiML went with the flow turn)."""
+        side of `begin`'s actions (the caller's TwiML went with the flow turn).
+        A first dial step's ring was stamped by the row's own write (`ringing`):
+        its DialLine asks for nothing more, and is not carried out again."""
         if transfer is not None:
-            await self.transfers.carry_out(sid, Progress.from_json(transfer), begun, seq)
+            actions = tuple(a for a in begun if not isinstance(a, DialLine))
+            await self.transfers.carry_out(sid, Progress.from_json(transfer), actions, seq)
 
     # Transfer progress -----------------------------------------------------
 
@@ -237,7 +266,8 @@ class CallFlow:
         transfer = p.to_json()
         events.append(("twiml", {"xml": twiml}))
         if await db.advance_call(
-            self.pool, call_sid=sid, expected_seq=row.seq, seq=new_seq,
+            # No phase guard: recording an answer (above) has marked the row connected.
+            self.pool, call_sid=sid, expected_seq=row.seq, expected_phase=None, seq=new_seq,
             state=replace(state, seq=new_seq).to_json(), phase=phase, transfer=transfer,
             twiml=twiml, events=events, ringing=phase == "transfer" and is_ringing(transfer),
         ):
@@ -247,6 +277,8 @@ class CallFlow:
 
     async def status(self, sid: str, params: Mapping[str, str]) -> bool:
         status = params.get("CallStatus", "")
+        if status in FINAL_STATUSES:
+            self.written.drop(sid)
         recorded = await db.record_status(self.pool, sid, status, _kept(params))
         if recorded is None:
             return False
@@ -262,6 +294,7 @@ class CallFlow:
         call ends here: no next step, no tier, no counselor rung; a caller who
         was waiting for a human is counted as abandoned and whoever is being
         rung for them is freed. A call we never saw changes nothing."""
+        self.written.drop(sid)
         if await db.load_call(self.pool, sid) is None:
             log.info("call %s: %s callback after the end of a call we never saw", sid, kind)
             return self.renderer.goodbye()
@@ -296,17 +329,19 @@ class CallFlow:
         return flow
 
     async def _render_turn(
-        self, sid: str, turn: Turn, dial_as: str | None = None
+        self, sid: str, turn: Turn, caller: str | None = None
     ) -> tuple[str, str, dict[str, Any] | None, dict[str, Any] | None, tuple[Action, ...]]:
         """(TwiML, phase, transfer progress, listening-menu record, the transfer's
         first actions) for a turn.
 
-        `dial_as` is the callerId the transfer's <Dial>s use (None: the caller's
-        own number passes): the progress keeps which, so later tiers need no
-        caller number.
+        `caller` is the webhook's From: whether it may pass as the callerId of
+        the transfer's <Dial>s is decided here, only for a turn that transfers
+        (parsing the number was a sixth of the voice webhook's CPU, py-spy);
+        the progress keeps which, so later tiers need no caller number.
         """
         wait = turn.wait
         if isinstance(wait, TransferTo):
+            dial_as = self.renderer.dial_caller_id(caller)
             steps = self.steps_for(wait, turn.state.caller_state)
             p, actions = unrung(begin(
                 steps, self.clock(), await self.transfers.availability(steps),

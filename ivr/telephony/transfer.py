@@ -81,6 +81,7 @@ from ivr.routing.steps import DialStep, Step, WarmStep
 from ivr.storage import counselors as staff
 from ivr.storage import queue
 from ivr.storage import transfers as outcomes
+from ivr.storage.availability import snapshot as availability_now
 from ivr.storage.holding import holder
 from ivr.telephony.apihealth import ApiHealth
 from ivr.telephony.rest import AddressError, RestError, ServiceError, TwilioRest
@@ -152,9 +153,8 @@ class Transfers:
         whether the REST API is usable (asked only when a warm step could use it)."""
         if not any(isinstance(s, WarmStep) for s in steps):
             return Availability()
-        if not await self.health.usable():
-            return Availability(degraded=True)
-        return Availability(free=await staff.available_ids(self.pool))
+        degraded, free = await availability_now(self.pool)  # one round trip for both
+        return Availability(degraded=True) if degraded else Availability(free=free)
 
     def dial_step(self, action: DialLine) -> DialStep:
         """The step of a DialLine as rendered: our own number as callerId unless the

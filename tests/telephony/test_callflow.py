@@ -1,0 +1,204 @@
+"""A call's steps between webhooks: the round trips a webhook costs, and the row
+an instance wrote last, which must never make a stale call move."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any, cast
+
+import aiohttp
+import asyncpg
+import pytest
+from aiohttp.test_utils import TestServer
+
+from ivr import keys
+from ivr.app import create_app
+from ivr.config import Settings
+from ivr.content import Content
+from ivr.storage import calls as db
+from tests.conftest import bounded
+from tests.helpers import call_params, new_sid, parse_twiml, post_signed, staff_all
+
+STATEMENTS = ("fetch", "fetchrow", "fetchval", "execute", "executemany")
+
+
+class CountingPool:
+    """The server's own pool, passed through, counting the statements a webhook
+    sends: those of request tasks only (the dispatcher's ticks run in tasks of
+    their own, at any moment)."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+        self.sent: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.pool, name)
+        if name not in STATEMENTS:
+            return attr
+
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            if in_request():
+                self.sent.append(str(args[0]))
+            return await attr(*args, **kwargs)
+
+        return counted
+
+
+def in_request() -> bool:
+    """Whether the running task is aiohttp's handling of a request."""
+    task = asyncio.current_task()
+    coro = task.get_coro() if task is not None else None
+    return "RequestHandler" in getattr(coro, "__qualname__", "")
+
+
+def count_statements(server: TestServer) -> CountingPool:
+    """Every pool the webhooks use (call flow, transfers, REST health) counted."""
+    app = server.app
+    counting = CountingPool(app[keys.pool])
+    pool = cast(asyncpg.Pool, counting)
+    app[keys.callflow].pool = pool
+    app[keys.transfers].pool = pool
+    app[keys.transfers].health.pool = pool
+    return counting
+
+
+async def counted(counting: CountingPool, work: Callable[[], Any]) -> int:
+    before = len(counting.sent)
+    await work()
+    return len(counting.sent) - before
+
+
+async def test_a_menu_answer_where_the_menu_was_written_costs_one_statement(
+    server: TestServer, settings: Settings
+) -> None:
+    counting = count_statements(server)
+    sid, base = new_sid(), settings.public_url
+    async with aiohttp.ClientSession() as s:
+        await post_signed(s, base + "/twilio/voice", call_params(sid))
+
+        async def wrong_key() -> None:
+            _, body = await post_signed(s, base + "/twilio/gather?seq=1",
+                                        call_params(sid, Digits="9"))
+            assert parse_twiml(body).find("Gather") is not None  # asked again
+
+        # The guarded write alone: no read of the row this instance just wrote.
+        assert await counted(counting, wrong_key) == 1
+    row = await db.load_call(server.app[keys.pool], sid)
+    assert row is not None and row.seq == 2 and row.phase == "flow"
+
+
+async def test_a_menu_answer_that_dials_costs_two_statements(
+    server: TestServer, settings: Settings
+) -> None:
+    """Spanish with nobody on shift: the transfer starts on a dial step. One read
+    of who is free and whether the REST API works, one write of the row (which
+    stamps the transfer's start and its first ring)."""
+    counting = count_statements(server)
+    sid, base = new_sid(), settings.public_url
+    async with aiohttp.ClientSession() as s:
+        await post_signed(s, base + "/twilio/voice", call_params(sid))
+
+        async def spanish() -> None:
+            _, body = await post_signed(s, base + "/twilio/gather?seq=1",
+                                        call_params(sid, Digits="2"))
+            dial = parse_twiml(body).find("Dial")
+            assert dial is not None and "/twilio/dial" in dial.get("action", "")
+
+        assert await counted(counting, spanish) == 2
+    stamps = await server.app[keys.pool].fetchrow(
+        "SELECT transfer_started_at, first_ring_at FROM calls WHERE call_sid = $1", sid)
+    assert stamps["transfer_started_at"] is not None and stamps["first_ring_at"] is not None
+
+
+async def test_a_menu_answer_that_queues_the_caller_leaves_the_ring_to_the_dispatcher(
+    server: TestServer, settings: Settings
+) -> None:
+    """Spanish with counselors on shift: the request reads who is free, writes the
+    row and puts the caller on the line; matching a counselor and placing their
+    leg (a REST request) are the dispatcher's, in tasks of their own."""
+    await staff_all(server)
+    counting = count_statements(server)
+    rest = server.app[keys.transfers].rest
+    place_call = rest.place_call
+    legs_from_requests: list[str] = []
+    legs: list[str] = []
+
+    async def placing(**kwargs: Any) -> Any:
+        (legs_from_requests if in_request() else legs).append(kwargs["to"])
+        return await place_call(**kwargs)
+
+    rest.place_call = placing  # type: ignore[method-assign]
+    sid, base = new_sid(), settings.public_url
+    async with aiohttp.ClientSession() as s:
+        await post_signed(s, base + "/twilio/voice", call_params(sid))
+
+        async def spanish() -> None:
+            _, body = await post_signed(s, base + "/twilio/gather?seq=1",
+                                        call_params(sid, Digits="2"))
+            assert parse_twiml(body).find("Dial/Conference") is not None
+
+        assert await counted(counting, spanish) == 3
+        assert any("INSERT INTO waiting" in sql for sql in counting.sent[-3:])
+        for _ in range(200):  # the dispatcher rings someone (the leg fails: no REST API here)
+            if legs:
+                break
+            await asyncio.sleep(0.05)
+    assert legs and not legs_from_requests
+
+
+@pytest.fixture
+async def other(other_settings: Settings, content: Content) -> AsyncIterator[TestServer]:
+    """A second instance on the same database."""
+    port = int(other_settings.public_url.rsplit(":", 1)[1])
+    srv = TestServer(create_app(other_settings, content), host="127.0.0.1", port=port)
+    await srv.start_server()
+    yield srv
+    await bounded(srv.close(), "closing the second server")
+
+
+async def test_a_call_moved_by_another_instance_is_read_not_stepped_again(
+    server: TestServer, other: TestServer, settings: Settings, other_settings: Settings
+) -> None:
+    sid, here, there = new_sid(), settings.public_url, other_settings.public_url
+    async with aiohttp.ClientSession() as s:
+        await post_signed(s, here + "/twilio/voice", call_params(sid))
+        _, spanish = await post_signed(s, there + "/twilio/gather?seq=1",
+                                       call_params(sid, Digits="2"))
+        # A retry reaches the first instance, whose own row still says seq 1.
+        _, retried = await post_signed(s, here + "/twilio/gather?seq=1",
+                                       call_params(sid, Digits="1"))
+    assert retried == spanish
+    events = await db.events_of(server.app[keys.pool], sid)
+    assert [kind for kind, _ in events].count("transfer") == 1
+    assert events[-1][0] == "replayed"
+    assert server.app[keys.callflow].written.get(sid) is None  # the stale row is gone
+
+
+async def test_a_call_ended_elsewhere_is_not_stepped_from_the_row_written_here(
+    server: TestServer, other: TestServer, settings: Settings, other_settings: Settings
+) -> None:
+    """A final status ends a call without a new seq: the seq alone would let a
+    late menu answer start a transfer for a caller who is gone."""
+    sid, here, there = new_sid(), settings.public_url, other_settings.public_url
+    async with aiohttp.ClientSession() as s:
+        _, menu = await post_signed(s, here + "/twilio/voice", call_params(sid))
+        await post_signed(s, there + "/twilio/status", call_params(sid, CallStatus="completed"))
+        # Twilio reports the end with the status callback; a menu answer that was
+        # already on its way arrives after it, still marked in progress.
+        _, late = await post_signed(s, here + "/twilio/gather?seq=1",
+                                    call_params(sid, CallStatus="in-progress", Digits="2"))
+    assert late == menu
+    row = await db.load_call(server.app[keys.pool], sid)
+    assert row is not None and row.phase == "ended" and row.seq == 1 and row.transfer is None
+
+
+async def test_kept_rows_are_bounded() -> None:
+    kept = db.LastWritten(size=2)
+    rows = [db.CallRow(f"CA{i}", 1, "flow", {}, None, "<Response/>", None, None, None)
+            for i in range(3)]
+    for row in rows:
+        kept.put(row)
+    assert len(kept) == 2 and kept.get("CA0") is None and kept.get("CA2") == rows[2]
+    kept.drop("CA2")
+    assert kept.get("CA2") is None
