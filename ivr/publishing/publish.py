@@ -100,7 +100,7 @@ async def publish(
         if content is None or problems.errors:
             if not await versions.is_stored(conn, version):
                 await asyncio.to_thread(shutil.rmtree, how.work_dir / version, True)
-            raise PublishRefused(tuple(problems.sorted()))
+            raise PublishRefused(tuple(p for p in problems.sorted() if not p.warning))
         result = await _commit(conn, files, version, content, by)
     await _sync(pool, content)
     return replace(result, warnings=tuple(problems.warnings))
@@ -165,7 +165,7 @@ async def activate(pool: asyncpg.Pool, version: str, by: str, how: ServeSettings
         raise UnknownVersion(version)
     content, problems = await asyncio.to_thread(stage, files, version, how)
     if content is None:
-        raise PublishRefused(tuple(problems.sorted()))
+        raise PublishRefused(tuple(p for p in problems.sorted() if not p.warning))
     async with _publishing(pool, wait=True) as conn, conn.transaction():
         if await versions.activate(conn, version, by) is None:
             raise UnknownVersion(version)
