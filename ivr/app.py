@@ -22,7 +22,8 @@ from ivr import keys
 from ivr.admin.api import create_admin_app
 from ivr.config import ConfigError, Settings, is_loopback_url
 from ivr.content import Content, load_content
-from ivr.publishing.active import UnknownVersion, prompt_audio
+from ivr.publishing.active import UnknownVersion
+from ivr.publishing.active import prompt_audio as prompt_audio
 from ivr.publishing.wiring import content_listener, content_versions
 from ivr.routing.location import area_code_table
 from ivr.speech.asr import ENV_PREFIX, ListenConfig, SpeechEngine, SpeechModels

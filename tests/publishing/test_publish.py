@@ -28,7 +28,9 @@ BY = "test-token"
 SHIPPED = read_folders(ROOT / "flows", ROOT / "prompts")
 
 
-def edited(path: str, old: str, new: str, files: dict[str, bytes] | None = None) -> dict[str, bytes]:
+def edited(
+    path: str, old: str, new: str, files: dict[str, bytes] | None = None
+) -> dict[str, bytes]:
     files = dict(files or SHIPPED)
     text = files[path].decode()
     assert old in text, old
@@ -170,8 +172,8 @@ async def test_counselors_keep_their_presence_through_a_publish(
 async def test_an_instance_loads_older_versions_on_demand_within_its_cache(
     pool: asyncpg.Pool, how: ServeSettings, tmp_path: Path
 ) -> None:
-    published = [await publish(pool, files, BY, how) for files in (
-        SHIPPED, CHANGED, edited("prompts/en/catalog.yaml", "We're here for you.", "We are here for you."))]
+    third = edited("prompts/en/catalog.yaml", "We're here for you.", "We are here for you.")
+    published = [await publish(pool, files, BY, how) for files in (SHIPPED, CHANGED, third)]
     # A new instance: its own work dir, nothing loaded but the active version.
     fresh = ServeSettings(**{**how.__dict__, "work_dir": tmp_path / "other"})
     loads: list[str] = []
