@@ -15,6 +15,7 @@ The handlers only translate HTTP: the work is `ivr.publishing.publish`'s.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -23,9 +24,11 @@ from aiohttp import web
 
 from ivr import keys
 from ivr.content import InvalidContent
+from ivr.publishing import archive
 from ivr.publishing import publish as pub
+from ivr.publishing import versions as versions_db
 from ivr.publishing.active import UnknownVersion
-from ivr.publishing.archive import MAX_UPLOAD, ArchiveError, read_archive
+from ivr.publishing.archive import ArchiveError, read_archive
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +57,11 @@ def _pool(request: web.Request) -> asyncpg.Pool | None:
     return request.config_dict.get(keys.pool)
 
 
-async def read_upload(request: web.Request, limit: int = MAX_UPLOAD) -> bytes | None:
+async def read_upload(request: web.Request, limit: int | None = None) -> bytes | None:
     """The request body, or None when it is larger than `limit`: judged by its
     Content-Length before reading a byte, and by the bytes read as they come
     (a chunked upload names no length)."""
+    limit = archive.MAX_UPLOAD if limit is None else limit
     if request.content_length is not None and request.content_length > limit:
         return None
     chunks: list[bytes] = []
@@ -78,12 +82,13 @@ async def publish(request: web.Request) -> web.Response:
     body = await read_upload(request)
     if body is None:
         # Closing: the rest of an oversized upload is not worth reading.
-        response = _error(413, f"the upload is larger than {MAX_UPLOAD // 2**20} MiB")
+        response = _error(413, f"the upload is larger than {archive.MAX_UPLOAD // 2**20} MiB")
         response.force_close()
         return response
     try:
         if body:
-            files = read_archive(body)
+            # Decompressing is CPU work: off the event loop.
+            files = await asyncio.to_thread(read_archive, body)
             result = await pub.publish(pool, files, _who(request), how)
         else:
             settings = request.config_dict[keys.settings]
@@ -95,7 +100,19 @@ async def publish(request: web.Request) -> web.Response:
         return web.json_response({"problems": pub.problems_json(exc.problems)}, status=422)
     except pub.PublishConflict as exc:
         return _error(409, str(exc))
+    await _follow_now(request)
     return web.json_response(dict(pub.result_json(result)))
+
+
+async def _follow_now(request: web.Request) -> None:
+    """This instance serves the new version before answering; the others
+    switch when they hear the announcement."""
+    active = request.config_dict.get(keys.active)
+    pool = _pool(request)
+    if active is not None and pool is not None:
+        latest = await versions_db.active(pool)
+        if latest is not None:
+            await active.switch(latest)
 
 
 async def versions(request: web.Request) -> web.Response:
@@ -127,4 +144,5 @@ async def activate(request: web.Request) -> web.Response:
         return _error(404, str(exc))
     except (pub.PublishRefused, InvalidContent) as exc:
         return _error(422, f"version {version} does not load on this instance: {exc}")
+    await _follow_now(request)
     return web.json_response(pub.version_json(info))

@@ -152,3 +152,6 @@ async def _publish_own(app: web.Application) -> None:
         log.exception("SIGHUP: publishing the content folders failed; nothing changed")
     else:
         log.warning("SIGHUP: content version %s published", result.version)
+        latest = await versions.active(app[keys.pool])
+        if latest is not None:
+            await _switch(app[keys.active], latest)
