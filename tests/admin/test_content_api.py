@@ -23,7 +23,9 @@ from ivr.publishing import archive
 from ivr.publishing.archive import read_folders, to_tar
 from ivr.publishing.versions import content_hash
 from tests.conftest import ROOT, bounded
+from tests.helpers import call_params, new_sid, parse_twiml, post_signed
 from tests.publishing.test_publish import CHANGED, SHIPPED, bomb, edited
+from tests.test_content_corpus import pcm_wav
 
 AUTH = {"Authorization": "Bearer test-admin-token"}
 
@@ -174,3 +176,42 @@ async def test_a_chunked_upload_is_refused_once_it_grows_too_large(
 
 def test_the_folders_read_back_as_the_shipped_files(folders: Path) -> None:
     assert read_folders(folders / "flows", folders / "prompts") == SHIPPED
+
+
+@pytest.fixture
+async def recorded(settings: Settings, folders: Path) -> AsyncIterator[str]:
+    """A server whose welcome prompt is a half-second recording."""
+    await asyncio.to_thread(pcm_wav, folders / "prompts" / "en" / "welcome.wav")
+    own = replace(settings, flows_dir=folders / "flows", prompts_dir=folders / "prompts")
+    content = await asyncio.to_thread(load_content, own.flows_dir, own.prompts_dir)
+    port = int(settings.public_url.rsplit(":", 1)[1])
+    app = await asyncio.to_thread(create_app, own, content)  # reads the recordings
+    srv = TestServer(app, host="127.0.0.1", port=port)
+    await srv.start_server()
+    yield settings.public_url
+    await bounded(srv.close(), "closing the test server")
+
+
+async def test_each_version_plays_its_own_recordings(recorded: str, folders: Path) -> None:
+    base = recorded
+    files = await asyncio.to_thread(read_folders, folders / "flows", folders / "prompts")
+    longer = folders / "longer.wav"
+    await asyncio.to_thread(pcm_wav, longer, seconds=1.0)
+    changed = {**files, "prompts/en/welcome.wav": await asyncio.to_thread(longer.read_bytes)}
+    async with aiohttp.ClientSession() as http:
+        old = await serving(http, base)
+        status, twiml = await post_signed(http, f"{base}/twilio/voice", call_params(new_sid()))
+        assert status == 200
+        played = parse_twiml(twiml).find(".//Play")
+        assert played is not None and played.text == f"{base}/prompts/en/welcome.wav?v={old}"
+
+        status, body = await post(http, f"{base}/admin/content/publish", to_tar(changed))
+        assert status == 200, body
+        new = body["version"]
+        for version, data in ((old, files), (new, changed)):
+            async with http.get(f"{base}/prompts/en/welcome.wav", params={"v": version}) as resp:
+                assert resp.status == 200
+                assert await resp.read() == data["prompts/en/welcome.wav"]
+        async with http.get(f"{base}/prompts/en/welcome.wav",
+                            params={"v": "0123456789abcdef"}) as resp:
+            assert resp.status == 404
