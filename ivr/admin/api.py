@@ -1,4 +1,5 @@
-"""The admin API: counselors' presence, centers and the waiting line, as JSON.
+"""The admin API: counselors' presence, centers and the waiting line, as JSON
+(and content publishing: ivr.admin.content).
 
 Mounted by the server under /admin:
 
