@@ -26,9 +26,9 @@ from ivr import keys
 from ivr.content import InvalidContent
 from ivr.publishing import archive
 from ivr.publishing import publish as pub
-from ivr.publishing import versions as versions_db
 from ivr.publishing.active import UnknownVersion
 from ivr.publishing.archive import ArchiveError, read_archive
+from ivr.publishing.wiring import serve_latest
 
 log = logging.getLogger(__name__)
 
@@ -110,9 +110,7 @@ async def _follow_now(request: web.Request) -> None:
     active = request.config_dict.get(keys.active)
     pool = _pool(request)
     if active is not None and pool is not None:
-        latest = await versions_db.active(pool)
-        if latest is not None:
-            await active.switch(latest)
+        await serve_latest(active, pool)
 
 
 async def versions(request: web.Request) -> web.Response:

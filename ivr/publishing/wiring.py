@@ -112,6 +112,13 @@ async def content_listener(app: web.Application) -> AsyncIterator[None]:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
+async def serve_latest(active: ActiveContent, pool: asyncpg.Pool) -> bool:
+    """Serve the database's active version now (after this instance published
+    or activated one: its next call must not wait for the announcement)."""
+    latest = await versions.active(pool)
+    return latest is not None and await _switch(active, latest)
+
+
 async def _switch(active: ActiveContent, to: versions.Active) -> bool:
     try:
         return await active.switch(to)
@@ -152,6 +159,4 @@ async def _publish_own(app: web.Application) -> None:
         log.exception("SIGHUP: publishing the content folders failed; nothing changed")
     else:
         log.warning("SIGHUP: content version %s published", result.version)
-        latest = await versions.active(app[keys.pool])
-        if latest is not None:
-            await _switch(app[keys.active], latest)
+        await serve_latest(app[keys.active], app[keys.pool])
