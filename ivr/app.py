@@ -28,7 +28,6 @@ from ivr.publishing.wiring import content_listener, content_versions
 from ivr.routing.location import area_code_table
 from ivr.speech.asr import ENV_PREFIX, ListenConfig, SpeechEngine, SpeechModels
 from ivr.speech.audio import GateConfig
-from ivr.storage.counselors import sync_counselors
 from ivr.storage.database import open_pool, ping, start_embedded
 from ivr.storage.queue import ROUTING_CHANNEL, Offer
 from ivr.telephony import webhooks
@@ -115,7 +114,7 @@ async def _speech_pool(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
-    """The connection pool, migrated, with the routing plan's counselors in it.
+    """The connection pool, migrated.
 
     Without IVR_DATABASE_URL, the embedded PostgreSQL in the data directory.
     """
@@ -126,8 +125,8 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         dsn = await asyncio.to_thread(start_embedded, settings.data_dir)
     pool = await open_pool(dsn)
     try:
-        synced = await sync_counselors(pool, app[keys.content].plan)
-        log.info("counselors from the routing plan: %s", synced)
+        # The counselors are synced with the plan of the content version served
+        # (ivr.publishing.wiring.content_versions), which may not be this one's.
         app[keys.database_url] = dsn
         app[keys.pool] = pool
         yield

@@ -26,6 +26,7 @@ from ivr.publishing.active import ActiveContent, Served, ServeSettings, load, se
 from ivr.publishing.archive import read_folders
 from ivr.publishing.publish import PublishConflict, PublishRefused, publish_checked
 from ivr.publishing.publish import publish_folders as publish_folders
+from ivr.storage.counselors import sync_counselors
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,9 @@ async def content_versions(app: web.Application) -> AsyncIterator[None]:
                       active.version, own, exc)
     if first is None:
         first = serve(own, content, how, app[keys.prompt_audio])
+    synced = await sync_counselors(pool, first.content.plan)
+    log.info("counselors from the routing plan of content version %s: %s",
+             first.version, synced)
     app[keys.publish_settings] = how
     app[keys.active] = ActiveContent(first, active.seq, partial(load, pool, how=how))
     yield
