@@ -14,6 +14,7 @@ import logging
 import signal
 from collections.abc import AsyncIterator
 from functools import partial
+from typing import Any
 
 import asyncpg
 from aiohttp import web
@@ -31,6 +32,7 @@ from ivr.storage.counselors import sync_counselors
 log = logging.getLogger(__name__)
 
 HUP_BY = "ivr serve (SIGHUP)"
+RECONCILE_SECONDS = 30.0
 START_BY = "ivr serve (start-up)"
 
 
@@ -93,7 +95,7 @@ async def content_listener(app: web.Application) -> AsyncIterator[None]:
         transfers.kick()  # a center gone: its waiting callers move on now
 
     active.on_switch.append(follow)
-    tasks: set[asyncio.Task[bool]] = set()
+    tasks: set[asyncio.Task[Any]] = set()
 
     def heard(_conn: object, _pid: int, _channel: str, payload: str) -> None:
         found = versions.parse_announcement(payload)
@@ -104,16 +106,27 @@ async def content_listener(app: web.Application) -> AsyncIterator[None]:
 
     listener: asyncpg.Connection = app[keys.listener]
     await listener.add_listener(versions.CONTENT_CHANNEL, heard)
+    pool = app[keys.pool]
     try:
         # An activation between start-up and LISTEN would not be heard: read it.
-        latest = await versions.active(app[keys.pool])
-        if latest is not None:
-            await _switch(active, latest)
+        await serve_latest(active, pool)
+        tasks.add(asyncio.create_task(_reconcile(active, pool)))
         yield
     finally:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _reconcile(active: ActiveContent, pool: asyncpg.Pool) -> None:
+    """Read the active version now and then: an announcement lost with a
+    dropped connection delays a switch by RECONCILE_SECONDS, not forever."""
+    while True:
+        await asyncio.sleep(RECONCILE_SECONDS)
+        try:
+            await serve_latest(active, pool)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.warning("could not read the active content version: %s", exc)
 
 
 async def serve_latest(active: ActiveContent, pool: asyncpg.Pool) -> bool:

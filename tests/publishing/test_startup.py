@@ -3,6 +3,7 @@ has never seen them, else the active version, with that version's counselors."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from aiohttp.test_utils import TestServer
 from ivr.app import create_app
 from ivr.config import Settings
 from ivr.content import Content
+from ivr.publishing import versions, wiring
 from ivr.publishing.active import ServeSettings
 from ivr.publishing.publish import publish
 from ivr.publishing.versions import content_hash
@@ -74,5 +76,32 @@ async def test_an_instance_on_folders_never_seen_publishes_them(
         finally:
             await conn.close()
         assert by == "ivr serve (start-up)"
+    finally:
+        await bounded(srv.close(), "closing the test server")
+
+
+async def test_an_activation_whose_announcement_was_lost_is_served_all_the_same(
+    settings: Settings, content: Content, dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(wiring, "RECONCILE_SECONDS", 0.1)
+    port = int(settings.public_url.rsplit(":", 1)[1])
+    srv = TestServer(create_app(settings, content), host="127.0.0.1", port=port)
+    await srv.start_server()
+    try:
+        assert await serving(settings.public_url) == content_hash(SHIPPED)
+        version = content_hash(WITHOUT_BEN)
+        pool = await open_pool(dsn, min_size=1, max_size=1)
+        try:
+            async with pool.acquire() as conn, conn.transaction():  # by hand: no NOTIFY
+                await versions.store(conn, version, WITHOUT_BEN, "test", {})
+                await conn.execute("UPDATE content_active SET version = $1, seq = seq + 1",
+                                   version)
+        finally:
+            await pool.close()
+        for _ in range(200):
+            if await serving(settings.public_url) == version:
+                break
+            await asyncio.sleep(0.05)
+        assert await serving(settings.public_url) == version
     finally:
         await bounded(srv.close(), "closing the test server")
