@@ -30,6 +30,11 @@ FORMATS: Final = ("text", "json")
 call_sid: ContextVar[str | None] = ContextVar("call_sid", default=None)
 content_version: ContextVar[str | None] = ContextVar("content_version", default=None)
 
+# The version this process serves to new calls, for lines logged outside a
+# request (start-up, the dispatcher): a context variable would be frozen into
+# each task at its creation and miss a publish.
+_serving: list[str | None] = [None]
+
 _SID_IN_MESSAGE = re.compile(r"\b(CA[0-9a-fA-F]{32})\b")
 
 
@@ -50,7 +55,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "event": message,
             "call_sid": sid,
-            "content_version": content_version.get() or self.version,
+            "content_version": content_version.get() or self.version or _serving[0],
         }
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
@@ -79,6 +84,7 @@ def use_format(name: str | None, root: logging.Logger | None = None) -> str:
 
 def set_version(version: str, root: logging.Logger | None = None) -> None:
     """The content version JSON lines carry outside a request (startup, dispatcher)."""
+    _serving[0] = version
     for handler in (root or logging.getLogger()).handlers:
         if isinstance(handler.formatter, JsonFormatter):
             handler.formatter.version = version

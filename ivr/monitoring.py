@@ -14,9 +14,10 @@ import asyncio
 import hmac
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.helpers import ChainMapProxy
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ivr import keys, logs
@@ -37,12 +38,18 @@ _scrape_lock = web.AppKey("metrics_scrape_lock", asyncio.Lock)
 def content_version(content: Content) -> str:
     """What identifies the content this instance serves.
 
-    Today that is each flow's own version (a hash of its file), joined; the
-    content versions of issue 10 item 1 (flows, prompts, recordings and plan
-    hashed together) replace it here, in this one function.
+    Each flow's own version (a hash of its file), joined: what identifies the
+    start-up folders before the stored content versions are loaded.
     """
     flows = sorted(content.flows.flows.values(), key=lambda f: f.id)
     return ",".join(f"{f.id}@{f.version}" for f in flows)
+
+
+def _serving(app: web.Application | ChainMapProxy) -> str:
+    """The content version this instance serves to new calls; the start-up
+    folders' own until the versions are loaded."""
+    active = app.get(keys.active)
+    return active.current.version if active is not None else content_version(app[keys.content])
 
 
 def install(app: web.Application) -> Metrics:
@@ -55,13 +62,6 @@ def install(app: web.Application) -> Metrics:
     metrics.serving(version)
     logs.set_version(version)
 
-    async def versioned_logs(_: web.Application) -> AsyncIterator[None]:
-        # Set in the start-up task, first: the dispatcher's task, started
-        # after it, inherits it for the lines it logs.
-        logs.content_version.set(version)
-        yield
-
-    app.cleanup_ctx.append(versioned_logs)
     app.middlewares.insert(0, _timed)  # outermost: refusals are timed too
     app.middlewares.append(_call_context)  # innermost: the form is parsed by then
     app.router.add_get("/metrics", scrape)
@@ -93,7 +93,7 @@ async def _call_context(request: web.Request, handler: Handler) -> web.StreamRes
     form = request.get(FORM_KEY)
     sid = (form.get("CallSid") if form is not None else None) or request.query.get("call")
     sid_token = logs.call_sid.set(sid or None)
-    version_token = logs.content_version.set(content_version(request.config_dict[keys.content]))
+    version_token = logs.content_version.set(_serving(request.config_dict))
     try:
         return await handler(request)
     finally:
