@@ -88,7 +88,7 @@ async def issue(dsn: str, role: Role, subject: str) -> tuple[int, str]:
 
 async def next_event(resp: aiohttp.ClientResponse) -> tuple[str, str]:
     """The next Server-Sent Event of a stream: (event name, data lines joined)."""
-    name, data = "message", []
+    name, data = "message", list[str]()
     while True:
         line = (await resp.content.readline()).decode()
         if not line:
