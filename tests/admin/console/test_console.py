@@ -4,6 +4,7 @@ CSRF, who may set whose presence, and names shown as text."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import asyncpg
 from aiohttp.test_utils import TestServer
@@ -194,3 +195,21 @@ async def test_sign_in_attempts_are_limited(
         status, html = await sign_in(session, base, ADMIN_TOKEN)  # even the right one, now
     assert status == 429
     assert "Too many failed sign-ins" in html
+
+
+async def test_the_cookie_is_secure_when_the_public_url_is_https(
+    settings: Settings, content: Content
+) -> None:
+    https = replace(settings, public_url="https://console.example.org")
+    port = int(settings.public_url.rsplit(":", 1)[1])
+    srv = TestServer(create_app(https, content), host="127.0.0.1", port=port)
+    await srv.start_server()
+    try:
+        async with browser() as session, session.post(
+            f"{settings.public_url}/console/signin", data={"token": ADMIN_TOKEN},
+            allow_redirects=False,
+        ) as resp:
+            assert resp.status == 303
+            assert "Secure" in resp.headers["Set-Cookie"]
+    finally:
+        await bounded(srv.close(), "closing the server")

@@ -4,6 +4,7 @@ and names from the routing plan are shown as text, live or not."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,6 +13,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
+from ivr.admin.console import events
 from ivr.app import create_app
 from ivr.config import Settings
 from ivr.content import Content, load_content
@@ -41,15 +43,24 @@ async def other(other_settings: Settings, content: Content) -> AsyncIterator[Tes
 
 
 async def _board_until(resp: aiohttp.ClientResponse, text: str) -> str:
-    while True:
-        name, html = await next_event(resp)
-        assert name == "board"
-        if text in html:
-            return html
+    # A bound so a change that never comes fails the test instead of hanging it.
+    async with asyncio.timeout(30):
+        while True:
+            name, html = await next_event(resp)
+            assert name == "board"
+            if text in html:
+                return html
+
+
+@pytest.fixture
+def notify_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No redraw on the clock: only a NOTIFY can bring the change."""
+    monkeypatch.setattr(events, "TICK_SECONDS", 3600.0)
 
 
 async def test_a_change_through_one_instance_reaches_a_console_on_another(
-    server: TestServer, settings: Settings, other: TestServer, other_settings: Settings
+    notify_only: None, server: TestServer, settings: Settings, other: TestServer,
+    other_settings: Settings,
 ) -> None:
     async with browser() as session:
         await sign_in(session, other_settings.public_url, ADMIN_TOKEN)
