@@ -126,7 +126,7 @@ async def test_supervisor_watches_a_caller_reach_the_counselor_they_set_availabl
 
         assert await _axe_problems(page) == []
         if shot := os.environ.get("IVR_CONSOLE_SCREENSHOT"):
-            await page.screenshot(path=shot, full_page=True)
+            await page.screenshot(path=shot)
 
         # 200% zoom of a 1280 px window: 640 CSS px across, and no sideways scrolling.
         await page.set_viewport_size({"width": 640, "height": 900})
