@@ -94,37 +94,42 @@ def _to_signin(request: web.Request, message: str) -> web.HTTPSeeOther:
     return redirect
 
 
-_OPEN: Final = frozenset({"/signin", "/static/"})
-
-
 @web.middleware
 async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Session for every page but sign-in; CSRF for every POST but sign-in."""
-    tail = request.path.removeprefix(PATH)
-    if tail == "/signin" or tail.startswith("/static/"):
-        response = await handler(request)
-    else:
-        cookie = request.cookies.get(COOKIE)
-        session = await sessions.find_session(_pool(request), cookie) if cookie else None
-        if session is None:
-            message = "expired" if cookie else "out"
-            if tail == "/events":
-                # EventSource cannot follow a redirect to a page: say so in the stream.
-                raise web.HTTPUnauthorized(text="signed out\n")
-            raise _to_signin(request, message)
-        if request.method == "POST":
-            form = await request.post()
-            given = form.get("csrf")
-            if not isinstance(given, str) or not hmac.compare_digest(
-                    given.encode(), session.csrf.encode()):
-                log.warning("console: %s without a valid CSRF token, refused", request.path)
-                raise web.HTTPForbidden(text="missing or wrong CSRF token: nothing changed\n")
-        request[session_key] = session
-        response = await handler(request)
+    try:
+        response = await _guarded(request, handler)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        log.warning("console: %s failed on the database: %s", request.path, exc)
+        response = web.Response(status=503, text="The database does not answer: the line "
+                                "keeps running; try this page again in a moment.\n")
     if not response.prepared:
         for name, value in _SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
     return response
+
+
+async def _guarded(request: web.Request, handler: Handler) -> web.StreamResponse:
+    tail = request.path.removeprefix(PATH)
+    if tail == "/signin" or tail.startswith("/static/"):
+        return await handler(request)
+    cookie = request.cookies.get(COOKIE)
+    session = await sessions.find_session(_pool(request), cookie) if cookie else None
+    if session is None:
+        message = "expired" if cookie else "out"
+        if tail == "/events":
+            # EventSource cannot follow a redirect to a page: say so in the stream.
+            raise web.HTTPUnauthorized(text="signed out\n")
+        raise _to_signin(request, message)
+    if request.method == "POST":
+        form = await request.post()
+        given = form.get("csrf")
+        if not isinstance(given, str) or not hmac.compare_digest(
+                given.encode(), session.csrf.encode()):
+            log.warning("console: %s without a valid CSRF token, refused", request.path)
+            raise web.HTTPForbidden(text="missing or wrong CSRF token: nothing changed\n")
+    request[session_key] = session
+    return await handler(request)
 
 
 def _message(request: web.Request) -> str | None:
@@ -262,18 +267,22 @@ async def events(request: web.Request) -> web.StreamResponse:
     })
     await response.prepare(request)
     async with hub.subscribe() as boards:
-        while True:
-            board = await boards.get()
-            if board is None:  # shutting down
-                break
-            # Signed out elsewhere, expired or revoked: the page says so and stops.
-            if not await sessions.still_live(pool, session.digest):
-                html = aiohttp_jinja2.render_string("ended.html", request, {})
+        try:
+            while True:
+                board = await boards.get()
+                if board is None:  # shutting down
+                    break
+                # Signed out elsewhere, expired or revoked: the page says so and stops.
+                if not await sessions.still_live(pool, session.digest):
+                    html = aiohttp_jinja2.render_string("ended.html", request, {})
+                    await response.write(sse_message("board", html))
+                    break
+                html = aiohttp_jinja2.render_string(name, request,
+                                                    _context(request, session, board))
                 await response.write(sse_message("board", html))
-                break
-            html = aiohttp_jinja2.render_string(name, request,
-                                                _context(request, session, board))
-            await response.write(sse_message("board", html))
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            # The page went away, or the database did: the browser reconnects by itself.
+            log.debug("console: event stream ended: %s", exc)
     return response
 
 

@@ -138,6 +138,10 @@ async def test_supervisor_watches_a_caller_reach_the_counselor_they_set_availabl
         # With the keyboard: focus Ana's button, press Enter.
         button = page.get_by_role("button", name="Set Ana (tx-ana) available")
         await button.focus()
+        # A live redraw keeps the keyboard's place: the same control stays focused.
+        stamp = await page.locator(".updated").text_content()
+        await expect(page.locator(".updated")).not_to_have_text(stamp or "", timeout=WAIT)
+        assert await page.evaluate("document.activeElement.id") == "set-tx-ana-available"
         await page.keyboard.press("Enter")
         await expect(page.get_by_role("status")).to_have_text("Presence changed.")
         await expect(caller.locator("td").nth(5)).to_have_text("Ana", timeout=WAIT)  # offered
