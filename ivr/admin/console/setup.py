@@ -66,3 +66,8 @@ async def close_event_streams(app: web.Application) -> None:
     hub = app.get(keys.console_hub)
     if hub is not None:
         hub.close()
+
+
+async def to_console(request: web.Request) -> web.StreamResponse:
+    """/console without its slash: the address people type."""
+    raise web.HTTPPermanentRedirect("/console/")

@@ -59,6 +59,9 @@ async def test_signing_in_needs_no_cookie_first_and_pages_need_a_session(
 ) -> None:
     base = settings.public_url
     async with browser() as session:
+        async with session.get(f"{base}/console", allow_redirects=False) as resp:
+            assert resp.status == 308
+            assert resp.headers["Location"] == "/console/"
         async with session.get(f"{base}/console/", allow_redirects=False) as resp:
             assert resp.status == 303
             assert resp.headers["Location"].startswith("/console/signin")
