@@ -86,6 +86,10 @@ class Hub:
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 log.warning("console: could not read the board (%s); trying again", exc)
                 continue
+            except Exception:
+                # A bug must not stop every console of the instance for good.
+                log.exception("console: reading the board failed; trying again")
+                continue
             for queue in list(self._streams):
                 if queue.full():
                     queue.get_nowait()  # a slow page skips to the newest board
