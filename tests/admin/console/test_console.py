@@ -216,3 +216,19 @@ async def test_the_cookie_is_secure_when_the_public_url_is_https(
             assert "Secure" in resp.headers["Set-Cookie"]
     finally:
         await bounded(srv.close(), "closing the server")
+
+
+async def test_a_database_outage_is_a_503_page_not_a_crash(
+    server: TestServer, settings: Settings
+) -> None:
+    base = settings.public_url
+    async with browser() as session:
+        await sign_in(session, base, ADMIN_TOKEN)
+        pool = server.app[keys.pool]
+        pool.terminate()  # every connection gone, as when PostgreSQL stops
+        async with session.get(f"{base}/console/", allow_redirects=False) as resp:
+            assert resp.status == 503
+            assert "The database does not answer" in await resp.text()
+        async with session.post(f"{base}/console/signin", data={"token": ADMIN_TOKEN},
+                                allow_redirects=False) as resp:
+            assert resp.status == 503
