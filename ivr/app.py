@@ -12,8 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from collections.abc import AsyncIterator, Mapping, Sequence
-from functools import partial
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 import asyncpg
@@ -28,14 +27,13 @@ from ivr.admin.console.setup import (
     to_console,
 )
 from ivr.config import ConfigError, Settings, is_loopback_url
-from ivr.content import Content, InvalidContent, load_content
-from ivr.flow.runtime import TransferTo
+from ivr.content import Content, load_content
+from ivr.publishing.active import UnknownVersion
+from ivr.publishing.active import prompt_audio as prompt_audio
+from ivr.publishing.wiring import content_listener, content_versions
 from ivr.routing.location import area_code_table
-from ivr.routing.steps import Step, transfer_steps
 from ivr.speech.asr import ENV_PREFIX, ListenConfig, SpeechEngine, SpeechModels
-from ivr.speech.audio import GateConfig, load_prompt_wav
-from ivr.speech.errors import AudioFormatError
-from ivr.storage.counselors import sync_counselors
+from ivr.speech.audio import GateConfig
 from ivr.storage.database import open_pool, ping, start_embedded
 from ivr.storage.queue import ROUTING_CHANNEL, Offer
 from ivr.telephony import webhooks
@@ -46,7 +44,6 @@ from ivr.telephony.rest import TwilioRest
 from ivr.telephony.signature import SignatureChecker, middleware
 from ivr.telephony.transfer import Transfers
 from ivr.telephony.twiml import Renderer
-from ivr.yamlsrc import Pos, Problems
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +93,8 @@ def create_app(
     if own_speech:
         # First in, last out: loaded above, so stopped whatever fails to start.
         app.cleanup_ctx.append(_speech_pool)
-    app.cleanup_ctx.extend([_database, _twilio_api, _call_handling, _routing_listener,
-                            _dispatcher])
+    app.cleanup_ctx.extend([_database, _twilio_api, content_versions, _call_handling,
+                            _routing_listener, content_listener, _dispatcher])
     webhooks.add_routes(app)
 
     async def withdrawn(offer: Offer) -> None:
@@ -128,7 +125,7 @@ async def _speech_pool(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
-    """The connection pool, migrated, with the routing plan's counselors in it.
+    """The connection pool, migrated.
 
     Without IVR_DATABASE_URL, the embedded PostgreSQL in the data directory.
     """
@@ -139,8 +136,8 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         dsn = await asyncio.to_thread(start_embedded, settings.data_dir)
     pool = await open_pool(dsn)
     try:
-        synced = await sync_counselors(pool, app[keys.content].plan)
-        log.info("counselors from the routing plan: %s", synced)
+        # The counselors are synced with the plan of the content version served
+        # (ivr.publishing.wiring.content_versions), which may not be this one's.
         app[keys.database_url] = dsn
         app[keys.pool] = pool
         yield
@@ -171,17 +168,15 @@ async def _twilio_api(app: web.Application) -> AsyncIterator[None]:
 
 async def _call_handling(app: web.Application) -> AsyncIterator[None]:
     """The transfers (counselor legs, tiers, moves) and the call flow that starts them."""
-    settings, content = app[keys.settings], app[keys.content]
-    pool, renderer = app[keys.pool], app[keys.renderer]
-    transfers = Transfers(pool, content.plan, renderer, app[keys.rest], app[keys.api_health],
-                          wrap_up_seconds=settings.wrap_up_seconds)
+    settings, active = app[keys.settings], app[keys.active]
+    pool, served = app[keys.pool], active.current
+    transfers = Transfers(pool, served.content.plan, served.renderer, app[keys.rest],
+                          app[keys.api_health], wrap_up_seconds=settings.wrap_up_seconds)
     try:
-        steps_for = partial(_steps, content, app[keys.backup_number])
         speech = app.get(keys.speech)
         languages = frozenset(speech.models.languages) if speech else frozenset()
         app[keys.transfers] = transfers
-        app[keys.callflow] = CallFlow(pool, content.flows, renderer, steps_for, transfers,
-                                      speech_languages=languages)
+        app[keys.callflow] = CallFlow(pool, active, transfers, speech_languages=languages)
         yield
     finally:
         await transfers.close()  # cancels the legs and moves still in flight
@@ -257,36 +252,6 @@ def load_speech(models: Mapping[str, Path]) -> SpeechEngine:
     return SpeechEngine(SpeechModels(models, origins=origins), config=LISTEN_CONFIG)
 
 
-def prompt_audio(content: Content) -> dict[tuple[str, str], bytes]:
-    """Every recording as 8 kHz mu-law, converted once, for media streams.
-
-    `ivr.content.check` judged each with the rule `load_prompt_wav` applies,
-    so this fails only for a file changed since; it is then refused the way
-    content is, with its position.
-    """
-    audio: dict[tuple[str, str], bytes] = {}
-    problems = Problems()
-    for language, prompts in content.flows.prompts.prompts.items():
-        for prompt_id, prompt in prompts.items():
-            if prompt.recording is None:
-                continue
-            try:
-                audio[(language, prompt_id)] = load_prompt_wav(prompt.recording)
-            except AudioFormatError as exc:
-                reason = str(exc).removeprefix(f"{prompt.recording}: ")
-                problems.add(Pos(str(prompt.recording), 1, 1),
-                             f"recording {prompt.recording.name} cannot be used: {reason}")
-    if problems.errors:
-        raise InvalidContent(problems)
-    return audio
-
-
-def _steps(
-    content: Content, backup: str, transfer: TransferTo, caller_state: str | None
-) -> Sequence[Step]:
-    return transfer_steps(content.plan, transfer, caller_state, backup)
-
-
 async def healthz(request: web.Request) -> web.Response:
     """200 when this instance can answer calls: the database answers and flows are loaded.
 
@@ -298,8 +263,12 @@ async def healthz(request: web.Request) -> web.Response:
     app = request.app
     pool = app.get(keys.pool)
     db_ok = pool is not None and await ping(pool)
-    flows_ok = bool(app[keys.content].flows.flows)
+    active = app.get(keys.active)
+    served = active.current.content if active is not None else app[keys.content]
+    flows_ok = bool(served.flows.flows)
     body: dict[str, object] = {"database": db_ok, "flows": flows_ok}
+    if active is not None:
+        body["content_version"] = active.current.version
     health = app.get(keys.api_health)
     if health is not None and db_ok:
         try:
@@ -316,10 +285,19 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def prompt_recording(request: web.Request) -> web.StreamResponse:
-    """Serve a prompt recording for <Play>, only ones the catalog knows."""
+    """Serve a prompt recording for <Play>, only ones the catalog knows: the
+    catalog of the content version the URL names (`v`), else the active one."""
     lang = request.match_info["lang"]
     name = request.match_info["name"]
-    prompt = request.app[keys.content].flows.prompts.get(lang, name.removesuffix(".wav"))
+    active = request.app.get(keys.active)
+    if active is None:
+        content = request.app[keys.content]
+    else:
+        try:
+            content = (await active.get(request.query.get("v"))).content
+        except UnknownVersion:
+            raise web.HTTPNotFound() from None
+    prompt = content.flows.prompts.get(lang, name.removesuffix(".wav"))
     if prompt is None or prompt.recording is None or not name.endswith(".wav"):
         raise web.HTTPNotFound()
     return web.FileResponse(prompt.recording, headers={"Content-Type": "audio/wav"})

@@ -38,6 +38,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                        help="file to write, its extension the format: svg, png, pdf or dot "
                             "(default: <flow id>.svg in the current directory)")
 
+    publish = sub.add_parser("publish", help="validate and activate the content folders "
+                             "on every instance")
+    publish.add_argument("--server", metavar="URL", help="upload to this server's admin API "
+                         "(default: publish straight into the database)")
+
     models = sub.add_parser("models", help="speech models").add_subparsers(
         dest="models_command", required=True)
     fetch = models.add_parser("fetch", help="download official Vosk models, checksum-verified")
@@ -90,6 +95,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _validate(args.paths)
         if args.command == "graph":
             return _graph(args.flow_file, args.output)
+        if args.command == "publish":
+            from ivr.publishing.command import run as run_publish
+
+            return run_publish(args.server)
         if args.command == "models":
             return _fetch_models(args.languages, args.dest, args.base_url)
         if args.command == "prompts":
@@ -139,6 +148,9 @@ def _serve(host: str, port: int) -> int:
     except SpeechError as exc:
         print(f"ivr: refusing to start, speech is misconfigured: {exc}", file=sys.stderr)
         return EXIT_INVALID
+    from ivr.publishing.wiring import publish_on_hup
+
+    app.on_startup.append(publish_on_hup)  # `kill -HUP` publishes the content folders
     try:
         web.run_app(app, host=host, port=port, print=lambda s: print(f"ivr: {s}"))
     except DatabaseError as exc:

@@ -39,6 +39,9 @@ class Content:
     analyses: dict[str, FlowAnalysis]
     # Each flow's worst case to each queue and line it transfers to, by flow id.
     reaches: Mapping[str, tuple[Reach, ...]] = field(default_factory=dict)
+    # The folders it was loaded from: what a publish of this content stores.
+    flows_dir: Path | None = None
+    prompts_dir: Path | None = None
 
 
 class InvalidContent(ContentError):
@@ -78,7 +81,7 @@ def check(
     flowset = loaded.flow_set(problems)
     if problems.errors or flowset is None or plan is None:
         return None, problems
-    return Content(flowset, plan, loaded.analyses, found), problems
+    return Content(flowset, plan, loaded.analyses, found, flows_dir, prompts_dir), problems
 
 
 def load_content(

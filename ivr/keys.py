@@ -19,6 +19,7 @@ from aiohttp import web
 from ivr.admin.console.events import Hub
 from ivr.config import Settings
 from ivr.content import Content
+from ivr.publishing.active import ActiveContent, ServeSettings
 from ivr.speech.asr import SpeechEngine
 from ivr.telephony.apihealth import ApiHealth
 from ivr.telephony.callflow import CallFlow
@@ -51,3 +52,7 @@ callflow = web.AppKey("callflow", CallFlow)
 listener = web.AppKey("listener", asyncpg.Connection)  # LISTEN for routing changes
 dispatcher = web.AppKey("dispatcher", asyncio.Task[None])  # Transfers.run
 console_hub = web.AppKey("console_hub", Hub)  # the console's live board (ivr.admin.console)
+# The content versions this instance serves (ivr.publishing.wiring); `content`,
+# `renderer` and `prompt_audio` above are the start-up folders' only.
+active = web.AppKey("active", ActiveContent)
+publish_settings = web.AppKey("publish_settings", ServeSettings)

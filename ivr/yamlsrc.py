@@ -122,10 +122,19 @@ class YamlSyntaxError(ContentError):
         self.problem = problem
 
 
+# Values a document may hold once its aliases are followed. Content files
+# hold a few thousand; a "billion laughs" document (aliases of aliases)
+# composes small but would make a loader walk billions of values.
+MAX_VALUES = 200_000
+
+
 def parse(text: str, file: str) -> Node:
     """Parse one YAML document; a syntax error becomes one positioned Problem."""
     try:
         raw = yaml.compose(text, Loader=yaml.SafeLoader)
+    except RecursionError:
+        # PyYAML composes recursively: nesting thousands deep exhausts the stack.
+        raise YamlSyntaxError(Problem(Pos(file, 1, 1), "YAML nested too deeply")) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
@@ -135,7 +144,40 @@ def parse(text: str, file: str) -> Node:
         raise YamlSyntaxError(Problem(Pos(file, 1, 1), f"YAML syntax: {exc}")) from None
     if raw is None:
         raise YamlSyntaxError(Problem(Pos(file, 1, 1), "the file is empty"))
+    if expanded_size(raw) > MAX_VALUES:
+        raise YamlSyntaxError(Problem(Pos(file, 1, 1), (
+            f"the document holds more than {MAX_VALUES} values once its aliases are "
+            "followed (a YAML alias bomb?): write the values out instead of aliasing aliases")))
     return Node(raw, file)
+
+
+def expanded_size(root: yaml.Node) -> int:
+    """How many values a composed document holds with every alias followed.
+
+    Each distinct node is sized once (aliases share node objects), children
+    before parents, without recursion: cheap on a document however it nests.
+    """
+    sizes: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        if id(node) in sizes:
+            continue
+        children = _children(node)
+        if children_done or not children:
+            sizes[id(node)] = 1 + sum(sizes.get(id(c), 0) for c in children)
+            continue
+        stack.append((node, True))
+        stack.extend((c, False) for c in children if id(c) not in sizes)
+    return sizes[id(root)]
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
 
 
 def load(path: Path) -> Node:

@@ -1,4 +1,5 @@
-"""The admin API: counselors' presence, centers and the waiting line, as JSON.
+"""The admin API: counselors' presence, centers and the waiting line, as JSON
+(and content publishing: ivr.admin.content).
 
 Mounted by the server under /admin:
 
@@ -28,6 +29,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from ivr import keys
+from ivr.admin import content as content_api
 from ivr.errors import RequestError
 from ivr.storage import counselors, queue
 from ivr.storage.counselors import CounselorRow, PresenceConflict, UnknownCounselor
@@ -78,6 +80,7 @@ def create_admin_app(
     app.router.add_get("/centers", admin.centers)
     app.router.add_get("/centers/{id}", admin.center)
     app.router.add_get("/queue", admin.waiting)
+    content_api.add_routes(app)
     return app
 
 
@@ -131,14 +134,21 @@ class _Admin:
             return response
         return await handler(request)
 
-    def _known_center(self, center: str, field: str) -> None:
-        if center not in self._centers:
+    def _center_ids(self, request: web.Request) -> frozenset[str]:
+        """The active content version's centers (a publish may add or remove some)."""
+        active = request.config_dict.get(keys.active)
+        if active is None:
+            return self._centers
+        return frozenset(active.current.content.plan.centers)
+
+    def _known_center(self, request: web.Request, center: str, field: str) -> None:
+        if center not in self._center_ids(request):
             raise _Problem(404, f"unknown center '{center}'", field)
 
     async def counselors(self, request: web.Request) -> web.Response:
         center = request.query.get("center")
         if center is not None:
-            self._known_center(center, "center")
+            self._known_center(request, center, "center")
         rows = await counselors.list_counselors(self._pool(request), center)
         return web.json_response({"counselors": [_counselor(r) for r in rows]})
 
@@ -186,13 +196,14 @@ class _Admin:
         empty = dict.fromkeys(counselors.PRESENCES, 0)
         return web.json_response({
             "centers": [
-                {"id": c, "presence": counts.get(c, empty)} for c in sorted(self._centers)
+                {"id": c, "presence": counts.get(c, empty)}
+                for c in sorted(self._center_ids(request))
             ]
         })
 
     async def center(self, request: web.Request) -> web.Response:
         center = request.match_info["id"]
-        self._known_center(center, "id")
+        self._known_center(request, center, "id")
         rows = await counselors.list_counselors(self._pool(request), center)
         presence = dict.fromkeys(counselors.PRESENCES, 0)
         for r in rows:

@@ -28,10 +28,12 @@ class CallRow:
     location_state: str | None
     location_source: str | None
     listen: dict[str, Any] | None
+    content_version: str | None = None  # the content version the call started on
 
 
 _COLUMNS = (
-    "call_sid, seq, phase, state, transfer, last_twiml, location_state, location_source, listen"
+    "call_sid, seq, phase, state, transfer, last_twiml, location_state, location_source, listen,"
+    " content_version"
 )
 
 
@@ -58,6 +60,7 @@ async def create_call(
     events: Sequence[Event],
     listen: dict[str, Any] | None = None,
     ringing: bool = False,
+    content_version: str | None = None,
 ) -> bool:
     """Insert a new call with its first events; False if the CallSid already exists.
 
@@ -71,10 +74,10 @@ async def create_call(
             INSERT INTO calls (call_sid, caller_hash, caller_area_code, called, flow_id,
                                flow_version, seq, state, location_state, location_source,
                                phase, transfer, last_twiml, listen,
-                               transfer_started_at, first_ring_at)
+                               transfer_started_at, first_ring_at, content_version)
             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $16,
                     CASE WHEN $11 = 'transfer' THEN now() END,
-                    CASE WHEN $17 THEN now() END)
+                    CASE WHEN $17 THEN now() END, $18)
             ON CONFLICT (call_sid) DO NOTHING
             RETURNING call_sid
         ), e AS (
@@ -87,6 +90,7 @@ async def create_call(
         """,
         call_sid, caller_hash, caller_area_code, called, flow_id, flow_version, seq, state,
         location_state, location_source, phase, transfer, twiml, kinds, details, listen, ringing,
+        content_version,
     )
     return inserted == 1
 

@@ -389,3 +389,18 @@ BEGIN
         END IF;
     END LOOP;
 END $$;
+
+-- Published content is immutable: a version names what served its calls.
+CREATE OR REPLACE FUNCTION content_immutable() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'published content versions cannot be changed (%)', TG_TABLE_NAME
+        USING ERRCODE = 'IVRCI';
+END $$;
+
+DROP TRIGGER IF EXISTS content_versions_immutable ON content_versions;
+CREATE TRIGGER content_versions_immutable BEFORE UPDATE OR DELETE ON content_versions
+    FOR EACH ROW EXECUTE FUNCTION content_immutable();
+DROP TRIGGER IF EXISTS content_files_immutable ON content_files;
+CREATE TRIGGER content_files_immutable BEFORE UPDATE OR DELETE ON content_files
+    FOR EACH ROW EXECUTE FUNCTION content_immutable();

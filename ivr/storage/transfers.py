@@ -32,7 +32,9 @@ async def stalled_callers(pool: asyncpg.Pool) -> list[StalledCaller]:
         SELECT w.call_sid, c.seq, c.transfer, w.tier_index,
                greatest(extract(epoch FROM clock_timestamp() - w.tier_started_at), 0)
                    ::double precision AS tier_seconds,
-               count(e.id) FILTER (WHERE o.id IS NULL) AS untried,
+               -- A counselor gone from the plan (a publish removed them or their
+               -- center) is never offered again: not left to try.
+               count(e.id) FILTER (WHERE o.id IS NULL AND k.removed IS FALSE) AS untried,
                count(e.id) FILTER (WHERE o.id IS NULL AND k.presence = 'available')
                    AS untried_available
         FROM waiting w

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -19,13 +19,13 @@ from typing import Any
 import asyncpg
 
 from ivr.errors import RequestError
-from ivr.flow.model import Flow, FlowSet
+from ivr.flow.model import Flow
 from ivr.flow.runtime import Answer, Ask, CallState, Start, TransferTo, Turn, new_call, step
+from ivr.publishing.active import ActiveContent, Served
 from ivr.routing.location import Location
 from ivr.routing.progress import Phase, Progress
 from ivr.routing.progression import advance, begin
 from ivr.routing.signals import Action, DialEnded, DialLine, HoldEnded
-from ivr.routing.steps import Step
 from ivr.storage import calls as db
 from ivr.telephony.transfer import Transfers, conference_name, is_ringing, unrung
 from ivr.telephony.twiml import Renderer
@@ -53,39 +53,41 @@ class CallerInfo:
     caller_hash: str | None
 
 
-StepsFor = Callable[[TransferTo, str | None], Sequence[Step]]
-
-
 class CallFlow:
     def __init__(
         self,
         pool: asyncpg.Pool,
-        flows: FlowSet,
-        renderer: Renderer,
-        steps_for: StepsFor,
+        contents: ActiveContent,
         transfers: Transfers,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         speech_languages: frozenset[str] = frozenset(),
     ) -> None:
         self.pool = pool
-        self.flows = flows
-        self.renderer = renderer
-        self.steps_for = steps_for
+        # A new call takes the active content version; every later webhook of
+        # the call is served by the version its row names, whichever is active.
+        self.contents = contents
         self.transfers = transfers
         self.clock = clock
         self.speech_languages = speech_languages  # languages with a Vosk model loaded
+
+    @property
+    def renderer(self) -> Renderer:
+        """The active version's: for what does not depend on the content (goodbye)."""
+        return self.contents.current.renderer
 
     # Incoming call ---------------------------------------------------------
 
     async def incoming(self, sid: str, params: Mapping[str, str], caller: CallerInfo) -> str:
         if caller_left(params):
             return await self._caller_gone(sid, "voice", params)
-        flow = self.flows.for_number(params.get("To"))
+        served = self.contents.current
+        flow = served.content.flows.for_number(params.get("To"))
         loc = caller.location
         state = new_call(flow, loc.state, loc.source)
         turn = step(flow, state, Start(self.clock()))
         dial_as = self.renderer.dial_caller_id(params.get("From"))
-        twiml, phase, transfer, listen, begun = await self._render_turn(sid, turn, dial_as)
+        twiml, phase, transfer, listen, begun = await self._render_turn(
+            sid, served, turn, dial_as)
         events = [
             _webhook_event("voice", params),
             ("located", {"state": loc.state, "source": loc.source, "area_code": loc.area_code}),
@@ -109,6 +111,7 @@ class CallFlow:
             events=events,
             listen=listen,
             ringing=is_ringing(transfer),
+            content_version=served.version,
         )
         if created:
             log.info("call %s started flow %s in %s", sid, flow.id, loc.state or "unknown state")
@@ -149,7 +152,8 @@ class CallFlow:
         if row.seq != seq or row.phase != "flow":
             return await self._replay(sid, kind, params, row)
         state = CallState.from_json(row.state)
-        flow = self._flow(state)
+        served = await self.contents.get(row.content_version)
+        flow = self._flow(served, state)
         heard = decision(row)
         event = Answer(
             self.clock(),
@@ -160,7 +164,8 @@ class CallFlow:
         )
         turn = step(flow, state, event)
         dial_as = self.renderer.dial_caller_id(params.get("From"))
-        twiml, phase, transfer, listen, begun = await self._render_turn(sid, turn, dial_as)
+        twiml, phase, transfer, listen, begun = await self._render_turn(
+            sid, served, turn, dial_as)
         events = [_webhook_event(kind, params), *_turn_events(turn, twiml, transfer)]
         if await db.advance_call(
             self.pool, call_sid=sid, expected_seq=row.seq, seq=turn.state.seq,
@@ -289,14 +294,14 @@ class CallFlow:
         log.info("call %s: %s callback replayed (call is at step %d)", sid, kind, row.seq)
         return row.last_twiml
 
-    def _flow(self, state: CallState) -> Flow:
-        flow = self.flows.flows.get(state.flow_id)
+    def _flow(self, served: Served, state: CallState) -> Flow:
+        flow = served.content.flows.flows.get(state.flow_id)
         if flow is None or state.node not in flow.nodes:
             raise UnknownCall(f"flow {state.flow_id!r} no longer has node {state.node!r}")
         return flow
 
     async def _render_turn(
-        self, sid: str, turn: Turn, dial_as: str | None = None
+        self, sid: str, served: Served, turn: Turn, dial_as: str | None = None
     ) -> tuple[str, str, dict[str, Any] | None, dict[str, Any] | None, tuple[Action, ...]]:
         """(TwiML, phase, transfer progress, listening-menu record, the transfer's
         first actions) for a turn.
@@ -307,7 +312,7 @@ class CallFlow:
         """
         wait = turn.wait
         if isinstance(wait, TransferTo):
-            steps = self.steps_for(wait, turn.state.caller_state)
+            steps = served.steps(wait, turn.state.caller_state)
             p, actions = unrung(begin(
                 steps, self.clock(), await self.transfers.availability(steps),
                 language=wait.language, queue=wait.queue, line=wait.line, need=wait.need,
@@ -315,15 +320,15 @@ class CallFlow:
             ))
             first = next((self.transfers.dial_step(a) for a in actions
                           if isinstance(a, DialLine)), p.step)
-            twiml = self.renderer.flow_turn(
+            twiml = served.renderer.flow_turn(
                 turn.actions, turn.state.seq, then=(conference_name(sid), first))
             return twiml, "transfer", p.to_json(), None, actions
-        listen = self._listen_record(wait) if isinstance(wait, Ask) else None
+        listen = self._listen_record(served, wait) if isinstance(wait, Ask) else None
         token = listen["token"] if listen else None
-        twiml = self.renderer.flow_turn(turn.actions, turn.state.seq, listen_token=token)
+        twiml = served.renderer.flow_turn(turn.actions, turn.state.seq, listen_token=token)
         return twiml, ("flow" if not turn.state.finished else "ended"), None, listen, ()
 
-    def _listen_record(self, ask: Ask) -> dict[str, Any] | None:
+    def _listen_record(self, served: Served, ask: Ask) -> dict[str, Any] | None:
         """What a listening menu's stream needs; None when the menu cannot listen."""
         if not ask.speech or not self.speech_languages:
             return None
@@ -342,6 +347,7 @@ class CallFlow:
             "prompt": ask.prompt,
             "timeout": ask.timeout,
             "grammars": grammars,
+            "content_version": served.version,  # whose recording the stream plays
         }
 
 

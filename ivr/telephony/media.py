@@ -70,7 +70,9 @@ async def media_stream(request: web.Request) -> web.StreamResponse:
             log.warning("call %s: media stream with an unknown or used token", call_sid)
             return ws
         session = speech.listen(listen["grammars"])
-        audio = app[keys.prompt_audio].get((listen["language"], listen["prompt"]), b"")
+        # The recording of the content version the call is on (the listen record names it).
+        served = await app[keys.active].get(listen.get("content_version"))
+        audio = served.prompt_audio.get((listen["language"], listen["prompt"]), b"")
         listener = _Listener(ws, start.stream_sid, session, audio, float(listen["timeout"]))
         decision = await listener.run()
         if decision is not None:

@@ -50,10 +50,15 @@ class MissingPrompt(ContentError, LookupError):
 
 
 class Renderer:
-    def __init__(self, public_url: str, prompts: PromptCatalog, caller_id: str) -> None:
+    def __init__(
+        self, public_url: str, prompts: PromptCatalog, caller_id: str, version: str | None = None
+    ) -> None:
         self.public_url = public_url
         self.prompts = prompts
         self.caller_id = caller_id  # our own number, for legs and <Dial>s we originate
+        # The content version the prompts are from: recording URLs name it, so a
+        # call hears its own version's recordings whichever instance serves them.
+        self.version = version
         # Most turns hold nothing of the caller (the greeting and menu at seq 1
         # are the same for every call): render each distinct one once.
         self._turns: dict[tuple[tuple[Action, ...], int], str] = {}
@@ -61,6 +66,9 @@ class Renderer:
     def url(self, path: str, **query: object) -> str:
         qs = urlencode({k: v for k, v in query.items() if v is not None})
         return f"{self.public_url}{path}" + (f"?{qs}" if qs else "")
+
+    def recording_url(self, language: str, prompt_id: str) -> str:
+        return self.url(f"/prompts/{language}/{prompt_id}.wav", v=self.version)
 
     def _speak(
         self,
@@ -73,7 +81,7 @@ class Renderer:
         if prompt is None:
             raise MissingPrompt(language, prompt_id)
         if prompt.recording is not None and not values:
-            target.play(self.url(f"/prompts/{language}/{prompt_id}.wav"))
+            target.play(self.recording_url(language, prompt_id))
             return
         if prompt.segments:
             for segment_language, part in prompt.segments:
@@ -174,7 +182,7 @@ class Renderer:
         self._speak(response, language, HOLD_REASSURANCE.id)
         music = self.prompts.get(language, HOLD_MUSIC.id)
         if music is not None and music.recording is not None:
-            response.play(self.url(f"/prompts/{language}/{HOLD_MUSIC.id}.wav"))
+            response.play(self.recording_url(language, HOLD_MUSIC.id))
         else:  # optional: validation refuses a hold_music entry without its recording
             response.pause(length=HOLD_PAUSE)
         response.redirect(self.url("/twilio/hold", lang=language, call=call_sid, n=rounds + 1),

@@ -46,9 +46,15 @@ def voice_webhook(handler: VoiceHandler) -> Callable[[web.Request], Awaitable[we
             # callerId without the database (the caller's number is not kept).
             app = request.app
             caller_id = dial_caller_id(form_of(request).get("From"), app[keys.caller_id])
-            return twiml(failsafe(app[keys.backup_number], caller_id))
+            return twiml(failsafe(backup_number(app), caller_id))
 
     return wrapped
+
+
+def backup_number(app: web.Application) -> str:
+    """The active content version's backup line (IVR_BACKUP_NUMBER wins)."""
+    active = app.get(keys.active)
+    return active.current.backup_number if active is not None else app[keys.backup_number]
 
 
 def _seq(request: web.Request) -> int:
@@ -59,7 +65,8 @@ def _seq(request: web.Request) -> int:
 async def voice(request: web.Request, sid: str) -> str:
     app = request.app
     params = form_of(request)
-    location = locate(params, app[keys.georoute_param] or None, app[keys.default_region])
+    plan = app[keys.active].current.content.plan
+    location = locate(params, plan.georoute_param, plan.default_region)
     number = params.get("From", "")
     hashed = caller_hash(number, app[keys.hash_key]) if number else None
     return await app[keys.callflow].incoming(sid, params, CallerInfo(location, hashed))
@@ -96,7 +103,7 @@ async def hold(request: web.Request) -> web.Response:
     rather than left to hold for nobody (Transfers.holding). The hold music
     is answered whatever that check finds.
     """
-    transfers, renderer = request.app[keys.transfers], request.app[keys.renderer]
+    transfers, renderer = request.app[keys.transfers], request.app[keys.active].current.renderer
     language = request.query.get("lang", "en")
     call_sid = request.query.get("call", "")
     try:
@@ -176,7 +183,7 @@ async def fallback(request: web.Request) -> web.Response:
     middleware lets it through): it changes nothing and tells only the
     backup number. `ivr fallback` prints it, to host apart from the server.
     """
-    return twiml(failsafe(request.app[keys.backup_number], request.app[keys.caller_id]))
+    return twiml(failsafe(backup_number(request.app), request.app[keys.caller_id]))
 
 
 async def status(request: web.Request) -> web.Response:

@@ -1,0 +1,95 @@
+"""A publish that removes the center a caller is holding for: the caller goes
+on to their next tier at once instead of holding for counselors who are gone."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+import pytest
+from aiohttp.test_utils import TestServer
+
+from ivr.app import create_app
+from ivr.config import Settings
+from ivr.content import load_content
+from ivr.publishing.archive import read_folders, to_tar
+from ivr.sim import CallScript, Silence, TwilioWorld, simulate_call
+from ivr.sim.config import SimConfig
+from tests.conftest import AUTH_TOKEN, ROOT, bounded
+
+TEXAS_CALLER = "+15125550123"
+
+
+@pytest.fixture
+def folders(tmp_path: Path) -> Path:
+    """The shipped content, with a local tier that holds callers for ten minutes."""
+    shutil.copytree(ROOT / "flows", tmp_path / "flows")
+    shutil.copytree(ROOT / "prompts", tmp_path / "prompts")
+    plan = tmp_path / "flows" / "routing.yaml"
+    text = plan.read_text()
+    local = "{tier: local, ring_timeout: 20s, skip_when_unavailable: true}"
+    assert local in text
+    plan.write_text(text.replace(local, "{tier: local, ring_timeout: 600s}"))
+    flow = tmp_path / "flows" / "988.yaml"
+    flow.write_text("".join(line for line in flow.read_text().splitlines(keepends=True)
+                            if not line.startswith("max_time_to_backup:")))
+    return tmp_path
+
+
+def without_texas(folders: Path) -> dict[str, bytes]:
+    files = read_folders(folders / "flows", folders / "prompts")
+    plan = files["flows/routing.yaml"].decode()
+    start, end = plan.index("  tx-austin:\n"), plan.index("\n  ny-nyc:")
+    files["flows/routing.yaml"] = (plan[:start] + plan[end + 1:]).encode()
+    return files
+
+
+@pytest.fixture
+async def server(settings: Settings, folders: Path) -> AsyncIterator[str]:
+    own = replace(settings, flows_dir=folders / "flows", prompts_dir=folders / "prompts")
+    content = await asyncio.to_thread(load_content, own.flows_dir, own.prompts_dir)
+    port = int(settings.public_url.rsplit(":", 1)[1])
+    srv = TestServer(create_app(own, content), host="127.0.0.1", port=port)
+    await srv.start_server()
+    yield settings.public_url
+    await bounded(srv.close(), "closing the test server")
+
+
+async def test_callers_holding_for_a_removed_center_go_on_to_their_next_tier(
+    server: str, settings: Settings, world: TwilioWorld, folders: Path
+) -> None:
+    sim = SimConfig(server_url=server, auth_token=AUTH_TOKEN, account_sid=settings.account_sid)
+    call = asyncio.create_task(simulate_call(
+        sim, CallScript(from_number=TEXAS_CALLER, inputs=(Silence(),)), world=world))
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        for _ in range(600):  # the caller holds at the local tier: nobody is available
+            if await conn.fetchval("SELECT count(*) FROM waiting WHERE status = 'waiting'"):
+                break
+            await asyncio.sleep(0.05)
+        sid = await conn.fetchval("SELECT call_sid FROM waiting WHERE status = 'waiting'")
+        assert sid is not None
+
+        upload = await asyncio.to_thread(without_texas, folders)
+        async with aiohttp.ClientSession() as http, http.post(
+                f"{server}/admin/content/publish", data=to_tar(upload),
+                headers={"Authorization": f"Bearer {settings.admin_token}"}) as resp:
+            assert resp.status == 200, await resp.text()
+        # Ten minutes at the local tier otherwise: a minute is ample.
+        async with asyncio.timeout(60):
+            transcript = await call
+        assert transcript.reached_human, transcript.format()
+        moved = await conn.fetch(
+            "SELECT detail FROM call_events WHERE call_sid = $1 AND kind = 'next_tier'", sid)
+        assert moved, "the caller never left the local tier"
+        gone = await conn.fetch(
+            "SELECT id FROM counselors WHERE center_id = 'tx-austin' AND NOT removed")
+        assert not gone
+    finally:
+        call.cancel()
+        await conn.close()
