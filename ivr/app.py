@@ -105,7 +105,7 @@ def create_app(
                                               on_withdrawn=withdrawn))
     secure_cookie = settings.public_url.startswith("https://")
     app.router.add_get("/console", to_console)  # before the sub-app, which would claim it
-    app.add_subapp("/console", create_console_app(secrets.admin_token, content, secure_cookie))
+    app.add_subapp("/console", create_console_app(secrets.admin_token, secure_cookie))
     app.cleanup_ctx.append(live_updates)
     app.on_shutdown.append(close_event_streams)
     app.router.add_get("/twilio/media", media_stream)

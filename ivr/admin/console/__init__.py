@@ -1,7 +1,7 @@
 """The live console for supervisors and counselors, served under /console/.
 
     from ivr.admin.console.setup import create_console_app, live_updates
-    app.add_subapp("/console", create_console_app(admin_token, content, secure_cookie))
+    app.add_subapp("/console", create_console_app(admin_token, secure_cookie))
     app.cleanup_ctx.append(live_updates)   # after the database is open
 
 Modules: setup (the wiring), tokens (issued, hashed, revoked), sessions

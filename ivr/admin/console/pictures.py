@@ -16,22 +16,24 @@ log = logging.getLogger(__name__)
 
 
 class FlowPictures:
-    def __init__(self, content: Content) -> None:
-        self._content = content
-        self._svg: dict[str, bytes | None] = {}
+    """Pictures by (content version, flow id): a version's content never changes."""
+
+    def __init__(self) -> None:
+        self._svg: dict[tuple[str, str], bytes | None] = {}
         self._lock = asyncio.Lock()
 
-    async def svg(self, flow_id: str) -> bytes | None:
+    async def svg(self, version: str, content: Content, flow_id: str) -> bytes | None:
         """The picture of a flow of the content, or None (unknown flow, no Graphviz)."""
-        if flow_id not in self._content.flows.flows:
+        if flow_id not in content.flows.flows:
             return None
         async with self._lock:
-            if flow_id not in self._svg:
-                self._svg[flow_id] = await asyncio.to_thread(self._draw, flow_id)
-            return self._svg[flow_id]
+            if (version, flow_id) not in self._svg:
+                self._svg[(version, flow_id)] = await asyncio.to_thread(
+                    self._draw, content, flow_id)
+            return self._svg[(version, flow_id)]
 
-    def _draw(self, flow_id: str) -> bytes | None:
-        content = self._content
+    @staticmethod
+    def _draw(content: Content, flow_id: str) -> bytes | None:
         flow = content.flows.flows[flow_id]
         graph = build_graph(flow, content.analyses[flow_id], content.flows.prompts, content.plan)
         with tempfile.TemporaryDirectory() as tmp:

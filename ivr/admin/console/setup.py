@@ -17,19 +17,18 @@ from ivr.admin.console import views
 from ivr.admin.console.assets import TEMPLATES
 from ivr.admin.console.events import CHANNEL, Hub
 from ivr.admin.console.pictures import FlowPictures
-from ivr.content import Content
 
 log = logging.getLogger(__name__)
 
 CLOSE_TIMEOUT = 5.0
 
 
-def create_console_app(admin_token: str, content: Content, secure_cookie: bool) -> web.Application:
+def create_console_app(admin_token: str, secure_cookie: bool) -> web.Application:
     """The /console sub-application; the hub it reads comes from `live_updates`."""
     console = web.Application(middlewares=[views.guard])
     console[views.admin_token_key] = admin_token
     console[views.secure_key] = secure_cookie
-    console[views.pictures_key] = FlowPictures(content)
+    console[views.pictures_key] = FlowPictures()
     # Autoescaping for every template: names from the routing plan are text.
     aiohttp_jinja2.setup(console, loader=jinja2.DictLoader(TEMPLATES), autoescape=True,
                          undefined=jinja2.StrictUndefined, trim_blocks=True,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 import aiohttp_jinja2
@@ -30,8 +30,13 @@ from ivr.admin.console.events import sse_message
 from ivr.admin.console.pictures import FlowPictures
 from ivr.admin.console.sessions import Session
 from ivr.admin.console.tokens import Holder
+from ivr.content import Content, InvalidContent
+from ivr.publishing import publish as publishing
+from ivr.publishing.active import UnknownVersion
+from ivr.publishing.wiring import serve_latest
 from ivr.storage import counselors
 from ivr.storage.counselors import PresenceConflict, UnknownCounselor
+from ivr.yamlsrc import Problem
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +56,10 @@ MESSAGES: Final = {
     "out": "You are signed out.",
     "busy": "That counselor is offered a call or on one: not changed.",
     "set": "Presence changed.",
+    "published": "The content folders are published: this version is active on every instance.",
+    "unchanged": "The content folders are already the active version: nothing to publish.",
+    "rolledback": "Rolled back: that version is active on every instance.",
+    "conflict": "Another publish is under way: try again when it is done.",
 }
 
 session_key = web.RequestKey("console_session", Session)
@@ -76,6 +85,8 @@ def add_routes(console: web.Application) -> None:
     console.router.add_post("/signin", signin)
     console.router.add_post("/signout", signout)
     console.router.add_post("/counselors/{id}/presence", presence)
+    console.router.add_post("/content/publish", publish)
+    console.router.add_post("/content/activate", activate)
     console.router.add_get("/events", events)
     console.router.add_get("/flows/{id}.svg", flow_picture)
     console.router.add_get("/static/{name}", static)
@@ -187,16 +198,36 @@ async def signout(request: web.Request) -> web.StreamResponse:
 
 
 async def page(request: web.Request) -> web.Response:
+    return await _page(request, _message(request))
+
+
+async def _page(
+    request: web.Request, message: str | None, problems: Sequence[Problem] = (),
+    status: int = 200,
+) -> web.Response:
     session = request[session_key]
     board = await request.config_dict[keys.console_hub].board()
     context = _context(request, session, board)
-    context["message"] = _message(request)
-    name = "supervisor.html" if session.holder.role == "supervisor" else "counselor.html"
-    return aiohttp_jinja2.render_template(name, request, context)
+    context["message"] = message
+    if session.holder.role == "supervisor":
+        context["versions"] = await publishing.list_versions(_pool(request))
+        context["problems"] = problems
+        name = "supervisor.html"
+    else:
+        name = "counselor.html"
+    return aiohttp_jinja2.render_template(name, request, context, status=status)
+
+
+def _served(request: web.Request) -> tuple[str, Content]:
+    """The content version this instance serves now, and its content."""
+    active = request.config_dict.get(keys.active)
+    if active is None:  # still starting
+        return "", request.config_dict[keys.content]
+    return active.current.version, active.current.content
 
 
 def _context(request: web.Request, session: Session, board: Board) -> dict[str, Any]:
-    content = request.config_dict[keys.content]
+    version, content = _served(request)
     plan = content.plan
     holder = session.holder
     context: dict[str, Any] = {
@@ -213,6 +244,7 @@ def _context(request: web.Request, session: Session, board: Board) -> dict[str, 
         context["flows"] = [
             (flow_id, content.analyses[flow_id]) for flow_id in sorted(content.flows.flows)
         ]
+        context["version"] = version
     else:
         context["me"] = board.counselor(holder.subject)
         context["offer"] = board.offer_for(holder.subject)
@@ -286,10 +318,73 @@ async def events(request: web.Request) -> web.StreamResponse:
     return response
 
 
-async def flow_picture(request: web.Request) -> web.Response:
+def _supervisor_only(request: web.Request) -> None:
     if request[session_key].holder.role != "supervisor":
-        raise web.HTTPForbidden(text="supervisors only\n")
-    svg = await request.app[pictures_key].svg(request.match_info["id"])
+        raise web.HTTPForbidden(text="supervisors only: nothing changed\n")
+
+
+async def publish(request: web.Request) -> web.StreamResponse:
+    """Publish the content folders (as `kill -HUP` does); refused problems are
+    shown in place on the page, the version served stays."""
+    _supervisor_only(request)
+    pool, settings = _pool(request), request.config_dict[keys.settings]
+    how = request.config_dict.get(keys.publish_settings)
+    if how is None:
+        raise web.HTTPServiceUnavailable(text="starting: try again in a moment\n")
+    who = _who(request)
+    try:
+        result = await publishing.publish_folders(pool, settings.flows_dir, settings.prompts_dir,
+                                                  who, how)
+    except publishing.PublishRefused as exc:
+        log.warning("console: %s's publish refused: %d problems", who, len(exc.problems))
+        return await _page(request, "The content folders were not published: they have "
+                           "problems (below). The active version is unchanged.",
+                           problems=exc.problems, status=422)
+    except publishing.PublishConflict:
+        raise web.HTTPSeeOther(f"{PATH}/?m=conflict") from None
+    await _follow_now(request)
+    raise web.HTTPSeeOther(f"{PATH}/?m={'published' if result.created else 'unchanged'}")
+
+
+async def activate(request: web.Request) -> web.StreamResponse:
+    """Make a stored version active again: a rollback."""
+    _supervisor_only(request)
+    how = request.config_dict.get(keys.publish_settings)
+    if how is None:
+        raise web.HTTPServiceUnavailable(text="starting: try again in a moment\n")
+    form = await request.post()
+    version = form.get("version")
+    if not isinstance(version, str) or not version:
+        raise web.HTTPBadRequest(text="version is required\n")
+    try:
+        await publishing.activate(_pool(request), version, _who(request), how)
+    except UnknownVersion:
+        raise web.HTTPNotFound(text="no such content version\n") from None
+    except (publishing.PublishRefused, InvalidContent) as exc:
+        return await _page(request, f"Version {version[:12]} does not load on this "
+                           "instance: not activated.", problems=getattr(exc, "problems", ()),
+                           status=422)
+    await _follow_now(request)
+    raise web.HTTPSeeOther(f"{PATH}/?m=rolledback")
+
+
+def _who(request: web.Request) -> str:
+    holder = request[session_key].holder
+    return f"console ({holder.subject})"
+
+
+async def _follow_now(request: web.Request) -> None:
+    """This instance serves the new version before the page reloads; the
+    others switch when they hear the announcement."""
+    active = request.config_dict.get(keys.active)
+    if active is not None:
+        await serve_latest(active, _pool(request))
+
+
+async def flow_picture(request: web.Request) -> web.Response:
+    _supervisor_only(request)
+    version, content = _served(request)
+    svg = await request.app[pictures_key].svg(version, content, request.match_info["id"])
     if svg is None:
         raise web.HTTPNotFound(text="no picture of that flow\n")
     return web.Response(body=svg, content_type="image/svg+xml")

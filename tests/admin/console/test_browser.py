@@ -16,9 +16,11 @@ import asyncio
 import os
 import shutil
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 from aiohttp.test_utils import TestServer
 
@@ -191,3 +193,91 @@ async def test_counselor_cannot_change_another_counselors_presence(
         assert await presence_of(dsn, "tx-ben") == "available"
     finally:
         await context.close()
+
+
+@pytest.fixture
+def folders(tmp_path: Path) -> Path:
+    """A copy of the shipped content folders that the test edits and publishes."""
+    root = tmp_path / "folders"
+    shutil.copytree(ROOT / "flows", root / "flows")
+    shutil.copytree(ROOT / "prompts", root / "prompts")
+    return root
+
+
+@pytest.fixture
+async def folder_server(
+    settings: Settings, folders: Path
+) -> AsyncIterator[tuple[TestServer, Settings]]:
+    from ivr.app import create_app
+
+    own = replace(settings, flows_dir=folders / "flows", prompts_dir=folders / "prompts")
+    content = await asyncio.to_thread(load_content, own.flows_dir, own.prompts_dir)
+    port = int(own.public_url.rsplit(":", 1)[1])
+    srv = TestServer(create_app(own, content), host="127.0.0.1", port=port)
+    await srv.start_server()
+    yield srv, own
+    await bounded(srv.close(), "closing the server")
+
+
+async def _edit(path: Path, old: str, new: str) -> None:
+    text = await asyncio.to_thread(path.read_text, encoding="utf-8")
+    assert old in text
+    await asyncio.to_thread(path.write_text, text.replace(old, new), encoding="utf-8")
+
+
+async def test_supervisor_publishes_a_broken_flow_reads_its_problem_and_rolls_back(
+    folder_server: tuple[TestServer, Settings], folders: Path, chromium: Any, dsn: str
+) -> None:
+    from playwright.async_api import expect
+
+    _, own = folder_server
+    context = await chromium.new_context()
+    page = await context.new_page()
+    versions = page.locator("#versions tbody tr")
+    try:
+        await page.goto(f"{own.public_url}/console/")
+        await page.get_by_label("Your console token").fill(ADMIN_TOKEN)
+        await page.get_by_role("button", name="Sign in").click()
+        await expect(versions).to_have_count(1)  # the folders, published at start-up
+        first = (await page.locator("#active-version").text_content() or "").strip()
+
+        # A valid change: published, active, the first version one click away.
+        await _edit(folders / "prompts" / "en" / "catalog.yaml", "We're here for you.",
+                    "We are here for you.")
+        await page.get_by_role("button", name="Publish the content folders").click()
+        await expect(page.get_by_role("status")).to_contain_text("published")
+        await expect(versions).to_have_count(2)
+        second = (await page.locator("#active-version").text_content() or "").strip()
+        assert second != first
+
+        # A broken flow: refused, its problem shown in place, nothing changed.
+        await _edit(folders / "flows" / "988.yaml", "    next: main_menu\n",
+                    "    next: no_such_node\n")
+        await page.get_by_role("button", name="Publish the content folders").click()
+        problems = page.locator("#problems li")
+        await expect(problems.first).to_contain_text("flows/988.yaml:")
+        await expect(problems.first).to_contain_text("no_such_node")
+        await expect(page.locator("#active-version")).to_have_text(second)
+        await expect(versions).to_have_count(2)
+        assert await _axe_problems(page) == []
+
+        # Roll back to the first version.
+        await page.get_by_role("button", name=f"Roll back to version {first}").click()
+        await expect(page.get_by_role("status")).to_contain_text("Rolled back")
+        await expect(page.locator("#active-version")).to_have_text(first)
+    finally:
+        await context.close()
+    active = await _active_version(dsn)
+    assert active.startswith(first)
+
+
+async def _active_version(dsn: str) -> str:
+    from ivr.publishing import versions
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        found = await versions.active(conn)
+    finally:
+        await conn.close()
+    assert found is not None
+    return found.version

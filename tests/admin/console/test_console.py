@@ -48,7 +48,7 @@ async def test_admin_token_signs_a_supervisor_in_with_a_strict_httponly_cookie(
             assert "script-src 'self'" in resp.headers["Content-Security-Policy"]
     text = " ".join(page_of(html).text)
     for heading in ("Callers waiting", "Calls now", "Counselors", "Today's 988 figures",
-                    "Active content"):
+                    "Content versions"):
         assert heading in text
     assert "Texas Crisis Center" in text  # counselors by center, named by the plan
     assert 'id="set-tx-ana-available"' in html
