@@ -20,6 +20,12 @@ from aiohttp import web
 
 from ivr import keys, monitoring
 from ivr.admin.api import create_admin_app
+from ivr.admin.console.setup import (
+    close_event_streams,
+    create_console_app,
+    live_updates,
+    to_console,
+)
 from ivr.config import ConfigError, Settings, is_loopback_url
 from ivr.content import Content, load_content
 from ivr.publishing.active import UnknownVersion
@@ -98,6 +104,11 @@ def create_app(
 
     app.add_subapp("/admin", create_admin_app(secrets.admin_token, plan.centers,
                                               on_withdrawn=withdrawn))
+    secure_cookie = settings.public_url.startswith("https://")
+    app.router.add_get("/console", to_console)  # before the sub-app, which would claim it
+    app.add_subapp("/console", create_console_app(secrets.admin_token, secure_cookie))
+    app.cleanup_ctx.append(live_updates)
+    app.on_shutdown.append(close_event_streams)
     app.router.add_get("/twilio/media", media_stream)
     app.on_shutdown.append(close_media_streams)
     app.router.add_get("/healthz", healthz)

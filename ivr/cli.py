@@ -68,6 +68,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     report.add_argument("--since", default="30d",
                         help="24h, 7d, 2w or an ISO date (default: 30d)")
 
+    from ivr.admin.console import command as tokens_command
+
+    tokens_command.add_arguments(sub)
+
     call = sub.add_parser("call", help="simulate a call as Twilio would")
     from ivr.sim.options import add_call_arguments
 
@@ -107,6 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _fallback()
         if args.command == "report":
             return asyncio.run(_report(args.since))
+        if args.command == "tokens":
+            return asyncio.run(tokens_command.run(args, _open_pool))
         if args.command == "call":
             from ivr.content import InvalidContent
             from ivr.sim.run import run_call_command

@@ -16,6 +16,7 @@ import weakref
 import asyncpg
 from aiohttp import web
 
+from ivr.admin.console.events import Hub
 from ivr.config import Settings
 from ivr.content import Content
 from ivr.metrics import Metrics
@@ -52,6 +53,7 @@ transfers = web.AppKey("transfers", Transfers)
 callflow = web.AppKey("callflow", CallFlow)
 listener = web.AppKey("listener", asyncpg.Connection)  # LISTEN for routing changes
 dispatcher = web.AppKey("dispatcher", asyncio.Task[None])  # Transfers.run
+console_hub = web.AppKey("console_hub", Hub)  # the console's live board (ivr.admin.console)
 # The content versions this instance serves (ivr.publishing.wiring); `content`,
 # `renderer` and `prompt_audio` above are the start-up folders' only.
 active = web.AppKey("active", ActiveContent)

@@ -1,0 +1,104 @@
+"""The live part of the console: PostgreSQL NOTIFY in, Server-Sent Events out.
+
+Every change to the tables the console shows raises NOTIFY 'ivr_console'
+(triggers in functions.sql), whichever instance made it. Each instance
+LISTENs on its own connection; its hub then reads the board once and hands
+it to every open event stream of that instance, which renders its own
+view and sends it. Changes in a burst (a call moving on touches several
+tables) are gathered for a moment and read once; time waited and time in
+presence also move on without any change, so an open console is redrawn
+every few seconds anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Final
+
+import asyncpg
+
+from ivr.admin.console.board import Board, load_board
+
+log = logging.getLogger(__name__)
+
+CHANNEL: Final = "ivr_console"
+# Changes this close together are read as one.
+GATHER_SECONDS: Final = 0.05
+# At most this often per instance, however busy the line: within the 1 s promise.
+MIN_INTERVAL: Final = 0.25
+# Clocks on the page (time waited, time in presence) move on by themselves.
+TICK_SECONDS: Final = 5.0
+
+
+class Hub:
+    """Reads the board when it changes and fans it out to the open streams."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+        self._changed = asyncio.Event()
+        self._streams: set[asyncio.Queue[Board | None]] = set()
+
+    def changed(self, *_: object) -> None:
+        """asyncpg's listener callback: wake the hub (no I/O here)."""
+        self._changed.set()
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self) -> AsyncIterator[asyncio.Queue[Board | None]]:
+        """A queue receiving every new board (only the latest is kept), then None
+        when the server shuts down."""
+        queue: asyncio.Queue[Board | None] = asyncio.Queue(maxsize=1)
+        self._streams.add(queue)
+        self._changed.set()  # a new page gets a fresh board at once
+        try:
+            yield queue
+        finally:
+            self._streams.discard(queue)
+
+    def close(self) -> None:
+        """End every open stream (at shutdown: an open page must not hold it up)."""
+        for queue in self._streams:
+            if queue.full():
+                queue.get_nowait()
+            queue.put_nowait(None)
+
+    async def board(self) -> Board:
+        """The board now (read from the database: pages render from it)."""
+        return await load_board(self._pool)
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        last = -MIN_INTERVAL
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(TICK_SECONDS):
+                    await self._changed.wait()
+            if not self._streams:
+                self._changed.clear()
+                continue
+            await asyncio.sleep(max(GATHER_SECONDS, last + MIN_INTERVAL - loop.time()))
+            self._changed.clear()
+            last = loop.time()
+            try:
+                board = await load_board(self._pool)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("console: could not read the board (%s); trying again", exc)
+                continue
+            except Exception:
+                # A bug must not stop every console of the instance for good.
+                log.exception("console: reading the board failed; trying again")
+                continue
+            for queue in list(self._streams):
+                if queue.full():
+                    queue.get_nowait()  # a slow page skips to the newest board
+                queue.put_nowait(board)
+
+
+def sse_message(event: str, html: str) -> bytes:
+    """One Server-Sent Events message; every line of the body is a `data:` line
+    (the browser joins them with newlines)."""
+    lines = [f"event: {event}"]
+    lines.extend(f"data: {line}" for line in html.splitlines() or [""])
+    return ("\n".join(lines) + "\n\n").encode()

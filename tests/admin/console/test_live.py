@@ -1,0 +1,134 @@
+"""The live board: a change made through one instance reaches a console
+served by another (NOTIFY between them, Server-Sent Events to the page),
+and names from the routing plan are shown as text, live or not."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+
+from ivr.admin.console import events
+from ivr.app import create_app
+from ivr.config import Settings
+from ivr.content import Content, load_content
+from tests.admin.console.helpers import (
+    ADMIN_TOKEN,
+    browser,
+    issue,
+    next_event,
+    page_of,
+    sign_in,
+)
+from tests.conftest import ROOT, bounded
+
+SCRIPT_NAME = "<script>alert('ana')</script>Ana"
+CENTER_NAME = "<b>Texas</b> & <i>Co</i>"
+SUPERVISOR = "<img src=x onerror=alert(1)>Dana"
+
+
+@pytest.fixture
+async def other(other_settings: Settings, content: Content) -> AsyncIterator[TestServer]:
+    """A second instance on the same database."""
+    port = int(other_settings.public_url.rsplit(":", 1)[1])
+    srv = TestServer(create_app(other_settings, content), host="127.0.0.1", port=port)
+    await srv.start_server()
+    yield srv
+    await bounded(srv.close(), "closing the second instance")
+
+
+async def _board_until(resp: aiohttp.ClientResponse, text: str) -> str:
+    # A bound so a change that never comes fails the test instead of hanging it.
+    async with asyncio.timeout(30):
+        while True:
+            name, html = await next_event(resp)
+            assert name == "board"
+            if text in html:
+                return html
+
+
+@pytest.fixture
+def notify_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No redraw on the clock: only a NOTIFY can bring the change."""
+    monkeypatch.setattr(events, "TICK_SECONDS", 3600.0)
+
+
+async def test_a_change_through_one_instance_reaches_a_console_on_another(
+    notify_only: None, server: TestServer, settings: Settings, other: TestServer,
+    other_settings: Settings,
+) -> None:
+    async with browser() as session:
+        await sign_in(session, other_settings.public_url, ADMIN_TOKEN)
+        async with session.get(f"{other_settings.public_url}/console/events") as events:
+            assert events.status == 200
+            assert events.content_type == "text/event-stream"
+            first = await _board_until(events, "tx-ana")
+            assert 'id="set-tx-ana-available"' in first
+            assert 'class="presence available"' not in first  # nobody is available yet
+            # The change goes through the first instance's admin API.
+            async with aiohttp.ClientSession() as admin, admin.put(
+                f"{settings.public_url}/admin/counselors/tx-ana/presence",
+                json={"presence": "available"},
+                headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+            ) as resp:
+                assert resp.status == 200
+            html = await _board_until(events, 'class="presence available"')
+    row = html[html.index('id="counselor-tx-ana"'):]
+    row = row[:row.index("</tr>")]
+    assert 'class="presence available"' in row
+
+
+@pytest.fixture
+def named_content(tmp_path: Path) -> Content:
+    """The shipped content with markup in a counselor's and a center's name."""
+    root = tmp_path / "content"
+    shutil.copytree(ROOT / "flows", root / "flows")
+    shutil.copytree(ROOT / "prompts", root / "prompts")
+    plan = root / "flows" / "routing.yaml"
+    text = plan.read_text()
+    for old, new in (("{id: tx-ana, name: Ana,", '{id: tx-ana, name: "' + SCRIPT_NAME + '",'),
+                     ("name: Texas Crisis Center", f'name: "{CENTER_NAME}"')):
+        assert old in text
+        text = text.replace(old, new)
+    plan.write_text(text)
+    return load_content(root / "flows", root / "prompts")
+
+
+@pytest.fixture
+async def named_server(settings: Settings, named_content: Content) -> AsyncIterator[TestServer]:
+    port = int(settings.public_url.rsplit(":", 1)[1])
+    srv = TestServer(create_app(settings, named_content), host="127.0.0.1", port=port)
+    await srv.start_server()
+    yield srv
+    await bounded(srv.close(), "closing the server")
+
+
+async def test_markup_in_names_is_shown_as_text(
+    named_server: TestServer, settings: Settings, dsn: str
+) -> None:
+    base = settings.public_url
+    _, secret = await issue(dsn, "supervisor", SUPERVISOR)
+    async with browser() as session:
+        status, html = await sign_in(session, base, secret)
+        assert status == 200
+        async with session.get(f"{base}/console/events") as events:
+            _, live = await next_event(events)
+        _, counselor_secret = await issue(dsn, "counselor", "tx-ana")
+    async with browser() as session:
+        status, own = await sign_in(session, base, counselor_secret)
+        assert status == 200
+    for page in (html, live, own):
+        assert "<script>alert" not in page
+        assert "<img src=x" not in page
+        assert "<b>Texas" not in page
+        text = "".join(page_of(page).text)
+        assert SCRIPT_NAME in text  # the very name, as text
+    for page in (html, live):
+        text = "".join(page_of(page).text)
+        assert CENTER_NAME in text
+    assert SUPERVISOR in "".join(page_of(html).text)
