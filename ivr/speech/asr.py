@@ -64,7 +64,7 @@ import re
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -471,25 +471,31 @@ class SpeechEngine:
 
 
 class _Channel:
-    """One language's recognizer for a session; touched only by its job."""
+    """One recognizer of a session, for one language or several sharing a model.
+
+    Touched only by the session's job. `menus` maps each language to its
+    grammar forms; languages share a channel only when their forms differ,
+    so a recognised phrase names its language.
+    """
 
     def __init__(
         self,
-        lang: str,
+        menus: Mapping[str, Sequence[str]],
         model: Any,
-        grammar: list[str],
-        phrases: dict[tuple[str, ...], str],
         unknown: str | None,
         config: ListenConfig,
     ) -> None:
-        self.lang = lang
+        self.lang = next(iter(menus))
+        self.lang_of = {form: lang for lang, forms in menus.items() for form in forms}
+        self.phrases = {tuple(form.split()): form for form in self.lang_of}
         self.model = model
-        self.phrases = phrases
         self.unknown = unknown
         self.config = config
-        entries = list(grammar)
+        entries = list(self.lang_of)
         if unknown is not None:
-            entries += [unknown] * config.unknown_weight
+            # The garbage path keeps the prior it has against one language's
+            # phrases: `unknown_weight` entries per language in the channel.
+            entries += [unknown] * (config.unknown_weight * len(menus))
         self.grammar_json = json.dumps(entries, ensure_ascii=False)
         self.recognizer: Any = None
 
@@ -518,7 +524,39 @@ class _Channel:
         ]
         if alternatives == [("", 1.0)] or all(not text for text, _ in alternatives):
             alternatives = []  # Vosk's stand-in for "nothing decoded"
-        return _interpret(self.lang, alternatives, self.phrases, self.unknown)
+        heard = _interpret(self.lang, alternatives, self.phrases, self.unknown)
+        lang = self.lang_of.get(heard.kind, self.lang)
+        return heard if lang == self.lang else replace(heard, lang=lang)
+
+
+def _channels(
+    menus: Mapping[str, dict[str, str]], models: Mapping[str, _LoadedModel], config: ListenConfig
+) -> list[_Channel]:
+    """The recognizers a session needs: one per model, unless two languages share a form.
+
+    Two languages configured with the same model directory (one model
+    loaded once) would otherwise decode every word twice with the same
+    acoustic model: one recognizer with both menus gives each phrase's
+    score on the same audio, which is how `_decide` ranks languages anyway.
+    """
+    groups: dict[int, list[str]] = {}
+    for lang in menus:
+        groups.setdefault(id(models[lang].model), []).append(lang)
+    channels: list[_Channel] = []
+    for langs in groups.values():
+        forms = [form for lang in langs for form in menus[lang]]
+        shared = len(set(forms)) == len(forms)
+        for part in [langs] if shared else [[lang] for lang in langs]:
+            loaded = models[part[0]]
+            channels.append(
+                _Channel(
+                    {lang: list(menus[lang]) for lang in part},
+                    loaded.model,
+                    loaded.unknown_token,
+                    config,
+                )
+            )
+    return channels
 
 
 @dataclass
@@ -565,7 +603,6 @@ class ListenSession:
         if not grammars:
             raise ValueError("a listen session needs at least one language")
         words: dict[str, dict[str, str]] = {}
-        channels: list[_Channel] = []
         for lang, menu in grammars.items():
             if isinstance(menu, str):
                 raise TypeError(f"words for {lang!r} must be a list of phrases, not a string")
@@ -578,13 +615,9 @@ class ListenSession:
                 forms.setdefault(form, phrase)
             if not forms:
                 continue
-            model = engine.models._get(lang)
-            phrases = {tuple(form.split()): form for form in forms}
             words[lang] = forms
-            channels.append(
-                _Channel(lang, model.model, list(forms), phrases, model.unknown_token, self.config)
-            )
         _warn_ignored(self.ignored_words)
+        channels = _channels(words, {lang: engine.models._get(lang) for lang in words}, self.config)
         if not channels:
             raise SpeechConfigError(
                 f"none of the menu words can be recognised by the speech models: {dict(grammars)}"
