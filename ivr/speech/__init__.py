@@ -1,9 +1,10 @@
 """Speech for the IVR: phone audio, Vosk recognition of menu words, prompt tools.
 
 Modules: `audio` (mu-law, resampling, prompt WAVs, energy gate), `asr`
-(models, thread pool, listening sessions), `vocabulary` (a model's word
-list without loading it), `render` (espeak-ng development prompts),
-`fetch` (official model downloads), `errors` (the exception hierarchy).
+(models, thread pool, listening sessions), `voicing` (is a sound a voice),
+`vocabulary` (a model's word list without loading it), `render` (espeak-ng
+development prompts), `fetch` (official model downloads), `errors` (the
+exception hierarchy).
 Vosk itself is imported only when a model is loaded.
 """
 

@@ -37,6 +37,17 @@ utterances of 18 other words; tests/speech, bench/speech_raw.py):
 * Hearing one phrase several times ("영어 영어") counts as that phrase, the
   unknown token next to a phrase is ignored, and two different phrases in
   one utterance are ambiguous.
+* Loud noise is not a word. With a grammar of a few words, line noise
+  driven into clipping (pink noise, 60 Hz hum with its harmonics) decoded
+  as a menu word with a posterior of 0.75 to 1.0 in 12 to 17 of 20 pieces:
+  the n-best list only ranks the grammar's paths, and noise fits one of
+  them. So a decision also needs a voice: `VoicingMeter` (ivr/speech/
+  voicing.py) looks for a pitch that glides over at least 120 ms of the
+  utterance; an utterance without one is noise (no decision, the menu
+  keeps listening), whatever the recognizer made of it. Word timings
+  from Vosk (SetWords) did not separate noise from speech (noise "words"
+  of 0.66 to 0.72 s against 0.33 to 0.42 s of espeak speech, a spread
+  real callers overlap), so they are not used.
 * Known limit: a small grammar maps some out-of-menu words onto a menu word
   with full confidence (고양이 "cat" is heard as 영어). Menus should use
   words that sound unlike each other and unlike common answers.
@@ -53,7 +64,7 @@ import re
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -61,6 +72,7 @@ from ivr.speech.audio import EnergyGate, GateConfig, Upsampler, ulaw_to_pcm16
 from ivr.speech.errors import SpeechConfigError
 from ivr.speech.pool import PriorityPool
 from ivr.speech.vocabulary import UNKNOWN_TOKENS, grammar_form
+from ivr.speech.voicing import VoicingConfig, VoicingMeter
 
 __all__ = [
     "ENV_PREFIX",
@@ -127,6 +139,8 @@ class ListenConfig:
     alternatives: int = 5
     decode_rate: Literal[8000, 16000] = 16000
     gate: GateConfig = field(default_factory=GateConfig)
+    voicing: VoicingConfig | None = field(default_factory=VoicingConfig)
+    """None decides on the recognizer alone, noise included (for measurements)."""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.confidence_threshold <= 1.0:
@@ -457,25 +471,31 @@ class SpeechEngine:
 
 
 class _Channel:
-    """One language's recognizer for a session; touched only by its job."""
+    """One recognizer of a session, for one language or several sharing a model.
+
+    Touched only by the session's job. `menus` maps each language to its
+    grammar forms; languages share a channel only when their forms differ,
+    so a recognised phrase names its language.
+    """
 
     def __init__(
         self,
-        lang: str,
+        menus: Mapping[str, Sequence[str]],
         model: Any,
-        grammar: list[str],
-        phrases: dict[tuple[str, ...], str],
         unknown: str | None,
         config: ListenConfig,
     ) -> None:
-        self.lang = lang
+        self.lang = next(iter(menus))
+        self.lang_of = {form: lang for lang, forms in menus.items() for form in forms}
+        self.phrases = {tuple(form.split()): form for form in self.lang_of}
         self.model = model
-        self.phrases = phrases
         self.unknown = unknown
         self.config = config
-        entries = list(grammar)
+        entries = list(self.lang_of)
         if unknown is not None:
-            entries += [unknown] * config.unknown_weight
+            # The garbage path keeps the prior it has against one language's
+            # phrases: `unknown_weight` entries per language in the channel.
+            entries += [unknown] * (config.unknown_weight * len(menus))
         self.grammar_json = json.dumps(entries, ensure_ascii=False)
         self.recognizer: Any = None
 
@@ -504,7 +524,39 @@ class _Channel:
         ]
         if alternatives == [("", 1.0)] or all(not text for text, _ in alternatives):
             alternatives = []  # Vosk's stand-in for "nothing decoded"
-        return _interpret(self.lang, alternatives, self.phrases, self.unknown)
+        heard = _interpret(self.lang, alternatives, self.phrases, self.unknown)
+        lang = self.lang_of.get(heard.kind, self.lang)
+        return heard if lang == self.lang else replace(heard, lang=lang)
+
+
+def _channels(
+    menus: Mapping[str, dict[str, str]], models: Mapping[str, _LoadedModel], config: ListenConfig
+) -> list[_Channel]:
+    """The recognizers a session needs: one per model, unless two languages share a form.
+
+    Two languages configured with the same model directory (one model
+    loaded once) would otherwise decode every word twice with the same
+    acoustic model: one recognizer with both menus gives each phrase's
+    score on the same audio, which is how `_decide` ranks languages anyway.
+    """
+    groups: dict[int, list[str]] = {}
+    for lang in menus:
+        groups.setdefault(id(models[lang].model), []).append(lang)
+    channels: list[_Channel] = []
+    for langs in groups.values():
+        forms = [form for lang in langs for form in menus[lang]]
+        shared = len(set(forms)) == len(forms)
+        for part in [langs] if shared else [[lang] for lang in langs]:
+            loaded = models[part[0]]
+            channels.append(
+                _Channel(
+                    {lang: list(menus[lang]) for lang in part},
+                    loaded.model,
+                    loaded.unknown_token,
+                    config,
+                )
+            )
+    return channels
 
 
 @dataclass
@@ -516,6 +568,7 @@ class ListenStats:
     decode_jobs: int = 0
     recognizers_created: int = 0
     utterances: int = 0
+    unvoiced_utterances: int = 0  # decoded, but no voice in them: treated as noise
 
 
 class ListenSession:
@@ -550,7 +603,6 @@ class ListenSession:
         if not grammars:
             raise ValueError("a listen session needs at least one language")
         words: dict[str, dict[str, str]] = {}
-        channels: list[_Channel] = []
         for lang, menu in grammars.items():
             if isinstance(menu, str):
                 raise TypeError(f"words for {lang!r} must be a list of phrases, not a string")
@@ -563,13 +615,9 @@ class ListenSession:
                 forms.setdefault(form, phrase)
             if not forms:
                 continue
-            model = engine.models._get(lang)
-            phrases = {tuple(form.split()): form for form in forms}
             words[lang] = forms
-            channels.append(
-                _Channel(lang, model.model, list(forms), phrases, model.unknown_token, self.config)
-            )
         _warn_ignored(self.ignored_words)
+        channels = _channels(words, {lang: engine.models._get(lang) for lang in words}, self.config)
         if not channels:
             raise SpeechConfigError(
                 f"none of the menu words can be recognised by the speech models: {dict(grammars)}"
@@ -578,6 +626,8 @@ class ListenSession:
         self._channels = channels
         self._gate = EnergyGate(self.config.gate)
         self._upsampler = Upsampler() if self.config.decode_rate == 16000 else None
+        voicing = self.config.voicing
+        self._voicing = VoicingMeter(voicing) if voicing is not None else None
         self._pending = bytearray()
         self._pending_frames = 0
         self._inflight: asyncio.Future[Any] | None = None
@@ -706,6 +756,8 @@ class ListenSession:
         if self._closed:
             return False
         pcm = ulaw_to_pcm16(mulaw)
+        if self._voicing is not None:
+            self._voicing.push(pcm)
         if self._upsampler is not None:
             pcm = self._upsampler.push(pcm)
         created = 0
@@ -716,14 +768,21 @@ class ListenSession:
         self.stats.recognizers_created += created
         return True
 
-    def _final_job(self, mulaw: bytes) -> list[_Heard]:
+    def _final_job(self, mulaw: bytes) -> tuple[list[_Heard], bool]:
+        """Every language's reading of the utterance, and whether it held a voice."""
         self._decode_job(mulaw)
         if self._upsampler is not None:
             tail = self._upsampler.flush()
             for channel in self._channels:
                 if channel.recognizer is not None and tail:
                     channel.recognizer.AcceptWaveform(tail)
-        return [channel.final() for channel in self._channels if not self._closed]
+        # FinalResult also resets each recognizer for the next utterance.
+        heard = [channel.final() for channel in self._channels if not self._closed]
+        voiced = True
+        if self._voicing is not None:
+            voiced = self._voicing.speech_like
+            self._voicing.reset()
+        return heard, voiced
 
     async def _finalize(self) -> Decision | None:
         """Final result of the current utterance; None if it held no words."""
@@ -743,11 +802,14 @@ class ListenSession:
                 if future is None:
                     return NoMatch("error")
                 try:
-                    heard = await future
+                    heard, voiced = await future
                 except Exception:  # logged by _on_job_done
                     return NoMatch("error")
                 if self._closed:
                     return NoMatch("closed")
+                if not voiced:
+                    self.stats.unvoiced_utterances += 1
+                    return None  # noise, whatever the grammar fitted to it
                 return _decide(heard, self._words, self.config.confidence_threshold)
             finally:
                 self._finalizing = False

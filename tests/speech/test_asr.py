@@ -140,6 +140,37 @@ async def test_two_languages_pick_the_spoken_one(engine: SpeechEngine, speech: S
         assert (decision.lang, decision.word) == (lang, word)
 
 
+async def test_languages_sharing_a_model_share_a_recognizer(
+    engine: SpeechEngine, speech: Speech
+) -> None:
+    """ko and k2 name one loaded model: each word is decoded once, not once per language."""
+    grammars = {"ko": ["영어", "아니요"], "k2": ["스페인어"]}
+    expected = {"영어": "ko", "아니요": "ko", "스페인어": "k2"}
+    for word, lang in expected.items():
+        session = engine.listen(grammars)
+        try:
+            decision = await listen_to(session, padded(speech.mulaw(word)))
+        finally:
+            session.close()
+        assert isinstance(decision, Match), (word, decision)
+        assert (decision.lang, decision.word) == (lang, word)
+        assert session.stats.recognizers_created == 1
+
+
+async def test_one_word_in_two_languages_keeps_a_recognizer_each(
+    engine: SpeechEngine, speech: Speech
+) -> None:
+    """The same form in both menus could not say its language: decoded once per language."""
+    session = engine.listen({"ko": ["영어"], "k2": ["영어", "아니요"]})
+    try:
+        decision = await listen_to(session, padded(speech.mulaw("아니요")))
+    finally:
+        session.close()
+    assert isinstance(decision, Match), decision
+    assert (decision.lang, decision.word) == ("k2", "아니요")
+    assert session.stats.recognizers_created == 2
+
+
 async def test_second_utterance_after_noise(engine: SpeechEngine, speech: Speech) -> None:
     """A click or cough is not an answer: the session keeps listening."""
     session = engine.listen(MENU)

@@ -175,6 +175,19 @@ async def test_silence_until_the_timeout_is_no_input(
     assert root.find("Dial") is not None
 
 
+async def test_stream_that_stops_sending_is_decided_on_what_was_heard(
+    speech_server: TestServer, settings: Settings
+) -> None:
+    """Half a second of line noise, then nothing while the socket stays open.
+
+    The server waits for the menu's deadline plus its stall slack, then
+    decides (no input here) and closes; the caller goes on by the Connect action.
+    """
+    root, _ = await answer_menu(settings, lambda sid, tok: spoken(b"", sid, tok, tail=0.0)[:27])
+    assert "Connecting you" in (root.find("Say").text or "")  # type: ignore[union-attr]
+    assert root.find("Dial") is not None
+
+
 async def test_unknown_word_takes_the_no_match_path(
     speech_server: TestServer, settings: Settings, korean: dict[str, bytes]
 ) -> None:
