@@ -13,6 +13,7 @@ to a signature problem (a rotated token, a proxy rewriting the URL).
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 from collections.abc import Awaitable, Callable, Mapping
@@ -29,6 +30,9 @@ log = logging.getLogger(__name__)
 
 FORM_KEY = web.RequestKey("form", MultiDictProxy[str])
 UNSIGNED_PATHS = frozenset({"/twilio/fallback"})
+# Seconds a request's body may take to arrive after its headers (Twilio's
+# bodies are a few hundred bytes, sent at once).
+BODY_TIMEOUT = 10.0
 # Callbacks whose URLs carry connection overrides (overrides.py).
 OVERRIDDEN_PATHS = frozenset({"/twilio/status", "/twilio/leg-status"})
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -71,6 +75,7 @@ class SignatureChecker:
 def middleware(checker: SignatureChecker) -> Middleware:
     @web.middleware
     async def check_signature(request: web.Request, handler: Handler) -> web.StreamResponse:
+        await _body_in_time(request)
         if not request.path.startswith("/twilio/") or request.path in UNSIGNED_PATHS:
             return await handler(request)
         if request.method == "GET" and request.headers.get("Upgrade", "").lower() == "websocket":
@@ -104,6 +109,30 @@ def middleware(checker: SignatureChecker) -> Middleware:
         return await handler(request)
 
     return check_signature
+
+
+async def _body_in_time(request: web.Request) -> None:
+    """Read any request's body (Twilio's, the admin API's) within BODY_TIMEOUT.
+
+    A body that never arrives would hold a handler for ever, and a peer that
+    gives up mid-body made aiohttp log a traceback per request: here either
+    is one warning line and an answer (408, or 400 to nobody). The body is
+    kept by aiohttp: handlers read it again at no cost.
+    """
+    if not request.body_exists:
+        return
+    try:
+        async with asyncio.timeout(BODY_TIMEOUT):
+            await request.read()  # over client_max_size: aiohttp answers 413
+    except TimeoutError:
+        log.warning("%s %s: the body did not arrive within %g s; dropped",
+                    request.method, request.path, BODY_TIMEOUT)
+        raise web.HTTPRequestTimeout(text="the body did not arrive\n",
+                                     headers={"Connection": "close"}) from None
+    except ConnectionResetError:  # aiohttp's "Connection lost" while reading
+        log.warning("%s %s: the peer left before its body arrived", request.method,
+                    request.path)
+        raise web.HTTPBadRequest(text="incomplete body\n") from None
 
 
 def form_of(request: web.Request) -> MultiDictProxy[str]:

@@ -14,11 +14,16 @@ from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestServer
 from twilio.request_validator import RequestValidator
 
 from ivr import keys
-from tests.conftest import AUTH_TOKEN
+from ivr.app import create_app
+from ivr.config import Settings
+from ivr.content import Content
+from ivr.telephony import signature
+from tests.conftest import AUTH_TOKEN, bounded
 from tests.helpers import call_params, new_sid
 
 ADMIN = b"Bearer test-admin-token"
@@ -155,3 +160,50 @@ async def test_a_hostile_request_gets_its_status_never_a_500(
         assert _dials_backup(body), body[:500]
 
 
+
+
+@pytest.mark.parametrize(
+    "path", ["/twilio/status", "/twilio/voice", "/admin/counselors/x/presence"])
+async def test_a_body_that_never_arrives_is_dropped_and_logged_once(
+    server: TestServer, path: str, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setattr(signature, "BODY_TIMEOUT", 1.0)
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    try:
+        writer.write(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {FORM}\r\n"
+                     "Content-Length: 500\r\n\r\nCallSid=CA".encode())
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), 30)
+    finally:
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    dropped = [r for r in caplog.records if "did not arrive" in r.getMessage()]
+    assert len(dropped) == 1 and dropped[0].exc_info is None
+    assert not [r for r in caplog.records if r.exc_info]
+
+
+async def test_a_peer_that_leaves_mid_body_is_one_line_not_a_traceback(
+    settings: Settings, content: Content, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Served as `ivr serve` serves (web.run_app: a handler is not cancelled
+    # when its peer leaves; aiohttp's TestServer cancels it, hiding the case).
+    runner = web.AppRunner(create_app(settings, content))
+    await runner.setup()
+    port = int(settings.public_url.rsplit(":", 1)[1])
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(f"POST /twilio/status HTTP/1.1\r\nHost: x\r\nContent-Type: {FORM}\r\n"
+                     "Content-Length: 500\r\n\r\nCallSid=CA".encode())
+        await writer.drain()
+        await asyncio.sleep(0.3)
+        writer.close()
+        for _ in range(100):  # until the server has noticed the peer left
+            if any("left before" in r.getMessage() for r in caplog.records):
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        await bounded(runner.cleanup(), "stopping the server")
+    assert len([r for r in caplog.records if "left before" in r.getMessage()]) == 1
+    assert not [r for r in caplog.records if r.exc_info]
