@@ -85,6 +85,12 @@ TWILIO_ROWS = [
     Hostile("NUL in hold call id", "/twilio/hold?call=CA%00x&n=1", 200, form(CallSid=SID)),
     Hostile("2^63 offer id (whisper)", f"/twilio/whisper?offer={2**63}", 200,
             form(CallSid=SID)),
+    Hostile("5,000-digit hold round", "/twilio/hold?call=CAx&n=" + "9" * 5000, 200,
+            form(CallSid=SID)),
+    Hostile("5,000-digit seq", "/twilio/gather?seq=" + "9" * 5000, 200,
+            form(**call_params(SID, Digits="1")), backup=True),
+    Hostile("non-numeric offer id (counselor wait)", "/twilio/counselor-wait?offer=-1", 200,
+            form(CallSid=SID)),
     Hostile("JSON body on a webhook", "/twilio/status", 400, nested_json(30_000),
             content_type="application/json"),
 ]
