@@ -26,6 +26,7 @@ from aiohttp.test_utils import TestServer
 from ivr.config import Settings
 from ivr.sim import CallScript, CounselorScript, Silence, TwilioWorld, simulate_call
 from ivr.sim.config import SimConfig
+from ivr.telephony import spool as spool_module
 from tests.conftest import fresh_database
 from tests.helpers import call_params, new_sid, post_signed
 
@@ -188,3 +189,20 @@ async def test_a_counselor_leg_that_ends_during_the_outage_frees_the_counselor(
     await eventually(freed, "Ana available again after PostgreSQL returned")
     await eventually(closed, "the call row closed")
     await eventually(lambda: _empty(settings), "the spool emptied")
+
+
+async def test_a_callback_neither_stored_nor_spooled_is_a_503_for_twilio_to_retry(
+    server: TestServer, settings: Settings, outage: OwnPostgres,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(spool_module, "MAX_ENTRIES", 0)  # a full spool
+    sid = new_sid()
+    async with aiohttp.ClientSession() as s:
+        status, _ = await post_signed(s, settings.public_url + "/twilio/voice", call_params(sid))
+        assert status == 200
+        await asyncio.to_thread(outage.kill)
+        status, _ = await post_signed(s, settings.public_url + "/twilio/status",
+                                      call_params(sid, CallStatus="completed"))
+        # 5xx, which the URL's "rp=all" has Twilio retry (a bare 500 was a bug's answer).
+        assert status == 503
+        await asyncio.to_thread(outage.start)
