@@ -21,6 +21,11 @@ import phonenumbers
 from ivr.languages import is_known, unknown_language
 from ivr.yamlsrc import Node, Pos, Problems, parse_duration
 
+# Upper bounds for what an author writes: past them a value is a mistake
+# (9999...s, a million retries), not an OverflowError per call or an
+# analysis that never ends.
+MAX_SECONDS = 24 * 3600.0  # any duration without a tighter bound of its own
+MAX_COUNT = 1000  # any whole number without a tighter bound of its own
 IDENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")  # flow, node, queue and line names
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 
@@ -179,29 +184,40 @@ class FieldReader:
             if seconds is None or not low <= seconds <= high:
                 self.error(
                     node.pos,
-                    f"{what} must be a duration from {low:g}s to {high:g}s, not '{text}'",
+                    f"{what} must be a duration from {low:g}s to {high:g}s, not '{_short(text)}'",
                 )
                 return None
             return seconds
         if seconds is None:
             self.error(
                 node.pos,
-                f"{what} '{text}' is not a duration: write e.g. 6s, 1.5s, 500ms or 2m",
+                f"{what} '{_short(text)}' is not a duration: write e.g. 6s, 1.5s, 500ms or 2m",
             )
             return None
         if seconds <= 0:
             self.error(node.pos, f"{what} must be longer than zero")
             return None
+        if seconds > MAX_SECONDS:
+            self.error(node.pos, f"{what} must be at most {MAX_SECONDS:g}s (a day), "
+                                 f"not '{_short(text)}'")
+            return None
         return seconds
 
-    def integer(self, node: Node, what: str) -> int | None:
-        """A whole number of zero or more."""
-        if not node.is_scalar or node.tag != "tag:yaml.org,2002:int" or not node.text.isdigit():
+    def integer(self, node: Node, what: str, *, high: int = MAX_COUNT) -> int | None:
+        """A whole number from zero to `high`."""
+        text = node.text if node.is_scalar else ""
+        if not node.is_scalar or node.tag != "tag:yaml.org,2002:int" or not (
+            text.isascii() and text.isdigit()
+        ):
             self.error(
                 node.pos, f"{what} must be a whole number (0, 1, 2...), not {node.kind_name}"
             )
             return None
-        return int(node.text)
+        # Compared as text first: int() of thousands of digits raises.
+        if len(text.lstrip("0")) > len(str(high)) or int(text) > high:
+            self.error(node.pos, f"{what} must be at most {high}, not {_short(text)}")
+            return None
+        return int(text)
 
     def flag(self, node: Node, what: str) -> bool | None:
         """true or false (YAML's yes/no and on/off too), unquoted."""
@@ -254,3 +270,8 @@ class FieldReader:
             if self.language(code, pos) is not None:
                 out.append((code, pos))
         return out
+
+
+def _short(text: str, limit: int = 24) -> str:
+    """A value as it can be quoted in a problem (not 5,000 digits of it)."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"

@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -126,15 +127,65 @@ class YamlSyntaxError(ContentError):
 # hold a few thousand; a "billion laughs" document (aliases of aliases)
 # composes small but would make a loader walk billions of values.
 MAX_VALUES = 200_000
+# Deeper than this is no flow, prompt catalog or plan: PyYAML's composer
+# recurses per level and would die of a RecursionError a few hundred in.
+MAX_DEPTH = 64
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _at(mark: Any, file: str) -> Pos:  # yaml.Mark, from the C or the Python parser
+    return Pos(file, mark.line + 1, mark.column + 1) if mark else Pos(file, 1, 1)
+
+
+def _check_events(text: str, file: str) -> None:
+    """What PyYAML reads but cannot be content: nesting deeper than MAX_DEPTH
+    (checked on the event stream, which does not recurse, before composing)
+    and lone surrogates (a double-quoted "\udc80" is no character)."""
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise YamlSyntaxError(Problem(_at(event.start_mark, file),
+                                              f"nested more than {MAX_DEPTH} deep"))
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+        elif isinstance(event, yaml.ScalarEvent) and _SURROGATE.search(event.value):
+            raise YamlSyntaxError(Problem(
+                _at(event.start_mark, file),
+                "a lone surrogate (\\ud800 to \\udfff) is not a character: write the "
+                "character itself"))
+
+
+def _offset_pos(text: str, index: int, file: str) -> Pos:
+    line_start = text.rfind("\n", 0, index) + 1
+    return Pos(file, text.count("\n", 0, index) + 1, index - line_start + 1)
+
+
+def decode(data: bytes, file: str) -> str:
+    """UTF-8 text of a file; bytes that are not UTF-8 are a Problem at their position."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line_start = data.rfind(b"\n", 0, exc.start) + 1
+        pos = Pos(file, data.count(b"\n", 0, exc.start) + 1, exc.start - line_start + 1)
+        bad = data[exc.start:exc.end].hex(" ")
+        raise YamlSyntaxError(Problem(pos, f"not UTF-8 text: bytes {bad} ({exc.reason})")) \
+            from None
 
 
 def parse(text: str, file: str) -> Node:
     """Parse one YAML document; a syntax error becomes one positioned Problem."""
     try:
+        _check_events(text, file)
         raw = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.reader.ReaderError as exc:
+        # The reader refuses a character (a control character, say): it knows
+        # the offset, not the line; the author needs the line.
+        what = f"character {exc.character!r} is not allowed in YAML"
+        raise YamlSyntaxError(Problem(_offset_pos(text, exc.position, file), what)) from None
     except RecursionError:
-        # PyYAML composes recursively: nesting thousands deep exhausts the stack.
-        raise YamlSyntaxError(Problem(Pos(file, 1, 1), "YAML nested too deeply")) from None
+        raise YamlSyntaxError(Problem(Pos(file, 1, 1), "nested too deep")) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
@@ -182,10 +233,10 @@ def _children(node: yaml.Node) -> list[yaml.Node]:
 
 def load(path: Path) -> Node:
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        data = path.read_bytes()
+    except OSError as exc:
         raise YamlSyntaxError(Problem(Pos(str(path), 1, 1), f"cannot read: {exc}")) from None
-    return parse(text, str(path))
+    return parse(decode(data, str(path)), str(path))
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min)?\s*$")

@@ -90,6 +90,10 @@ async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResp
         return await handler(request)
     except _Problem as exc:
         return _error(exc.status, exc.message, exc.field)
+    except asyncpg.DataError as exc:
+        # A value PostgreSQL cannot hold (a NUL in an id): the request's fault.
+        log.info("admin request with a value the database refuses: %s", exc)
+        return _error(400, "a value in the request cannot be stored", "id")
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         log.warning("admin request failed on the database: %s", exc)
         return _error(503, "database unavailable")
@@ -126,7 +130,10 @@ class _Admin:
         if (
             not self._token
             or scheme.lower() != "bearer"
-            or not hmac.compare_digest(given.strip().encode(), self._token)
+            # Header bytes that are not UTF-8 arrive as surrogates: they must
+            # compare unequal, not fail to encode.
+            or not hmac.compare_digest(given.strip().encode("utf-8", "surrogateescape"),
+                                       self._token)
         ):
             challenge = _REALM if not scheme else _REALM + ', error="invalid_token"'
             response = _error(401, "missing or wrong bearer token")
@@ -226,6 +233,8 @@ async def _json_object(request: web.Request) -> dict[str, Any]:
         body = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise _Problem(400, f"malformed JSON: {exc}", "body") from None
+    except RecursionError:
+        raise _Problem(400, "malformed JSON: nested too deep", "body") from None
     if not isinstance(body, dict):
         raise _Problem(400, "the body must be a JSON object", "body")
     return body

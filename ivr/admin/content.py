@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 # Who published, as the versions list shows it: the name of the token used.
 # The console's tokens (issue 11) put theirs on the request under this key.
 TOKEN_NAME = "token_name"
+UPLOAD_SECONDS = 120.0  # a 64 MiB archive over a slow link, not a body that never comes
 ADMIN_TOKEN_NAME = "admin"
 
 
@@ -66,11 +67,17 @@ async def read_upload(request: web.Request, limit: int | None = None) -> bytes |
         return None
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.content.iter_chunked(64 * 1024):
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(UPLOAD_SECONDS):
+            async for chunk in request.content.iter_chunked(64 * 1024):
+                size += len(chunk)
+                if size > limit:
+                    return None
+                chunks.append(chunk)
+    except TimeoutError:
+        log.warning("content upload did not arrive within %g s; dropped", UPLOAD_SECONDS)
+        raise web.HTTPRequestTimeout(text="the upload did not arrive in time\n",
+                                     headers={"Connection": "close"}) from None
     return b"".join(chunks)
 
 

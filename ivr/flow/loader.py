@@ -43,7 +43,7 @@ from ivr.flow.model import Flow, FlowNode, Targets
 from ivr.flow.nodes import read_node
 from ivr.flow.scope import FlowScope
 from ivr.yamlfields import IDENT, is_e164, suggest
-from ivr.yamlsrc import Node, Pos, Problems, YamlSyntaxError, parse
+from ivr.yamlsrc import Node, Pos, Problems, YamlSyntaxError, decode, parse
 
 ROUTING_FILE = "routing.yaml"
 
@@ -109,12 +109,11 @@ def load_flow_file(path: Path, problems: Problems, targets: Targets | None = Non
     """One flow file; None (with the problems added) when it has any error."""
     try:
         data = path.read_bytes()
-        text = data.decode("utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         problems.add(Pos(str(path), 1, 1), f"cannot read the flow file: {exc}")
         return None
     try:
-        root = parse(text, str(path))
+        root = parse(decode(data, str(path)), str(path))
     except YamlSyntaxError as exc:
         problems.add(exc.problem.pos, exc.problem.message)
         return None

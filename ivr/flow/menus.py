@@ -9,6 +9,10 @@ from ivr.yamlfields import Field
 from ivr.yamlsrc import Node, Pos
 
 DEFAULT_MENU_TIMEOUT = 5.0  # seconds, Twilio's <Gather> default
+# <Gather timeout> is whole seconds; a caller left a minute in silence is
+# already a flow that lost them.
+MIN_MENU_TIMEOUT, MAX_MENU_TIMEOUT = 1.0, 60.0
+MAX_RETRIES = 10  # replays of a menu: each multiplies what the analysis walks
 DTMF_KEYS = "0123456789*#"
 
 
@@ -28,7 +32,8 @@ def read_menu(
     prompt = scope.prompt_id(fields["prompt"].value, "a menu") if "prompt" in fields else None
     timeout: float | None = DEFAULT_MENU_TIMEOUT
     if "timeout" in fields:
-        timeout = scope.seconds(fields["timeout"].value, "the menu timeout")
+        timeout = scope.seconds(fields["timeout"].value, "the menu timeout",
+                                low=MIN_MENU_TIMEOUT, high=MAX_MENU_TIMEOUT)
     speech = scope.flag(fields["speech"].value, "speech") if "speech" in fields else True
     options = None
     if "options" in fields:
@@ -167,7 +172,8 @@ def _fallback(
     if fields is None:
         return None
     scope.record(where, f"menu.{kind}", fields)
-    retries = scope.integer(fields["retries"].value, "retries") if "retries" in fields else 0
+    retries = (scope.integer(fields["retries"].value, "retries", high=MAX_RETRIES)
+               if "retries" in fields else 0)
     prompt = scope.prompt_id(fields["prompt"].value, kind) if "prompt" in fields else None
     then = scope.ref(fields["then"].value, what) if "then" in fields else None
     if prompt and retries == 0 and len(scope.problems.errors) == errors_before:

@@ -39,7 +39,7 @@ from ivr.routing.model import (
 )
 from ivr.routing.states import STATES, state_code
 from ivr.yamlfields import Field, FieldReader
-from ivr.yamlsrc import Node, Pos, Problems, YamlSyntaxError, parse
+from ivr.yamlsrc import Node, Pos, Problems, YamlSyntaxError, decode, parse
 
 _TIER_KINDS: Final[Mapping[str, TierKind]] = {kind: kind for kind in TIER_ORDER}
 _TOP_KEYS: Final = (
@@ -61,9 +61,12 @@ _SIP_HEADER = re.compile(r"^[Xx]-[A-Za-z0-9-]+$")
 def load_plan(path: Path, problems: Problems) -> RoutingPlan | None:
     """Load and validate a routing plan; None (with problems reported) when invalid."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        text = decode(path.read_bytes(), str(path))
+    except OSError as exc:
         problems.add(Pos(str(path), 1, 1), f"cannot read: {exc}")
+        return None
+    except YamlSyntaxError as exc:  # not UTF-8: reported where the bytes are
+        problems.items.append(exc.problem)
         return None
     return parse_plan(text, str(path), problems)
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import urlencode
 
 import aiohttp
 from yarl import URL
 
 from ivr.sim.config import SimConfig
+from ivr.sim.overrides import split
 from ivr.sim.signing import SIGNATURE_HEADER, compute_signature, url_with_query
 
 USER_AGENT = "TwilioProxy/1.1"
@@ -35,6 +36,7 @@ class Exchange:
     error: str | None = None
     error_code: int | None = None
     timed_out: bool = False  # no answer within the timeout: the caller waited all of it
+    attempts: int = 1  # with the retries a URL's connection overrides asked for
 
     @property
     def ok(self) -> bool:
@@ -49,6 +51,27 @@ class WebhookClient:
         self._cfg = cfg
 
     async def send(
+        self,
+        method: str,
+        public_url: str,
+        params: Mapping[str, str],
+        idempotency_token: str,
+    ) -> Exchange:
+        """Send as Twilio does, retrying as the URL's connection overrides ask
+        (overrides.py): every attempt is the same request, same token."""
+        public_url, overrides = split(public_url)
+        loop = asyncio.get_running_loop()
+        # `tt` bounds all attempts together, in simulated seconds as the rest.
+        deadline = loop.time() + overrides.total_seconds * self._cfg.timeout_scale
+        attempt = 1
+        while True:
+            exchange = await self._send_once(method, public_url, params, idempotency_token)
+            if (exchange.ok or attempt > overrides.retries or loop.time() >= deadline
+                    or not overrides.retry_on(exchange.status, exchange.timed_out)):
+                return replace(exchange, attempts=attempt)
+            attempt += 1
+
+    async def _send_once(
         self,
         method: str,
         public_url: str,

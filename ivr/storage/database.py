@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +27,40 @@ def start_embedded(data_dir: Path) -> str:
 
     pgdata = data_dir / "pg"
     pgdata.mkdir(parents=True, exist_ok=True)
+    _forget_dead_users(pgdata)
     server = get_server(pgdata, cleanup_mode="stop")
     return str(server.get_uri())
+
+
+# pgserver's list of the processes using its PostgreSQL: the last to leave stops it.
+_USERS_FILE = ".handle_pids.json"
+
+
+def _forget_dead_users(pgdata: Path) -> None:
+    """Drop from pgserver's list the processes that no longer run.
+
+    A server killed with -9 never leaves the list, so the PostgreSQL it left
+    running (which the next `ivr serve` adopts: pgserver joins a running
+    postmaster) would never be stopped by anyone. Taken under pgserver's
+    own lock, as it takes it around that list.
+    """
+    from pgserver.postgres_server import PostgresServer
+
+    path = pgdata / _USERS_FILE
+    with PostgresServer._lock:
+        try:
+            pids = json.loads(path.read_text())
+        except (FileNotFoundError, ValueError):
+            return
+        if not isinstance(pids, list):
+            return
+        alive = [p for p in pids if isinstance(p, int) and _running(p)]
+        if alive == pids:
+            return
+        gone = sorted(set(pids) - set(alive))
+        log.warning("embedded PostgreSQL in %s: adopting it from stopped server process(es) "
+                    "%s; it stops with the last server using it", pgdata, gone)
+        path.write_text(json.dumps(alive))
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -70,3 +103,13 @@ async def ping(pool: asyncpg.Pool) -> bool:
     except Exception:
         return False
     return bool(value == 1)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, under another user
+    return True

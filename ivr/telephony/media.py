@@ -80,7 +80,16 @@ async def media_stream(request: web.Request) -> web.StreamResponse:
         served = await app[keys.active].get(listen.get("content_version"))
         audio = served.prompt_audio.get((listen["language"], listen["prompt"]), b"")
         listener = _Listener(ws, start.stream_sid, session, audio, float(listen["timeout"]))
-        decision = await listener.run()
+        try:
+            # Time in the listener is caller audio received; a stream that
+            # sends only marks or empty media moves it on never, so the
+            # menu's deadline is also kept on the wall clock.
+            async with asyncio.timeout(_wall_limit(audio, float(listen["timeout"]))):
+                decision = await listener.run()
+        except TimeoutError:
+            log.warning("call %s: media stream sent no caller audio by the menu's deadline; "
+                        "deciding on what was heard", call_sid)
+            decision = _decision(await session.finish())
         app[keys.metrics].speech_decided(decision, listener.decided_in)
         if decision is not None:
             await db.store_decision(app[keys.pool], call_sid, token, decision)
@@ -96,6 +105,13 @@ async def media_stream(request: web.Request) -> web.StreamResponse:
             session.close()  # frees the recognizer at once, whatever ended the stream
         await ws.close()
     return ws
+
+
+def _wall_limit(prompt: bytes, timeout: float) -> float:
+    """Wall seconds a listening menu may last: its prompt (played, then 2 s for
+    its mark), its timeout, the grace for a word begun and the stall slack."""
+    played = len(prompt) / 8000 + 2.0 if prompt else 0.0
+    return played + timeout + SPEECH_GRACE + STALL_SLACK
 
 
 async def _wait_start(ws: web.WebSocketResponse) -> StreamStart:

@@ -13,6 +13,7 @@ to a signature problem (a rotated token, a proxy rewriting the URL).
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 from collections.abc import Awaitable, Callable, Mapping
@@ -23,10 +24,21 @@ from aiohttp.typedefs import Middleware
 from multidict import MultiDict, MultiDictProxy
 from twilio.request_validator import RequestValidator, get_signature_algorithm
 
+from ivr.telephony.overrides import with_overrides
+
 log = logging.getLogger(__name__)
 
 FORM_KEY = web.RequestKey("form", MultiDictProxy[str])
 UNSIGNED_PATHS = frozenset({"/twilio/fallback"})
+# Seconds a request's body may take to arrive after its headers (Twilio's
+# bodies are a few hundred bytes, sent at once).
+BODY_TIMEOUT = 10.0
+# Uploads read as a stream by their handler, with their own size and time
+# limits (a content archive may be tens of MiB): read here, they would be
+# cut at the server's client_max_size and gone from the handler's stream.
+STREAMED_BODIES = frozenset({"/admin/content/publish"})
+# Callbacks whose URLs carry connection overrides (overrides.py).
+OVERRIDDEN_PATHS = frozenset({"/twilio/status", "/twilio/leg-status"})
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -40,7 +52,9 @@ class SignatureChecker:
 
     def ok(self, url: str, params: Mapping[str, str], request: web.Request) -> bool:
         signature = request.headers.get("X-Twilio-Signature", "")
-        if not signature:
+        if not signature or not signature.isascii():
+            # A base64 HMAC is ASCII; anything else is forged (and would make
+            # compare_digest raise rather than answer).
             return False
         algorithm = get_signature_algorithm(
             request.headers.get("X-Twilio-Webhooks-Signature-Settings", "")
@@ -65,6 +79,7 @@ class SignatureChecker:
 def middleware(checker: SignatureChecker) -> Middleware:
     @web.middleware
     async def check_signature(request: web.Request, handler: Handler) -> web.StreamResponse:
+        await _body_in_time(request)
         if not request.path.startswith("/twilio/") or request.path in UNSIGNED_PATHS:
             return await handler(request)
         if request.method == "GET" and request.headers.get("Upgrade", "").lower() == "websocket":
@@ -77,17 +92,51 @@ def middleware(checker: SignatureChecker) -> Middleware:
             raise web.HTTPMethodNotAllowed(request.method, ["POST"])
         if request.content_type not in ("application/x-www-form-urlencoded", ""):
             raise web.HTTPBadRequest(text="expected a form-encoded body\n")
-        form = await request.post()  # over client_max_size: aiohttp answers 413
+        try:
+            form = await request.post()  # over client_max_size: aiohttp answers 413
+        except (LookupError, UnicodeDecodeError, ValueError):
+            # An unknown charset, bytes that are not in it: no form to verify.
+            raise web.HTTPBadRequest(text="the form body cannot be decoded\n") from None
         params: MultiDict[str] = MultiDict(
             (k, v) for k, v in form.items() if isinstance(v, str)
         )
-        if not checker.ok(checker.http_url(request), params, request):
+        url = checker.http_url(request)
+        if not checker.ok(url, params, request) and not (
+            # Twilio may sign the callback URL with its connection overrides
+            # fragment as it was given (overrides.py): accept that one too.
+            request.path in OVERRIDDEN_PATHS
+            and checker.ok(with_overrides(url), params, request)
+        ):
             log.warning("forged or unsigned request to %s", request.path)
             raise web.HTTPForbidden(text="invalid Twilio signature\n")
         request[FORM_KEY] = MultiDictProxy(params)
         return await handler(request)
 
     return check_signature
+
+
+async def _body_in_time(request: web.Request) -> None:
+    """Read any request's body (Twilio's, the admin API's) within BODY_TIMEOUT.
+
+    A body that never arrives would hold a handler for ever, and a peer that
+    gives up mid-body made aiohttp log a traceback per request: here either
+    is one warning line and an answer (408, or 400 to nobody). The body is
+    kept by aiohttp: handlers read it again at no cost.
+    """
+    if not request.body_exists or request.path in STREAMED_BODIES:
+        return
+    try:
+        async with asyncio.timeout(BODY_TIMEOUT):
+            await request.read()  # over client_max_size: aiohttp answers 413
+    except TimeoutError:
+        log.warning("%s %s: the body did not arrive within %g s; dropped",
+                    request.method, request.path, BODY_TIMEOUT)
+        raise web.HTTPRequestTimeout(text="the body did not arrive\n",
+                                     headers={"Connection": "close"}) from None
+    except ConnectionResetError:  # aiohttp's "Connection lost" while reading
+        log.warning("%s %s: the peer left before its body arrived", request.method,
+                    request.path)
+        raise web.HTTPBadRequest(text="incomplete body\n") from None
 
 
 def form_of(request: web.Request) -> MultiDictProxy[str]:

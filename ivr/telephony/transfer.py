@@ -84,6 +84,7 @@ from ivr.storage import transfers as outcomes
 from ivr.storage.availability import snapshot as availability_now
 from ivr.storage.holding import holder
 from ivr.telephony.apihealth import ApiHealth
+from ivr.telephony.overrides import with_overrides
 from ivr.telephony.rest import AddressError, RestError, ServiceError, TwilioRest
 from ivr.telephony.twiml import Renderer
 
@@ -272,7 +273,8 @@ class Transfers:
                 to=offer.address,
                 from_=self.renderer.caller_id,
                 url=self.renderer.url("/twilio/whisper", offer=offer.id),
-                status_callback=self.renderer.url("/twilio/leg-status", offer=offer.id),
+                status_callback=with_overrides(
+                    self.renderer.url("/twilio/leg-status", offer=offer.id)),
                 ring_seconds=ring_seconds(left),
             )
         except AddressError as exc:

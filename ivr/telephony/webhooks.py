@@ -7,20 +7,30 @@ caller is sent to the backup line.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 from aiohttp import web
 
 from ivr import keys
 from ivr.routing.location import caller_hash, locate
-from ivr.telephony.callflow import CallerInfo
+from ivr.storage.database import ping
+from ivr.telephony.callflow import KEPT_PARAMS, CallerInfo
 from ivr.telephony.signature import form_of
+from ivr.telephony.spool import Spool, Spooled
 from ivr.telephony.twiml import dial_caller_id, failsafe, hangup_only
 
 log = logging.getLogger(__name__)
 
 TWIML = "text/xml"
+# What a CallSid can look like (Twilio's are CA and 32 hex digits): anything
+# longer or with control characters is not one, and must not reach the database.
+_PLAUSIBLE_SID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+MAX_ID = 2**63 - 1  # a PostgreSQL bigint
+SPOOL: web.AppKey[Spool] = web.AppKey("callback_spool", Spool)
+SPOOL_REPLAY_SECONDS = 1.0  # how often the spool is checked while it holds callbacks
 
 
 def twiml(body: str) -> web.Response:
@@ -36,8 +46,9 @@ def voice_webhook(handler: VoiceHandler) -> Callable[[web.Request], Awaitable[we
     async def wrapped(request: web.Request) -> web.Response:
         sid = form_of(request).get("CallSid", "").strip()
         try:
-            if not sid:
-                raise ValueError("webhook without CallSid")
+            if not _PLAUSIBLE_SID.fullmatch(sid):
+                sid = sid[:40].encode("unicode_escape").decode()  # loggable as it came
+                raise ValueError("webhook without a CallSid that could be one")
             return twiml(await handler(request, sid))
         except Exception:
             log.exception("call %s: %s failed; sending the caller to the backup line",
@@ -126,7 +137,11 @@ async def hold(request: web.Request) -> web.Response:
 
 
 def _offer(request: web.Request) -> int:
-    return int(request.query.get("offer", ""))
+    """The offer id of a counselor-leg URL: ValueError unless a bigint we could have made."""
+    raw = request.query.get("offer", "")
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 19 and 0 < int(raw) <= MAX_ID):
+        raise ValueError(f"not an offer id: {raw[:40]!r}")
+    return int(raw)
 
 
 CounselorHandler = Callable[[web.Request, int], Awaitable[str]]
@@ -167,9 +182,13 @@ async def counselor_wait(request: web.Request, offer: int) -> str:
 
 
 async def leg_status(request: web.Request) -> web.Response:
+    try:
+        offer = _offer(request)
+    except ValueError:
+        raise web.HTTPBadRequest(text="offer must be an offer id\n") from None
     status = form_of(request).get("CallStatus", "")
-    await request.app[keys.transfers].leg_status(_offer(request), status)
-    return web.Response(status=204)
+    return await _stored_or_spooled(request, Spooled("leg-status",
+                                                     {"offer": offer, "status": status}))
 
 
 @voice_webhook
@@ -191,15 +210,99 @@ async def fallback(request: web.Request) -> web.Response:
 async def status(request: web.Request) -> web.Response:
     params = form_of(request)
     sid = params.get("CallSid", "").strip()
-    if not sid:
-        raise web.HTTPBadRequest(text="CallSid is required\n")
-    known = await request.app[keys.callflow].status(sid, params)
-    if not known:
+    if not _PLAUSIBLE_SID.fullmatch(sid):
+        raise web.HTTPBadRequest(text="CallSid is required, as Twilio writes one\n")
+    return await _stored_or_spooled(request, Spooled("status", {"sid": sid, **_kept(params)}))
+
+
+def _kept(params: Mapping[str, str]) -> dict[str, str]:
+    # The fields the call record keeps: never From or To (a caller's number).
+    return {k: params[k] for k in KEPT_PARAMS if k in params}
+
+
+async def _replay(app: web.Application, entry: Spooled) -> None:
+    """Act on a status callback, live or from the spool (the same idempotent paths)."""
+    fields = entry.fields
+    if entry.kind == "leg-status":
+        await app[keys.transfers].leg_status(int(fields["offer"]), str(fields["status"]))
+        return
+    if entry.kind != "status":
+        raise ValueError(f"unknown spooled callback kind {entry.kind!r}")
+    params = {k: str(v) for k, v in fields.items() if k != "sid"}
+    sid = str(fields["sid"])
+    if not await app[keys.callflow].status(sid, params):
         log.info("status callback for unknown call %s", sid)
-    return web.Response(status=204)
+
+
+async def _stored_or_spooled(request: web.Request, entry: Spooled) -> web.Response:
+    """Store a status callback; when the database cannot take it, keep it in
+    the spool (replayed when it returns) and answer 204 all the same; when
+    the spool cannot either, answer 503: the URL's connection overrides make
+    Twilio retry (overrides.py)."""
+    app = request.app
+    try:
+        await _replay(app, entry)
+        return web.Response(status=204)
+    except Exception as exc:
+        failure = exc
+    if await app[SPOOL].put(entry):
+        log.warning("%s callback could not be stored (%s: %s); spooled for replay",
+                    entry.kind, type(failure).__name__, failure)
+        _wake_replay(app)
+        return web.Response(status=204)
+    log.error("%s callback could be neither stored (%s: %s) nor spooled; "
+              "answering 503 for Twilio to retry", entry.kind, type(failure).__name__, failure)
+    return web.Response(status=503, text="try again\n")
+
+
+_REPLAY_WAKE: web.AppKey[asyncio.Event] = web.AppKey("spool_wake", asyncio.Event)
+
+
+def _wake_replay(app: web.Application) -> None:
+    wake = app.get(_REPLAY_WAKE)
+    if wake is not None:
+        wake.set()
+
+
+async def _replay_spool(app: web.Application) -> None:
+    """Replay spooled callbacks while there are any, every SPOOL_REPLAY_SECONDS."""
+    spool, wake = app[SPOOL], app[_REPLAY_WAKE]
+
+    async def database_up() -> bool:
+        return await ping(app[keys.pool])
+
+    async def handle(entry: Spooled) -> None:
+        await _replay(app, entry)
+
+    pending = await spool.pending() > 0  # left by an earlier run of this instance
+    while True:
+        if not pending:
+            await wake.wait()
+        wake.clear()
+        await asyncio.sleep(SPOOL_REPLAY_SECONDS)
+        try:
+            await spool.replay(handle, database_up)
+            pending = await spool.pending() > 0
+        except Exception:
+            log.exception("replaying the callback spool failed; trying again")
+            pending = True
+
+
+async def _callback_spool(app: web.Application) -> AsyncIterator[None]:
+    """The spool under IVR_DATA_DIR/spool and the task that replays it."""
+    app[SPOOL] = Spool(app[keys.settings].data_dir / "spool")
+    app[_REPLAY_WAKE] = asyncio.Event()
+    task = asyncio.create_task(_replay_spool(app))
+    try:
+        yield
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
 
 def add_routes(app: web.Application) -> None:
+    # After the call handling it replays into (create_app adds those first).
+    app.cleanup_ctx.append(_callback_spool)
     app.router.add_post("/twilio/voice", voice)
     app.router.add_post("/twilio/gather", gather)
     app.router.add_post("/twilio/listen", listen)

@@ -313,7 +313,7 @@ CASES = {
         """,
         [
             (7, 5, "a menu needs 'no_input'"),
-            (9, 16, "the menu timeout must be longer than zero"),
+            (9, 16, "the menu timeout must be a duration from 1s to 60s, not '0s'"),
             (10, 15, "speech must be true or false, not 'maybe'"),
             (13, 18, "unknown key 'retry' in no_match (did you mean 'retries'?)"),
             (13, 37, "retries must be a whole number"),

@@ -98,7 +98,7 @@ async def test_published_versions_cannot_be_changed(pool: asyncpg.Pool, how: Ser
      "flows/988.yaml", "spanish_selected"),
     ({**SHIPPED, "flows/bomb.yaml": bomb()}, "flows/bomb.yaml", "alias bomb"),
     ({**SHIPPED, "flows/deep.yaml": b"a: " + b"[" * 50_000 + b"]" * 50_000},
-     "flows/deep.yaml", "nested too deeply"),
+     "flows/deep.yaml", "nested more than 64 deep"),
 ])
 async def test_bad_content_is_refused_and_changes_nothing(
     pool: asyncpg.Pool, how: ServeSettings, files: dict[str, bytes], where: str, says: str

@@ -338,3 +338,34 @@ def root_wav(content: Content) -> Path:
     prompt = content.flows.prompts.get("en", "main_menu")
     assert prompt is not None and prompt.recording is not None
     return prompt.recording
+
+
+@pytest.mark.parametrize("kind", ["marks", "empty media"])
+async def test_a_stream_of_only_marks_or_empty_media_is_closed_at_the_menus_deadline(
+    speech_server: TestServer, settings: Settings, kind: str
+) -> None:
+    # Neither moves the caller's audio clock on: the menu's deadline (5 s
+    # timeout, plus grace and slack) must close the socket all the same.
+    sid = new_sid()
+    mark = json.dumps({"event": "mark", "streamSid": "MZ" + "0" * 32,
+                       "mark": {"name": "not-ours"}})
+    async with aiohttp.ClientSession() as s:
+        url, token = await start_call(s, settings, sid)
+        async with s.ws_connect(url, headers=signed_ws_headers(url)) as ws:
+            await ws.send_str(start_message(sid, token))
+
+            async def read_until_closed() -> None:
+                async for _ in ws:  # outbound audio, marks, clear: until the close
+                    pass
+
+            reader = asyncio.create_task(read_until_closed())
+            for n in range(600):  # 60 s of messages: far past the deadline
+                if reader.done() or ws.closed:
+                    break
+                await ws.send_str(mark if kind == "marks" else media_message(n, b""))
+                await asyncio.sleep(0.1)
+            closed_by_server = reader.done()
+            reader.cancel()
+        assert closed_by_server, "the server kept the stream open past the menu's deadline"
+        body = await listen_action(s, settings, sid)
+    assert parse_twiml(body).find("Dial") is not None  # no input: the menu's connect path
