@@ -1,0 +1,303 @@
+"""The timer worker: carries out the timers any instance recorded (ivr.storage.timers).
+
+Each instance runs one. Every pass (at once when this instance records a
+timer, else every POLL seconds, so a timer is acted on well within 2 s of
+falling due) it first writes down callers sent to the backup line while the
+database was away (Transfers.record_lifelines), then leases the due timers
+and carries each out in a task of its own, so a slow REST request holds up
+nobody else:
+
+- place_leg: ring the counselor of a claimed offer (the REST create), then
+  record the leg and its ring_timeout;
+- ring_timeout: an offer still ringing past its time: what Twilio says of
+  the leg (GET Calls/{Sid}) stands in for the callback that never came, and
+  a leg still ringing is cancelled; either way the caller moves on;
+- tier_deadline: TierDeadline into the progression (Transfers.deadline);
+- move_caller: the REST redirect of a holding caller to their dial step.
+
+A timer whose work fails (a REST or database error) is put back with a
+backoff; one whose instance dies is taken over when its lease ends; one an
+instance stopping was carrying out is given back at once. Every outcome is
+recorded on the row. The reconciliation sweep (ivr.telephony.reconcile)
+runs from here too, every RECONCILE_EVERY seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Final
+
+from ivr.routing.progress import Offer, Phase, Progress
+from ivr.routing.rules import can_ring, ring_seconds
+from ivr.routing.signals import Blame, LegFailed, LegMissed
+from ivr.storage import queue, timers
+from ivr.storage import transfers as outcomes
+from ivr.telephony.rest import AddressError, RestError
+from ivr.telephony.transfer import MISSED, Transfers, as_service_error
+
+log = logging.getLogger(__name__)
+
+POLL: Final = 0.25  # seconds between looks at the timers table when nothing wakes us
+LEASE: Final = 30.0  # seconds a claimed timer is ours: longer than any one REST request
+RECONCILE_EVERY: Final = 5.0  # seconds between reconciliation sweeps
+# A leg's status callback comes a moment after its ring timeout: this long
+# past it, the offer is ended without waiting for the callback any longer.
+RING_GRACE: Final = 0.75
+# A leg answered (the whisper plays) when its ring time ran out: the
+# counselor gets this much longer to press a key before the leg is ended.
+WHISPER_GRACE: Final = 20.0
+MOVE_ATTEMPTS: Final = 8  # then the caller's next hold round records the move again
+
+
+@dataclass(frozen=True)
+class Later:
+    """Not done: look at this timer again at `at`, noting why."""
+
+    at: datetime
+    why: str
+
+
+Outcome = str | Later
+
+
+class TimerWorker:
+    def __init__(
+        self,
+        transfers: Transfers,
+        *,
+        sweep: Callable[[], Awaitable[None]] | None = None,
+        lease: float = LEASE,
+        poll: float = POLL,
+    ) -> None:
+        self.t = transfers
+        self.pool = transfers.pool
+        self.sweep = sweep
+        self.lease = lease
+        self.poll = poll
+        self.owner = f"worker-{uuid.uuid4().hex[:12]}"
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._swept: datetime | None = None
+
+    async def run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.poll):
+                    await self.t.work.wait()
+            self.t.work.clear()
+            try:
+                await self.pass_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the database away: the next pass tries again
+                log.debug("timer pass failed: %s", exc)
+
+    async def pass_once(self) -> None:
+        if self.t.lifelines:
+            await self.t.record_lifelines()
+        now = self.t.clock()
+        for timer in await timers.claim_due(self.pool, now, self.owner, self.lease):
+            task = asyncio.create_task(self._carry_out(timer))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        if self.sweep is not None and (
+            self._swept is None or (now - self._swept).total_seconds() >= RECONCILE_EVERY
+        ):
+            self._swept = now
+            try:
+                await self.sweep()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("reconciliation sweep failed; the next one tries again")
+
+    async def _carry_out(self, timer: timers.Timer) -> None:
+        handler = {
+            "place_leg": self.place_leg,
+            "ring_timeout": self.ring_timeout,
+            "tier_deadline": self.tier_deadline,
+            "move_caller": self.move_caller,
+        }.get(timer.kind)
+        try:
+            outcome: Outcome = ("unknown kind" if handler is None else await handler(timer))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            pause = timers.backoff(timer.attempts)
+            log.warning("timer %d (%s %s) failed (attempt %d), again in %.1f s: %s",
+                        timer.id, timer.kind, timer.subject, timer.attempts,
+                        pause.total_seconds(), exc)
+            outcome = Later(self.t.clock() + pause, f"failed: {exc}")
+        try:
+            if isinstance(outcome, Later):
+                await timers.retry(self.pool, timer.id, outcome.at, outcome.why)
+                delay = (outcome.at - self.t.clock()).total_seconds()
+                if delay <= 0:
+                    self.t.work.set()
+            else:
+                await timers.finish(self.pool, timer.id, self.t.clock(), outcome)
+        except Exception as exc:  # the lease runs out and another attempt comes
+            log.warning("could not record the outcome of timer %d: %s", timer.id, exc)
+
+    # The kinds ----------------------------------------------------------------------
+
+    async def tier_deadline(self, timer: timers.Timer) -> Outcome:
+        assert timer.call_sid is not None
+        result = await self.t.deadline(timer.call_sid, int(timer.detail["stage"]))
+        return Later(result, "not due yet") if isinstance(result, datetime) else result
+
+    async def move_caller(self, timer: timers.Timer) -> Outcome:
+        sid, detail = timer.call_sid, timer.detail
+        assert sid is not None
+        context = await outcomes.call_context(self.pool, sid)
+        if context is None or context["phase"] != "transfer" or not context["transfer"]:
+            return "the transfer is over (or the caller is on the lifeline)"
+        p = Progress.from_json(context["transfer"])
+        if p.phase is not Phase.DIALING or p.stage != int(detail["stage"]):
+            return "stale: the transfer moved on"
+        try:
+            moved = await self.t.rest.redirect(sid, str(detail["url"]))
+        except RestError as exc:
+            await self.t.health.failed(as_service_error(exc))
+            if timer.attempts >= MOVE_ATTEMPTS:
+                log.error("call %s: could not take the caller to %s after %d attempts; their "
+                          "next hold round tries again", sid, detail["where"], timer.attempts)
+                return f"gave up: {exc}"
+            log.info("call %s: could not take the caller to %s (attempt %d): %s",
+                     sid, detail["where"], timer.attempts, exc)
+            return Later(self.t.clock() + timers.backoff(timer.attempts), f"failed: {exc}")
+        return "moved" if moved else "the caller had hung up"
+
+    async def place_leg(self, timer: timers.Timer) -> Outcome:
+        """Ring the counselor of a claimed offer: the caller's progress takes the
+        offer (its number recorded on the offers row), then the leg is placed.
+        Safe to run again after an instance died half-way: an offer that has its
+        leg, or is over, is left alone; one the progress already holds keeps
+        its number."""
+        t = self.t
+        offer = await queue.get_offer(self.pool, int(timer.subject))
+        if offer is None or offer.state != "ringing":
+            return "the offer is over"
+        if offer.leg_sid:
+            return "placed already"
+        made = await self._offered(offer)
+        if made is None:
+            await queue.offer_missed(self.pool, offer.id, "canceled")
+            log.info("call %s: offer to counselor %s withdrawn: too little of the tier left, "
+                     "or the transfer moved on", offer.call_sid, offer.counselor_id)
+            t.kick()
+            return "withdrawn: the transfer moved on"
+        number, left = made
+        try:
+            leg = await t.rest.place_call(
+                to=offer.address,
+                from_=t.renderer.caller_id,
+                url=t.renderer.url("/twilio/whisper", offer=offer.id),
+                status_callback=t.renderer.url("/twilio/leg-status", offer=offer.id),
+                ring_seconds=ring_seconds(left),
+            )
+        except AddressError as exc:
+            # About this counselor's own number or address: they are not
+            # reachable there, so they go offline like a leg that failed.
+            log.warning("call %s: counselor %s could not be rung: %s",
+                        offer.call_sid, offer.counselor_id, exc)
+            await t.leg_ended(offer, "failed", LegFailed(number, Blame.COUNSELOR))
+            return f"address refused: {exc}"
+        except RestError as exc:
+            # Nobody's fault on the staff (credentials, outage, network): the
+            # offer is withdrawn as if never made and the API marked degraded,
+            # so the caller goes on at once instead of waiting on a dead API.
+            await t.health.failed(as_service_error(exc))
+            log.info("call %s: offer to counselor %s withdrawn, the REST API failed",
+                     offer.call_sid, offer.counselor_id)
+            await t.leg_ended(offer, "canceled", LegFailed(number, Blame.SERVICE))
+            return f"REST API failed: {exc}"
+        if not await queue.set_leg(self.pool, offer.id, leg.sid):
+            # The caller left (or the tier moved on) while the leg was being placed.
+            await t.end_leg(leg.sid, ringing=True)
+            return "placed, then cancelled: the offer ended meanwhile"
+        due = t.clock() + timedelta(seconds=ring_seconds(left) + RING_GRACE)
+        await timers.add(self.pool, "ring_timeout", str(offer.id), due, call_sid=offer.call_sid)
+        log.info("call %s: ringing counselor %s (offer %d)",
+                 offer.call_sid, offer.counselor_id, offer.id)
+        return f"placed {leg.sid}"
+
+    async def _offered(self, offer: queue.Offer) -> tuple[int, float] | None:
+        """The claimed offer as the progress's own: (its number, seconds the phone
+        may ring), or None when the caller is no longer holding or too little of
+        the tier is left for a full ring (the tier ends: the dispatcher sees it)."""
+        t = self.t
+        recorded = await queue.offer_number(self.pool, offer.id)
+        for _ in range(3):
+            context = await outcomes.call_context(self.pool, offer.call_sid)
+            if context is None or context["phase"] != "transfer" or not context["transfer"]:
+                return None
+            seen = context["transfer"]
+            p = Progress.from_json(seen)
+            now = t.clock()
+            left = p.seconds_left(now)
+            if p.phase is not Phase.HOLDING:
+                return None
+            mine = p.offer
+            if (recorded is not None and mine is not None and mine.number == recorded
+                    and mine.counselor == offer.counselor_id):
+                # Taken by an attempt that died before the leg was placed.
+                return (recorded, left) if can_ring(left) else None
+            if mine is not None or not can_ring(left):
+                return None
+            number = p.offers_made + 1
+            rung = replace(p, offer=Offer(number, offer.counselor_id, now, ring_seconds(left)),
+                           offers_made=number)
+            await queue.number_offer(self.pool, offer.id, number)
+            if await outcomes.store_progress(self.pool, offer.call_sid, seen,
+                                             rung.to_json()) is not None:
+                return number, left
+            recorded = number
+        return None
+
+    async def ring_timeout(self, timer: timers.Timer) -> Outcome:
+        """An offer's ring time is over and no callback ended it (lost to our
+        outage, or to an instance that died): ask Twilio about the leg."""
+        t = self.t
+        offer = await queue.get_offer(self.pool, int(timer.subject))
+        if offer is None or offer.state != "ringing":
+            return "ended in time"
+        status: str | None = None
+        if offer.leg_sid:
+            try:
+                status = await t.rest.call_status(offer.leg_sid)
+            except RestError as exc:
+                log.info("call %s: could not fetch counselor leg %s: %s",
+                         offer.call_sid, offer.leg_sid, exc)
+        if status in MISSED:
+            log.info("call %s: the %s callback of counselor %s's leg never came; Twilio "
+                     "says so", offer.call_sid, status, offer.counselor_id)
+            await t.leg_status(offer.id, status)
+            return f"callback made up: {status}"
+        if status == "in-progress" and timer.attempts <= 1:
+            return Later(t.clock() + timedelta(seconds=WHISPER_GRACE), "the whisper plays")
+        if offer.leg_sid:
+            await t.end_leg(offer.leg_sid, ringing=True)
+        number = await queue.offer_number(self.pool, offer.id)
+        log.info("call %s: counselor %s's phone rang past its time (leg %s); ended, "
+                 "the caller moves on", offer.call_sid, offer.counselor_id, status or "unknown")
+        # Nobody knows why no callback came (ours to answer for): the counselor
+        # stays available, and is not rung for this caller again in this tier.
+        await t.leg_ended(offer, "canceled", LegMissed(number or 0))
+        return f"rang out (leg {status or 'unknown'})"
+
+    async def close(self) -> None:
+        """Stop, and give the leases of what was cut short back at once."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        try:
+            async with asyncio.timeout(2.0):
+                await timers.release(self.pool, self.owner)
+        except Exception as exc:  # the leases run out by themselves
+            log.info("could not give back the timers in hand: %s", exc)

@@ -1,0 +1,140 @@
+"""Callbacks lost to our side (a 500 while the database is away, an instance
+that died) strand nobody: the offer's ring timeout is a timer row, and the
+reconciliation asks Twilio what became of a leg nobody told us about."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from ivr import keys
+from ivr.app import create_app
+from ivr.config import Settings
+from ivr.content import Content
+from ivr.sim import CallScript, CounselorScript, NoAnswer, Silence, TwilioWorld, simulate_call
+from ivr.sim.config import SimConfig
+from ivr.storage.counselors import get_counselor
+from tests.conftest import AUTH_TOKEN, bounded
+from tests.helpers import staff_all
+
+TX_CALLER = "+15125550123"
+ANA = "+15125550101"  # the first counselor rung for a silent Texan
+FINAL = ("completed", "busy", "failed", "no-answer", "canceled")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def lose_final_leg_callbacks(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """What a counselor leg's final status callback met while the database was
+    away: a 500, and Twilio does not send it again."""
+    if request.path == "/twilio/leg-status":
+        form = await request.post()
+        if form.get("CallStatus") in FINAL:
+            request.app[LOST].append(str(form.get("CallStatus")))
+            return web.Response(status=500)
+    return await handler(request)
+
+
+LOST = web.AppKey("lost_callbacks", list[str])
+
+
+class Clock:
+    """The app's clock: the wall clock, moved ahead by the test."""
+
+    def __init__(self) -> None:
+        self.ahead = timedelta()
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.ahead
+
+
+async def _serve(settings: Settings, content: Content, clock: Clock) -> TestServer:
+    app = create_app(settings, content, clock=clock)
+    app[LOST] = []
+    app.middlewares.append(lose_final_leg_callbacks)
+    port = int(settings.public_url.rsplit(":", 1)[1])
+    srv = TestServer(app, host="127.0.0.1", port=port)
+    await srv.start_server()
+    return srv
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def losing_server(
+    settings: Settings, content: Content, clock: Clock
+) -> AsyncIterator[TestServer]:
+    srv = await _serve(replace(settings, wrap_up_seconds=1.0), content, clock)
+    yield srv
+    await bounded(srv.close(), "closing the test server")
+
+
+def _sim(settings: Settings) -> SimConfig:
+    return SimConfig(server_url=settings.public_url, auth_token=AUTH_TOKEN,
+                     account_sid=settings.account_sid)
+
+
+# A simulated second lasts 0.1 s: Ana's ring (about 20 s of the server's
+# wall clock) is 200 simulated seconds, well within the caller's patience;
+# without the ring timeout the caller would hold until it ran out.
+@pytest.mark.counselors(counselors={ANA: NoAnswer()}, time_scale=0.1)
+async def test_a_lost_leg_callback_does_not_strand_the_caller(
+    losing_server: TestServer, settings: Settings, world: TwilioWorld
+) -> None:
+    await staff_all(losing_server)
+    script = CallScript(from_number=TX_CALLER, inputs=(Silence(),), hold_patience=400)
+    t = await simulate_call(_sim(settings), script, world=world)
+    assert "no-answer" in losing_server.app[LOST], losing_server.app[LOST]
+    assert t.reached_human, t.format()
+    pool = losing_server.app[keys.pool]
+    first = await pool.fetchrow(
+        "SELECT o.id, o.state, o.created_at, o.ended_at FROM offers o"
+        " JOIN counselors k ON k.id = o.counselor_id"
+        " WHERE o.call_sid = $1 AND k.address = $2", t.call_sid, ANA)
+    assert first is not None
+    # Ended by its ring timeout: Twilio, asked, said no-answer.
+    assert first["state"] == "missed", dict(first)
+    outcome = await pool.fetchval(
+        "SELECT outcome FROM timers WHERE kind = 'ring_timeout' AND subject = $1",
+        str(first["id"]))
+    assert outcome == "callback made up: no-answer"
+    rang = await pool.fetchval(
+        "SELECT (transfer->>'offer') IS NULL FROM calls WHERE call_sid = $1", t.call_sid)
+    assert rang  # the progress holds no offer any more
+    print(f"offer {first['id']}: ended {first['ended_at'] - first['created_at']} after it was "
+          "made (its ring timeout, not a callback)")
+
+
+@pytest.mark.counselors(default=CounselorScript(answer_after=2.0, talk_seconds=5.0))
+async def test_a_lost_end_of_an_accepted_leg_frees_the_counselor(
+    losing_server: TestServer, settings: Settings, world: TwilioWorld, clock: Clock
+) -> None:
+    await staff_all(losing_server)
+    script = CallScript(from_number=TX_CALLER, inputs=(Silence(),))
+    t = await simulate_call(_sim(settings), script, world=world)
+    assert t.reached_human, t.format()
+    assert await world.wait_idle(60)
+    assert "completed" in losing_server.app[LOST]
+    pool = losing_server.app[keys.pool]
+    counselor = await pool.fetchval(
+        "SELECT counselor_id FROM offers WHERE call_sid = $1 AND state = 'accepted'",
+        t.call_sid)
+    assert (await get_counselor(pool, counselor)).presence == "on-call"
+    # Nobody told us the leg ended: a while later the sweep asks Twilio.
+    clock.ahead = timedelta(minutes=5)
+    for _ in range(200):
+        if (await get_counselor(pool, counselor)).presence == "available":
+            break
+        await asyncio.sleep(0.05)
+    row = await get_counselor(pool, counselor)
+    assert row.presence == "available" and row.current_call is None, row
