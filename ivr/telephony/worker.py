@@ -72,13 +72,13 @@ class TimerWorker:
         transfers: Transfers,
         *,
         sweep: Callable[[], Awaitable[None]] | None = None,
-        lease: float = LEASE,
+        lease: float | None = None,
         poll: float = POLL,
     ) -> None:
         self.t = transfers
         self.pool = transfers.pool
         self.sweep = sweep
-        self.lease = lease
+        self.lease = LEASE if lease is None else lease
         self.poll = poll
         self.owner = f"worker-{uuid.uuid4().hex[:12]}"
         self._tasks: set[asyncio.Task[None]] = set()
