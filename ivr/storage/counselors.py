@@ -7,13 +7,13 @@ people set the three others.
 
 A change by hand racing with an offer resolves under the counselor's row
 lock to one of two consistent outcomes, whichever commits first:
-- 'wrap-up' or 'offline' always apply; if an offer is still ringing it is
-  withdrawn (state 'canceled', returned in `PresenceChange.withdrawn` so its
-  leg can be hung up) and the caller waits again for someone else; if the
-  counselor accepted first, the call goes on and they are simply not offered
-  another one afterwards;
-- 'available' is refused (`PresenceConflict`, HTTP 409) while the counselor
-  is being offered a call or is on one: a person on a call cannot be free.
+- a change made while an offer rings withdraws it (state 'canceled',
+  returned in `PresenceChange.withdrawn` so its leg can be hung up) and the
+  caller waits again for someone else; if the counselor accepted first, the
+  call goes on and they are simply not offered another one afterwards;
+- 'available' is refused (`PresenceConflict`, HTTP 409) only while the
+  counselor is on a call (a person on a call cannot be free): from any
+  other state it is how an administrator repairs a presence left wrong.
 
 Counselors' addresses are staff numbers: storing them is fine.
 """

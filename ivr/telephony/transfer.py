@@ -580,8 +580,20 @@ class Transfers:
         end = MISSED.get(status)
         number = await queue.offer_number(self.pool, offer_id)
         if end is not None and number is not None:
+            if status == "completed" and not await self._whisper_heard(offer, number):
+                # Answered, yet its whisper never reached us (an instance down,
+                # our outage): ours to answer for, so they stay available.
+                end = "canceled"
             log.info("call %s: counselor %s %s", offer.call_sid, offer.counselor_id, status)
             await self.leg_ended(offer, end, LEG_EVENTS[status](number))
+
+    async def _whisper_heard(self, offer: queue.Offer, number: int) -> bool:
+        """Whether the whisper of this offer was served (its LegAnswered stored)."""
+        context = await outcomes.call_context(self.pool, offer.call_sid)
+        if context is None or not context["transfer"]:
+            return True  # nothing to tell by: as before
+        current = Progress.from_json(context["transfer"]).offer
+        return current is None or current.number != number or current.answered
 
     # The caller ------------------------------------------------------------------
 

@@ -60,7 +60,7 @@ def _redirects(world: TwilioWorld, sid: str) -> list[str]:
 async def test_a_caller_on_the_lifeline_is_never_rung_for_nor_moved(
     pg_dir: tuple[Path, list[Any]], tmp_path: Path, queueing_content: Content
 ) -> None:
-    from pgserver import get_server
+    from pgserver import get_server  # type: ignore[attr-defined]
 
     path, running = pg_dir
     dsn = str(running[0].get_uri())

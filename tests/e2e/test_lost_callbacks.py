@@ -138,3 +138,43 @@ async def test_a_lost_end_of_an_accepted_leg_frees_the_counselor(
         await asyncio.sleep(0.05)
     row = await get_counselor(pool, counselor)
     assert row.presence == "available" and row.current_call is None, row
+
+
+@web.middleware
+async def first_whisper_hits_a_dead_instance(
+    request: web.Request, handler: Handler
+) -> web.StreamResponse:
+    """The first counselor's whisper request reaches an instance that is gone:
+    the balancer answers 502 and Twilio ends the leg (completed)."""
+    if request.path == "/twilio/whisper" and not request.app[LOST]:
+        request.app[LOST].append("whisper")
+        return web.Response(status=502)
+    return await handler(request)
+
+
+async def test_a_whisper_lost_to_our_side_does_not_set_the_counselor_offline(
+    settings: Settings, content: Content, world: TwilioWorld
+) -> None:
+    app = create_app(settings, content)
+    app[LOST] = []
+    app.middlewares.append(first_whisper_hits_a_dead_instance)
+    port = int(settings.public_url.rsplit(":", 1)[1])
+    srv = TestServer(app, host="127.0.0.1", port=port)
+    await srv.start_server()
+    try:
+        await staff_all(srv)
+        t = await simulate_call(_sim(settings), CallScript(from_number=TX_CALLER,
+                                                           inputs=(Silence(),)), world=world)
+        assert await world.wait_idle(60)
+        pool = srv.app[keys.pool]
+        first = await pool.fetchrow(
+            "SELECT counselor_id, state FROM offers WHERE call_sid = $1 ORDER BY id LIMIT 1",
+            t.call_sid)
+        assert first is not None
+        presence = (await get_counselor(pool, first["counselor_id"])).presence
+    finally:
+        await bounded(srv.close(), "closing the test server")
+    assert srv.app[LOST] == ["whisper"]
+    assert t.reached_human, t.format()
+    assert first["state"] == "canceled", dict(first)
+    assert presence == "available"
