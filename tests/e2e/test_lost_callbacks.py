@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from aiohttp import web
@@ -21,6 +21,7 @@ from ivr.sim import CallScript, CounselorScript, NoAnswer, Silence, TwilioWorld,
 from ivr.sim.config import SimConfig
 from ivr.storage.counselors import get_counselor
 from tests.conftest import AUTH_TOKEN, bounded
+from tests.e2e.appclock import Clock
 from tests.helpers import staff_all
 
 TX_CALLER = "+15125550123"
@@ -44,16 +45,6 @@ async def lose_final_leg_callbacks(request: web.Request, handler: Handler) -> we
 
 
 LOST = web.AppKey("lost_callbacks", list[str])
-
-
-class Clock:
-    """The app's clock: the wall clock, moved ahead by the test."""
-
-    def __init__(self) -> None:
-        self.ahead = timedelta()
-
-    def __call__(self) -> datetime:
-        return datetime.now(UTC) + self.ahead
 
 
 async def _serve(settings: Settings, content: Content, clock: Clock) -> TestServer:
