@@ -230,6 +230,23 @@ async def call_ended_for_counselor(
     return None if record is None else _row(record)
 
 
+async def end_wrap_up_of(pool: asyncpg.Pool, counselor_id: str, since: dt.datetime) -> bool:
+    """The wrap-up that began at `since` is over: available again (unless their
+    presence changed meanwhile, or they left the plan)."""
+    done: str | None = await pool.fetchval(
+        """
+        WITH k AS (
+            UPDATE counselors SET presence = 'available', presence_since = now(),
+                   idle_since = now(), updated_at = now()
+            WHERE id = $1 AND presence = 'wrap-up' AND presence_since = $2 AND NOT removed
+            RETURNING id
+        )
+        SELECT id FROM k, LATERAL (SELECT ivr_routing_changed()) n
+        """,
+        counselor_id, since)
+    return done is not None
+
+
 async def available_ids(pool: asyncpg.Pool) -> tuple[str, ...]:
     """Ids of the counselors free now, longest idle first (the progression's
     `Availability.free`: which steps are worth entering)."""

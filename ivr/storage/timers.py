@@ -13,7 +13,8 @@ Kinds (migration 010):
 - ring_timeout   an offer's ring time is over: end it if it still rings
 - place_leg      an offer claimed: ring its counselor through the REST API
 - move_caller    take a holding caller out of their conference (REST redirect)
-- wrap_up        a counselor's wrap-up ends
+- wrap_up        a counselor's wrap-up after a call ends (one set by hand is ended
+                 by the dispatcher's sweep, transfers.end_wrap_up)
 """
 
 from __future__ import annotations

@@ -26,7 +26,6 @@ from datetime import datetime, timedelta
 from typing import Final
 
 from ivr.routing.progress import Progress
-from ivr.storage import counselors as staff
 from ivr.storage import timers
 from ivr.storage.reconcile import lost_placements, lost_ring_timeouts, open_calls, open_legs
 from ivr.telephony.callflow import FINAL_STATUSES, CallFlow
@@ -78,11 +77,9 @@ class Reconciler:
     async def _legs(self, now: datetime) -> None:
         for counselor, call_sid, leg_sid in await open_legs(self.pool, now, QUIET):
             status = await self._ask(leg_sid, now)
-            if status in FINAL_STATUSES and await staff.call_ended_for_counselor(
-                    self.pool, counselor, call_sid):
+            if status in FINAL_STATUSES and await self.t.call_ended(counselor, call_sid):
                 log.warning("counselor %s: their leg %s ended (%s) with no callback: "
                             "wrap-up", counselor, leg_sid, status)
-                self.t.kick()
 
     async def _calls(self, now: datetime) -> None:
         for sid in await open_calls(self.pool, now, QUIET):

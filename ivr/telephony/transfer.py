@@ -42,7 +42,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -574,8 +574,7 @@ class Transfers:
             await outcomes.ringing(self.pool, offer.call_sid)
             return
         if status == "completed" and offer.state == "accepted":
-            await staff.call_ended_for_counselor(self.pool, offer.counselor_id, offer.call_sid)
-            self.kick()
+            await self.call_ended(offer.counselor_id, offer.call_sid)
             return
         end = MISSED.get(status)
         number = await queue.offer_number(self.pool, offer_id)
@@ -586,6 +585,20 @@ class Transfers:
                 end = "canceled"
             log.info("call %s: counselor %s %s", offer.call_sid, offer.counselor_id, status)
             await self.leg_ended(offer, end, LEG_EVENTS[status](number))
+
+    async def call_ended(self, counselor: str, call_sid: str) -> bool:
+        """A counselor's call ended: wrap-up, whose end is a timer (on the app's
+        clock, carried out by any instance). False when nothing changed."""
+        row = await staff.call_ended_for_counselor(self.pool, counselor, call_sid)
+        if row is None:
+            return False
+        due = self.clock() + timedelta(seconds=self.wrap_up_seconds)
+        await timers.add(self.pool, "wrap_up", f"{counselor}:{row.presence_since.isoformat()}",
+                         due, detail={"counselor": counselor,
+                                      "since": row.presence_since.isoformat()})
+        self.work.set()
+        self.kick()
+        return True
 
     async def _whisper_heard(self, offer: queue.Offer, number: int) -> bool:
         """Whether the whisper of this offer was served (its LegAnswered stored)."""

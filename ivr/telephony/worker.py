@@ -13,7 +13,8 @@ nobody else:
   the leg (GET Calls/{Sid}) stands in for the callback that never came, and
   a leg still ringing is cancelled; either way the caller moves on;
 - tier_deadline: TierDeadline into the progression (Transfers.deadline);
-- move_caller: the REST redirect of a holding caller to their dial step.
+- move_caller: the REST redirect of a holding caller to their dial step;
+- wrap_up: a counselor's wrap-up after a call is over: available again.
 
 A timer whose work fails (a REST or database error) is put back with a
 backoff; one whose instance dies is taken over when its lease ends; one an
@@ -36,6 +37,7 @@ from typing import Final
 from ivr.routing.progress import Offer, Phase, Progress
 from ivr.routing.rules import can_ring, ring_seconds
 from ivr.routing.signals import Blame, LegFailed, LegMissed
+from ivr.storage import counselors as staff
 from ivr.storage import queue, timers
 from ivr.storage import transfers as outcomes
 from ivr.telephony.rest import AddressError, RestError
@@ -122,6 +124,7 @@ class TimerWorker:
             "ring_timeout": self.ring_timeout,
             "tier_deadline": self.tier_deadline,
             "move_caller": self.move_caller,
+            "wrap_up": self.wrap_up,
         }.get(timer.kind)
         try:
             outcome: Outcome = ("unknown kind" if handler is None else await handler(timer))
@@ -150,6 +153,13 @@ class TimerWorker:
         assert timer.call_sid is not None
         result = await self.t.deadline(timer.call_sid, int(timer.detail["stage"]))
         return Later(result, "not due yet") if isinstance(result, datetime) else result
+
+    async def wrap_up(self, timer: timers.Timer) -> Outcome:
+        since = datetime.fromisoformat(str(timer.detail["since"]))
+        if await staff.end_wrap_up_of(self.pool, str(timer.detail["counselor"]), since):
+            self.t.kick()
+            return "available"
+        return "no longer in that wrap-up"
 
     async def move_caller(self, timer: timers.Timer) -> Outcome:
         sid, detail = timer.call_sid, timer.detail

@@ -188,3 +188,39 @@ async def test_a_whisper_lost_to_our_side_does_not_set_the_counselor_offline(
     assert t.reached_human, t.format()
     assert first["state"] == "canceled", dict(first)
     assert presence == "available"
+
+
+@pytest.mark.counselors(default=CounselorScript(answer_after=2.0, talk_seconds=5.0))
+async def test_wrap_up_ends_on_the_apps_clock(
+    settings: Settings, content: Content, world: TwilioWorld, clock: Clock
+) -> None:
+    """The end of a wrap-up is a timer row read on the app's clock, like every
+    other deadline (a test may drive the server with a faster clock)."""
+    app = create_app(replace(settings, wrap_up_seconds=600.0), content, clock=clock)
+    port = int(settings.public_url.rsplit(":", 1)[1])
+    srv = TestServer(app, host="127.0.0.1", port=port)
+    await srv.start_server()
+    try:
+        await staff_all(srv)
+        t = await simulate_call(_sim(settings), CallScript(from_number=TX_CALLER,
+                                                           inputs=(Silence(),)), world=world)
+        assert t.reached_human, t.format()
+        assert await world.wait_idle(60)
+        pool = srv.app[keys.pool]
+        counselor = await pool.fetchval(
+            "SELECT counselor_id FROM offers WHERE call_sid = $1 AND state = 'accepted'",
+            t.call_sid)
+        for _ in range(100):
+            if (await get_counselor(pool, counselor)).presence == "wrap-up":
+                break
+            await asyncio.sleep(0.05)
+        assert (await get_counselor(pool, counselor)).presence == "wrap-up"
+        clock.ahead = timedelta(minutes=11)
+        for _ in range(100):
+            if (await get_counselor(pool, counselor)).presence == "available":
+                break
+            await asyncio.sleep(0.05)
+        presence = (await get_counselor(pool, counselor)).presence
+    finally:
+        await bounded(srv.close(), "closing the test server")
+    assert presence == "available"
