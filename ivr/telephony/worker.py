@@ -87,6 +87,14 @@ class TimerWorker:
         self._swept: datetime | None = None
 
     async def run(self) -> None:
+        sweeping = asyncio.create_task(self._sweep_now_and_then())
+        try:
+            await self._timers()
+        finally:
+            sweeping.cancel()
+            await asyncio.gather(sweeping, return_exceptions=True)
+
+    async def _timers(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.poll):
@@ -107,16 +115,21 @@ class TimerWorker:
             task = asyncio.create_task(self._carry_out(timer))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-        if self.sweep is not None and (
-            self._swept is None or (now - self._swept).total_seconds() >= RECONCILE_EVERY
-        ):
-            self._swept = now
-            try:
-                await self.sweep()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("reconciliation sweep failed; the next one tries again")
+
+    async def _sweep_now_and_then(self) -> None:
+        """The reconciliation, at start and then every RECONCILE_EVERY seconds of
+        the app's clock; beside the timers, so a slow sweep delays none of them."""
+        while self.sweep is not None:
+            now = self.t.clock()
+            if self._swept is None or (now - self._swept).total_seconds() >= RECONCILE_EVERY:
+                self._swept = now
+                try:
+                    await self.sweep()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # the database away: the next sweep tries again
+                    log.info("reconciliation sweep failed (%s); the next one tries again", exc)
+            await asyncio.sleep(self.poll)
 
     async def _carry_out(self, timer: timers.Timer) -> None:
         handler = {
@@ -258,8 +271,11 @@ class TimerWorker:
                     and mine.counselor == offer.counselor_id):
                 # Taken by an attempt that died before the leg was placed.
                 return (recorded, left) if can_ring(left) else None
-            if mine is not None or not can_ring(left):
+            if not can_ring(left):
                 return None
+            # An offer still in the progress has ended in the database (this
+            # one could not be claimed otherwise): its leg event is on the way,
+            # and finds itself stale.
             number = p.offers_made + 1
             rung = replace(p, offer=Offer(number, offer.counselor_id, now, ring_seconds(left)),
                            offers_made=number)
