@@ -22,8 +22,10 @@ from ivr import keys
 from ivr.app import create_app
 from ivr.config import Settings
 from ivr.content import Content
-from ivr.sim import CallScript, Silence, TwilioWorld, simulate_call
+from ivr.sim import CallScript, NoAnswer, Silence, TwilioWorld, simulate_call
 from ivr.sim.config import SimConfig
+from ivr.sim.script import DialOutcome
+from ivr.sim.transcript import Dialed
 from ivr.storage import timers
 from ivr.telephony import worker
 from tests.conftest import AUTH_TOKEN, bounded
@@ -50,7 +52,8 @@ class Front:
         self.port = port
         self.backends: list[str] = []
         self.hold_creates = False
-        self.create_seen = asyncio.Event()
+        self.hold_moves = False  # updates giving a call new instructions (a redirect)
+        self.held = asyncio.Event()
         self.closing = asyncio.Event()
         self._http: aiohttp.ClientSession | None = None
         self._runner: web.AppRunner | None = None
@@ -69,9 +72,12 @@ class Front:
 
     async def route(self, request: web.Request) -> web.Response:
         assert self._http is not None
-        if self.hold_creates and request.method == "POST" and request.path.endswith(
-                "/Calls.json"):
-            self.create_seen.set()
+        if request.method == "POST" and (
+            (self.hold_creates and request.path.endswith("/Calls.json"))
+            or (self.hold_moves and "/Calls/" in request.path
+                and "Url" in await request.post())
+        ):
+            self.held.set()
             await self.closing.wait()  # never answered while the server waits for it
             return web.Response(status=503)
         for base in list(self.backends):
@@ -138,7 +144,7 @@ async def test_a_leg_placement_cut_short_is_finished_by_another_server(
                         account_sid=settings.account_sid)
         script = CallScript(from_number=TX_CALLER, inputs=(Silence(),), hold_patience=3000)
         call = asyncio.create_task(simulate_call(sim, script, world=world))
-        await asyncio.wait_for(slow_api.create_seen.wait(), 60)
+        await asyncio.wait_for(slow_api.held.wait(), 60)
         # The first server is placing the leg when it goes away.
         second = await _start(settings, content, world.api_url)
         balancer.backends.append(f"http://127.0.0.1:{second.port}")
@@ -158,3 +164,42 @@ async def test_a_leg_placement_cut_short_is_finished_by_another_server(
     assert placed["attempts"] == 2  # the first server's, cut short, then the second's
     # The counselor rung is the one the first server claimed: one offer, answered.
     assert [leg.request.to for leg in world.legs] == ["+15125550101"]
+
+
+GULF_BACKUP = "+15045550112"
+
+
+@pytest.mark.counselors(default=NoAnswer())
+async def test_a_move_cut_short_is_finished_by_another_server(
+    settings: Settings, content: Content, world: TwilioWorld, balancer: Front,
+    slow_api: Front,
+) -> None:
+    """Nobody answers in the Texas tier: the caller is to be moved out of their
+    conference to the Gulf Coast backup's number; the first server stops while
+    the move's REST redirect is in flight."""
+    slow_api.hold_creates = False
+    slow_api.hold_moves = True
+    first = await _start(settings, content, slow_api.url)
+    second: TestServer | None = None
+    try:
+        balancer.backends = [f"http://127.0.0.1:{first.port}"]
+        await staff_all(first)
+        sim = SimConfig(server_url=settings.public_url, auth_token=AUTH_TOKEN,
+                        account_sid=settings.account_sid)
+        script = CallScript(from_number=TX_CALLER, inputs=(Silence(),), hold_patience=3000,
+                            dial_outcomes=(DialOutcome("answer"),))
+        call = asyncio.create_task(simulate_call(sim, script, world=world))
+        await asyncio.wait_for(slow_api.held.wait(), 60)
+        second = await _start(settings, content, world.api_url)
+        balancer.backends.append(f"http://127.0.0.1:{second.port}")
+        await bounded(first.close(), "closing the first server")
+        t = await asyncio.wait_for(call, 120)
+        moved = await second.app[keys.pool].fetchrow(
+            "SELECT outcome, attempts FROM timers WHERE kind = 'move_caller' ORDER BY id LIMIT 1")
+    finally:
+        if second is not None:
+            await bounded(second.close(), "closing the second server")
+        await bounded(first.close(), "closing the first server")
+    assert t.reached_human, t.format()
+    assert [d.targets for d in t.of_type(Dialed)] == [(GULF_BACKUP,)]
+    assert moved is not None and (moved["outcome"], moved["attempts"]) == ("moved", 2), moved
