@@ -79,7 +79,6 @@ from ivr.routing.signals import (
 )
 from ivr.routing.steps import DialStep, Step, WarmStep
 from ivr.storage import counselors as staff
-from ivr.storage import holding as holding_db
 from ivr.storage import queue, timers
 from ivr.storage import transfers as outcomes
 from ivr.storage.holding import holder
@@ -208,12 +207,12 @@ class Transfers:
                         self.pool, sid, p.queue or "", p.language, p.need, p.caller_state,
                         action.index, step.tier, step.counselors, step.ranks,
                     ):
-                        await self._cancel(await queue.set_tier(
+                        await self.cancel(await queue.set_tier(
                             self.pool, sid, action.index, step.tier, step.counselors,
                             step.ranks))
                     self.kick()
                 case Dequeue(status=status):
-                    await self._cancel(await queue.dequeue(self.pool, sid, status))
+                    await self.cancel(await queue.dequeue(self.pool, sid, status))
                     self.kick()
                 case DialLine():
                     await outcomes.ringing(self.pool, sid)
@@ -349,31 +348,9 @@ class Transfers:
         p, actions = unrung(advance(replace(p, deadline=now), TierDeadline(p.stage), now, av))
         if not actions:
             return
-        await self._tier_moved(sid, seq, p, actions, why)
+        await self.tier_moved(sid, seq, p, actions, why)
 
-    async def deadline(self, sid: str, stage: int) -> str | datetime:
-        """A tier_deadline timer fell due: TierDeadline into the progression. What
-        came of it, or when to look again (the deadline is not reached yet)."""
-        for _ in range(UPDATE_TRIES):
-            context = await outcomes.call_context(self.pool, sid)
-            if context is None or context["phase"] != "transfer" or not context["transfer"]:
-                return "the transfer is over"
-            p = Progress.from_json(context["transfer"])
-            if p.phase is not Phase.HOLDING or p.stage != stage:
-                return "stale: the transfer moved on"
-            now = self.clock()
-            assert p.deadline is not None
-            if now < p.deadline:
-                return p.deadline
-            q, actions = unrung(advance(p, TierDeadline(stage), now,
-                                        await self.availability(p.steps)))
-            if not actions:
-                return "nothing to do"
-            if await self._tier_moved(sid, int(context["seq"]), q, actions, "tier deadline"):
-                return f"moved to {q.step.name}"
-        return "the call kept changing"
-
-    async def _tier_moved(
+    async def tier_moved(
         self, sid: str, seq: int, p: Progress, actions: Sequence[Action], why: str
     ) -> bool:
         twiml = self.twiml_for(sid, p, actions, seq + 1)
@@ -395,7 +372,7 @@ class Transfers:
         """Our own fail-safe sends a holding caller to the backup line (the database
         does not answer, or their hold document cannot be made): the REST
         redirect, and the note that they are on the lifeline, written to their
-        call as soon as the database answers (`record_lifelines`)."""
+        call as soon as the database answers (the timer worker's every pass)."""
         self.lifeline(sid)
         self.move_out(sid, self.renderer.url("/twilio/fallback"), "the backup line")
 
@@ -404,20 +381,6 @@ class Transfers:
         the database has it (the worker's every pass tries)."""
         self.lifelines.add(sid)
         self.work.set()
-
-    async def record_lifelines(self) -> None:
-        """Write down the callers sent to the backup line meanwhile: their call
-        leaves the transfer for good (the line, any ringing offer and its leg,
-        pending timers). Raises while the database does not answer."""
-        for sid in sorted(self.lifelines):
-            ended = await holding_db.record_lifeline(self.pool, sid, self.clock())
-            self.lifelines.discard(sid)
-            if ended is None:
-                continue
-            log.warning("call %s: recorded on the backup line (sent there by a fail-safe); "
-                        "nobody is rung for them and they are not moved again", sid)
-            await self._cancel(ended)
-            self.kick()
 
     def move_out(self, sid: str, url: str, where: str) -> None:
         """Take a holding caller out of their conference to `url`, in the background,
@@ -632,13 +595,13 @@ class Transfers:
     async def withdrawn(self, offer: queue.Offer) -> None:
         """An administrator's presence change ended a ringing offer (the database
         did): hang its leg up and let the caller's progress go on."""
-        await self._cancel([offer])
+        await self.cancel([offer])
         number = await queue.offer_number(self.pool, offer.id)
         if number is not None:
             await self.leg_event(offer, OfferWithdrawn(number))
         self.kick()
 
-    async def _cancel(self, offers: Sequence[queue.Offer]) -> None:
+    async def cancel(self, offers: Sequence[queue.Offer]) -> None:
         for offer in offers:
             if offer.leg_sid:
                 await self.end_leg(offer.leg_sid, ringing=True)

@@ -3,7 +3,7 @@
 Each instance runs one. Every pass (at once when this instance records a
 timer, else every POLL seconds, so a timer is acted on well within 2 s of
 falling due) it first writes down callers sent to the backup line while the
-database was away (Transfers.record_lifelines), then leases the due timers
+database was away (`record_lifelines`), then leases the due timers
 and carries each out in a task of its own, so a slow REST request holds up
 nobody else:
 
@@ -35,13 +35,15 @@ from datetime import datetime, timedelta
 from typing import Final
 
 from ivr.routing.progress import Offer, Phase, Progress
+from ivr.routing.progression import advance
 from ivr.routing.rules import can_ring, ring_seconds
-from ivr.routing.signals import Blame, LegFailed, LegMissed
+from ivr.routing.signals import Blame, LegFailed, LegMissed, TierDeadline
 from ivr.storage import counselors as staff
+from ivr.storage import holding as holding_db
 from ivr.storage import queue, timers
 from ivr.storage import transfers as outcomes
 from ivr.telephony.rest import AddressError, RestError
-from ivr.telephony.transfer import MISSED, Transfers, as_service_error
+from ivr.telephony.transfer import MISSED, Transfers, as_service_error, unrung
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +111,7 @@ class TimerWorker:
 
     async def pass_once(self) -> None:
         if self.t.lifelines:
-            await self.t.record_lifelines()
+            await self.record_lifelines()
         now = self.t.clock()
         for timer in await timers.claim_due(self.pool, now, self.owner, self.lease):
             task = asyncio.create_task(self._carry_out(timer))
@@ -162,10 +164,43 @@ class TimerWorker:
 
     # The kinds ----------------------------------------------------------------------
 
+    async def record_lifelines(self) -> None:
+        """Write down the callers a fail-safe sent to the backup line meanwhile:
+        their call leaves the transfer for good (the line, any ringing offer and
+        its leg, pending timers). Raises while the database does not answer."""
+        t = self.t
+        for sid in sorted(t.lifelines):
+            ended = await holding_db.record_lifeline(self.pool, sid, t.clock())
+            t.lifelines.discard(sid)
+            if ended is None:
+                continue
+            log.warning("call %s: recorded on the backup line (sent there by a fail-safe); "
+                        "nobody is rung for them and they are not moved again", sid)
+            await t.cancel(ended)
+            t.kick()
+
     async def tier_deadline(self, timer: timers.Timer) -> Outcome:
-        assert timer.call_sid is not None
-        result = await self.t.deadline(timer.call_sid, int(timer.detail["stage"]))
-        return Later(result, "not due yet") if isinstance(result, datetime) else result
+        """TierDeadline into the progression, for the stage the timer was set for."""
+        sid, stage, t = timer.call_sid, int(timer.detail["stage"]), self.t
+        assert sid is not None
+        for _ in range(3):
+            context = await outcomes.call_context(self.pool, sid)
+            if context is None or context["phase"] != "transfer" or not context["transfer"]:
+                return "the transfer is over"
+            p = Progress.from_json(context["transfer"])
+            if p.phase is not Phase.HOLDING or p.stage != stage:
+                return "stale: the transfer moved on"
+            now = t.clock()
+            assert p.deadline is not None
+            if now < p.deadline:
+                return Later(p.deadline, "not due yet")
+            q, actions = unrung(advance(p, TierDeadline(stage), now,
+                                        await t.availability(p.steps)))
+            if not actions:
+                return "nothing to do"
+            if await t.tier_moved(sid, int(context["seq"]), q, actions, "tier deadline"):
+                return f"moved to {q.step.name}"
+        return "the call kept changing"
 
     async def wrap_up(self, timer: timers.Timer) -> Outcome:
         since = datetime.fromisoformat(str(timer.detail["since"]))
