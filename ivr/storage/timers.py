@@ -66,6 +66,25 @@ async def add(
     return added is not None
 
 
+async def add_leased(
+    pool: asyncpg.Pool, kind: Kind, items: Sequence[tuple[str, str | None]], now: datetime,
+    owner: str, lease: float,
+) -> list[Timer]:
+    """Record timers due at once, already leased by `owner` (who carries them out
+    right away; another instance takes over if it dies): one statement for all
+    of `items` (subject, call). Those already open are left alone."""
+    rows = await pool.fetch(
+        """
+        INSERT INTO timers (kind, subject, call_sid, due_at, leased_by, leased_until, attempts)
+        SELECT $1, i.subject, i.call_sid, $4, $5, $6::timestamptz + make_interval(secs => $7), 1
+        FROM unnest($2::text[], $3::text[]) AS i(subject, call_sid)
+        ON CONFLICT (kind, subject) WHERE done_at IS NULL DO NOTHING
+        RETURNING id, kind, subject, call_sid, detail, due_at, attempts
+        """,
+        kind, [s for s, _ in items], [c for _, c in items], AT_ONCE, owner, _aware(now), lease)
+    return [Timer(**dict(r)) for r in rows]
+
+
 async def claim_due(
     pool: asyncpg.Pool, now: datetime, owner: str, lease: float, limit: int = 20
 ) -> list[Timer]:

@@ -40,7 +40,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -140,6 +140,8 @@ class Transfers:
         self.wake = asyncio.Event()
         self.work = asyncio.Event()  # a timer was recorded: the worker looks at once
         self.lifelines: set[str] = set()  # sent to the backup line, not yet recorded so
+        # Records the placements of claimed offers and starts them (the worker's).
+        self.claimed: Callable[[Sequence[queue.Offer]], Awaitable[None]] = self._intend_legs
         self._tasks: set[asyncio.Task[None]] = set()
         self._moving: set[str] = set()  # callers this instance is taking out right now
 
@@ -229,6 +231,12 @@ class Transfers:
                                      call_sid=sid, detail={"stage": stage})
                     self.work.set()
 
+    async def _intend_legs(self, offers: Sequence[queue.Offer]) -> None:
+        for offer in offers:
+            await timers.add(self.pool, "place_leg", str(offer.id), timers.AT_ONCE,
+                             call_sid=offer.call_sid)
+        self.work.set()
+
     async def intend_move(self, sid: str, stage: int, seq: int, where: str) -> None:
         """Record the move of a holding caller to a dial step; the timer worker
         carries it out (a REST redirect, retried with backoff), whichever
@@ -261,12 +269,12 @@ class Transfers:
         await outcomes.end_wrap_up(self.pool, self.wrap_up_seconds)
         api_usable = await self.health.probe()
         if api_usable:
-            for offer in await queue.claim_offers(self.pool):
-                # Intent before effect: the leg is placed by the timer worker
-                # (ivr.telephony.worker), by another instance if this one dies.
-                await timers.add(self.pool, "place_leg", str(offer.id), timers.AT_ONCE,
-                                 call_sid=offer.call_sid)
-                self.work.set()
+            offers = await queue.claim_offers(self.pool)
+            if offers:
+                # Intent before effect: each leg to place is a timer row, carried
+                # out at once by this instance's worker (ivr.telephony.worker),
+                # by another instance if this one dies.
+                await self.claimed(offers)
         for caller in await outcomes.stalled_callers(self.pool):
             await self._maybe_next_tier(caller, api_usable)
 

@@ -29,7 +29,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Final
@@ -87,6 +87,7 @@ class TimerWorker:
         self.owner = f"worker-{uuid.uuid4().hex[:12]}"
         self._tasks: set[asyncio.Task[None]] = set()
         self._swept: datetime | None = None
+        transfers.claimed = self.claimed
 
     async def run(self) -> None:
         sweeping = asyncio.create_task(self._sweep_now_and_then())
@@ -114,9 +115,21 @@ class TimerWorker:
             await self.record_lifelines()
         now = self.t.clock()
         for timer in await timers.claim_due(self.pool, now, self.owner, self.lease):
-            task = asyncio.create_task(self._carry_out(timer))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._start(timer)
+
+    async def claimed(self, offers: Sequence[queue.Offer]) -> None:
+        """The dispatcher claimed these offers: their placements recorded, leased to
+        this instance, and started at once (no trip through the timers table)."""
+        known = {str(o.id): o for o in offers}
+        for timer in await timers.add_leased(
+                self.pool, "place_leg", [(str(o.id), o.call_sid) for o in offers],
+                self.t.clock(), self.owner, self.lease):
+            self._start(timer, known.get(timer.subject))
+
+    def _start(self, timer: timers.Timer, offer: queue.Offer | None = None) -> None:
+        task = asyncio.create_task(self._carry_out(timer, offer))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _sweep_now_and_then(self) -> None:
         """The reconciliation, at start and then every RECONCILE_EVERY seconds of
@@ -133,16 +146,27 @@ class TimerWorker:
                     log.info("reconciliation sweep failed (%s); the next one tries again", exc)
             await asyncio.sleep(self.poll)
 
-    async def _carry_out(self, timer: timers.Timer) -> None:
-        handler = {
+    async def _carry_out(self, timer: timers.Timer, offer: queue.Offer | None = None) -> None:
+        if offer is not None:
+            outcome = await self._attempt(timer, lambda _: self.place_leg(timer, offer))
+        else:
+            outcome = await self._attempt(timer, self._handler(timer.kind))
+        await self._record(timer, outcome)
+
+    def _handler(self, kind: str) -> Callable[[timers.Timer], Awaitable[Outcome]] | None:
+        return {
             "place_leg": self.place_leg,
             "ring_timeout": self.ring_timeout,
             "tier_deadline": self.tier_deadline,
             "move_caller": self.move_caller,
             "wrap_up": self.wrap_up,
-        }.get(timer.kind)
+        }.get(kind)
+
+    async def _attempt(
+        self, timer: timers.Timer, handler: Callable[[timers.Timer], Awaitable[Outcome]] | None
+    ) -> Outcome:
         try:
-            outcome: Outcome = ("unknown kind" if handler is None else await handler(timer))
+            return "unknown kind" if handler is None else await handler(timer)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -150,7 +174,9 @@ class TimerWorker:
             log.warning("timer %d (%s %s) failed (attempt %d), again in %.1f s: %s",
                         timer.id, timer.kind, timer.subject, timer.attempts,
                         pause.total_seconds(), exc)
-            outcome = Later(self.t.clock() + pause, f"failed: {exc}")
+            return Later(self.t.clock() + pause, f"failed: {exc}")
+
+    async def _record(self, timer: timers.Timer, outcome: Outcome) -> None:
         try:
             if isinstance(outcome, Later):
                 await timers.retry(self.pool, timer.id, outcome.at, outcome.why)
@@ -231,19 +257,21 @@ class TimerWorker:
             return Later(self.t.clock() + timers.backoff(timer.attempts), f"failed: {exc}")
         return "moved" if moved else "the caller had hung up"
 
-    async def place_leg(self, timer: timers.Timer) -> Outcome:
+    async def place_leg(
+        self, timer: timers.Timer, claimed: queue.Offer | None = None
+    ) -> Outcome:
         """Ring the counselor of a claimed offer: the caller's progress takes the
         offer (its number recorded on the offers row), then the leg is placed.
         Safe to run again after an instance died half-way: an offer that has its
         leg, or is over, is left alone; one the progress already holds keeps
         its number."""
         t = self.t
-        offer = await queue.get_offer(self.pool, int(timer.subject))
+        offer = claimed or await queue.get_offer(self.pool, int(timer.subject))
         if offer is None or offer.state != "ringing":
             return "the offer is over"
         if offer.leg_sid:
             return "placed already"
-        made = await self._offered(offer)
+        made = await self._offered(offer, fresh=claimed is not None)
         if made is None:
             await queue.offer_missed(self.pool, offer.id, "canceled")
             log.info("call %s: offer to counselor %s withdrawn: too little of the tier left, "
@@ -285,12 +313,13 @@ class TimerWorker:
                  offer.call_sid, offer.counselor_id, offer.id)
         return f"placed {leg.sid}"
 
-    async def _offered(self, offer: queue.Offer) -> tuple[int, float] | None:
+    async def _offered(self, offer: queue.Offer, fresh: bool) -> tuple[int, float] | None:
         """The claimed offer as the progress's own: (its number, seconds the phone
         may ring), or None when the caller is no longer holding or too little of
         the tier is left for a full ring (the tier ends: the dispatcher sees it)."""
         t = self.t
-        recorded = await queue.offer_number(self.pool, offer.id)
+        # An offer just claimed has no number yet; one taken over may have.
+        recorded = None if fresh else await queue.offer_number(self.pool, offer.id)
         for _ in range(3):
             context = await outcomes.call_context(self.pool, offer.call_sid)
             if context is None or context["phase"] != "transfer" or not context["transfer"]:

@@ -72,3 +72,15 @@ async def test_a_failed_attempt_comes_back_later_and_a_stopping_instance_gives_b
         0.5, 1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
     assert await timers.cancel_for_call(pool, "CA1", T0, timers.KINDS, "over") == 1
     assert await timers.open_timers(pool, "CA1") == []
+
+
+async def test_intents_recorded_leased_are_carried_out_by_their_recorder_first(
+    pool: asyncpg.Pool,
+) -> None:
+    made = await timers.add_leased(pool, "place_leg", [("1", "CA1"), ("2", "CA2")], T0, "a", 30)
+    assert sorted(t.subject for t in made) == ["1", "2"] and {t.attempts for t in made} == {1}
+    # Recorded again (another dispatcher pass): still one row each, none new.
+    assert await timers.add_leased(pool, "place_leg", [("1", "CA1")], T0, "b", 30) == []
+    assert await timers.claim_due(pool, T0 + timedelta(seconds=29), "b", 30) == []
+    taken = await timers.claim_due(pool, T0 + timedelta(seconds=30), "b", 30)  # a died
+    assert sorted(t.subject for t in taken) == ["1", "2"]
