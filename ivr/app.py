@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
@@ -40,10 +41,12 @@ from ivr.telephony import webhooks
 from ivr.telephony.apihealth import ApiHealth
 from ivr.telephony.callflow import CallFlow
 from ivr.telephony.media import close_media_streams, media_stream
+from ivr.telephony.reconcile import Reconciler
 from ivr.telephony.rest import TwilioRest
 from ivr.telephony.signature import SignatureChecker, middleware
 from ivr.telephony.transfer import Transfers
 from ivr.telephony.twiml import Renderer
+from ivr.telephony.worker import TimerWorker
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +60,8 @@ LISTEN_CONFIG = ListenConfig(gate=GateConfig(end_silence_ms=200, hangover_ms=160
 
 
 def create_app(
-    settings: Settings, content: Content | None = None, speech: SpeechEngine | None = None
+    settings: Settings, content: Content | None = None, speech: SpeechEngine | None = None,
+    clock: Callable[[], datetime] | None = None,
 ) -> web.Application:
     """Build the server. Content and speech models are loaded here unless given.
 
@@ -75,6 +79,8 @@ def create_app(
         speech = load_speech(settings.vosk_models)
     checker = SignatureChecker(secrets.auth_token, settings.public_url)
     app = web.Application(middlewares=[middleware(checker)], client_max_size=MAX_BODY)
+    # The one clock every deadline is read on (a test may drive a faster one).
+    app[keys.clock] = clock or wall_clock
     app[keys.settings] = settings
     app[keys.content] = content
     plan = content.plan
@@ -96,6 +102,7 @@ def create_app(
         app.cleanup_ctx.append(_speech_pool)
     app.cleanup_ctx.extend([_database, _twilio_api, content_versions, _call_handling,
                             _routing_listener, content_listener, _dispatcher])
+    app.cleanup_ctx.append(_timer_worker)
     webhooks.add_routes(app)
 
     async def withdrawn(offer: Offer) -> None:
@@ -173,12 +180,13 @@ async def _call_handling(app: web.Application) -> AsyncIterator[None]:
     pool, served = app[keys.pool], active.current
     transfers = Transfers(pool, served.content.plan, served.renderer, app[keys.rest],
                           app[keys.api_health], wrap_up_seconds=settings.wrap_up_seconds,
-                          metrics=app[keys.metrics])
+                          metrics=app[keys.metrics], clock=app[keys.clock])
     try:
         speech = app.get(keys.speech)
         languages = frozenset(speech.models.languages) if speech else frozenset()
         app[keys.transfers] = transfers
-        app[keys.callflow] = CallFlow(pool, active, transfers, speech_languages=languages)
+        app[keys.callflow] = CallFlow(pool, active, transfers, clock=app[keys.clock],
+                                      speech_languages=languages)
         yield
     finally:
         await transfers.close()  # cancels the legs and moves still in flight
@@ -218,6 +226,30 @@ async def _dispatcher(app: web.Application) -> AsyncIterator[None]:
         except TimeoutError:
             log.error("the dispatcher did not stop within %.0f s of being cancelled",
                       CLOSE_TIMEOUT)
+
+
+async def _timer_worker(app: web.Application) -> AsyncIterator[None]:
+    """The task that carries out due timers and pending work, and reconciles
+    (ivr.telephony.worker): whichever instance is alive does it."""
+    transfers = app[keys.transfers]
+    reconciler = Reconciler(transfers, app[keys.callflow])
+    worker = TimerWorker(transfers, sweep=reconciler.sweep)
+    task = asyncio.create_task(worker.run())
+    try:
+        yield
+    finally:
+        task.cancel()
+        try:
+            async with asyncio.timeout(CLOSE_TIMEOUT):
+                await asyncio.gather(task, return_exceptions=True)
+                await worker.close()
+        except TimeoutError:
+            log.error("the timer worker did not stop within %.0f s of being cancelled",
+                      CLOSE_TIMEOUT)
+
+
+def wall_clock() -> datetime:
+    return datetime.now(UTC)
 
 
 async def _check_twilio(health: ApiHealth, settings: Settings) -> None:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import weakref
+from collections.abc import Callable
+from datetime import datetime
 
 import asyncpg
 from aiohttp import web
@@ -43,6 +45,8 @@ speech = web.AppKey("speech", SpeechEngine)
 prompt_audio = web.AppKey("prompt_audio", dict[tuple[str, str], bytes])
 metrics = web.AppKey("metrics", Metrics)  # this application's registry (ivr.monitoring)
 open_streams = web.AppKey("open_streams", weakref.WeakSet[web.WebSocketResponse])
+# The app's one clock (an aware datetime now): every deadline is read on it.
+clock: web.AppKey[Callable[[], datetime]] = web.AppKey("clock")
 
 # Set at start-up by the cleanup context that owns each one (ivr.app).
 database_url = web.AppKey("database_url", str)  # the embedded server's when unset

@@ -7,13 +7,13 @@ people set the three others.
 
 A change by hand racing with an offer resolves under the counselor's row
 lock to one of two consistent outcomes, whichever commits first:
-- 'wrap-up' or 'offline' always apply; if an offer is still ringing it is
-  withdrawn (state 'canceled', returned in `PresenceChange.withdrawn` so its
-  leg can be hung up) and the caller waits again for someone else; if the
-  counselor accepted first, the call goes on and they are simply not offered
-  another one afterwards;
-- 'available' is refused (`PresenceConflict`, HTTP 409) while the counselor
-  is being offered a call or is on one: a person on a call cannot be free.
+- a change made while an offer rings withdraws it (state 'canceled',
+  returned in `PresenceChange.withdrawn` so its leg can be hung up) and the
+  caller waits again for someone else; if the counselor accepted first, the
+  call goes on and they are simply not offered another one afterwards;
+- 'available' is refused (`PresenceConflict`, HTTP 409) only while the
+  counselor is on a call (a person on a call cannot be free): from any
+  other state it is how an administrator repairs a presence left wrong.
 
 Counselors' addresses are staff numbers: storing them is fine.
 """
@@ -228,6 +228,23 @@ async def call_ended_for_counselor(
         counselor_id, call_sid,
     )
     return None if record is None else _row(record)
+
+
+async def end_wrap_up_of(pool: asyncpg.Pool, counselor_id: str, since: dt.datetime) -> bool:
+    """The wrap-up that began at `since` is over: available again (unless their
+    presence changed meanwhile, or they left the plan)."""
+    done: str | None = await pool.fetchval(
+        """
+        WITH k AS (
+            UPDATE counselors SET presence = 'available', presence_since = now(),
+                   idle_since = now(), updated_at = now()
+            WHERE id = $1 AND presence = 'wrap-up' AND presence_since = $2 AND NOT removed
+            RETURNING id
+        )
+        SELECT id FROM k, LATERAL (SELECT ivr_routing_changed()) n
+        """,
+        counselor_id, since)
+    return done is not None
 
 
 async def available_ids(pool: asyncpg.Pool) -> tuple[str, ...]:

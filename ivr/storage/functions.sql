@@ -280,9 +280,9 @@ END $$;
 -- order, and if the counselor was offered meanwhile, undo (the
 -- subtransaction releases the locks) and try again.
 --
--- Rules: 'available' is refused (55000) while the counselor is offered or on
--- a call, or no longer in the plan; 'wrap-up' and 'offline' always apply and
--- withdraw a ringing offer (returned, so its leg can be cancelled; the
+-- Rules: 'available' is refused (55000) while the counselor is on a call, or
+-- no longer in the plan; otherwise every change applies, and one made while
+-- an offer rings withdraws it (returned, so its leg can be cancelled; the
 -- caller waits again for someone else).
 CREATE OR REPLACE FUNCTION ivr_set_presence(p_id text, p_presence text) RETURNS SETOF offer_details
 LANGUAGE plpgsql AS $$
@@ -307,10 +307,8 @@ BEGIN
             IF k.current_call IS DISTINCT FROM seen THEN
                 RAISE EXCEPTION 'counselor changed while locking' USING ERRCODE = 'IVRTY';
             END IF;
-            IF p_presence = 'available' AND k.presence IN ('offered', 'on-call') THEN
-                RAISE EXCEPTION 'counselor % is % a call', p_id,
-                    CASE k.presence WHEN 'offered' THEN 'being offered' ELSE 'on' END
-                    USING ERRCODE = '55000';
+            IF p_presence = 'available' AND k.presence = 'on-call' THEN
+                RAISE EXCEPTION 'counselor % is on a call', p_id USING ERRCODE = '55000';
             END IF;
             IF p_presence = 'available' AND k.removed THEN
                 RAISE EXCEPTION 'counselor % is no longer in the routing plan', p_id

@@ -215,6 +215,22 @@ class TwilioRest:
         if ringing and status == "in-progress":
             await self._update(sid, status="completed")
 
+    async def call_status(self, sid: str) -> str | None:
+        """Fetch a call (GET Calls/{Sid}.json) and return its status (queued,
+        ringing, in-progress, completed, busy, failed, no-answer, canceled); None
+        when Twilio no longer knows it. How a callback that never came is
+        made up for."""
+        doing = f"fetching {sid}"
+        try:
+            call = await self._client.calls(sid).fetch_async()
+        except TwilioRestException as exc:
+            if exc.code in ALREADY_ENDED or exc.status == 404:
+                return None
+            raise classify(exc, doing, dialling=False) from exc
+        except Exception as exc:  # network, timeouts
+            raise _unreachable(exc, doing) from exc
+        return str(call.status or "unknown")
+
     async def redirect(self, sid: str, url: str) -> bool:
         """Send a live call to new TwiML; False when the call has already ended."""
         return await self._update(sid, url=url, method="POST") is not None

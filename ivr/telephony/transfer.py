@@ -40,9 +40,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -50,9 +50,9 @@ import asyncpg
 from ivr.languages import LANGUAGE_NAMES
 from ivr.metrics import Metrics
 from ivr.routing.model import RoutingPlan
-from ivr.routing.progress import Offer, Phase, Progress
+from ivr.routing.progress import Phase, Progress
 from ivr.routing.progression import Availability, Result, advance
-from ivr.routing.rules import can_ring, ring_seconds
+from ivr.routing.rules import can_ring
 from ivr.routing.signals import (
     Action,
     Blame,
@@ -74,18 +74,18 @@ from ivr.routing.signals import (
     Outcome,
     RecordOutcome,
     Ring,
+    ScheduleDeadline,
     SetTier,
     TierDeadline,
 )
 from ivr.routing.steps import DialStep, Step, WarmStep
 from ivr.storage import counselors as staff
-from ivr.storage import queue
+from ivr.storage import queue, timers
 from ivr.storage import transfers as outcomes
 from ivr.storage.availability import snapshot as availability_now
 from ivr.storage.holding import holder
 from ivr.telephony.apihealth import ApiHealth
-from ivr.telephony.overrides import with_overrides
-from ivr.telephony.rest import AddressError, RestError, ServiceError, TwilioRest
+from ivr.telephony.rest import RestError, ServiceError, TwilioRest
 from ivr.telephony.twiml import Renderer
 
 log = logging.getLogger(__name__)
@@ -131,6 +131,7 @@ class Transfers:
         health: ApiHealth,
         wrap_up_seconds: float = 60.0,
         metrics: Metrics | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.pool = pool
         self.metrics = metrics or Metrics()
@@ -139,7 +140,12 @@ class Transfers:
         self.rest = rest
         self.health = health
         self.wrap_up_seconds = wrap_up_seconds
+        self.clock = clock  # the app's one clock: timers and the progression read it
         self.wake = asyncio.Event()
+        self.work = asyncio.Event()  # a timer was recorded: the worker looks at once
+        self.lifelines: set[str] = set()  # sent to the backup line, not yet recorded so
+        # Records the placements of claimed offers and starts them (the worker's).
+        self.claimed: Callable[[Sequence[queue.Offer]], Awaitable[None]] = self._intend_legs
         self._tasks: set[asyncio.Task[None]] = set()
         self._moving: set[str] = set()  # callers this instance is taking out right now
 
@@ -206,12 +212,12 @@ class Transfers:
                         self.pool, sid, p.queue or "", p.language, p.need, p.caller_state,
                         action.index, step.tier, step.counselors, step.ranks,
                     ):
-                        await self._cancel(await queue.set_tier(
+                        await self.cancel(await queue.set_tier(
                             self.pool, sid, action.index, step.tier, step.counselors,
                             step.ranks))
                     self.kick()
                 case Dequeue(status=status):
-                    await self._cancel(await queue.dequeue(self.pool, sid, status))
+                    await self.cancel(await queue.dequeue(self.pool, sid, status))
                     self.kick()
                 case DialLine():
                     await outcomes.ringing(self.pool, sid)
@@ -221,12 +227,28 @@ class Transfers:
                     pass
                 case RecordOutcome(outcome=Outcome.ABANDONED):
                     await outcomes.mark_abandoned(self.pool, sid)
-                case MoveCaller(index=index):
-                    # In the background: retries must not hold up the caller of
-                    # carry_out; the next hold round repeats a move that failed.
-                    self.move_out(sid, self.renderer.url("/twilio/resume", seq=seq),
-                                  p.steps[index].name)
+                case MoveCaller(index=index, stage=stage):
+                    await self.intend_move(sid, stage, seq, p.steps[index].name)
+                case ScheduleDeadline(stage=stage, at=at):
+                    await timers.add(self.pool, "tier_deadline", f"{sid}:{stage}", at,
+                                     call_sid=sid, detail={"stage": stage})
+                    self.work.set()
         await self.metrics.outcomes(self.pool, sid, actions)
+
+    async def _intend_legs(self, offers: Sequence[queue.Offer]) -> None:
+        for offer in offers:
+            await timers.add(self.pool, "place_leg", str(offer.id), timers.AT_ONCE,
+                             call_sid=offer.call_sid)
+        self.work.set()
+
+    async def intend_move(self, sid: str, stage: int, seq: int, where: str) -> None:
+        """Record the move of a holding caller to a dial step; the timer worker
+        carries it out (a REST redirect, retried with backoff), whichever
+        instance is alive."""
+        url = self.renderer.url("/twilio/resume", seq=seq)
+        await timers.add(self.pool, "move_caller", f"{sid}:{stage}", timers.AT_ONCE,
+                         call_sid=sid, detail={"stage": stage, "url": url, "where": where})
+        self.work.set()
 
     # The dispatcher ------------------------------------------------------------
 
@@ -251,80 +273,16 @@ class Transfers:
         await outcomes.end_wrap_up(self.pool, self.wrap_up_seconds)
         api_usable = await self.health.probe()
         if api_usable:
-            for offer in await queue.claim_offers(self.pool):
-                self.spawn(self._ring(offer))
+            offers = await queue.claim_offers(self.pool)
+            if offers:
+                # Intent before effect: each leg to place is a timer row, carried
+                # out at once by this instance's worker (ivr.telephony.worker),
+                # by another instance if this one dies.
+                await self.claimed(offers)
         for caller in await outcomes.stalled_callers(self.pool):
             await self._maybe_next_tier(caller, api_usable)
 
-    async def _ring(self, offer: queue.Offer) -> None:
-        """Ring a counselor the claim matched: the caller's progress takes the offer
-        (its number recorded on the offers row), then the leg is placed."""
-        made = await self._offered(offer)
-        if made is None:
-            await queue.offer_missed(self.pool, offer.id, "canceled")
-            self.metrics.offer_ended("canceled")
-            log.info("call %s: offer to counselor %s withdrawn: too little of the tier left, "
-                     "or the transfer moved on", offer.call_sid, offer.counselor_id)
-            self.kick()
-            return
-        number, left = made
-        try:
-            leg = await self.rest.place_call(
-                to=offer.address,
-                from_=self.renderer.caller_id,
-                url=self.renderer.url("/twilio/whisper", offer=offer.id),
-                status_callback=with_overrides(
-                    self.renderer.url("/twilio/leg-status", offer=offer.id)),
-                ring_seconds=ring_seconds(left),
-            )
-        except AddressError as exc:
-            # About this counselor's own number or address: they are not
-            # reachable there, so they go offline like a leg that failed.
-            log.warning("call %s: counselor %s could not be rung: %s",
-                        offer.call_sid, offer.counselor_id, exc)
-            await self._leg_ended(offer, "failed", LegFailed(number, Blame.COUNSELOR))
-            return
-        except RestError as exc:
-            # Nobody's fault on the staff (credentials, outage, network): the
-            # offer is withdrawn as if never made and the API marked degraded,
-            # so the caller goes on at once instead of waiting on a dead API.
-            await self.health.failed(as_service_error(exc))
-            log.info("call %s: offer to counselor %s withdrawn, the REST API failed",
-                     offer.call_sid, offer.counselor_id)
-            await self._leg_ended(offer, "canceled", LegFailed(number, Blame.SERVICE))
-            return
-        if not await queue.set_leg(self.pool, offer.id, leg.sid):
-            # The caller left (or the tier moved on) while the leg was being placed.
-            await self._end_leg(leg.sid, ringing=True)
-            return
-        log.info("call %s: ringing counselor %s (offer %d)",
-                 offer.call_sid, offer.counselor_id, offer.id)
-
-    async def _offered(self, offer: queue.Offer) -> tuple[int, float] | None:
-        """Make the claimed offer the progress's own (its number recorded on the
-        offers row): (its number, seconds the phone may ring), or None when the
-        caller is no longer holding or too little of the tier is left for a
-        full ring (nobody could answer in time: the tier ends, _maybe_next_tier)."""
-        for _ in range(UPDATE_TRIES):
-            context = await outcomes.call_context(self.pool, offer.call_sid)
-            if context is None or context["phase"] != "transfer" or not context["transfer"]:
-                return None
-            seen = context["transfer"]
-            p = Progress.from_json(seen)
-            now = datetime.now(UTC)
-            left = p.seconds_left(now)
-            if p.phase is not Phase.HOLDING or not can_ring(left):
-                return None
-            number = p.offers_made + 1
-            rung = replace(p, offer=Offer(number, offer.counselor_id, now, ring_seconds(left)),
-                           offers_made=number)
-            await queue.number_offer(self.pool, offer.id, number)
-            if await outcomes.store_progress(self.pool, offer.call_sid, seen,
-                                             rung.to_json()) is not None:
-                return number, left
-        return None
-
-    async def _leg_ended(self, offer: queue.Offer, end: queue.EndState, event: Event) -> None:
+    async def leg_ended(self, offer: queue.Offer, end: queue.EndState, event: Event) -> None:
         """An offer ended without a conversation: the counselor's presence is the
         database's (queue.offer_missed), what comes next the progression's. Who
         is free is taken first: once the offer ends the dispatcher may claim the
@@ -351,7 +309,7 @@ class Transfers:
             seen = context["transfer"]
             p = Progress.from_json(seen)
             av = av or await self.availability(p.steps)
-            q, actions = unrung(advance(p, event, datetime.now(UTC), av))
+            q, actions = unrung(advance(p, event, self.clock(), av))
             if q == p:
                 return None
             if q.phase.over:
@@ -387,7 +345,7 @@ class Transfers:
             not api_usable
             or caller.untried == 0
             or (step.skip_when_unavailable and caller.untried_available == 0)
-            or not can_ring(p.seconds_left(datetime.now(UTC)))  # the deadline, or too near it
+            or not can_ring(p.seconds_left(self.clock()))  # the deadline, or too near it
         )
         if exhausted:
             why = "tier exhausted" if api_usable else "Twilio REST API degraded"
@@ -398,22 +356,44 @@ class Transfers:
     ) -> None:
         """Move a waiting caller on from their current warm step, while they hold:
         the dispatcher found the tier over, so its deadline is now."""
-        now = datetime.now(UTC)
+        now = self.clock()
         av = await self.availability(p.steps) if api_usable else Availability(degraded=True)
         p, actions = unrung(advance(replace(p, deadline=now), TierDeadline(p.stage), now, av))
+        if not actions:
+            return
+        await self.tier_moved(sid, seq, p, actions, why)
+
+    async def tier_moved(
+        self, sid: str, seq: int, p: Progress, actions: Sequence[Action], why: str
+    ) -> bool:
         twiml = self.twiml_for(sid, p, actions, seq + 1)
         step = p.step
         event = ("next_tier", {"tier": step.tier, "name": step.name, "why": why})
         new_seq = await outcomes.move_transfer(self.pool, sid, seq, p.to_json(), twiml, event)
         if new_seq is None:
-            return  # another instance (or a callback) moved this call first
+            return False  # another instance (or a callback) moved this call first
         log.info("call %s: %s, moving to the %s tier (%s)", sid, why, step.tier, step.name)
         await self.carry_out(sid, p, actions, new_seq)
+        return True
 
     def spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def lifeline_out(self, sid: str) -> None:
+        """Our own fail-safe sends a holding caller to the backup line (the database
+        does not answer, or their hold document cannot be made): the REST
+        redirect, and the note that they are on the lifeline, written to their
+        call as soon as the database answers (the timer worker's every pass)."""
+        self.lifeline(sid)
+        self.move_out(sid, self.renderer.url("/twilio/fallback"), "the backup line")
+
+    def lifeline(self, sid: str) -> None:
+        """A caller was sent to the backup line by a fail-safe: remember it until
+        the database has it (the worker's every pass tries)."""
+        self.lifelines.add(sid)
+        self.work.set()
 
     def move_out(self, sid: str, url: str, where: str) -> None:
         """Take a holding caller out of their conference to `url`, in the background,
@@ -464,23 +444,23 @@ class Transfers:
             if rounds >= HOLD_ROUNDS_BEFORE_CHECK:
                 log.error("call %s: database down while holding: sending the caller to the "
                           "backup", sid)
-                self.move_out(sid, self.renderer.url("/twilio/fallback"), "the backup line")
+                self.lifeline_out(sid)
             return
         try:
             if found is None or found.phase != "transfer" or found.transfer is None:
-                return  # unknown, connected (a counselor is joining) or over
+                return  # unknown, connected (a counselor is joining), over, or lifeline
             p = Progress.from_json(found.transfer)
             if p.phase is Phase.DIALING:
                 # The move's intent is in the progress (moved_at): a hold round
-                # past MOVE_GRACE means it failed, and the progression repeats it.
-                _, actions = advance(p, HoldRound(), datetime.now(UTC), Availability())
-                if any(isinstance(a, MoveCaller) for a in actions) and sid not in self._moving:
+                # past MOVE_GRACE means it failed, and the progression repeats it
+                # (recorded again unless an attempt is still pending).
+                _, actions = advance(p, HoldRound(), self.clock(), Availability())
+                if any(isinstance(a, MoveCaller) for a in actions):
                     log.info("call %s: still holding although their transfer is at %s: "
                              "taking them out again", sid, p.step.name)
-                    self.move_out(sid, self.renderer.url("/twilio/resume", seq=found.seq),
-                                  p.step.name)
+                    await self.intend_move(sid, p.stage, found.seq, p.step.name)
             elif p.phase is Phase.HOLDING and found.waiting and (
-                    p.deadline is None or datetime.now(UTC) >= p.deadline
+                    p.deadline is None or self.clock() >= p.deadline
                     or not await self.health.usable()):
                 self.kick()
         except Exception:
@@ -511,7 +491,7 @@ class Transfers:
             return self.renderer.counselor_goodbye("whisper_gone")
         if digits == "1":
             return await self._accept(offer, number)
-        await self._leg_ended(offer, "declined" if digits else "missed",
+        await self.leg_ended(offer, "declined" if digits else "missed",
                               LegDeclined(number) if digits else LegMissed(number))
         return self.renderer.counselor_goodbye("whisper_declined")
 
@@ -572,14 +552,39 @@ class Transfers:
             await outcomes.ringing(self.pool, offer.call_sid)
             return
         if status == "completed" and offer.state == "accepted":
-            await staff.call_ended_for_counselor(self.pool, offer.counselor_id, offer.call_sid)
-            self.kick()
+            await self.call_ended(offer.counselor_id, offer.call_sid)
             return
         end = MISSED.get(status)
         number = await queue.offer_number(self.pool, offer_id)
         if end is not None and number is not None:
+            if status == "completed" and not await self._whisper_heard(offer, number):
+                # Answered, yet its whisper never reached us (an instance down,
+                # our outage): ours to answer for, so they stay available.
+                end = "canceled"
             log.info("call %s: counselor %s %s", offer.call_sid, offer.counselor_id, status)
-            await self._leg_ended(offer, end, LEG_EVENTS[status](number))
+            await self.leg_ended(offer, end, LEG_EVENTS[status](number))
+
+    async def call_ended(self, counselor: str, call_sid: str) -> bool:
+        """A counselor's call ended: wrap-up, whose end is a timer (on the app's
+        clock, carried out by any instance). False when nothing changed."""
+        row = await staff.call_ended_for_counselor(self.pool, counselor, call_sid)
+        if row is None:
+            return False
+        due = self.clock() + timedelta(seconds=self.wrap_up_seconds)
+        await timers.add(self.pool, "wrap_up", f"{counselor}:{row.presence_since.isoformat()}",
+                         due, detail={"counselor": counselor,
+                                      "since": row.presence_since.isoformat()})
+        self.work.set()
+        self.kick()
+        return True
+
+    async def _whisper_heard(self, offer: queue.Offer, number: int) -> bool:
+        """Whether the whisper of this offer was served (its LegAnswered stored)."""
+        context = await outcomes.call_context(self.pool, offer.call_sid)
+        if context is None or not context["transfer"]:
+            return True  # nothing to tell by: as before
+        current = Progress.from_json(context["transfer"]).offer
+        return current is None or current.number != number or current.answered
 
     # The caller ------------------------------------------------------------------
 
@@ -605,19 +610,19 @@ class Transfers:
     async def withdrawn(self, offer: queue.Offer) -> None:
         """An administrator's presence change ended a ringing offer (the database
         did): hang its leg up and let the caller's progress go on."""
-        await self._cancel([offer])
+        await self.cancel([offer])
         number = await queue.offer_number(self.pool, offer.id)
         if number is not None:
             await self.leg_event(offer, OfferWithdrawn(number))
         self.kick()
 
-    async def _cancel(self, offers: Sequence[queue.Offer]) -> None:
+    async def cancel(self, offers: Sequence[queue.Offer]) -> None:
         self.metrics.offer_ended("canceled", len(offers))
         for offer in offers:
             if offer.leg_sid:
-                await self._end_leg(offer.leg_sid, ringing=True)
+                await self.end_leg(offer.leg_sid, ringing=True)
 
-    async def _end_leg(self, leg_sid: str, *, ringing: bool) -> None:
+    async def end_leg(self, leg_sid: str, *, ringing: bool) -> None:
         try:
             await self.rest.end_call(leg_sid, ringing=ringing)
         except RestError as exc:

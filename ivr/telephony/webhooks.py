@@ -57,6 +57,10 @@ def voice_webhook(handler: VoiceHandler) -> Callable[[web.Request], Awaitable[we
             # callerId without the database (the caller's number is not kept).
             app = request.app
             app[keys.metrics].failsafe()
+            if sid:
+                # The caller is on the lifeline now: recorded once the database
+                # answers, so nothing moves or rings for them afterwards.
+                app[keys.transfers].lifeline(sid)
             caller_id = dial_caller_id(form_of(request).get("From"), app[keys.caller_id])
             return twiml(failsafe(backup_number(app), caller_id))
 
@@ -132,7 +136,7 @@ async def hold(request: web.Request) -> web.Response:
         log.exception("call %s: hold document failed; sending the caller to the backup line",
                       call_sid or "?")
         if call_sid:
-            transfers.move_out(call_sid, renderer.url("/twilio/fallback"), "the backup line")
+            transfers.lifeline_out(call_sid)
         return twiml(renderer.hold_while_moved(language, call_sid, rounds))
 
 

@@ -168,15 +168,28 @@ async def test_presence_conflicts_and_withdrawals(
     await wait(pool, "CA-1", ["bob"])
     (offer,) = await q.claim_offers(pool)
     resp = await client.put("/admin/counselors/bob/presence", headers=AUTH,
-                            json={"presence": "available"})
-    assert resp.status == 409
-    assert (await body(resp))["field"] == "presence"
-    resp = await client.put("/admin/counselors/bob/presence", headers=AUTH,
                             json={"presence": "offline"})
     assert resp.status == 200
     bob = await body(resp)
     assert bob["presence"] == "offline" and bob["withdrawn_offer"] == offer.id
     assert [(o.id, o.call_sid, o.state) for o in withdrawn] == [(offer.id, "CA-1", "canceled")]
+    # 'available' works from any state but on-call: offered too (the offer is withdrawn).
+    await client.put("/admin/counselors/bob/presence", headers=AUTH,
+                     json={"presence": "available"})
+    await wait(pool, "CA-2", ["bob"])
+    (again,) = await q.claim_offers(pool)
+    resp = await client.put("/admin/counselors/bob/presence", headers=AUTH,
+                            json={"presence": "available"})
+    assert resp.status == 200
+    bob = await body(resp)
+    assert bob["presence"] == "available" and bob["withdrawn_offer"] == again.id
+    await wait(pool, "CA-3", ["bob"])
+    (again,) = await q.claim_offers(pool)
+    assert await q.offer_accepted(pool, again.id)
+    resp = await client.put("/admin/counselors/bob/presence", headers=AUTH,
+                            json={"presence": "available"})
+    assert resp.status == 409
+    assert (await body(resp))["field"] == "presence"
 
 
 async def test_unknown_admin_path_and_method(client: Client) -> None:

@@ -111,13 +111,29 @@ async def test_available_is_refused_during_a_call(pool: asyncpg.Pool) -> None:
     await staff(pool, person("ann"), available=["ann"])
     await wait(pool, "CA-1", ["ann"])
     (offer,) = await q.claim_offers(pool)
-    with pytest.raises(cs.PresenceConflict, match="being offered"):
-        await cs.set_presence(pool, "ann", "available")
     assert await q.offer_accepted(pool, offer.id)
     with pytest.raises(cs.PresenceConflict, match="on a call"):
         await cs.set_presence(pool, "ann", "available")
     assert await cs.presence_counts(pool) == {"c1": {
         "available": 0, "offered": 0, "on-call": 1, "wrap-up": 0, "offline": 0}}
+    await consistent(pool)
+
+
+async def test_available_works_while_offered_and_withdraws_the_offer(
+    pool: asyncpg.Pool,
+) -> None:
+    """An administrator repairs a counselor left 'offered' (a lost callback) without
+    setting them offline first: the offer is withdrawn, the counselor free."""
+    await staff(pool, person("ann"), available=["ann"])
+    await wait(pool, "CA-1", ["ann"])
+    (offer,) = await q.claim_offers(pool)
+    await q.set_leg(pool, offer.id, "CA-leg")
+    change = await cs.set_presence(pool, "ann", "available")
+    assert change.counselor.presence == "available" and change.counselor.current_call is None
+    assert change.withdrawn is not None
+    assert (change.withdrawn.id, change.withdrawn.state) == (offer.id, "canceled")
+    w = await q.get_waiting(pool, "CA-1")
+    assert w is not None and (w.status, w.attempts) == ("waiting", 0)
     await consistent(pool)
 
 

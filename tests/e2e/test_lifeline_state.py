@@ -1,0 +1,118 @@
+"""The lifeline is a state: a caller the wait URL sent to the backup line while
+the database was away is recorded so once it answers again, and nothing is
+rung for them, nor are they moved, afterwards."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestServer, unused_port
+
+from ivr import keys
+from ivr.app import create_app
+from ivr.content import Content, load_content
+from ivr.sim import CallScript, Silence, TwilioWorld, simulate_call
+from ivr.sim.config import SimConfig
+from ivr.sim.script import DialOutcome
+from ivr.storage.counselors import set_presence
+from tests.conftest import AUTH_TOKEN, ROOT, bounded, make_settings
+
+TX_CALLER = "+15125550123"
+BACKUP = "+18005550100"
+
+
+@pytest.fixture
+def queueing_content(tmp_path: Path) -> Content:
+    """The shipped content, with a local tier that waits for its counselors."""
+    shutil.copytree(ROOT / "flows", tmp_path / "flows")
+    shutil.copytree(ROOT / "prompts", tmp_path / "prompts")
+    plan = tmp_path / "flows" / "routing.yaml"
+    text = plan.read_text()
+    local = "{tier: local, ring_timeout: 20s, skip_when_unavailable: true}"
+    assert local in text
+    plan.write_text(text.replace(local, "{tier: local, ring_timeout: 600s}"))
+    flow = tmp_path / "flows" / "988.yaml"  # the bound is not what this test is about
+    flow.write_text("".join(line for line in flow.read_text().splitlines(keepends=True)
+                            if not line.startswith("max_time_to_backup:")))
+    return load_content(tmp_path / "flows", tmp_path / "prompts")
+
+
+@pytest.fixture
+async def pg_dir(tmp_path: Path) -> AsyncIterator[tuple[Path, list[Any]]]:
+    """A PostgreSQL of the test's own, which the test stops and starts again."""
+    from pgserver import get_server  # type: ignore[attr-defined]
+
+    running = [get_server(tmp_path / "pg", cleanup_mode="stop")]
+    yield tmp_path / "pg", running
+    running[-1].cleanup()
+
+
+def _redirects(world: TwilioWorld, sid: str) -> list[str]:
+    return [dict(r.form).get("Url", "") for r in world.api_requests
+            if r.method == "POST" and r.path.endswith(f"/Calls/{sid}.json")]
+
+
+async def test_a_caller_on_the_lifeline_is_never_rung_for_nor_moved(
+    pg_dir: tuple[Path, list[Any]], tmp_path: Path, queueing_content: Content
+) -> None:
+    from pgserver import get_server  # type: ignore[attr-defined]
+
+    path, running = pg_dir
+    dsn = str(running[0].get_uri())
+    # The caller talks with the backup line long after the database is back.
+    script = CallScript(from_number=TX_CALLER, inputs=(Silence(),), hold_patience=3000,
+                        dial_outcomes=(DialOutcome(talk_seconds=1500),))
+    async with TwilioWorld() as world:
+        port = unused_port()
+        settings = make_settings(tmp_path / "server", dsn, port, world.api_url)
+        server = TestServer(create_app(settings, queueing_content), host="127.0.0.1",
+                            port=port)
+        await server.start_server()
+        try:
+            pool = server.app[keys.pool]
+            sim = SimConfig(server_url=settings.public_url, auth_token=AUTH_TOKEN,
+                            account_sid=settings.account_sid)
+            call = asyncio.create_task(simulate_call(sim, script, world=world))
+            sid = None
+            for _ in range(500):  # nobody is free: the caller waits in the local tier
+                sid = await pool.fetchval("SELECT call_sid FROM waiting WHERE status = 'waiting'")
+                if sid:
+                    break
+                await asyncio.sleep(0.02)
+            assert sid is not None
+            await asyncio.to_thread(running[-1].cleanup)  # the database goes away
+            for _ in range(1000):  # until the wait URL sends them to the backup line
+                if any(u.endswith("/twilio/fallback") for u in _redirects(world, sid)):
+                    break
+                await asyncio.sleep(0.02)
+            assert _redirects(world, sid), "the caller was not sent to the backup line"
+            running.append(await asyncio.to_thread(get_server, path, cleanup_mode="stop"))
+            for _ in range(500):  # the database answers again: the server catches up
+                try:
+                    status = await pool.fetchval(
+                        "SELECT status FROM waiting WHERE call_sid = $1", sid)
+                except Exception:
+                    status = None
+                if status not in (None, "waiting"):
+                    break
+                await asyncio.sleep(0.02)
+            # A counselor of the caller's tier becomes free: not for this caller.
+            await set_presence(pool, "tx-ana", "available")
+            t = await asyncio.wait_for(call, 120)
+            row = await pool.fetchrow(
+                "SELECT c.lifeline_at, c.phase, w.status FROM calls c JOIN waiting w"
+                " USING (call_sid) WHERE call_sid = $1", sid)
+        finally:
+            await bounded(server.close(), "closing the server")
+    assert t.reached_human, t.format()
+    assert [d for d in t.format().splitlines() if "dialed" in d.lower()]
+    assert not world.legs, [leg.request.to for leg in world.legs]  # nobody rung for them
+    # Moved once, to the backup line, and never again.
+    assert [u.rsplit("/", 1)[-1] for u in _redirects(world, sid)] == ["fallback"]
+    assert row is not None and row["lifeline_at"] is not None, row
+    assert row["status"] == "backup"
