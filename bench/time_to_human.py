@@ -287,7 +287,7 @@ async def run_path(base: Settings, content: Content, path: CallPath, runs: int,
     token = base.required_secrets().auth_token
     world = TwilioWorld(account_sid=base.account_sid, auth_token=token,
                         counselors={by_id[i].address: b for i, b in path.counselors.items()},
-                        time_scale=time_scale)
+                        time_scale=time_scale, paced_ivr=True)
     script = CallScript(from_number=number_in_state(path.state) or "+15125550142",
                         from_state=path.state, inputs=path.inputs, dial_outcomes=path.dials)
     out: list[Run] = []

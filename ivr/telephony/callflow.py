@@ -27,6 +27,7 @@ from ivr.routing.progression import advance, begin
 from ivr.routing.signals import Action, DialEnded, DialLine, HoldEnded
 from ivr.routing.steps import Step
 from ivr.storage import calls as db
+from ivr.telephony.preoffer import EarlyOffers
 from ivr.telephony.transfer import Transfers, conference_name, is_ringing, unrung
 from ivr.telephony.twiml import Renderer
 
@@ -74,6 +75,7 @@ class CallFlow:
         self.transfers = transfers
         self.clock = clock
         self.speech_languages = speech_languages  # languages with a Vosk model loaded
+        self.early = EarlyOffers(pool, steps_for, transfers, clock)
 
     # Incoming call ---------------------------------------------------------
 
@@ -85,11 +87,11 @@ class CallFlow:
         state = new_call(flow, loc.state, loc.source)
         turn = step(flow, state, Start(self.clock()))
         dial_as = self.renderer.dial_caller_id(params.get("From"))
-        twiml, phase, transfer, listen, begun = await self._render_turn(sid, turn, dial_as)
+        twiml, phase, transfer, listen, begun = await self._render_turn(sid, flow, turn, dial_as)
         events = [
             _webhook_event("voice", params),
             ("located", {"state": loc.state, "source": loc.source, "area_code": loc.area_code}),
-            *_turn_events(turn, twiml, transfer),
+            *_turn_events(turn, twiml, transfer, begun),
         ]
         created = await db.create_call(
             self.pool,
@@ -160,8 +162,10 @@ class CallFlow:
         )
         turn = step(flow, state, event)
         dial_as = self.renderer.dial_caller_id(params.get("From"))
-        twiml, phase, transfer, listen, begun = await self._render_turn(sid, turn, dial_as)
-        events = [_webhook_event(kind, params), *_turn_events(turn, twiml, transfer)]
+        early = Progress.from_json(row.transfer) if row.transfer else None
+        twiml, phase, transfer, listen, begun = await self._render_turn(
+            sid, flow, turn, dial_as, early)
+        events = [_webhook_event(kind, params), *_turn_events(turn, twiml, transfer, begun)]
         if await db.advance_call(
             self.pool, call_sid=sid, expected_seq=row.seq, seq=turn.state.seq,
             state=turn.state.to_json(), phase=phase, transfer=transfer, twiml=twiml,
@@ -174,10 +178,13 @@ class CallFlow:
     async def _entered(
         self, sid: str, transfer: dict[str, Any] | None, begun: tuple[Action, ...], seq: int
     ) -> None:
-        """The flow handed the caller over and the row holds it: the waiting line's
-        side of `begin`'s actions (the caller's TwiML went with the flow turn)."""
-        if transfer is not None:
-            await self.transfers.carry_out(sid, Progress.from_json(transfer), begun, seq)
+        """The flow handed the caller over (or offered them early, or withdrew that)
+        and the row holds it: the waiting line's side of the actions (the caller's
+        TwiML went with the flow turn)."""
+        if transfer is not None and begun:
+            p = Progress.from_json(transfer)
+            await self.transfers.carry_out(sid, p, begun, seq)
+            await self.early.carry_out(sid, p, begun)
 
     # Transfer progress -----------------------------------------------------
 
@@ -250,7 +257,9 @@ class CallFlow:
         recorded = await db.record_status(self.pool, sid, status, _kept(params))
         if recorded is None:
             return False
-        if recorded.phase == "transfer" and status in FINAL_STATUSES and recorded.transfer:
+        # 'flow' with a transfer: offered early while in the menu (preoffer.py).
+        if recorded.phase in ("transfer", "flow") and status in FINAL_STATUSES and (
+                recorded.transfer):
             # Hung up while waiting for a human: free whoever is being rung for them.
             await self.transfers.caller_gone(sid, recorded.transfer)
         return True
@@ -267,7 +276,8 @@ class CallFlow:
             return self.renderer.goodbye()
         detail = {"webhook": kind, **_kept(params)}
         recorded = await db.record_status(self.pool, sid, params.get("CallStatus", ""), detail)
-        if recorded is not None and recorded.phase == "transfer" and recorded.transfer:
+        if recorded is not None and recorded.phase in ("transfer", "flow") and (
+                recorded.transfer):
             await self.transfers.caller_gone(sid, recorded.transfer)
         return self.renderer.goodbye()
 
@@ -296,14 +306,16 @@ class CallFlow:
         return flow
 
     async def _render_turn(
-        self, sid: str, turn: Turn, dial_as: str | None = None
+        self, sid: str, flow: Flow, turn: Turn, dial_as: str | None = None,
+        early: Progress | None = None,
     ) -> tuple[str, str, dict[str, Any] | None, dict[str, Any] | None, tuple[Action, ...]]:
         """(TwiML, phase, transfer progress, listening-menu record, the transfer's
         first actions) for a turn.
 
         `dial_as` is the callerId the transfer's <Dial>s use (None: the caller's
         own number passes): the progress keeps which, so later tiers need no
-        caller number.
+        caller number. `early`: the caller's progress if they were offered early;
+        a turn that waits at a menu keeps, withdraws or begins one.
         """
         wait = turn.wait
         if isinstance(wait, TransferTo):
@@ -312,6 +324,7 @@ class CallFlow:
                 steps, self.clock(), await self.transfers.availability(steps),
                 language=wait.language, queue=wait.queue, line=wait.line, need=wait.need,
                 caller_state=turn.state.caller_state, pass_caller_id=dial_as is None,
+                early=early,
             ))
             first = next((self.transfers.dial_step(a) for a in actions
                           if isinstance(a, DialLine)), p.step)
@@ -321,7 +334,10 @@ class CallFlow:
         listen = self._listen_record(wait) if isinstance(wait, Ask) else None
         token = listen["token"] if listen else None
         twiml = self.renderer.flow_turn(turn.actions, turn.state.seq, listen_token=token)
-        return twiml, ("flow" if not turn.state.finished else "ended"), None, listen, ()
+        found = await self.early.at_menu(flow, turn, early, dial_as is None)
+        kept, actions = found if found is not None else (None, ())
+        return (twiml, ("flow" if not turn.state.finished else "ended"),
+                None if kept is None else kept.to_json(), listen, actions)
 
     def _listen_record(self, ask: Ask) -> dict[str, Any] | None:
         """What a listening menu's stream needs; None when the menu cannot listen."""
@@ -358,12 +374,20 @@ def _webhook_event(kind: str, params: Mapping[str, str]) -> db.Event:
     return ("webhook", {"webhook": kind, **_kept(params)})
 
 
-def _turn_events(turn: Turn, twiml: str, transfer: dict[str, Any] | None) -> list[db.Event]:
+def _turn_events(
+    turn: Turn, twiml: str, transfer: dict[str, Any] | None, begun: tuple[Action, ...] = ()
+) -> list[db.Event]:
     events: list[db.Event] = [
         ("node", {"node": v.node, "detail": v.detail} if v.detail else {"node": v.node})
         for v in turn.visited
     ]
-    if transfer is not None:
+    early = Progress.from_json(transfer) if transfer is not None else None
+    if early is not None and early.phase is Phase.EARLY and begun:
+        events.append(("early_offer", {"queue": early.queue, "tier": early.step.tier,
+                                       "languages": list(early.languages)}))
+    elif early is not None and early.phase is Phase.WITHDRAWN and begun:
+        events.append(("early_withdrawn", {"queue": early.queue}))
+    if transfer is not None and isinstance(turn.wait, TransferTo):
         p = Progress.from_json(transfer)
         events.append(("transfer", {
             "queue": p.queue, "line": p.line, "tier": p.steps[0].tier, "name": p.steps[0].name,

@@ -49,8 +49,8 @@ import asyncpg
 
 from ivr.languages import LANGUAGE_NAMES
 from ivr.routing.model import RoutingPlan
-from ivr.routing.progress import Offer, Phase, Progress
-from ivr.routing.progression import Availability, Result, advance
+from ivr.routing.progress import Phase, Progress
+from ivr.routing.progression import Availability, Result, advance, take_offer
 from ivr.routing.rules import can_ring, ring_seconds
 from ivr.routing.signals import (
     Action,
@@ -81,6 +81,7 @@ from ivr.storage import counselors as staff
 from ivr.storage import queue
 from ivr.storage import transfers as outcomes
 from ivr.storage.holding import holder
+from ivr.storage.preoffers import accepted_early, caller_on_the_way, early_languages
 from ivr.telephony.apihealth import ApiHealth
 from ivr.telephony.rest import AddressError, RestError, ServiceError, TwilioRest
 from ivr.telephony.twiml import Renderer
@@ -300,21 +301,18 @@ class Transfers:
         full ring (nobody could answer in time: the tier ends, _maybe_next_tier)."""
         for _ in range(UPDATE_TRIES):
             context = await outcomes.call_context(self.pool, offer.call_sid)
-            if context is None or context["phase"] != "transfer" or not context["transfer"]:
+            if context is None or not context["transfer"]:
                 return None
             seen = context["transfer"]
-            p = Progress.from_json(seen)
-            now = datetime.now(UTC)
-            left = p.seconds_left(now)
-            if p.phase is not Phase.HOLDING or not can_ring(left):
+            # Holding, or offered early while the flow still runs (preoffer.py).
+            rung = take_offer(Progress.from_json(seen), offer.counselor_id, datetime.now(UTC))
+            if rung is None or rung.offer is None:
                 return None
-            number = p.offers_made + 1
-            rung = replace(p, offer=Offer(number, offer.counselor_id, now, ring_seconds(left)),
-                           offers_made=number)
+            number = rung.offer.number
             await queue.number_offer(self.pool, offer.id, number)
             if await outcomes.store_progress(self.pool, offer.call_sid, seen,
                                              rung.to_json()) is not None:
-                return number, left
+                return number, rung.offer.ring_seconds
         return None
 
     async def _leg_ended(self, offer: queue.Offer, end: queue.EndState, event: Event) -> None:
@@ -338,7 +336,9 @@ class Transfers:
         An accept is returned unstored: the database has the last word (_accept)."""
         for _ in range(UPDATE_TRIES):
             context = await outcomes.call_context(self.pool, offer.call_sid)
-            if context is None or context["phase"] != "transfer" or not context["transfer"]:
+            # 'flow': offered early (preoffer.py), the caller still in the menu.
+            if context is None or context["phase"] not in ("transfer", "flow") or not (
+                    context["transfer"]):
                 return None
             seen = context["transfer"]
             p = Progress.from_json(seen)
@@ -488,8 +488,10 @@ class Transfers:
         if number is not None:
             await self.leg_event(offer, LegAnswered(number))
         region = offer.caller_state or "an unknown state"
+        # Offered early, the caller may still choose any of these.
+        languages = await early_languages(self.pool, offer.call_sid) or (offer.language,)
         values = {
-            "language": LANGUAGE_NAMES.get(offer.language, offer.language),
+            "language": " or ".join(LANGUAGE_NAMES.get(lang, lang) for lang in languages),
             "need": offer.need or "general",
             "region": region,
             "wait": round(offer.waited_seconds),
@@ -512,6 +514,10 @@ class Transfers:
         (not past the tier, the offer still current); the database then checks,
         in one transaction, that the caller still waits for a human."""
         accepted = await self.leg_event(offer, LegAccepted(number))
+        if accepted is not None and accepted.phase is Phase.EARLY:
+            # Accepted before the caller arrived: wait for them in their conference.
+            log.info("call %s: counselor %s accepted early", offer.call_sid, offer.counselor_id)
+            return self.renderer.join_conference(conference_name(offer.call_sid), offer.id)
         if accepted is None or accepted.phase is not Phase.CONNECTED:
             return self.renderer.counselor_goodbye("whisper_gone")
         center = self.plan.centers.get(offer.center_id)
@@ -539,6 +545,9 @@ class Transfers:
         the REST API; the silence it plays meanwhile repeats the request if
         that move fails."""
         offer = await queue.get_offer(self.pool, offer_id)
+        if offer is not None and await caller_on_the_way(
+                self.pool, offer.call_sid, await queue.offer_number(self.pool, offer_id)):
+            return self.renderer.counselor_waiting()  # accepted early: the caller is coming
         if offer is not None:
             if await outcomes.nobody_there(self.pool, offer.call_sid):
                 log.info("call %s: counselor %s accepted as the caller left",
@@ -567,6 +576,8 @@ class Transfers:
             return
         end = MISSED.get(status)
         number = await queue.offer_number(self.pool, offer_id)
+        if status == "completed" and await accepted_early(self.pool, offer.call_sid, number):
+            end = "declined"  # accepted, waited for the caller, gave up: not an empty desk
         if end is not None and number is not None:
             log.info("call %s: counselor %s %s", offer.call_sid, offer.counselor_id, status)
             await self._leg_ended(offer, end, LEG_EVENTS[status](number))
