@@ -105,7 +105,13 @@ class EarlyOffers:
                                             step.ranks, p.language)
                     self.transfers.kick()
                 case AcceptEarly(offer=number, counselor=counselor):
-                    await self._confirm(sid, p, actions, number, counselor)
+                    # After the caller's TwiML has gone: they hear the transfer
+                    # prompt first, so the accept is recorded before they join,
+                    # and the webhook answers without these round trips. The
+                    # stored progress already says connected; a confirm lost
+                    # with this process leaves an offer row that the leg's end
+                    # closes (Transfers.leg_status).
+                    self.transfers.spawn(self._confirm(sid, p, actions, number, counselor))
 
     async def _confirm(self, sid: str, p: Progress, actions: Sequence[Action], number: int,
                        counselor: str) -> None:
