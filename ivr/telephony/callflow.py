@@ -14,6 +14,7 @@ import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import asyncpg
@@ -27,6 +28,7 @@ from ivr.routing.progression import advance, begin
 from ivr.routing.signals import Action, DialEnded, DialLine, HoldEnded
 from ivr.routing.steps import Step
 from ivr.storage import calls as db
+from ivr.storage import preoffers
 from ivr.telephony.preoffer import EarlyOffers
 from ivr.telephony.transfer import Transfers, conference_name, is_ringing, unrung
 from ivr.telephony.twiml import Renderer
@@ -41,6 +43,8 @@ KEPT_PARAMS = (
     "FromState", "CallDuration", "ErrorCode", "StirVerstat", "AnsweredBy",
 )
 ANSWERED = ("completed", "answered")
+# Tries at a menu answer whose call's early offer changed as it was taken.
+EARLY_TRIES = 3
 FINAL_STATUSES = db.FINAL_STATUSES
 
 
@@ -148,8 +152,23 @@ class CallFlow:
         decision: Callable[[db.CallRow], dict[str, Any]],
     ) -> str:
         row = await self._row(sid)
-        if row.seq != seq or row.phase != "flow":
-            return await self._replay(sid, kind, params, row)
+        for _ in range(EARLY_TRIES):
+            if row.seq != seq or row.phase != "flow":
+                return await self._replay(sid, kind, params, row)
+            twiml = await self._answer_once(sid, row, params, kind, decision)
+            if twiml is not None:
+                return twiml
+            # A counselor offered early (or their accept) changed the progress
+            # meanwhile: the answer is taken again over it.
+            row = await self._row(sid)
+        return await self._replay(sid, kind, params)
+
+    async def _answer_once(
+        self, sid: str, row: db.CallRow, params: Mapping[str, str], kind: str,
+        decision: Callable[[db.CallRow], dict[str, Any]],
+    ) -> str | None:
+        """The caller's answer taken over `row`: its TwiML, or None when the row
+        changed before it could be stored."""
         state = CallState.from_json(row.state)
         flow = self._flow(state)
         heard = decision(row)
@@ -166,14 +185,16 @@ class CallFlow:
         twiml, phase, transfer, listen, begun = await self._render_turn(
             sid, flow, turn, dial_as, early)
         events = [_webhook_event(kind, params), *_turn_events(turn, twiml, transfer, begun)]
-        if await db.advance_call(
+        advance = db.advance_call if row.transfer is None else partial(
+            preoffers.advance_call_unchanged, seen=row.transfer)
+        if await advance(
             self.pool, call_sid=sid, expected_seq=row.seq, seq=turn.state.seq,
             state=turn.state.to_json(), phase=phase, transfer=transfer, twiml=twiml,
             events=events, listen=listen, ringing=is_ringing(transfer),
         ):
             await self._entered(sid, transfer, begun, turn.state.seq)
             return twiml
-        return await self._replay(sid, kind, params)
+        return None
 
     async def _entered(
         self, sid: str, transfer: dict[str, Any] | None, begun: tuple[Action, ...], seq: int
