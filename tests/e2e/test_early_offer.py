@@ -47,7 +47,10 @@ def ana_events(t: Transcript) -> list[LegEvent]:
     return [e for e in t.of_type(LegEvent) if e.target == ANA]
 
 
-@pytest.mark.counselors(paced_ivr=True)
+# Ana picks up at once; 50 ms of wall time per simulated second (five times the
+# default) keeps a loaded machine's webhook latency from reordering the call.
+@pytest.mark.counselors(paced_ivr=True, time_scale=0.05,
+                        counselors={ANA: CounselorScript(answer_after=1.0, talk_seconds=5.0)})
 async def test_a_silent_caller_is_offered_during_the_menu_and_connected(
     sim: SimConfig, world: TwilioWorld, settings: Settings
 ) -> None:
