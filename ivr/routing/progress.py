@@ -69,8 +69,9 @@ class Offer:
     made_at: datetime
     ring_seconds: int
     answered: bool = False  # the counselor picked up: the whisper plays
-    # Pressed 1 before the caller arrived (an early offer): the counselor waits
-    # in the caller's conference for them.
+    # An early offer accepted (pressed 1 while the caller was in the menu, or
+    # hearing the transfer prompt): the counselor waits in the caller's
+    # conference for them.
     accepted: bool = False
 
     def to_json(self) -> dict[str, Any]:

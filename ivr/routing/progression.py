@@ -321,9 +321,14 @@ def _holding(p: Progress, event: Event, now: datetime, av: Availability) -> Resu
         return _gone(p)
     over = now >= p.deadline
     if isinstance(event, LegAccepted) and not over:
-        assert p.offer is not None
-        return replace(p, phase=Phase.CONNECTED, queued=False), (
-            _outcome(p, Outcome.ANSWERED, p.offer.counselor),)
+        offer = p.offer
+        assert offer is not None
+        if offer.made_at < p.started_at:
+            # Offered early: the caller may still hear the transfer prompt, and
+            # the counselor waits in their conference for them.
+            offer = replace(offer, answered=True, accepted=True)
+        return replace(p, phase=Phase.CONNECTED, queued=False, offer=offer), (
+            _outcome(p, Outcome.ANSWERED, offer.counselor),)
     if isinstance(event, HoldEnded):  # out of the conference: answer with the next step
         return _move_on(p, now, av, holding=False)
     p, service_failed = _offer_news(p, event)

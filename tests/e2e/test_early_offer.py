@@ -17,7 +17,15 @@ from ivr.config import Settings
 from ivr.routing.progress import Phase, Progress
 from ivr.sim import CallScript, CounselorScript, Press, Silence, TwilioWorld, simulate_call
 from ivr.sim.config import SimConfig
-from ivr.sim.transcript import CounselorJoined, Dialed, Heard, LegEvent, Transcript
+from ivr.sim.transcript import (
+    CounselorJoined,
+    Dialed,
+    Heard,
+    JoinedConference,
+    LegEvent,
+    Pressed,
+    Transcript,
+)
 
 ANA = "+15125550101"  # tx-ana speaks English and Spanish: she fits whatever the caller picks
 TX_CALLER = "+15125550123"
@@ -92,3 +100,22 @@ async def test_a_caller_who_picks_another_line_has_the_early_offer_withdrawn(
     assert "early_withdrawn" in row["kinds"] or "transfer" in row["kinds"]
     assert row["ana"] == "available"
     assert row["progress"].line == "veterans" and row["progress"].phase is Phase.CONNECTED
+
+
+# Ana hears the whisper when the caller presses 2 (about 10 s in) and accepts
+# while they still hear "Gracias..." and the transfer prompt.
+@pytest.mark.counselors(paced_ivr=True, time_scale=0.05,
+                        counselors={ANA: CounselorScript(answer_after=6.0, talk_seconds=5.0)})
+async def test_an_early_offer_accepted_as_the_caller_arrives_waits_for_them(
+    sim: SimConfig, world: TwilioWorld, settings: Settings
+) -> None:
+    script = CallScript(from_number=TX_CALLER, inputs=(Press("2", at=5.0),))
+    t = await simulate_call(sim, script, world=world)
+    assert [e.who for e in t.of_type(CounselorJoined)] == [ANA], t.format()
+    pressed = next(e for e in ana_events(t) if e.event == "pressed")
+    two = next(e for e in t.of_type(Pressed) if e.digits == "2")
+    joined = next(e for e in t.of_type(JoinedConference))
+    assert two.at < pressed.at < joined.at, t.format()  # the case this test is about
+    row = await stored(settings, t.call_sid)
+    assert [(who, state) for who, state, _ in row["offers"]] == [("tx-ana", "accepted")]
+    assert row["progress"].phase is Phase.CONNECTED and row["progress"].language == "es"

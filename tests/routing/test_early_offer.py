@@ -173,6 +173,16 @@ def test_a_ringing_early_offer_stays_into_the_tier_whose_clock_starts_on_arrival
     assert q.offer.made_at + timedelta(seconds=q.offer.ring_seconds) <= q.deadline
 
 
+def test_an_early_offer_accepted_after_the_caller_arrived_still_waits_for_them() -> None:
+    """The caller reached the transfer while the counselor heard the whisper: they
+    accept while the caller still hears the transfer prompt, and must wait."""
+    p, _ = early("ana")
+    q, _ = arrive(p, 10, language="es")
+    done, actions = advance(q, LegAccepted(1), at(13), Availability())
+    assert done.phase is Phase.CONNECTED and done.offer is not None and done.offer.accepted
+    assert actions == (RecordOutcome(Outcome.ANSWERED, "local", "tx-austin", "ana"),)
+
+
 def test_a_counselor_who_declined_early_is_not_rung_again_in_the_tier() -> None:
     p, _ = early("ana", "ben")
     p, actions = advance(p, LegDeclined(1), at(8), Availability(("ana", "ben")))
