@@ -24,7 +24,7 @@ from ivr.flow.model import Flow, FlowSet
 from ivr.flow.runtime import Answer, Ask, CallState, Start, TransferTo, Turn, new_call, step
 from ivr.routing.location import Location
 from ivr.routing.progress import Phase, Progress
-from ivr.routing.progression import advance, begin
+from ivr.routing.progression import Availability, advance, begin
 from ivr.routing.signals import Action, DialEnded, DialLine, HoldEnded
 from ivr.routing.steps import Step
 from ivr.storage import calls as db
@@ -341,8 +341,13 @@ class CallFlow:
         wait = turn.wait
         if isinstance(wait, TransferTo):
             steps = self.steps_for(wait, turn.state.caller_state)
+            # A counselor who accepted early waits in the conference: the caller
+            # joins them by TwiML alone, so nobody's availability is asked.
+            waiting = early is not None and early.phase is Phase.EARLY and (
+                early.offer is not None and early.offer.accepted)
+            av = Availability() if waiting else await self.transfers.availability(steps)
             p, actions = unrung(begin(
-                steps, self.clock(), await self.transfers.availability(steps),
+                steps, self.clock(), av,
                 language=wait.language, queue=wait.queue, line=wait.line, need=wait.need,
                 caller_state=turn.state.caller_state, pass_caller_id=dial_as is None,
                 early=early,
