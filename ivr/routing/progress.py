@@ -24,6 +24,8 @@ same key names. The keys (stable; add, never rename):
   pass_caller_id    a <Dial> may show the caller's own number (else ours)
   languages         while early: every language the caller may still choose on
                     the way to this transfer (the early counselor speaks them all)
+  arriving          offered early, the caller reached the transfer but has not
+                    been in their conference yet (its wait URL not requested)
 
 The first seven keys and `redials` are those of the record written before
 this module existed; such a record decodes as a transfer whose warm step
@@ -108,6 +110,7 @@ class Progress:
     caller_state: str | None = None
     pass_caller_id: bool = True
     languages: tuple[str, ...] = ()
+    arriving: bool = False
 
     @property
     def step(self) -> Step:
@@ -139,6 +142,7 @@ class Progress:
             "caller_state": self.caller_state,
             "pass_caller_id": self.pass_caller_id,
             "languages": list(self.languages),
+            "arriving": self.arriving,
         }
 
     @classmethod
@@ -176,6 +180,7 @@ class Progress:
             caller_state=data.get("caller_state"),
             pass_caller_id=bool(data.get("pass_caller_id", True)),
             languages=tuple(str(x) for x in data.get("languages", ())),
+            arriving=bool(data.get("arriving", False)),
         )
 
 

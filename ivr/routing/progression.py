@@ -192,6 +192,12 @@ def begin_early(
     return p, (Enqueue(0, 1, step.tier, step.counselors), *rung)
 
 
+def joined_conference(p: Progress) -> Progress:
+    """The caller's conference wait URL was requested: they are in it, no longer
+    arriving (a counselor who then finds it empty finds them gone)."""
+    return replace(p, arriving=False) if p.phase is Phase.HOLDING else p
+
+
 def take_offer(p: Progress, counselor: str, now: datetime) -> Progress | None:
     """The progress taking an offer the dispatcher's claim made for this counselor,
     or None when the caller may not be rung now (not holding or early, or too
@@ -302,7 +308,7 @@ def _arrive(
     deadline = now + timedelta(seconds=tier_seconds(step))
     p = replace(early, steps=tuple(steps), index=index, phase=Phase.HOLDING, stage=stage,
                 started_at=now, stage_started_at=now, deadline=deadline, language=language,
-                languages=(), moved_at=None)
+                languages=(), moved_at=None, arriving=True)
     if offer is not None and offer.accepted:
         q = replace(p, phase=Phase.CONNECTED, queued=False)
         return q, (AcceptEarly(offer.number, offer.counselor),
@@ -323,9 +329,9 @@ def _holding(p: Progress, event: Event, now: datetime, av: Availability) -> Resu
     if isinstance(event, LegAccepted) and not over:
         offer = p.offer
         assert offer is not None
-        if offer.made_at < p.started_at:
-            # Offered early: the caller may still hear the transfer prompt, and
-            # the counselor waits in their conference for them.
+        if p.arriving and offer.made_at < p.started_at:
+            # Offered early, accepted while the caller still hears the transfer
+            # prompt: the counselor waits in their conference for them.
             offer = replace(offer, answered=True, accepted=True)
         return replace(p, phase=Phase.CONNECTED, queued=False, offer=offer), (
             _outcome(p, Outcome.ANSWERED, offer.counselor),)

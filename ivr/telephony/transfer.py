@@ -50,7 +50,13 @@ import asyncpg
 from ivr.languages import LANGUAGE_NAMES
 from ivr.routing.model import RoutingPlan
 from ivr.routing.progress import Phase, Progress
-from ivr.routing.progression import Availability, Result, advance, take_offer
+from ivr.routing.progression import (
+    Availability,
+    Result,
+    advance,
+    joined_conference,
+    take_offer,
+)
 from ivr.routing.rules import can_ring, ring_seconds
 from ivr.routing.signals import (
     Action,
@@ -471,6 +477,10 @@ class Transfers:
                              "taking them out again", sid, p.step.name)
                     self.move_out(sid, self.renderer.url("/twilio/resume", seq=found.seq),
                                   p.step.name)
+            elif p.phase is Phase.HOLDING and p.arriving:
+                # Offered early, the caller is now in their conference (preoffer.py).
+                await outcomes.store_progress(self.pool, sid, found.transfer,
+                                              joined_conference(p).to_json())
             elif p.phase is Phase.HOLDING and found.waiting and (
                     p.deadline is None or datetime.now(UTC) >= p.deadline
                     or not await self.health.usable()):

@@ -24,6 +24,7 @@ from ivr.routing.progression import (
     begin,
     begin_early,
     early_steps,
+    joined_conference,
     take_offer,
 )
 from ivr.routing.rules import tier_seconds
@@ -181,6 +182,10 @@ def test_an_early_offer_accepted_after_the_caller_arrived_still_waits_for_them()
     done, actions = advance(q, LegAccepted(1), at(13), Availability())
     assert done.phase is Phase.CONNECTED and done.offer is not None and done.offer.accepted
     assert actions == (RecordOutcome(Outcome.ANSWERED, "local", "tx-austin", "ana"),)
+    # Once the prompt is over the caller was in the conference: a counselor who
+    # finds it empty then finds the caller gone, and is not kept waiting.
+    late, _ = advance(joined_conference(q), LegAccepted(1), at(18), Availability())
+    assert late.offer is not None and not late.offer.accepted
 
 
 def test_a_counselor_who_declined_early_is_not_rung_again_in_the_tier() -> None:
