@@ -13,7 +13,15 @@ start):
   counselor's leg reported ringing, or a <Dial> (a line, a center's number,
   the national backup) starting;
 - joined: a counselor joining the caller's conference, or the party of a
-  <Dial> answering.
+  <Dial> answering;
+- cancelled: counselor legs the server ended without their joining the caller
+  (an offer made while the menu played and withdrawn because the caller went
+  elsewhere, or a tier that moved on): phones rung for nothing.
+
+A counselor may be offered the caller while the menu still plays
+(telephony/preoffer.py), so the simulator paces the caller's IVR in world
+time (TwilioWorld(paced_ivr=True)): what the server does by REST during the
+menu happens when it would on Twilio, not after the menu is over.
 
 Beside them, the analysis's bound for the same path: the flow analysis's
 cost of that path (ivr/flow/analysis.py, the worst case of it: a key at the
@@ -136,8 +144,11 @@ def paths(content: Content) -> list[CallPath]:
                  target=Target(joined=25), expect="tx-ana"),
         CallPath("press 2 during the menu", "TX", (Press("2", at=menu.seconds / 2),),
                  (WELCOME, "key 2 at", "says 'spanish_selected'", TRANSFER), expect="tx-ana"),
+        # Ana, offered during the first menu, accepts and waits for the caller,
+        # who replays the menu: she gives up first (the simulated counselor's
+        # patience alone in a conference) and Ben, free, takes the call.
         CallPath("wrong key, then silence", "TX", (Press("9"), Silence()),
-                 (WELCOME, "wrong key, replay 1", SILENT, TRANSFER), expect="tx-ana"),
+                 (WELCOME, "wrong key, replay 1", SILENT, TRANSFER), expect="tx-ben"),
         CallPath("first counselor declines", "TX", (Silence(),), (WELCOME, SILENT, TRANSFER),
                  counselors={"tx-ana": CounselorScript(then="decline")}, expect="tx-ben"),
         CallPath("local tier unanswered (backup)", "TX", (Silence(),),
@@ -230,6 +241,7 @@ class Measured:
     joined: float | None
     who: str | None  # the address that answered: a counselor's phone, a line, a center
     dialled: float | None  # when the <Dial> that was answered started ringing
+    cancelled: int = 0  # counselor legs the server ended before they joined the caller
 
 
 def measure(transcript: Transcript) -> Measured:
@@ -247,7 +259,14 @@ def measure(transcript: Transcript) -> Measured:
         # A <Dial>'s entry is stamped when it starts ringing; it is answered after.
         dialled, who = answered[0].at, answered[0].targets[0]
         joined = dialled + answered[0].ring_seconds
-    return Measured(min(rings, default=None), joined, who, dialled)
+    legs: dict[str, list[LegEvent]] = {}
+    for e in transcript.of_type(LegEvent):
+        legs.setdefault(e.sid or e.target, []).append(e)
+    cancelled = sum(
+        1 for events in legs.values()
+        if events[0].target != who
+        and any(e.event == "canceled" or "REST API" in e.detail for e in events))
+    return Measured(min(rings, default=None), joined, who, dialled, cancelled)
 
 
 def names(plan: RoutingPlan) -> dict[str, str]:
@@ -287,7 +306,7 @@ async def run_path(base: Settings, content: Content, path: CallPath, runs: int,
     token = base.required_secrets().auth_token
     world = TwilioWorld(account_sid=base.account_sid, auth_token=token,
                         counselors={by_id[i].address: b for i, b in path.counselors.items()},
-                        time_scale=time_scale)
+                        time_scale=time_scale, paced_ivr=True)
     script = CallScript(from_number=number_in_state(path.state) or "+15125550142",
                         from_state=path.state, inputs=path.inputs, dial_outcomes=path.dials)
     out: list[Run] = []
@@ -375,6 +394,7 @@ def figure(values: Sequence[float]) -> str:
 
 def table(rows: Sequence[Row], who: Mapping[str, str]) -> str:
     head = ["path", "caller", "answered by", "first ring s", "ring bound s", "joined s",
+            "legs cancelled",
             "answered dial started s", "dial bound s", "national backup bound s",
             "target (issue 8 item 4)", "verdict"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -384,7 +404,9 @@ def table(rows: Sequence[Row], who: Mapping[str, str]) -> str:
             row.path.name, f"{row.path.state}, {row.bound.where}",
             ", ".join(row.answered(who)),
             figure(row.values("first_ring")), f"{row.bound.first_ring:.1f}",
-            figure(row.values("joined")), figure(row.values("dialled")),
+            figure(row.values("joined")),
+            ", ".join(sorted({str(int(v)) for v in row.values("cancelled")})),
+            figure(row.values("dialled")),
             ", ".join(f"{b:.1f}" for b in sorted(dial_bounds)) or "-",
             f"{row.bound.backup:.1f}",
             row.path.target.text() if row.path.target else "", row.met(),

@@ -14,7 +14,8 @@ failure of kind K with fallback F replays the menu while failures so far
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, time
 from typing import Any
@@ -356,3 +357,99 @@ def in_time_range(span: str, at: time) -> bool:
     if start <= end:
         return start <= at < end
     return at >= start or at < end  # wraps past midnight, e.g. 20:00-08:00
+
+
+# Where a caller at a menu is likely going ------------------------------------
+
+# Turns explored from a menu looking for every way to its silent transfer; a
+# flow with more is too branchy to offer anyone early.
+LIKELY_SEARCH = 400
+
+
+@dataclass(frozen=True)
+class LikelyTransfer:
+    """Where a caller waiting at a menu goes if they give no answer at all, and
+    every language in which any answer of theirs reaches that same transfer
+    (the same queue or line, with the same need). An offer made for it early
+    fits them as long as a counselor speaks all of `languages`."""
+
+    transfer: TransferTo
+    languages: tuple[str, ...]
+
+    def fits(self, transfer: TransferTo) -> bool:
+        """Whether `transfer` is this one (in one of its languages)."""
+        mine = self.transfer
+        return (transfer.queue, transfer.line, transfer.need) == (
+            mine.queue, mine.line, mine.need) and transfer.language in self.languages
+
+
+def likely_transfer(flow: Flow, state: CallState, now: datetime) -> LikelyTransfer | None:
+    """For a caller waiting at a menu (the state a turn ended with): the transfer
+    their silence leads to, found by stepping the flow with the same rules as
+    the call itself, or None (silence leads to no transfer, or the flow is too
+    branchy to tell within LIKELY_SEARCH turns)."""
+    if state.finished or not isinstance(flow.node(state.node).body, Menu):
+        return None
+    silent = _silence_leads_to(flow, state, now)
+    if silent is None:
+        return None
+    languages: set[str] = set()
+    seen = {_key(state)}
+    todo = [state]
+    explored = 0
+    while todo:
+        current = todo.pop()
+        for answer in _answers(flow, current, now):
+            explored += 1
+            if explored > LIKELY_SEARCH:
+                return None
+            try:
+                turn = step(flow, current, answer)
+            except FlowRuntimeError:
+                continue
+            wait = turn.wait
+            if isinstance(wait, TransferTo) and (wait.queue, wait.line, wait.need) == (
+                    silent.queue, silent.line, silent.need):
+                languages.add(wait.language)
+            elif isinstance(wait, Ask) and _key(turn.state) not in seen:
+                seen.add(_key(turn.state))
+                todo.append(turn.state)
+    return LikelyTransfer(silent, tuple(lang for lang in flow.languages if lang in languages))
+
+
+def _silence_leads_to(flow: Flow, state: CallState, now: datetime) -> TransferTo | None:
+    for _ in range(LIKELY_SEARCH):
+        try:
+            turn = step(flow, state, Answer(now))
+        except FlowRuntimeError:
+            return None
+        wait = turn.wait
+        if isinstance(wait, TransferTo):
+            return wait
+        if not isinstance(wait, Ask):
+            return None
+        state = turn.state
+    return None
+
+
+def _answers(flow: Flow, state: CallState, now: datetime) -> Iterator[Answer]:
+    """Every kind of answer a caller can give at this menu: nothing, a wrong one,
+    each option's key, and each option's word in each language it may be heard in."""
+    menu = flow.node(state.node).body
+    assert isinstance(menu, Menu)
+    yield Answer(now)
+    yield Answer(now, unrecognised=True)
+    for option in menu.options:
+        if option.keys:
+            yield Answer(now, digits=option.keys[0])
+        if not menu.speech:
+            continue
+        for lang in flow.languages:
+            if lang != state.language and state.language_chosen:
+                continue
+            for word in option.words_in(lang)[:1]:
+                yield Answer(now, word=word, word_language=lang)
+
+
+def _key(state: CallState) -> str:
+    return json.dumps(replace(state, seq=0).to_json(), sort_keys=True)

@@ -6,13 +6,15 @@ same key names. The keys (stable; add, never rename):
 
   steps             [step_to_json(step), ...], the national backup last
   index             the current step
-  phase             "holding" | "dialing" | "connected" | "gone" | "unreached"
+  phase             "early" | "holding" | "dialing" | "connected" | "gone" | "unreached"
+                    | "withdrawn"
   stage             bumped on every step entered (a redial too); timers and
                     <Dial> callbacks carry the stage they belong to
   started_at        ISO 8601: the transfer began (the flow handed the caller over)
   stage_started_at  ISO 8601: the current step began
   deadline          ISO 8601 or null: the end of the current warm step
-  offer             null or {"number", "counselor", "made_at", "ring_seconds", "answered"}
+  offer             null or {"number", "counselor", "made_at", "ring_seconds", "answered",
+                    "accepted"}
   offers_made       offers so far in this transfer (the next offer is number + 1)
   tried             counselor ids offered in the current warm step
   redials           redials of the national backup so far
@@ -20,6 +22,10 @@ same key names. The keys (stable; add, never rename):
   moved_at          ISO 8601 or null: a move out of the conference is pending since
   queue, line, language, need, caller_state   what the flow asked for
   pass_caller_id    a <Dial> may show the caller's own number (else ours)
+  languages         while early: every language the caller may still choose on
+                    the way to this transfer (the early counselor speaks them all)
+  arriving          offered early, the caller reached the transfer but has not
+                    been in their conference yet (its wait URL not requested)
 
 The first seven keys and `redials` are those of the record written before
 this module existed; such a record decodes as a transfer whose warm step
@@ -41,15 +47,19 @@ _LONG_AGO: Final = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 class Phase(enum.Enum):
+    # Offered early: the flow still plays a menu whose silence leads to this
+    # transfer, and a counselor fitting every way there may already be rung.
+    EARLY = "early"
     HOLDING = "holding"  # at a warm step: in their conference (or its lead-in prompt)
     DIALING = "dialing"  # at a dial step: its <Dial> rings, or a move to it is pending
     CONNECTED = "connected"  # a counselor accepted, or a dialled line answered
     GONE = "gone"  # the caller hung up first
     UNREACHED = "unreached"  # the national backup went unanswered every time
+    WITHDRAWN = "withdrawn"  # offered early, but the caller went elsewhere in the flow
 
     @property
     def over(self) -> bool:
-        return self in (Phase.CONNECTED, Phase.GONE, Phase.UNREACHED)
+        return self in (Phase.CONNECTED, Phase.GONE, Phase.UNREACHED, Phase.WITHDRAWN)
 
 
 @dataclass(frozen=True)
@@ -61,16 +71,21 @@ class Offer:
     made_at: datetime
     ring_seconds: int
     answered: bool = False  # the counselor picked up: the whisper plays
+    # An early offer accepted (pressed 1 while the caller was in the menu, or
+    # hearing the transfer prompt): the counselor waits in the caller's
+    # conference for them.
+    accepted: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {"number": self.number, "counselor": self.counselor,
                 "made_at": self.made_at.isoformat(), "ring_seconds": self.ring_seconds,
-                "answered": self.answered}
+                "answered": self.answered, "accepted": self.accepted}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Offer:
         return cls(int(data["number"]), str(data["counselor"]), _time(data["made_at"]),
-                   int(data["ring_seconds"]), bool(data.get("answered", False)))
+                   int(data["ring_seconds"]), bool(data.get("answered", False)),
+                   bool(data.get("accepted", False)))
 
 
 @dataclass(frozen=True)
@@ -94,6 +109,8 @@ class Progress:
     need: str | None = None
     caller_state: str | None = None
     pass_caller_id: bool = True
+    languages: tuple[str, ...] = ()
+    arriving: bool = False
 
     @property
     def step(self) -> Step:
@@ -124,6 +141,8 @@ class Progress:
             "need": self.need,
             "caller_state": self.caller_state,
             "pass_caller_id": self.pass_caller_id,
+            "languages": list(self.languages),
+            "arriving": self.arriving,
         }
 
     @classmethod
@@ -160,6 +179,8 @@ class Progress:
             need=data.get("need"),
             caller_state=data.get("caller_state"),
             pass_caller_id=bool(data.get("pass_caller_id", True)),
+            languages=tuple(str(x) for x in data.get("languages", ())),
+            arriving=bool(data.get("arriving", False)),
         )
 
 

@@ -25,6 +25,17 @@ How a transfer moves:
   anything else the next step; the national backup is dialled again
   BACKUP_REDIALS times, then the transfer is unreached.
 - A caller who leaves is gone: legs cancelled, nobody rung for them again.
+- Early (`begin_early`): while the flow still plays a menu whose silence
+  leads to a queue, the caller joins the line of its first warm step, among
+  only the counselors who fit every language the caller may still choose
+  there (`early_steps`), and one of them is rung; no tier clock runs. A
+  counselor who accepts waits in the caller's conference. The caller going
+  anywhere else (CallerWentElsewhere) withdraws the offer and takes them off
+  the line. Reaching the transfer (`begin(..., early=)`) starts the tier's
+  clock as for any caller; the early offer stays, or, accepted, is the
+  answer. The counselor rung early counts as tried in the tier, and offer
+  numbers and stages go on from the early ones, so a late event of an
+  early offer is never taken for a later one's.
 
 An event for an offer or stage that is no longer current, or for a transfer
 that is over, changes nothing and asks for nothing; so does any event
@@ -49,9 +60,12 @@ from ivr.routing.rules import (
     tier_seconds,
 )
 from ivr.routing.signals import (
+    AcceptEarly,
     Action,
+    Arrive,
     Blame,
     CallerLeft,
+    CallerWentElsewhere,
     CancelLeg,
     Dequeue,
     DialEnded,
@@ -101,21 +115,113 @@ def begin(
     need: str | None = None,
     caller_state: str | None = None,
     pass_caller_id: bool = True,
+    early: Progress | None = None,
 ) -> Result:
-    """The flow hands the caller over at `now`: enter the first step worth entering."""
+    """The flow hands the caller over at `now`: enter the first step worth entering.
+
+    `early`: the caller's early progress, if they were offered early. Arriving
+    where it was made for, it goes on (`_arrive`); anywhere else it is withdrawn
+    first (its actions come first)."""
     check_steps(steps)
+    withdrawn: tuple[Action, ...] = ()
+    if early is not None and not early.phase.over:
+        arrived = _arrive(early, steps, now, availability, language=language, queue=queue,
+                          line=line, need=need)
+        if arrived is not None:
+            return arrived
+        early, withdrawn = advance(early, CallerWentElsewhere(), now, availability)
     index = next_step(steps, 0, availability.free, availability.degraded)
     blank = Progress(
-        steps=tuple(steps), index=index, phase=Phase.HOLDING, stage=0, started_at=now,
-        stage_started_at=now, language=language, queue=queue, line=line, need=need,
-        caller_state=caller_state, pass_caller_id=pass_caller_id,
+        steps=tuple(steps), index=index, phase=Phase.HOLDING, stage=early.stage if early else 0,
+        started_at=now, stage_started_at=now, language=language, queue=queue, line=line,
+        need=need, caller_state=caller_state, pass_caller_id=pass_caller_id,
+        offers_made=early.offers_made if early else 0,
     )
-    return _enter(blank, index, now, availability, holding=False, from_flow=True)
+    p, actions = _enter(blank, index, now, availability, holding=False, from_flow=True)
+    return p, (*withdrawn, *actions)
+
+
+def early_steps(choices: Sequence[Sequence[Step]]) -> tuple[Step, ...] | None:
+    """The steps of an early offer: the first warm step of `choices[0]` (the steps
+    for the caller's language now), keeping only the counselors who are in that
+    same tier in every other choice (the steps for each language the caller may
+    still choose), then the national backup. None when the transfer does not
+    start with a warm step or nobody fits every choice."""
+    first = choices[0][0] if choices and choices[0] else None
+    if not isinstance(first, WarmStep):
+        return None
+    keep: list[int] = []
+    for i, counselor in enumerate(first.counselors):
+        if all(isinstance(c[0], WarmStep) and (c[0].tier, c[0].name) == (first.tier, first.name)
+               and counselor in c[0].counselors for c in choices[1:]):
+            keep.append(i)
+    if not keep:
+        return None
+    ranks = tuple(first.ranks[i] for i in keep) if first.ranks else ()
+    warm = replace(first, counselors=tuple(first.counselors[i] for i in keep), ranks=ranks)
+    return warm, choices[0][-1]
+
+
+def begin_early(
+    steps: Sequence[Step],
+    now: datetime,
+    availability: Availability,
+    *,
+    language: str,
+    languages: Sequence[str],
+    queue: str | None = None,
+    line: str | None = None,
+    need: str | None = None,
+    caller_state: str | None = None,
+    pass_caller_id: bool = True,
+) -> Result:
+    """While the flow still plays a menu whose silence leads to this transfer: join
+    the line of its first step (a warm step: `early_steps`), and ring one of its
+    counselors if one is free. No deadline: the tier starts when the caller arrives."""
+    check_steps(steps)
+    step = steps[0]
+    if not isinstance(step, WarmStep):
+        raise ValueError("an early offer needs a warm step first (early_steps)")
+    blank = Progress(
+        steps=tuple(steps), index=0, phase=Phase.EARLY, stage=1, started_at=now,
+        stage_started_at=now, language=language, queued=True, queue=queue, line=line,
+        need=need, caller_state=caller_state, pass_caller_id=pass_caller_id,
+        languages=tuple(languages),
+    )
+    p, rung = _early_settle(blank, now, availability)
+    return p, (Enqueue(0, 1, step.tier, step.counselors), *rung)
+
+
+def joined_conference(p: Progress) -> Progress:
+    """The caller's conference wait URL was requested: they are in it, no longer
+    arriving (a counselor who then finds it empty finds them gone)."""
+    return replace(p, arriving=False) if p.phase is Phase.HOLDING else p
+
+
+def take_offer(p: Progress, counselor: str, now: datetime) -> Progress | None:
+    """The progress taking an offer the dispatcher's claim made for this counselor,
+    or None when the caller may not be rung now (not holding or early, or too
+    little of the tier left for a full ring)."""
+    if p.phase is Phase.HOLDING:
+        left = p.seconds_left(now)
+        if not can_ring(left):
+            return None
+        seconds = ring_seconds(left)
+    elif p.phase is Phase.EARLY and p.offer is None:
+        step = p.step
+        assert isinstance(step, WarmStep)
+        seconds = ring_seconds(tier_seconds(step))
+    else:
+        return None
+    number = p.offers_made + 1
+    return replace(p, offer=Offer(number, counselor, now, seconds), offers_made=number)
 
 
 def advance(progress: Progress, event: Event, now: datetime, availability: Availability) -> Result:
     if _stale(progress, event):
         return progress, ()
+    if progress.phase is Phase.EARLY:
+        return _early(progress, event, now, availability)
     if progress.phase is Phase.HOLDING:
         return _holding(progress, event, now, availability)
     return _dialing(progress, event, now, availability)
@@ -132,7 +238,84 @@ def _stale(p: Progress, event: Event) -> bool:
             return p.phase is not Phase.HOLDING or event.stage != p.stage
         case DialEnded() | MoveLanded():
             return p.phase is not Phase.DIALING or event.stage != p.stage
+        case CallerWentElsewhere():
+            return p.phase is not Phase.EARLY
     return False
+
+
+# Offered early, while the flow still runs -----------------------------------------
+
+
+def _early(p: Progress, event: Event, now: datetime, av: Availability) -> Result:
+    match event:
+        case CallerLeft():
+            return _gone(p)
+        case CallerWentElsewhere():
+            cancel: tuple[Action, ...] = ()
+            if p.offer is not None:
+                cancel = (CancelLeg(p.offer.number, p.offer.counselor),)
+            leave: tuple[Action, ...] = (Dequeue("backup"),) if p.queued else ()
+            return replace(p, phase=Phase.WITHDRAWN, offer=None, queued=False), (*cancel, *leave)
+        case LegAccepted():
+            assert p.offer is not None
+            return replace(p, offer=replace(p.offer, answered=True, accepted=True)), ()
+    before = p.offer
+    p, service_failed = _offer_news(p, event)
+    if before is not None and p.offer is None and before.counselor not in p.tried:
+        # Offered once, never again for this caller in this tier, whatever ended
+        # it (as the database's claim has it: any offer since the line was joined).
+        p = replace(p, tried=(*p.tried, before.counselor))
+    if service_failed:
+        return p, ()  # the API failed: nobody is rung early; the transfer will see it
+    return _early_settle(p, now, av)
+
+
+def _early_settle(p: Progress, now: datetime, av: Availability) -> Result:
+    """Ring the first free counselor of the early step not tried yet, if none rings."""
+    step = p.step
+    assert isinstance(step, WarmStep)
+    if p.offer is not None or av.degraded:
+        return p, ()
+    pick = next((c for c in av.free if c in step.counselors and c not in p.tried), None)
+    if pick is None:
+        return p, ()
+    q = take_offer(p, pick, now)
+    assert q is not None and q.offer is not None
+    return q, (Ring(q.offer.number, pick, q.offer.ring_seconds),)
+
+
+def _arrive(
+    early: Progress, steps: Sequence[Step], now: datetime, av: Availability, *,
+    language: str, queue: str | None, line: str | None, need: str | None,
+) -> Result | None:
+    """The caller offered early reaches the transfer it was made for: the tier starts
+    now, with the early offer and who was tried. None when this is not where the
+    early offer was made for (another queue, need or language, or a first step
+    other than its warm step)."""
+    if (language not in early.languages
+            or (queue, line, need) != (early.queue, early.line, early.need)):
+        return None
+    offer = early.offer
+    # The early counselor is busy with this very caller, not unavailable to them.
+    free = (*av.free, offer.counselor) if offer is not None else av.free
+    index = next_step(steps, 0, free, av.degraded)
+    step, was = steps[index], early.step
+    if not (isinstance(step, WarmStep) and (step.tier, step.name) == (was.tier, was.name)):
+        return None
+    if offer is not None and offer.counselor not in step.counselors:
+        return None
+    stage = early.stage + 1
+    deadline = now + timedelta(seconds=tier_seconds(step))
+    p = replace(early, steps=tuple(steps), index=index, phase=Phase.HOLDING, stage=stage,
+                started_at=now, stage_started_at=now, deadline=deadline, language=language,
+                languages=(), moved_at=None, arriving=True)
+    if offer is not None and offer.accepted:
+        q = replace(p, phase=Phase.CONNECTED, queued=False)
+        return q, (AcceptEarly(offer.number, offer.counselor),
+                   _outcome(q, Outcome.ANSWERED, offer.counselor))
+    q, rung = _settle(p, now, av)
+    return q, (Arrive(index, stage, step.tier, step.counselors),
+               ScheduleDeadline(stage, deadline), *rung)
 
 
 # At a warm step ----------------------------------------------------------------
@@ -144,9 +327,14 @@ def _holding(p: Progress, event: Event, now: datetime, av: Availability) -> Resu
         return _gone(p)
     over = now >= p.deadline
     if isinstance(event, LegAccepted) and not over:
-        assert p.offer is not None
-        return replace(p, phase=Phase.CONNECTED, queued=False), (
-            _outcome(p, Outcome.ANSWERED, p.offer.counselor),)
+        offer = p.offer
+        assert offer is not None
+        if p.arriving and offer.made_at < p.started_at:
+            # Offered early, accepted while the caller still hears the transfer
+            # prompt: the counselor waits in their conference for them.
+            offer = replace(offer, answered=True, accepted=True)
+        return replace(p, phase=Phase.CONNECTED, queued=False, offer=offer), (
+            _outcome(p, Outcome.ANSWERED, offer.counselor),)
     if isinstance(event, HoldEnded):  # out of the conference: answer with the next step
         return _move_on(p, now, av, holding=False)
     p, service_failed = _offer_news(p, event)
@@ -270,7 +458,8 @@ def _gone(p: Progress) -> Result:
         actions.append(CancelLeg(p.offer.number, p.offer.counselor))
     if p.queued:
         actions.append(Dequeue("abandoned"))
-    actions.append(_outcome(p, Outcome.ABANDONED))
+    if p.phase is not Phase.EARLY:  # offered early, they never reached the transfer
+        actions.append(_outcome(p, Outcome.ABANDONED))
     return replace(p, phase=Phase.GONE, offer=None, queued=False, moved_at=None), tuple(actions)
 
 

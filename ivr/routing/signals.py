@@ -113,6 +113,12 @@ class CallerLeft:
 
 
 @dataclass(frozen=True)
+class CallerWentElsewhere:
+    """Offered early, the caller went somewhere the early offer does not fit: another
+    line, queue or need, a language the counselor lacks, or the flow's end."""
+
+
+@dataclass(frozen=True)
 class ApiDegraded:
     """Twilio's REST API failed for a reason that is nobody's on the staff."""
 
@@ -135,7 +141,7 @@ class CounselorFreed:
 Event = (
     LegAnswered | LegAccepted | LegDeclined | LegMissed | LegFailed | OfferWithdrawn
     | TierDeadline | HoldEnded | DialEnded | MoveLanded | CallerLeft | ApiDegraded | ApiRestored
-    | HoldRound | CounselorFreed
+    | HoldRound | CounselorFreed | CallerWentElsewhere
 )
 
 
@@ -182,8 +188,29 @@ class SetTier:
 
 
 @dataclass(frozen=True)
+class Arrive:
+    """The caller, offered early, reaches this warm step: their line takes the step's
+    tier and counselors, and the early offer (if any) stays open."""
+
+    index: int
+    stage: int
+    tier: str
+    counselors: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class AcceptEarly:
+    """The counselor who accepted before the caller arrived has them now: their
+    accept stands (the caller's next TwiML joins the conference they wait in)."""
+
+    offer: int
+    counselor: str
+
+
+@dataclass(frozen=True)
 class Dequeue:
-    """The caller leaves the waiting line."""
+    """The caller leaves the waiting line ('backup' also for a caller offered
+    early who went elsewhere: a later warm step puts them back on it)."""
 
     status: Literal["backup", "abandoned"]
 
@@ -233,5 +260,5 @@ class EndCall:
 
 Action = (
     Ring | CancelLeg | Enqueue | SetTier | Dequeue | DialLine | MoveCaller
-    | ScheduleDeadline | RecordOutcome | EndCall
+    | ScheduleDeadline | RecordOutcome | EndCall | Arrive | AcceptEarly
 )

@@ -6,7 +6,11 @@ server answers). While the caller waits in a conference, the call is
 *paced*: its clock follows the world's clock (an offset apart), so that
 counselor legs, REST requests and the caller's hang-up happen in one
 consistent order. Outside paced stretches, world events are stamped with
-the caller's current time.
+the caller's current time, unless the world paces the whole IVR
+(`paced_ivr`): then each verb's time also passes in world time before the
+next one runs (and before the webhook it ends with), and world events are
+stamped with the world's time, so what the server does by REST while the
+caller still hears the menu (a counselor rung early) shows when it happens.
 """
 
 from __future__ import annotations
@@ -53,8 +57,9 @@ class CallerCall:
     is_counselor = False
     who = "caller"
 
-    def __init__(self, world: TwilioWorld, session: CallSession) -> None:
+    def __init__(self, world: TwilioWorld, session: CallSession, paced_ivr: bool = False) -> None:
         self.world = world
+        self.paced_ivr = paced_ivr
         self.session = session
         self.sid = session.call_sid
         self.wake = asyncio.Event()
@@ -98,8 +103,29 @@ class CallerCall:
         self.end_paced()
         self._after_end = self.world.clock.now() - self.session.now
 
+    async def keep_pace(self) -> None:
+        """With `paced_ivr`, after a verb: let the time the verb took pass in the
+        world too (cut short by a REST change), then catch the caller's clock up
+        with the world's (the server's time answering webhooks). Twilio plays a
+        call's TwiML in real time: a <Gather> waits `timeout` seconds after its
+        nested <Say>/<Play> before requesting its action URL
+        (https://www.twilio.com/docs/voice/twiml/gather)."""
+        if not self.paced_ivr or self._paced or self.session.ended:
+            return
+        ahead = self.session.now - (self.world.clock.now() - self._offset)
+        if ahead > 0:
+            self.wake.clear()
+            if self.pending is None:
+                await self.world.clock.wait(self.wake, self.world.clock.now() + ahead)
+        lag = self.world.clock.now() - self._offset - self.session.now
+        if lag > 0 and not self.session.ended:
+            self.session.advance(lag)
+
     def now(self) -> float:
         """The caller's time for something happening now in the world."""
+        if self.paced_ivr and not self._paced and not self.session.ended and (
+                self._after_end is None):
+            return self.world.clock.now() - self._offset
         if self._paced and not self.session.ended:
             return max(self.session.now, self.world.clock.now() - self._offset)
         if self._after_end is not None:

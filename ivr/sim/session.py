@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets
 import uuid
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urljoin, urlsplit
@@ -115,6 +115,9 @@ class CallSession:
         self.menu_started: float | None = None
         self.hears_keys = False
         self.doing = "the call"
+        # Awaited before each request (a world pacing the caller's IVR sets it:
+        # the time the verbs took passes before the webhook that ends them).
+        self.before_request: Callable[[], Awaitable[None]] | None = None
 
     # -- clock -----------------------------------------------------------
 
@@ -305,6 +308,8 @@ class CallSession:
         callback: bool = False,
     ) -> Step:
         """Request a document and continue the call with it (or end the call)."""
+        if self.before_request is not None:
+            await self.before_request()
         document = await self.fetch_document(url, method, purpose, extra, callback=callback)
         return END if document is None else goto(document)
 

@@ -67,6 +67,7 @@ class TwilioWorld:
         outages: Iterable[RestOutage] = (),
         time_scale: float = DEFAULT_SCALE,
         settle_seconds: float = SETTLE_SECONDS,
+        paced_ivr: bool = False,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
@@ -75,7 +76,8 @@ class TwilioWorld:
         targets; `api_errors`: targets whose calls the API refuses (21215);
         `outages`: stretches of world time when the API fails some operations;
         `time_scale`: real seconds per simulated second while parties wait
-        on each other."""
+        on each other; `paced_ivr`: the callers' IVR (prompts, menus) passes
+        in world time too, not as fast as the server answers (callers.py)."""
         if (account_sid is None) != (auth_token is None):
             raise ScriptError("give both the account sid and the auth token, or neither")
         if settle_seconds < 0:
@@ -84,6 +86,7 @@ class TwilioWorld:
         self.book = CounselorBook(counselors, default, api_errors)
         self.outages = tuple(outages)
         self.settle_seconds = settle_seconds
+        self.paced_ivr = paced_ivr
         self._credentials = (
             None if account_sid is None or auth_token is None else (account_sid, auth_token)
         )
@@ -218,7 +221,9 @@ class TwilioWorld:
         if self._runner is None:
             raise SimError("start the world before placing calls in it")
         self.bind(session.cfg)
-        caller = CallerCall(self, session)
+        caller = CallerCall(self, session, self.paced_ivr)
+        if self.paced_ivr:
+            session.before_request = caller.keep_pace
         self._callers[caller.sid] = caller
         self._calls[caller.sid] = caller
 
@@ -353,4 +358,7 @@ class _Interruptible:
             step = await caller.apply_update()
             if step is not None:
                 return step
-        return await self.handler(session, document, verb)
+        step = await self.handler(session, document, verb)
+        if caller is not None:
+            await caller.keep_pace()
+        return step

@@ -402,3 +402,26 @@ CREATE TRIGGER content_versions_immutable BEFORE UPDATE OR DELETE ON content_ver
 DROP TRIGGER IF EXISTS content_files_immutable ON content_files;
 CREATE TRIGGER content_files_immutable BEFORE UPDATE OR DELETE ON content_files
     FOR EACH ROW EXECUTE FUNCTION content_immutable();
+
+
+-- A caller offered early (while the flow still ran) reaches their transfer's
+-- warm step: their line takes the step's tier and counselors, keeping their
+-- open offer (unlike ivr_set_tier) and the tier's start (the early offer
+-- counts as tried in it). False when the caller is no longer on the line.
+CREATE OR REPLACE FUNCTION ivr_early_arrived(p_call text, p_index integer, p_kind text,
+                                             p_eligible text[], p_ranks integer[],
+                                             p_language text)
+RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM 1 FROM waiting WHERE call_sid = p_call AND status IN ('waiting', 'offering')
+    FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    INSERT INTO eligibility (members) VALUES (p_eligible) ON CONFLICT DO NOTHING;
+    UPDATE waiting SET tier_index = p_index, tier_kind = p_kind, eligible = p_eligible,
+                       ranks = p_ranks, language = p_language, updated_at = now()
+    WHERE call_sid = p_call;
+    PERFORM ivr_routing_changed();
+    RETURN true;
+END $$;

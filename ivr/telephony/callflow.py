@@ -20,6 +20,7 @@ import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import asyncpg
@@ -30,9 +31,11 @@ from ivr.flow.runtime import Answer, Ask, CallState, Start, TransferTo, Turn, ne
 from ivr.publishing.active import ActiveContent, Served
 from ivr.routing.location import Location
 from ivr.routing.progress import Phase, Progress
-from ivr.routing.progression import advance, begin
+from ivr.routing.progression import Availability, advance, begin
 from ivr.routing.signals import Action, DialEnded, DialLine, HoldEnded
 from ivr.storage import calls as db
+from ivr.storage import preoffers
+from ivr.telephony.preoffer import EarlyOffers
 from ivr.telephony.transfer import Transfers, conference_name, is_ringing, unrung
 from ivr.telephony.twiml import Renderer
 
@@ -46,6 +49,8 @@ KEPT_PARAMS = (
     "FromState", "CallDuration", "ErrorCode", "StirVerstat", "AnsweredBy",
 )
 ANSWERED = ("completed", "answered")
+# Tries at a menu answer whose call's early offer changed as it was taken.
+EARLY_TRIES = 3
 FINAL_STATUSES = db.FINAL_STATUSES
 
 
@@ -76,6 +81,7 @@ class CallFlow:
         self.clock = clock
         self.speech_languages = speech_languages  # languages with a Vosk model loaded
         self.written = db.LastWritten()  # rows this instance wrote, for the next menu answer
+        self.early = EarlyOffers(pool, transfers, clock)
 
     @property
     def renderer(self) -> Renderer:
@@ -93,11 +99,11 @@ class CallFlow:
         state = new_call(flow, loc.state, loc.source)
         turn = step(flow, state, Start(self.clock()))
         twiml, phase, transfer, listen, begun = await self._render_turn(
-            sid, served, turn, params.get("From"))
+            sid, served, flow, turn, params.get("From"))
         events = [
             _webhook_event("voice", params),
             ("located", {"state": loc.state, "source": loc.source, "area_code": loc.area_code}),
-            *_turn_events(turn, twiml, transfer),
+            *_turn_events(turn, twiml, transfer, begun),
         ]
         created = await db.create_call(
             self.pool,
@@ -163,8 +169,25 @@ class CallFlow:
         by its stream, so its answer always reads)."""
         row = kept if kept is not None and kept.seq == seq and kept.phase == "flow" else None
         row = row or await self._row(sid)
-        if row.seq != seq or row.phase != "flow":
-            return await self._replay(sid, kind, params, row)
+        for _ in range(EARLY_TRIES):
+            if row.seq != seq or row.phase != "flow":
+                return await self._replay(sid, kind, params, row)
+            twiml = await self._answer_once(sid, row, params, kind, decision)
+            if twiml is not None:
+                return twiml
+            # The row changed before the answer could be stored (a counselor
+            # offered early, or their accept; or the kept row was stale): the
+            # answer is taken again over what the database holds.
+            self.written.drop(sid)
+            row = await self._row(sid)
+        return await self._replay(sid, kind, params)
+
+    async def _answer_once(
+        self, sid: str, row: db.CallRow, params: Mapping[str, str], kind: str,
+        decision: Callable[[db.CallRow], dict[str, Any]],
+    ) -> str | None:
+        """The caller's answer taken over `row`: its TwiML, or None when the row
+        changed before it could be stored."""
         state = CallState.from_json(row.state)
         served = await self.contents.get(row.content_version)
         flow = self._flow(served, state)
@@ -177,11 +200,14 @@ class CallFlow:
             unrecognised=bool(heard.get("unrecognised", False)),
         )
         turn = step(flow, state, event)
+        early = Progress.from_json(row.transfer) if row.transfer else None
         twiml, phase, transfer, listen, begun = await self._render_turn(
-            sid, served, turn, params.get("From"))
-        events = [_webhook_event(kind, params), *_turn_events(turn, twiml, transfer)]
+            sid, served, flow, turn, params.get("From"), early)
+        events = [_webhook_event(kind, params), *_turn_events(turn, twiml, transfer, begun)]
         state_json = turn.state.to_json()
-        if await db.advance_call(
+        advance = db.advance_call if row.transfer is None else partial(
+            preoffers.advance_call_unchanged, seen=row.transfer)
+        if await advance(
             self.pool, call_sid=sid, expected_seq=row.seq, expected_phase="flow",
             seq=turn.state.seq, state=state_json, phase=phase, transfer=transfer, twiml=twiml,
             events=events, listen=listen, ringing=is_ringing(transfer),
@@ -190,8 +216,7 @@ class CallFlow:
                                transfer=transfer, last_twiml=twiml, listen=listen))
             await self._entered(sid, transfer, begun, turn.state.seq)
             return twiml
-        self.written.drop(sid)  # stale: the read below is the truth
-        return await self._replay(sid, kind, params)
+        return None
 
     def _keep(self, row: db.CallRow) -> None:
         """Keep a row this instance wrote, while a menu answer may follow."""
@@ -203,13 +228,16 @@ class CallFlow:
     async def _entered(
         self, sid: str, transfer: dict[str, Any] | None, begun: tuple[Action, ...], seq: int
     ) -> None:
-        """The flow handed the caller over and the row holds it: the waiting line's
-        side of `begin`'s actions (the caller's TwiML went with the flow turn).
-        A first dial step's ring was stamped by the row's own write (`ringing`):
-        its DialLine asks for nothing more, and is not carried out again."""
-        if transfer is not None:
+        """The flow handed the caller over (or offered them early, or withdrew that)
+        and the row holds it: the waiting line's side of the actions (the caller's
+        TwiML went with the flow turn). A first dial step's ring was stamped by
+        the row's own write (`ringing`): its DialLine asks for nothing more, and
+        is not carried out again."""
+        if transfer is not None and begun:
+            p = Progress.from_json(transfer)
             actions = tuple(a for a in begun if not isinstance(a, DialLine))
-            await self.transfers.carry_out(sid, Progress.from_json(transfer), actions, seq)
+            await self.transfers.carry_out(sid, p, actions, seq)
+            await self.early.carry_out(sid, p, begun)
 
     # Transfer progress -----------------------------------------------------
 
@@ -285,7 +313,9 @@ class CallFlow:
         recorded = await db.record_status(self.pool, sid, status, _kept(params))
         if recorded is None:
             return False
-        if recorded.phase == "transfer" and status in FINAL_STATUSES and recorded.transfer:
+        # 'flow' with a transfer: offered early while in the menu (preoffer.py).
+        if recorded.phase in ("transfer", "flow") and status in FINAL_STATUSES and (
+                recorded.transfer):
             # Hung up while waiting for a human: free whoever is being rung for them.
             await self.transfers.caller_gone(sid, recorded.transfer)
         return True
@@ -303,7 +333,8 @@ class CallFlow:
             return self.renderer.goodbye()
         detail = {"webhook": kind, **_kept(params)}
         recorded = await db.record_status(self.pool, sid, params.get("CallStatus", ""), detail)
-        if recorded is not None and recorded.phase == "transfer" and recorded.transfer:
+        if recorded is not None and recorded.phase in ("transfer", "flow") and (
+                recorded.transfer):
             await self.transfers.caller_gone(sid, recorded.transfer)
         return self.renderer.goodbye()
 
@@ -332,24 +363,33 @@ class CallFlow:
         return flow
 
     async def _render_turn(
-        self, sid: str, served: Served, turn: Turn, caller: str | None = None
+        self, sid: str, served: Served, flow: Flow, turn: Turn, caller: str | None = None,
+        early: Progress | None = None,
     ) -> tuple[str, str, dict[str, Any] | None, dict[str, Any] | None, tuple[Action, ...]]:
         """(TwiML, phase, transfer progress, listening-menu record, the transfer's
         first actions) for a turn.
 
         `caller` is the webhook's From: whether it may pass as the callerId of
-        the transfer's <Dial>s is decided here, only for a turn that transfers
-        (parsing the number was a sixth of the voice webhook's CPU, py-spy);
-        the progress keeps which, so later tiers need no caller number.
+        the transfer's <Dial>s is decided only for a turn that transfers or
+        offers early (parsing the number was a sixth of the voice webhook's CPU,
+        py-spy); the progress keeps which, so later tiers need no caller number.
+        `early`: the caller's progress if they were offered early; a turn that
+        waits at a menu keeps, withdraws or begins one.
         """
         wait = turn.wait
         if isinstance(wait, TransferTo):
             dial_as = self.renderer.dial_caller_id(caller)
             steps = served.steps(wait, turn.state.caller_state)
+            # A counselor who accepted early waits in the conference: the caller
+            # joins them by TwiML alone, so nobody's availability is asked.
+            waiting = early is not None and early.phase is Phase.EARLY and (
+                early.offer is not None and early.offer.accepted)
+            av = Availability() if waiting else await self.transfers.availability(steps)
             p, actions = unrung(begin(
-                steps, self.clock(), await self.transfers.availability(steps),
+                steps, self.clock(), av,
                 language=wait.language, queue=wait.queue, line=wait.line, need=wait.need,
                 caller_state=turn.state.caller_state, pass_caller_id=dial_as is None,
+                early=early,
             ))
             first = next((self.transfers.dial_step(a) for a in actions
                           if isinstance(a, DialLine)), p.step)
@@ -359,7 +399,12 @@ class CallFlow:
         listen = self._listen_record(served, wait) if isinstance(wait, Ask) else None
         token = listen["token"] if listen else None
         twiml = served.renderer.flow_turn(turn.actions, turn.state.seq, listen_token=token)
-        return twiml, ("flow" if not turn.state.finished else "ended"), None, listen, ()
+        found = await self.early.at_menu(
+            served.steps, flow, turn, early,
+            lambda: self.renderer.dial_caller_id(caller) is None)
+        kept, actions = found if found is not None else (None, ())
+        return (twiml, ("flow" if not turn.state.finished else "ended"),
+                None if kept is None else kept.to_json(), listen, actions)
 
     def _listen_record(self, served: Served, ask: Ask) -> dict[str, Any] | None:
         """What a listening menu's stream needs; None when the menu cannot listen."""
@@ -397,12 +442,20 @@ def _webhook_event(kind: str, params: Mapping[str, str]) -> db.Event:
     return ("webhook", {"webhook": kind, **_kept(params)})
 
 
-def _turn_events(turn: Turn, twiml: str, transfer: dict[str, Any] | None) -> list[db.Event]:
+def _turn_events(
+    turn: Turn, twiml: str, transfer: dict[str, Any] | None, begun: tuple[Action, ...] = ()
+) -> list[db.Event]:
     events: list[db.Event] = [
         ("node", {"node": v.node, "detail": v.detail} if v.detail else {"node": v.node})
         for v in turn.visited
     ]
-    if transfer is not None:
+    early = Progress.from_json(transfer) if transfer is not None else None
+    if early is not None and early.phase is Phase.EARLY and begun:
+        events.append(("early_offer", {"queue": early.queue, "tier": early.step.tier,
+                                       "languages": list(early.languages)}))
+    elif early is not None and early.phase is Phase.WITHDRAWN and begun:
+        events.append(("early_withdrawn", {"queue": early.queue}))
+    if transfer is not None and isinstance(turn.wait, TransferTo):
         p = Progress.from_json(transfer)
         events.append(("transfer", {
             "queue": p.queue, "line": p.line, "tier": p.steps[0].tier, "name": p.steps[0].name,

@@ -51,7 +51,7 @@ from ivr.languages import LANGUAGE_NAMES
 from ivr.metrics import Metrics
 from ivr.routing.model import RoutingPlan
 from ivr.routing.progress import Phase, Progress
-from ivr.routing.progression import Availability, Result, advance
+from ivr.routing.progression import Availability, Result, advance, joined_conference
 from ivr.routing.rules import can_ring
 from ivr.routing.signals import (
     Action,
@@ -84,6 +84,7 @@ from ivr.storage import queue, timers
 from ivr.storage import transfers as outcomes
 from ivr.storage.availability import snapshot as availability_now
 from ivr.storage.holding import holder
+from ivr.storage.preoffers import accepted_early, caller_on_the_way, early_languages
 from ivr.telephony.apihealth import ApiHealth
 from ivr.telephony.rest import RestError, ServiceError, TwilioRest
 from ivr.telephony.twiml import Renderer
@@ -304,7 +305,9 @@ class Transfers:
         An accept is returned unstored: the database has the last word (_accept)."""
         for _ in range(UPDATE_TRIES):
             context = await outcomes.call_context(self.pool, offer.call_sid)
-            if context is None or context["phase"] != "transfer" or not context["transfer"]:
+            # 'flow': offered early (preoffer.py), the caller still in the menu.
+            if context is None or context["phase"] not in ("transfer", "flow") or not (
+                    context["transfer"]):
                 return None
             seen = context["transfer"]
             p = Progress.from_json(seen)
@@ -459,6 +462,10 @@ class Transfers:
                     log.info("call %s: still holding although their transfer is at %s: "
                              "taking them out again", sid, p.step.name)
                     await self.intend_move(sid, p.stage, found.seq, p.step.name)
+            elif p.phase is Phase.HOLDING and p.arriving:
+                # Offered early, the caller is now in their conference (preoffer.py).
+                await outcomes.store_progress(self.pool, sid, found.transfer,
+                                              joined_conference(p).to_json())
             elif p.phase is Phase.HOLDING and found.waiting and (
                     p.deadline is None or self.clock() >= p.deadline
                     or not await self.health.usable()):
@@ -476,8 +483,10 @@ class Transfers:
         if number is not None:
             await self.leg_event(offer, LegAnswered(number))
         region = offer.caller_state or "an unknown state"
+        # Offered early, the caller may still choose any of these.
+        languages = await early_languages(self.pool, offer.call_sid) or (offer.language,)
         values = {
-            "language": LANGUAGE_NAMES.get(offer.language, offer.language),
+            "language": " or ".join(LANGUAGE_NAMES.get(lang, lang) for lang in languages),
             "need": offer.need or "general",
             "region": region,
             "wait": round(offer.waited_seconds),
@@ -500,6 +509,10 @@ class Transfers:
         (not past the tier, the offer still current); the database then checks,
         in one transaction, that the caller still waits for a human."""
         accepted = await self.leg_event(offer, LegAccepted(number))
+        if accepted is not None and accepted.phase is Phase.EARLY:
+            # Accepted before the caller arrived: wait for them in their conference.
+            log.info("call %s: counselor %s accepted early", offer.call_sid, offer.counselor_id)
+            return self.renderer.join_conference(conference_name(offer.call_sid), offer.id)
         if accepted is None or accepted.phase is not Phase.CONNECTED:
             return self.renderer.counselor_goodbye("whisper_gone")
         center = self.plan.centers.get(offer.center_id)
@@ -528,6 +541,9 @@ class Transfers:
         the REST API; the silence it plays meanwhile repeats the request if
         that move fails."""
         offer = await queue.get_offer(self.pool, offer_id)
+        if offer is not None and await caller_on_the_way(
+                self.pool, offer.call_sid, await queue.offer_number(self.pool, offer_id)):
+            return self.renderer.counselor_waiting()  # accepted early: the caller is coming
         if offer is not None:
             if await outcomes.nobody_there(self.pool, offer.call_sid):
                 await self.metrics.call_ended(self.pool, offer.call_sid, "abandoned")
@@ -556,6 +572,8 @@ class Transfers:
             return
         end = MISSED.get(status)
         number = await queue.offer_number(self.pool, offer_id)
+        if status == "completed" and await accepted_early(self.pool, offer.call_sid, number):
+            end = "declined"  # accepted, waited for the caller, gave up: not an empty desk
         if end is not None and number is not None:
             if status == "completed" and not await self._whisper_heard(offer, number):
                 # Answered, yet its whisper never reached us (an instance down,

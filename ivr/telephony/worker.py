@@ -30,12 +30,12 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
 
-from ivr.routing.progress import Offer, Phase, Progress
-from ivr.routing.progression import advance
+from ivr.routing.progress import Phase, Progress
+from ivr.routing.progression import advance, take_offer
 from ivr.routing.rules import can_ring, ring_seconds
 from ivr.routing.signals import Blame, LegFailed, LegMissed, TierDeadline
 from ivr.storage import counselors as staff
@@ -280,7 +280,7 @@ class TimerWorker:
                      "or the transfer moved on", offer.call_sid, offer.counselor_id)
             t.kick()
             return "withdrawn: the transfer moved on"
-        number, left = made
+        number, seconds = made
         try:
             leg = await t.rest.place_call(
                 to=offer.address,
@@ -289,7 +289,7 @@ class TimerWorker:
                 # Twilio retries it if we cannot take it (connection overrides).
                 status_callback=with_overrides(
                     t.renderer.url("/twilio/leg-status", offer=offer.id)),
-                ring_seconds=ring_seconds(left),
+                ring_seconds=seconds,
             )
         except AddressError as exc:
             # About this counselor's own number or address: they are not
@@ -311,46 +311,47 @@ class TimerWorker:
             # The caller left (or the tier moved on) while the leg was being placed.
             await t.end_leg(leg.sid, ringing=True)
             return "placed, then cancelled: the offer ended meanwhile"
-        due = t.clock() + timedelta(seconds=ring_seconds(left) + RING_GRACE)
+        due = t.clock() + timedelta(seconds=seconds + RING_GRACE)
         await timers.add(self.pool, "ring_timeout", str(offer.id), due, call_sid=offer.call_sid)
         log.info("call %s: ringing counselor %s (offer %d)",
                  offer.call_sid, offer.counselor_id, offer.id)
         return f"placed {leg.sid}"
 
-    async def _offered(self, offer: queue.Offer, fresh: bool) -> tuple[int, float] | None:
+    async def _offered(self, offer: queue.Offer, fresh: bool) -> tuple[int, int] | None:
         """The claimed offer as the progress's own: (its number, seconds the phone
-        may ring), or None when the caller is no longer holding or too little of
-        the tier is left for a full ring (the tier ends: the dispatcher sees it)."""
+        may ring), or None when the caller may not be rung now: not holding nor
+        offered early (preoffer.py), or too little of the tier left for a full
+        ring (the tier ends: the dispatcher sees it)."""
         t = self.t
         # An offer just claimed has no number yet; one taken over may have.
         recorded = None if fresh else await queue.offer_number(self.pool, offer.id)
         for _ in range(3):
             context = await outcomes.call_context(self.pool, offer.call_sid)
-            if context is None or context["phase"] != "transfer" or not context["transfer"]:
+            if context is None or not context["transfer"]:
                 return None
             seen = context["transfer"]
             p = Progress.from_json(seen)
             now = t.clock()
-            left = p.seconds_left(now)
-            if p.phase is not Phase.HOLDING:
-                return None
             mine = p.offer
             if (recorded is not None and mine is not None and mine.number == recorded
                     and mine.counselor == offer.counselor_id):
                 # Taken by an attempt that died before the leg was placed.
-                return (recorded, left) if can_ring(left) else None
-            if not can_ring(left):
-                return None
+                if p.phase is Phase.EARLY:
+                    return recorded, mine.ring_seconds
+                left = p.seconds_left(now)
+                ok = p.phase is Phase.HOLDING and can_ring(left)
+                return (recorded, ring_seconds(left)) if ok else None
             # An offer still in the progress has ended in the database (this
             # one could not be claimed otherwise): its leg event is on the way,
             # and finds itself stale.
-            number = p.offers_made + 1
-            rung = replace(p, offer=Offer(number, offer.counselor_id, now, ring_seconds(left)),
-                           offers_made=number)
+            rung = take_offer(p, offer.counselor_id, now)
+            if rung is None or rung.offer is None:
+                return None
+            number = rung.offer.number
             await queue.number_offer(self.pool, offer.id, number)
             if await outcomes.store_progress(self.pool, offer.call_sid, seen,
                                              rung.to_json()) is not None:
-                return number, left
+                return number, rung.offer.ring_seconds
             recorded = number
         return None
 

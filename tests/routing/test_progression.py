@@ -249,7 +249,7 @@ def test_progress_codec_round_trips() -> None:
     assert Progress.from_json(progress.to_json()) == progress
     assert progress.to_json()["offer"] == {
         "number": 1, "counselor": "ana", "made_at": at(0).isoformat(), "ring_seconds": 20,
-        "answered": True}
+        "answered": True, "accepted": False}
     assert Offer.from_json(progress.to_json()["offer"]) == progress.offer
 
 

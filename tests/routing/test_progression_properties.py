@@ -5,7 +5,8 @@ invariants after every delivery): an exhaustive breadth-first walk of every
 ordering of happenings up to a depth, for two callers sharing two
 counselors; and a stateful hypothesis test taking long random walks in
 larger worlds (three callers, three counselors, four plans, counselors
-offline at the start, time passing between timers).
+offline at the start, time passing between timers), where callers may
+also be offered early while still in the flow's menu.
 """
 
 from __future__ import annotations
@@ -59,6 +60,25 @@ def test_every_ordering_of_two_callers_sharing_two_counselors() -> None:
     assert states > 10_000  # the walk really branches (the checks run inside apply)
 
 
+def test_every_ordering_with_a_caller_offered_early() -> None:
+    """The first caller is still in the menu, offered early to the counselors of
+    their first tier; the second holds. The early one may arrive, go elsewhere,
+    hang up, or see their counselor accept early and give up waiting."""
+    world = start(("a", "b"), (LOCAL_SKIP, LOCAL_WAIT), early=frozenset({0}))
+    assert world.callers[0].progress.phase is progress.Phase.EARLY
+    states, applied = walk(world, EXHAUSTIVE_DEPTH)
+    print(f"exhaustive walk with an early caller, depth {EXHAUSTIVE_DEPTH}: {states} states, "
+          f"{applied} happenings")
+    assert states > 10_000
+    ends: set[progress.Phase] = set()
+    frontier = [world]
+    for _ in range(4):
+        frontier = [apply(w, c) for w in frontier for c in choices(w)][:3000]
+        ends.update(w.callers[0].progress.phase for w in frontier)
+    P = progress.Phase
+    assert {P.EARLY, P.WITHDRAWN, P.HOLDING, P.CONNECTED, P.GONE} <= ends
+
+
 def test_the_walk_reaches_every_end() -> None:
     """The exhaustive world is not too small to matter: within the depth, callers
     get connected, leave, and reach the national backup."""
@@ -81,9 +101,11 @@ class TransferWorld(RuleBasedStateMachine):
     @initialize(
         plans=st.lists(st.sampled_from(PLANS), min_size=1, max_size=3),
         offline=st.frozensets(st.sampled_from(("a", "b", "c"))),
+        early=st.frozensets(st.integers(0, 2)),
     )
-    def begin(self, plans: list[tuple[Step, ...]], offline: frozenset[str]) -> None:
-        self.world = start(("a", "b", "c"), tuple(plans), offline)
+    def begin(self, plans: list[tuple[Step, ...]], offline: frozenset[str],
+              early: frozenset[int]) -> None:
+        self.world = start(("a", "b", "c"), tuple(plans), offline, early)
 
     @rule(data=st.data())
     def happen(self, data: st.DataObject) -> None:

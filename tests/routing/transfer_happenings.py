@@ -19,6 +19,7 @@ from tests.routing.transfer_world import (
     WHISPER,
     Leg,
     World,
+    arrive,
     deliver,
     drain,
     set_caller,
@@ -51,8 +52,13 @@ def choices(world: World) -> list[Choice]:
             "accept", "decline")
         out += [(kind, n) for kind in kinds]
     for index, caller in enumerate(world.callers):
-        if caller.where in ("conference", "dial"):
+        if caller.where in ("conference", "dial", "menu"):
             out.append(("hangup", index))
+        if caller.where == "menu":
+            out += [("arrive", index), ("elsewhere", index)]
+            offer = caller.progress.offer
+            if offer is not None and offer.accepted:
+                out.append(("stops_waiting", index))  # the counselor waiting hangs up
         if caller.where == "dial":
             out.append(("answered", index))
         if caller.where == "conference" and caller.progress.phase is Phase.HOLDING:
@@ -71,6 +77,14 @@ def apply(world: World, choice: Choice) -> World:
     if kind == "hangup":
         return deliver(set_caller(world, n, where="gone", dial=None, next_hold=None), n,
                        sig.CallerLeft())
+    if kind == "arrive":
+        return arrive(world, n)
+    if kind == "elsewhere":
+        return deliver(set_caller(world, n, where="elsewhere"), n, sig.CallerWentElsewhere())
+    if kind == "stops_waiting":
+        offer = world.callers[n].progress.offer
+        assert offer is not None
+        return deliver(world, n, sig.LegMissed(offer.number))
     if kind == "hold_ends":  # the caller awaits TwiML: only the answer can place them
         stage = world.callers[n].progress.stage
         return deliver(set_caller(world, n, where="between", next_hold=None), n,

@@ -23,6 +23,15 @@ marked degraded), and checks after every delivery:
   delivered twice, and late events for an earlier offer or step change
   nothing and ask for nothing; one outcome per caller.
 
+Some callers begin early (`early`): they are still in the flow's menu,
+offered to the counselors of their first warm step (begin_early), and
+later either arrive (begin with the early progress) or go elsewhere
+(CallerWentElsewhere). Then also: an early caller is in the menu with at
+most one offer, which counts against its counselor like any other (a
+counselor who accepted early waits for them, held); one who went elsewhere
+is never rung for again and no leg rings for them; neither has an outcome
+until they arrive; and the bound to the backup counts from the arrival.
+
 What may happen next is in transfer_happenings.py.
 """
 
@@ -34,9 +43,9 @@ from datetime import UTC, datetime, timedelta
 from ivr.routing import signals as sig
 from ivr.routing.bounds import transfer_bounds
 from ivr.routing.progress import Phase, Progress
-from ivr.routing.progression import Availability, advance, begin
+from ivr.routing.progression import Availability, advance, begin, begin_early
 from ivr.routing.rules import BACKUP_PROMPT, MIN_RING
-from ivr.routing.steps import Step
+from ivr.routing.steps import Step, WarmStep
 from tests.routing.late_events import replays
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -79,6 +88,8 @@ class Caller:
     move_failures: int = 0  # moves out of the conference the REST API refused
     rung: frozenset[tuple[int, str]] = frozenset()  # (stage, counselor) offered this caller
     outcomes: tuple[sig.Outcome, ...] = ()
+    steps: tuple[Step, ...] = ()  # the transfer's steps (an early caller arrives with them)
+    arrived: bool = True  # reached the transfer (False: still in the menu, or went elsewhere)
 
 
 @dataclass(frozen=True)
@@ -100,17 +111,23 @@ def at(seconds: float) -> datetime:
 
 def start(
     counselors: tuple[str, ...], plans: tuple[tuple[Step, ...], ...],
-    offline: frozenset[str] = frozenset(),
+    offline: frozenset[str] = frozenset(), early: frozenset[int] = frozenset(),
 ) -> World:
-    """Every caller's transfer begins at 0 s, in order."""
+    """Every caller's transfer begins at 0 s, in order; the callers numbered in
+    `early` (whose plan starts with a warm step) are offered early instead."""
     world = World(counselors, (), offline=offline)
     for steps in plans:
-        bound = transfer_bounds(steps, PROMPTS, LEAD_IN).to_backup
-        av = availability(world)
-        progress, actions = begin(steps, at(0), av, language="en", queue="crisis")
-        _rings(actions, av)
         index = len(world.callers)
-        caller = Caller(progress, "conference", bound)
+        av = availability(world)
+        if index in early and isinstance(steps[0], WarmStep):
+            progress, actions = begin_early((steps[0], steps[-1]), at(0), av, language="en",
+                                            languages=("en",), queue="crisis")
+            caller = Caller(progress, "menu", float("inf"), steps=steps, arrived=False)
+        else:
+            bound = transfer_bounds(steps, PROMPTS, LEAD_IN).to_backup
+            progress, actions = begin(steps, at(0), av, language="en", queue="crisis")
+            caller = Caller(progress, "conference", bound, steps=steps)
+        _rings(actions, av)
         world = replace(world, callers=(*world.callers, caller))
         world, feedback = execute(world, index, actions, from_flow=True)
         world = drain(world, feedback)
@@ -118,9 +135,26 @@ def start(
     return world
 
 
+def arrive(world: World, index: int) -> World:
+    """An early caller's flow reaches its transfer now (the same queue)."""
+    caller = world.callers[index]
+    av = availability(world)
+    bound = world.now + transfer_bounds(caller.steps, PROMPTS, LEAD_IN).to_backup
+    progress, actions = begin(caller.steps, at(world.now), av, language="en", queue="crisis",
+                              early=caller.progress)
+    check(not any(isinstance(a, sig.Ring) and a.counselor not in av.free for a in actions),
+          "caller {} arrives ringing a counselor who is not free", index)
+    _rings(actions, av)
+    world = set_caller(world, index, progress=progress, where="between", bound=bound,
+                       arrived=True)
+    world, feedback = execute(world, index, actions, from_flow=True)
+    return drain(world, feedback)
+
+
 def availability(world: World) -> Availability:
     offered = {c.progress.offer.counselor for c in world.callers
-               if c.progress.phase is Phase.HOLDING and c.progress.offer is not None}
+               if c.progress.phase in (Phase.HOLDING, Phase.EARLY)
+               and c.progress.offer is not None}
     free = tuple(k for k in world.counselors
                  if k not in world.offline and k not in world.on_call and k not in offered)
     return Availability(free, world.degraded)
@@ -134,9 +168,9 @@ def deliver(world: World, index: int, event: sig.Event) -> World:
     if before.phase.over:
         check((progress, actions) == (before, ()),
               "caller {} over, yet {} -> {}", index, event, actions)
-    if caller.where == "gone":
+    if caller.where in ("gone", "elsewhere"):
         check(not any(isinstance(a, sig.Ring) for a in actions),
-              "caller {} left, yet rung for", index)
+              "caller {} left or went elsewhere, yet rung for", index)
     _rings(actions, av)
     world = set_caller(world, index, progress=progress)
     world, feedback = execute(world, index, actions)
@@ -201,7 +235,9 @@ def execute(
                     world = replace(_degrade(world, feedback), legs=tuple(
                         replace(g, orphan=True) if (g.caller, g.offer) == (index, action.offer)
                         else g for g in world.legs))
-            case sig.Enqueue():
+            case sig.Enqueue() if caller.progress.phase is Phase.EARLY:
+                pass  # on the line while the menu plays: the conference comes on arrival
+            case sig.Enqueue() | sig.Arrive():
                 joins = world.now + (LEAD_IN if from_flow else 0.0)
                 world = set_caller(world, index, where="conference", dial=None, next_hold=joins)
             case sig.DialLine():
@@ -222,6 +258,7 @@ def execute(
                 seconds = (action.at - T0).total_seconds()
                 world = replace(world, timers=world.timers | {(seconds, index, action.stage)})
             case sig.RecordOutcome():
+                check(caller.arrived, "caller {}: an outcome before reaching the transfer", index)
                 world = set_caller(world, index, outcomes=(*caller.outcomes, action.outcome))
                 if action.outcome is sig.Outcome.ANSWERED and action.counselor is not None:
                     world = replace(world, on_call=world.on_call | {action.counselor})
@@ -259,7 +296,13 @@ def invariants(world: World) -> None:
         where = caller.where
         check(len(caller.outcomes) <= 1, "caller {} recorded {}", index, caller.outcomes)
         check(where != "between", "caller {} was given no TwiML", index)
-        if p.phase is Phase.HOLDING:
+        if p.phase is Phase.EARLY:
+            check(where == "menu" and not caller.arrived, "caller {} early while {}", index, where)
+            if p.offer is not None:
+                holders[p.offer.counselor] = holders.get(p.offer.counselor, 0) + 1
+        elif p.phase is Phase.WITHDRAWN:
+            check(where == "elsewhere", "caller {} withdrawn while {}", index, where)
+        elif p.phase is Phase.HOLDING:
             assert p.deadline is not None
             due = (p.deadline - T0).total_seconds()
             check(where == "conference", "caller {} holding while {}", index, where)
@@ -283,7 +326,8 @@ def invariants(world: World) -> None:
             check(where == "ended" and caller.national_dials == 3,
                   "caller {} unreached", index)
         if p.phase.over:
-            check(len(caller.outcomes) == 1, "caller {} over without one outcome", index)
+            check(len(caller.outcomes) == (1 if caller.arrived else 0),
+                  "caller {} over with outcomes {}", index, caller.outcomes)
         elif caller.backup_at is None:
             check(world.now <= caller.bound + allowance(caller),
                   "caller {} still waits past the bound", index)
