@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import asyncpg
 
@@ -141,6 +141,13 @@ async def load_call(pool: asyncpg.Pool, call_sid: str) -> CallRow | None:
     return _row(await pool.fetchrow(f"SELECT {_COLUMNS} FROM calls WHERE call_sid = $1", call_sid))
 
 
+class _Unchecked:
+    """advance_call's default: the transfer progress is not compared."""
+
+
+UNCHECKED: Final = _Unchecked()
+
+
 async def advance_call(
     pool: asyncpg.Pool,
     *,
@@ -155,9 +162,16 @@ async def advance_call(
     events: Sequence[Event],
     listen: dict[str, Any] | None = None,
     ringing: bool = False,
+    expected_transfer: dict[str, Any] | _Unchecked | None = UNCHECKED,
 ) -> bool:
     """Move a call to its next step if it is still at `expected_seq` and, unless
-    None, in `expected_phase` (a final status ends a call without a new seq).
+    None, in `expected_phase` (a final status ends a call without a new seq),
+    and, when given, its transfer progress is still `expected_transfer`: while
+    a caller offered early is in the menu, the dispatcher and the counselor's
+    leg write their progress (transfers.store_progress, which compares it)
+    without a new seq, and the caller's answer must not write over an offer or
+    an accept made meanwhile. One statement: the UPDATE re-reads its WHERE on
+    the row it locked.
 
     Entering a transfer stamps its start, and a dial step its first ring.
     """
@@ -174,12 +188,14 @@ async def advance_call(
                                  THEN coalesce(first_ring_at, now()) ELSE first_ring_at END,
                              ended_at = CASE WHEN $5 = 'ended' THEN now() ELSE ended_at END
             WHERE call_sid = $1 AND seq = $2 AND ($12::text IS NULL OR phase = $12)
+              AND (NOT $13 OR transfer IS NOT DISTINCT FROM $14::jsonb)
             RETURNING call_sid
         ),""" + _trail("c") + """
         SELECT count(*) FROM c
         """,
         call_sid, expected_seq, seq, state, phase, transfer, twiml, kinds, details, listen,
-        ringing, expected_phase,
+        ringing, expected_phase, not isinstance(expected_transfer, _Unchecked),
+        None if isinstance(expected_transfer, _Unchecked) else expected_transfer,
     )
     return updated == 1
 

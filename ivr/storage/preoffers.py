@@ -11,12 +11,11 @@ confirmed only once the caller has (`confirm_accept`).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any
 
 import asyncpg
 
 from ivr.routing.progress import Phase, Progress
-from ivr.storage import calls
 
 # Twilio's final call statuses: a caller whose call reports one has hung up.
 _FINAL = ["completed", "busy", "failed", "no-answer", "canceled"]
@@ -106,25 +105,3 @@ async def accepted_early(pool: asyncpg.Pool, call_sid: str, number: int | None) 
         return False
     offer = Progress.from_json(transfer).offer
     return offer is not None and offer.number == number and offer.accepted
-
-
-async def advance_call_unchanged(
-    pool: asyncpg.Pool, seen: dict[str, Any] | None, **advance: Any
-) -> bool:
-    """calls.advance_call, and only if the call's transfer progress is still `seen`.
-
-    While a caller offered early is in the menu, the dispatcher and the
-    counselor's leg write their progress (`transfers.store_progress`, which
-    compares it) while the caller's own webhook moves the call on (which
-    compares only the call's step): without this, the webhook would write
-    over an offer or an accept made meanwhile. The row is locked while its
-    progress is compared and the call moved."""
-    async with pool.acquire() as conn, conn.transaction():
-        same: bool | None = await conn.fetchval(
-            "SELECT transfer IS NOT DISTINCT FROM $2::jsonb FROM calls WHERE call_sid = $1"
-            " FOR UPDATE", advance["call_sid"], seen)
-        if not same:
-            return False
-        # advance_call runs one statement: on this connection, inside the lock.
-        moved: bool = await calls.advance_call(cast(asyncpg.Pool, conn), **advance)
-        return moved

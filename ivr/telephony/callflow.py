@@ -20,7 +20,6 @@ import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from functools import partial
 from typing import Any
 
 import asyncpg
@@ -34,7 +33,6 @@ from ivr.routing.progress import Phase, Progress
 from ivr.routing.progression import Availability, advance, begin
 from ivr.routing.signals import Action, DialEnded, DialLine, HoldEnded
 from ivr.storage import calls as db
-from ivr.storage import preoffers
 from ivr.telephony.preoffer import EarlyOffers
 from ivr.telephony.transfer import Transfers, conference_name, is_ringing, unrung
 from ivr.telephony.twiml import Renderer
@@ -205,11 +203,10 @@ class CallFlow:
             sid, served, flow, turn, params.get("From"), early)
         events = [_webhook_event(kind, params), *_turn_events(turn, twiml, transfer, begun)]
         state_json = turn.state.to_json()
-        advance = db.advance_call if row.transfer is None else partial(
-            preoffers.advance_call_unchanged, seen=row.transfer)
-        if await advance(
+        if await db.advance_call(
             self.pool, call_sid=sid, expected_seq=row.seq, expected_phase="flow",
             seq=turn.state.seq, state=state_json, phase=phase, transfer=transfer, twiml=twiml,
+            expected_transfer=row.transfer,
             events=events, listen=listen, ringing=is_ringing(transfer),
         ):
             self._keep(replace(row, seq=turn.state.seq, phase=phase, state=state_json,

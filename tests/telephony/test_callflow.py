@@ -16,6 +16,7 @@ from ivr import keys
 from ivr.app import create_app
 from ivr.config import Settings
 from ivr.content import Content
+from ivr.routing.progress import Phase, Progress
 from ivr.storage import calls as db
 from tests.conftest import bounded
 from tests.helpers import call_params, new_sid, parse_twiml, post_signed, staff_all
@@ -58,6 +59,7 @@ def count_statements(server: TestServer) -> CountingPool:
     counting = CountingPool(app[keys.pool])
     pool = cast(asyncpg.Pool, counting)
     app[keys.callflow].pool = pool
+    app[keys.callflow].early.pool = pool
     app[keys.transfers].pool = pool
     app[keys.transfers].health.pool = pool
     return counting
@@ -88,12 +90,13 @@ async def test_a_menu_answer_where_the_menu_was_written_costs_one_statement(
     assert row is not None and row.seq == 2 and row.phase == "flow"
 
 
-async def test_a_menu_answer_that_dials_costs_two_statements(
+async def test_a_menu_answer_that_dials_costs_three_statements(
     server: TestServer, settings: Settings
 ) -> None:
     """Spanish with nobody on shift: the transfer starts on a dial step. One read
     of who is free and whether the REST API works, one write of the row (which
-    stamps the transfer's start and its first ring)."""
+    stamps the transfer's start and its first ring), and the caller, lined up
+    early while the menu played (preoffer.py), leaves the line."""
     counting = count_statements(server)
     sid, base = new_sid(), settings.public_url
     async with aiohttp.ClientSession() as s:
@@ -105,7 +108,7 @@ async def test_a_menu_answer_that_dials_costs_two_statements(
             dial = parse_twiml(body).find("Dial")
             assert dial is not None and "/twilio/dial" in dial.get("action", "")
 
-        assert await counted(counting, spanish) == 2
+        assert await counted(counting, spanish) == 3
     stamps = await server.app[keys.pool].fetchrow(
         "SELECT transfer_started_at, first_ring_at FROM calls WHERE call_sid = $1", sid)
     assert stamps["transfer_started_at"] is not None and stamps["first_ring_at"] is not None
@@ -115,7 +118,9 @@ async def test_a_menu_answer_that_queues_the_caller_leaves_the_ring_to_the_dispa
     server: TestServer, settings: Settings
 ) -> None:
     """Spanish with counselors on shift: the request reads who is free, writes the
-    row and puts the caller on the line; matching a counselor and placing their
+    row, puts the caller on the line (where they were lined up early while
+    the menu played, preoffer.py: they arrive at its tier) and records the
+    tier's deadline; matching a counselor and placing their
     leg (a REST request) are the dispatcher's, in tasks of their own."""
     await staff_all(server)
     counting = count_statements(server)
@@ -138,8 +143,11 @@ async def test_a_menu_answer_that_queues_the_caller_leaves_the_ring_to_the_dispa
                                         call_params(sid, Digits="2"))
             assert parse_twiml(body).find("Dial/Conference") is not None
 
-        assert await counted(counting, spanish) == 3
-        assert any("INSERT INTO waiting" in sql for sql in counting.sent[-3:])
+        # Who is free, the row, the arrival on the line, the tier's deadline
+        # (a stored timer, so any instance ends the tier on time).
+        assert await counted(counting, spanish) == 4
+        assert any("ivr_early_arrived" in sql for sql in counting.sent[-4:])
+        assert any("INSERT INTO timers" in sql for sql in counting.sent[-4:])
         for _ in range(200):  # the dispatcher rings someone (the leg fails: no REST API here)
             if legs:
                 break
@@ -190,7 +198,9 @@ async def test_a_call_ended_elsewhere_is_not_stepped_from_the_row_written_here(
                                     call_params(sid, CallStatus="in-progress", Digits="2"))
     assert late == menu
     row = await db.load_call(server.app[keys.pool], sid)
-    assert row is not None and row.phase == "ended" and row.seq == 1 and row.transfer is None
+    assert row is not None and row.phase == "ended" and row.seq == 1
+    # No transfer began: at most the early line-up of the menu, ended with the caller.
+    assert row.transfer is None or Progress.from_json(row.transfer).phase is Phase.GONE
 
 
 async def test_kept_rows_are_bounded() -> None:
