@@ -24,12 +24,13 @@ class StalledCaller:
     tier_seconds: float
     untried: int  # eligible counselors of the tier not offered this caller yet
     untried_available: int  # ... and available right now
+    eligible: tuple[str, ...] = ()  # the counselors the line row holds for the tier
 
 
 async def stalled_callers(pool: asyncpg.Pool) -> list[StalledCaller]:
     rows = await pool.fetch(
         """
-        SELECT w.call_sid, c.seq, c.transfer, w.tier_index,
+        SELECT w.call_sid, c.seq, c.transfer, w.tier_index, w.eligible,
                greatest(extract(epoch FROM clock_timestamp() - w.tier_started_at), 0)
                    ::double precision AS tier_seconds,
                -- A counselor gone from the plan (a publish removed them or their
@@ -49,10 +50,10 @@ async def stalled_callers(pool: asyncpg.Pool) -> list[StalledCaller]:
             LIMIT 1
         ) o ON true
         WHERE w.status = 'waiting'
-        GROUP BY w.call_sid, c.seq, c.transfer, w.tier_index, w.tier_started_at
+        GROUP BY w.call_sid, c.seq, c.transfer, w.tier_index, w.tier_started_at, w.eligible
         """
     )
-    return [StalledCaller(**dict(r)) for r in rows]
+    return [StalledCaller(**{**dict(r), "eligible": tuple(r["eligible"] or ())}) for r in rows]
 
 
 async def move_transfer(

@@ -31,7 +31,7 @@ from ivr.publishing.active import ActiveContent, Served
 from ivr.routing.location import Location
 from ivr.routing.progress import Phase, Progress
 from ivr.routing.progression import Availability, advance, begin
-from ivr.routing.signals import Action, DialEnded, DialLine, HoldEnded
+from ivr.routing.signals import AcceptEarly, Action, DialEnded, DialLine, HoldEnded, RecordOutcome
 from ivr.storage import calls as db
 from ivr.telephony.preoffer import EarlyOffers
 from ivr.telephony.transfer import Transfers, conference_name, is_ringing, unrung
@@ -232,7 +232,12 @@ class CallFlow:
         is not carried out again."""
         if transfer is not None and begun:
             p = Progress.from_json(transfer)
-            actions = tuple(a for a in begun if not isinstance(a, DialLine))
+            # An early accept's answer is the early side's to record and count
+            # once it stands (preoffer.py); counted here it would pass for a
+            # dial step's (an external line).
+            early_answer = any(isinstance(a, AcceptEarly) for a in begun)
+            actions = tuple(a for a in begun if not isinstance(a, DialLine)
+                            and not (early_answer and isinstance(a, RecordOutcome)))
             await self.transfers.carry_out(sid, p, actions, seq)
             await self.early.carry_out(sid, p, begun)
 

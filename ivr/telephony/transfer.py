@@ -344,6 +344,12 @@ class Transfers:
         assert p.deadline is not None
         step = p.step
         assert isinstance(step, WarmStep)
+        if caller.eligible != step.counselors:
+            # The line row is not at this tier yet: a caller offered early has
+            # just arrived (their row is written before their line row, which
+            # still holds only the counselors fitting every language they could
+            # choose: preoffer.py). Counted over those, the tier looks spent.
+            return
         exhausted = (
             not api_usable
             or caller.untried == 0

@@ -80,7 +80,11 @@ async def test_a_caller_on_the_lifeline_is_never_rung_for_nor_moved(
             call = asyncio.create_task(simulate_call(sim, script, world=world))
             sid = None
             for _ in range(500):  # nobody is free: the caller waits in the local tier
-                sid = await pool.fetchval("SELECT call_sid FROM waiting WHERE status = 'waiting'")
+                # Holding, not only lined up: the caller joins the line while the
+                # menu still plays (an early offer, preoffer.py).
+                sid = await pool.fetchval(
+                    "SELECT w.call_sid FROM waiting w JOIN calls c USING (call_sid)"
+                    " WHERE w.status = 'waiting' AND c.phase = 'transfer'")
                 if sid:
                     break
                 await asyncio.sleep(0.02)

@@ -149,7 +149,11 @@ async def test_database_lost_while_holding_sends_the_caller_to_backup(
                                 hold_patience=600)
             call = asyncio.create_task(simulate_call(sim, script, world=world))
             for _ in range(500):  # until the caller holds and Ana's phone rings unanswered
-                if await pool.fetchval("SELECT count(*) FROM offers"):
+                # Holding, not only offered: Ana is rung while the menu still
+                # plays (an early offer, preoffer.py).
+                if await pool.fetchval(
+                        "SELECT count(*) FROM offers o JOIN calls c USING (call_sid)"
+                        " WHERE o.state = 'ringing' AND c.phase = 'transfer'"):
                     break
                 await asyncio.sleep(0.02)
             await asyncio.to_thread(pg.cleanup)  # type: ignore[attr-defined]

@@ -4,7 +4,7 @@ an instance wrote last, which must never make a stale call move."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, cast
 
 import aiohttp
@@ -17,7 +17,9 @@ from ivr.app import create_app
 from ivr.config import Settings
 from ivr.content import Content
 from ivr.routing.progress import Phase, Progress
+from ivr.routing.steps import WarmStep
 from ivr.storage import calls as db
+from ivr.storage import queue
 from tests.conftest import bounded
 from tests.helpers import call_params, new_sid, parse_twiml, post_signed, staff_all
 
@@ -134,13 +136,31 @@ async def test_a_menu_answer_that_queues_the_caller_leaves_the_ring_to_the_dispa
         return await place_call(**kwargs)
 
     rest.place_call = placing  # type: ignore[method-assign]
+    # The caller is lined up early at the voice webhook, so the dispatcher may
+    # claim a counselor for them while the menu plays. Its hand-over to the
+    # worker waits for the menu answer: taken first, that offer would change
+    # the row under the answer (taken again: more statements), and its leg,
+    # failing with no REST API here, would mark the API degraded, which
+    # rightly sends the arriving caller to a dial step.
+    transfers = server.app[keys.transfers]
+    hand_over = transfers.claimed
+    answered = asyncio.Event()
+
+    async def claimed(offers: Sequence[Any]) -> None:
+        await answered.wait()
+        await hand_over(offers)
+
+    transfers.claimed = claimed
     sid, base = new_sid(), settings.public_url
     async with aiohttp.ClientSession() as s:
         await post_signed(s, base + "/twilio/voice", call_params(sid))
 
         async def spanish() -> None:
-            _, body = await post_signed(s, base + "/twilio/gather?seq=1",
-                                        call_params(sid, Digits="2"))
+            try:
+                _, body = await post_signed(s, base + "/twilio/gather?seq=1",
+                                            call_params(sid, Digits="2"))
+            finally:
+                answered.set()
             assert parse_twiml(body).find("Dial/Conference") is not None
 
         # Who is free, the row, the arrival on the line, the tier's deadline
@@ -212,3 +232,55 @@ async def test_kept_rows_are_bounded() -> None:
     assert len(kept) == 2 and kept.get("CA0") is None and kept.get("CA2") == rows[2]
     kept.drop("CA2")
     assert kept.get("CA2") is None
+
+
+async def test_an_early_caller_arriving_is_not_moved_on_by_their_early_line(
+    server: TestServer, settings: Settings
+) -> None:
+    """A caller offered early whose early counselors were all offered reaches the
+    transfer: their row is written before their line row reaches the tier (which
+    held only the counselors fitting every language). A dispatcher pass in
+    between must not find the tier spent and move them on: the tier's other
+    counselors are still to be rung."""
+    await staff_all(server)
+    app = server.app
+    pool = app[keys.pool]
+    transfers = app[keys.transfers]
+
+    async def claimed(offers: Sequence[Any]) -> None:
+        pass  # no leg placed (no REST API here): the test ends the offers itself
+
+    transfers.claimed = claimed
+    early = app[keys.callflow].early
+    arrival = early.carry_out
+
+    async def dispatcher_first(*args: Any) -> None:
+        await transfers.dispatch_once()  # a pass landing between the two writes
+        await arrival(*args)
+
+    sid, base = new_sid(), settings.public_url
+    async with aiohttp.ClientSession() as s:
+        await post_signed(s, base + "/twilio/voice", call_params(sid))
+        for _ in range(200):  # every early counselor offered, and the offer declined
+            eligible = await pool.fetchval("SELECT eligible FROM waiting WHERE call_sid = $1",
+                                           sid)
+            offers = await pool.fetch(
+                "SELECT id, counselor_id, state FROM offers WHERE call_sid = $1", sid)
+            for offer in offers:
+                if offer["state"] == "ringing":
+                    await queue.offer_missed(pool, offer["id"], "declined")
+            if offers and set(eligible) <= {o["counselor_id"] for o in offers}:
+                break
+            await asyncio.sleep(0.05)
+        early.carry_out = dispatcher_first  # type: ignore[method-assign]
+        _, body = await post_signed(s, base + "/twilio/gather?seq=1",
+                                    call_params(sid, Digits="2"))
+        assert parse_twiml(body).find("Dial/Conference") is not None
+    row = await db.load_call(pool, sid)
+    assert row is not None and row.transfer is not None
+    p = Progress.from_json(row.transfer)
+    assert (p.phase, p.index) == (Phase.HOLDING, 0), p
+    step = p.step
+    assert isinstance(step, WarmStep) and len(step.counselors) > len(eligible)
+    assert await pool.fetchval("SELECT eligible FROM waiting WHERE call_sid = $1",
+                               sid) == list(step.counselors)
