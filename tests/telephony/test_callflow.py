@@ -17,6 +17,7 @@ from ivr.app import create_app
 from ivr.config import Settings
 from ivr.content import Content
 from ivr.routing.progress import Phase, Progress
+from ivr.routing.signals import Action
 from ivr.routing.steps import WarmStep
 from ivr.storage import calls as db
 from ivr.storage import queue
@@ -254,9 +255,9 @@ async def test_an_early_caller_arriving_is_not_moved_on_by_their_early_line(
     early = app[keys.callflow].early
     arrival = early.carry_out
 
-    async def dispatcher_first(*args: Any) -> None:
+    async def dispatcher_first(sid: str, p: Progress, actions: Sequence[Action]) -> None:
         await transfers.dispatch_once()  # a pass landing between the two writes
-        await arrival(*args)
+        await arrival(sid, p, actions)
 
     sid, base = new_sid(), settings.public_url
     async with aiohttp.ClientSession() as s:
