@@ -281,7 +281,8 @@ class CallFlow:
         p, actions = unrung(advance(p, event, self.clock(), av))
         if not actions:  # not the event the progress waits for: nothing moves
             return await self._replay(sid, kind, params, row)
-        await self.transfers.record(sid, p, actions, row.location_state)
+        served = await self.contents.get(row.content_version)  # the call's own version
+        await self.transfers.record(sid, p, actions, row.location_state, served.content.plan)
         if not answered:
             events.append(("missed", {"tier": current.tier, "name": current.name,
                                       "status": params.get("DialCallStatus", "")}))
@@ -289,7 +290,8 @@ class CallFlow:
             events.append(("unreached", {}))
         elif not p.phase.over:
             events.append(("dialing", {"tier": p.step.tier, "name": p.step.name}))
-        twiml = self.transfers.twiml_for(sid, p, actions, new_seq) or self.renderer.goodbye()
+        twiml = (self.transfers.twiml_for(sid, p, actions, new_seq, served.renderer)
+                 or served.renderer.goodbye())
         phase = "transfer" if not p.phase.over else "ended"
         transfer = p.to_json()
         events.append(("twiml", {"xml": twiml}))

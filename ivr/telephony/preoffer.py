@@ -121,8 +121,9 @@ class EarlyOffers:
         if await preoffers.confirm_accept(self.pool, sid, number):
             for action in actions:
                 if isinstance(action, RecordOutcome) and action.outcome is Outcome.ANSWERED:
+                    plan = await self.transfers.plan_for(sid)  # the call's own version's
                     await outcomes.answered(self.pool, sid, action.tier, action.name,
-                                            self.transfers.in_state(p.step, p.caller_state))
+                                            self.transfers.in_state(p.step, p.caller_state, plan))
             log.info("call %s: counselor %s, who accepted early, has the caller", sid, counselor)
             return
         # The counselor's leg ended as the caller arrived: their conference would

@@ -128,6 +128,8 @@ async def hold(request: web.Request) -> web.Response:
         rounds = 0
     if call_sid:
         await transfers.holding(call_sid, rounds)
+        # The words of the version the call started on (`holding` read which).
+        renderer = await transfers.hold_renderer(call_sid)
     try:
         return twiml(renderer.hold(language, call_sid, rounds))
     except Exception:
