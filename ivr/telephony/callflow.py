@@ -24,6 +24,7 @@ from typing import Any
 
 import asyncpg
 
+from ivr import logs
 from ivr.errors import RequestError
 from ivr.flow.model import Flow
 from ivr.flow.runtime import Answer, Ask, CallState, Start, TransferTo, Turn, new_call, step
@@ -92,6 +93,7 @@ class CallFlow:
         if caller_left(params):
             return await self._caller_gone(sid, "voice", params)
         served = self.contents.current
+        logs.about_version(served.version)
         flow = served.content.flows.for_number(params.get("To"))
         loc = caller.location
         state = new_call(flow, loc.state, loc.source)
@@ -188,6 +190,7 @@ class CallFlow:
         changed before it could be stored."""
         state = CallState.from_json(row.state)
         served = await self.contents.get(row.content_version)
+        logs.about_version(served.version)  # a kept row was not read by _row
         flow = self._flow(served, state)
         heard = decision(row)
         event = Answer(
@@ -343,6 +346,7 @@ class CallFlow:
         row = await db.load_call(self.pool, sid)
         if row is None:
             raise UnknownCall(sid)
+        logs.about_version(row.content_version)  # this request's lines: the call's version
         return row
 
     async def _replay(
