@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import asyncpg
 
+from ivr import logs
 from ivr.languages import LANGUAGE_NAMES
 from ivr.metrics import Metrics
 from ivr.routing.model import RoutingPlan
@@ -567,6 +568,7 @@ class Transfers:
         if offer is None:
             return self.renderer.counselor_goodbye("whisper_gone")
         renderer = await self.renderer_for(offer.call_sid)
+        logs.about_version(renderer.version)  # this leg's lines: its caller's version
         if offer.state != "ringing":
             return renderer.counselor_goodbye("whisper_gone")
         number = await queue.offer_number(self.pool, offer_id)
@@ -589,6 +591,7 @@ class Transfers:
         if offer is None or number is None:
             return self.renderer.counselor_goodbye("whisper_gone")
         served = await self.served_for(offer.call_sid)
+        logs.about_version(served.version if served is not None else None)
         if digits == "1":
             return await self._accept(offer, number, served)
         await self.leg_ended(offer, "declined" if digits else "missed",

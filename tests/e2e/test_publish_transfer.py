@@ -6,6 +6,8 @@ words. At the wire: the simulator plays the caller and the counselors."""
 from __future__ import annotations
 
 import asyncio
+import io
+import json
 import shutil
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -91,7 +93,8 @@ async def hold_document_says(http: aiohttp.ClientSession, base: str, sid: str) -
 
 
 async def test_a_caller_holding_through_a_publish_keeps_their_versions_words(
-    server: TestServer, settings: Settings, world: TwilioWorld, folders: Path
+    server: TestServer, settings: Settings, world: TwilioWorld, folders: Path,
+    json_logs: io.StringIO,
 ) -> None:
     base = settings.public_url
     sim = SimConfig(server_url=base, auth_token=AUTH_TOKEN, account_sid=settings.account_sid)
@@ -140,6 +143,12 @@ async def test_a_caller_holding_through_a_publish_keeps_their_versions_words(
         whispers = [t for leg in world.legs[legs_before:] for t in said(leg.session.transcript())
                     if "Press 1 to accept" in t]
         assert whispers and all(t.startswith(NEW_WHISPER) for t in whispers), whispers
+        # The counselor legs' lines about each call carry that call's version.
+        entries = [json.loads(line) for line in json_logs.getvalue().splitlines()]
+        for call, version in ((sid, before), (second.call_sid, after)):
+            accepted = [e for e in entries if e["event"].startswith(f"call {call}: counselor")
+                        and e["event"].endswith(" accepted")]
+            assert [e["content_version"] for e in accepted] == [version], accepted
     finally:
         held.cancel()
         await conn.close()
