@@ -24,6 +24,7 @@ from ivr.content import load_content
 from ivr.publishing.archive import read_folders, to_tar
 from ivr.sim import CallScript, Silence, TwilioWorld, simulate_call
 from ivr.sim.config import SimConfig
+from ivr.sim.script import DialOutcome
 from ivr.sim.transcript import Heard, Transcript
 from tests.conftest import AUTH_TOKEN, ROOT, bounded
 from tests.helpers import parse_twiml, post_signed, staff_all
@@ -149,6 +150,58 @@ async def test_a_caller_holding_through_a_publish_keeps_their_versions_words(
             accepted = [e for e in entries if e["event"].startswith(f"call {call}: counselor")
                         and e["event"].endswith(" accepted")]
             assert [e["content_version"] for e in accepted] == [version], accepted
+    finally:
+        held.cancel()
+        await conn.close()
+
+
+OLD_BACKUP = "All of our nearby counselors are helping other callers."
+NEW_BACKUP = "Every nearby counselor is with another caller right now."
+
+
+def without_texas_reworded(folders: Path) -> dict[str, bytes]:
+    """The content without the Texas center, and with new words before the
+    national backup line."""
+    files = read_folders(folders / "flows", folders / "prompts")
+    plan = files["flows/routing.yaml"].decode()
+    start, end = plan.index("  tx-austin:\n"), plan.index("\n  ny-nyc:")
+    files["flows/routing.yaml"] = (plan[:start] + plan[end + 1:]).encode()
+    catalog = files["prompts/en/catalog.yaml"].decode()
+    assert OLD_BACKUP in catalog
+    files["prompts/en/catalog.yaml"] = catalog.replace(OLD_BACKUP, NEW_BACKUP).encode()
+    return files
+
+
+async def test_a_caller_moved_on_by_a_publish_hears_their_versions_words_on_the_way(
+    server: TestServer, settings: Settings, world: TwilioWorld, folders: Path
+) -> None:
+    """The publish removes the caller's center: they go on at once (the tier
+    move renders their next step) to the regional backup, which does not
+    answer, then to the national backup with the words before it of the
+    version they started on."""
+    base = settings.public_url
+    sim = SimConfig(server_url=base, auth_token=AUTH_TOKEN, account_sid=settings.account_sid)
+    script = CallScript(from_number=TEXAS_CALLER, inputs=(Silence(),),
+                        dial_outcomes=(DialOutcome("no-answer"), DialOutcome("answer")))
+    held = asyncio.create_task(simulate_call(sim, script, world=world))
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        for _ in range(600):  # the caller holds at the local tier: nobody is available
+            if await conn.fetchval("SELECT count(*) FROM waiting WHERE status = 'waiting'"):
+                break
+            await asyncio.sleep(0.05)
+        assert await conn.fetchval("SELECT count(*) FROM waiting WHERE status = 'waiting'")
+        upload = await asyncio.to_thread(without_texas_reworded, folders)
+        async with aiohttp.ClientSession() as http, http.post(
+                f"{base}/admin/content/publish", data=to_tar(upload),
+                headers={"Authorization": f"Bearer {settings.admin_token}"}) as resp:
+            assert resp.status == 200, await resp.text()
+        async with asyncio.timeout(60):
+            transcript = await held
+        assert transcript.reached_human, transcript.format()
+        texts = said(transcript)
+        assert any(t.startswith(OLD_BACKUP) for t in texts), transcript.format()
+        assert not any(NEW_BACKUP in t for t in texts), transcript.format()
     finally:
         held.cancel()
         await conn.close()
