@@ -114,6 +114,7 @@ class _Unread:
 
 
 UNREAD: Final = _Unread()
+
 # Leg statuses that end an offer without a conversation, and what they mean
 # for the counselor (queue.offer_missed decides their presence from it).
 MISSED: dict[str, queue.EndState] = {
