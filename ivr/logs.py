@@ -82,6 +82,15 @@ def use_format(name: str | None, root: logging.Logger | None = None) -> str:
     return chosen
 
 
+def about_version(version: str | None) -> None:
+    """The content version of the call the current request is about, once its
+    row is read (ivr.telephony.callflow): its lines then carry the version the
+    call started on rather than the active one. The request middleware
+    (ivr.monitoring) resets it when the request ends."""
+    if version is not None:
+        content_version.set(version)
+
+
 def set_version(version: str, root: logging.Logger | None = None) -> None:
     """The content version JSON lines carry outside a request (startup, dispatcher)."""
     _serving[0] = version

@@ -87,9 +87,11 @@ async def content_listener(app: web.Application) -> AsyncIterator[None]:
     """Follow activations (NOTIFY on the routing listener's connection); the
     transfers take the active plan and prompts for calls they start next."""
     active, transfers = app[keys.active], app[keys.transfers]
+    transfers.contents = active  # a call's transfer renders with the version it started on
 
     async def follow(served: Served) -> None:
-        # Read where a counselor leg is placed (centers) and what it hears.
+        # The active plan and words, for what is not a call's own (a call's
+        # transfer takes its version's: Transfers.served_for).
         transfers.plan = served.content.plan
         transfers.renderer = served.renderer
         transfers.kick()  # a center gone: its waiting callers move on now

@@ -209,7 +209,7 @@ async def call_context(pool: asyncpg.Pool, call_sid: str) -> asyncpg.Record | No
     """What a counselor leg needs to know of the caller's call."""
     record: asyncpg.Record | None = await pool.fetchrow(
         """
-        SELECT c.called, c.location_state, c.transfer, c.seq, c.phase,
+        SELECT c.called, c.location_state, c.transfer, c.seq, c.phase, c.content_version,
                coalesce(extract(epoch FROM clock_timestamp() - w.tier_started_at), 0)
                    ::double precision AS tier_seconds
         FROM calls c LEFT JOIN waiting w USING (call_sid)
@@ -217,6 +217,14 @@ async def call_context(pool: asyncpg.Pool, call_sid: str) -> asyncpg.Record | No
         """,
         call_sid)
     return record
+
+
+async def content_version_of(pool: asyncpg.Pool, call_sid: str) -> tuple[str | None] | None:
+    """The content version a call started on, in a 1-tuple (None in it: a call
+    from before versions); None when there is no such call."""
+    record = await pool.fetchrow("SELECT content_version FROM calls WHERE call_sid = $1",
+                                 call_sid)
+    return None if record is None else (record["content_version"],)
 
 
 async def end_wrap_up(pool: asyncpg.Pool, after_seconds: float) -> int:

@@ -24,6 +24,7 @@ from typing import Any
 
 import asyncpg
 
+from ivr import logs
 from ivr.errors import RequestError
 from ivr.flow.model import Flow
 from ivr.flow.runtime import Answer, Ask, CallState, Start, TransferTo, Turn, new_call, step
@@ -92,6 +93,7 @@ class CallFlow:
         if caller_left(params):
             return await self._caller_gone(sid, "voice", params)
         served = self.contents.current
+        logs.about_version(served.version)
         flow = served.content.flows.for_number(params.get("To"))
         loc = caller.location
         state = new_call(flow, loc.state, loc.source)
@@ -188,6 +190,7 @@ class CallFlow:
         changed before it could be stored."""
         state = CallState.from_json(row.state)
         served = await self.contents.get(row.content_version)
+        logs.about_version(served.version)  # a kept row was not read by _row
         flow = self._flow(served, state)
         heard = decision(row)
         event = Answer(
@@ -286,7 +289,8 @@ class CallFlow:
         p, actions = unrung(advance(p, event, self.clock(), av))
         if not actions:  # not the event the progress waits for: nothing moves
             return await self._replay(sid, kind, params, row)
-        await self.transfers.record(sid, p, actions, row.location_state)
+        served = await self.contents.get(row.content_version)  # the call's own version
+        await self.transfers.record(sid, p, actions, row.location_state, served.content.plan)
         if not answered:
             events.append(("missed", {"tier": current.tier, "name": current.name,
                                       "status": params.get("DialCallStatus", "")}))
@@ -294,7 +298,8 @@ class CallFlow:
             events.append(("unreached", {}))
         elif not p.phase.over:
             events.append(("dialing", {"tier": p.step.tier, "name": p.step.name}))
-        twiml = self.transfers.twiml_for(sid, p, actions, new_seq) or self.renderer.goodbye()
+        twiml = (self.transfers.twiml_for(sid, p, actions, new_seq, served.renderer)
+                 or served.renderer.goodbye())
         phase = "transfer" if not p.phase.over else "ended"
         transfer = p.to_json()
         events.append(("twiml", {"xml": twiml}))
@@ -346,6 +351,7 @@ class CallFlow:
         row = await db.load_call(self.pool, sid)
         if row is None:
             raise UnknownCall(sid)
+        logs.about_version(row.content_version)  # this request's lines: the call's version
         return row
 
     async def _replay(

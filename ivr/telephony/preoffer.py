@@ -121,7 +121,8 @@ class EarlyOffers:
         if await preoffers.confirm_accept(self.pool, sid, number):
             for action in actions:
                 if isinstance(action, RecordOutcome) and action.outcome is Outcome.ANSWERED:
-                    in_state = self.transfers.in_state(p.step, p.caller_state)
+                    plan = await self.transfers.plan_for(sid)  # the call's own version's
+                    in_state = self.transfers.in_state(p.step, p.caller_state, plan)
                     await outcomes.answered(self.pool, sid, action.tier, action.name, in_state)
                     await self.transfers.metrics.counselor_answered(self.pool, sid, in_state)
             log.info("call %s: counselor %s, who accepted early, has the caller", sid, counselor)

@@ -40,13 +40,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final
 
 import asyncpg
 
+from ivr import logs
 from ivr.languages import LANGUAGE_NAMES
 from ivr.metrics import Metrics
 from ivr.routing.model import RoutingPlan
@@ -89,6 +91,9 @@ from ivr.telephony.apihealth import ApiHealth
 from ivr.telephony.rest import RestError, ServiceError, TwilioRest
 from ivr.telephony.twiml import Renderer
 
+if TYPE_CHECKING:
+    from ivr.publishing.active import ActiveContent, Served
+
 log = logging.getLogger(__name__)
 
 REDIRECT_RETRIES = (0.5, 1.0, 2.0, 4.0)  # pauses after each failed attempt
@@ -97,6 +102,19 @@ HOLD_QUERY_TIMEOUT = 2.0  # seconds: the wait URL must answer its hold music qui
 # Reads and compare-and-set writes of a progress another callback may change
 # at the same moment (a leg event, a claim): each try reads it afresh.
 UPDATE_TRIES = 3
+# Calls whose content version this instance remembers (a call's never changes).
+CALL_VERSIONS_KEPT = 4096
+# Seconds the hold document waits for an older version to load before it
+# plays the active one's (the load goes on: the next round has it).
+HOLD_CONTENT_TIMEOUT = 5.0
+
+
+class _Unread:
+    """The call's content version is not known yet: read it (or the cache)."""
+
+
+UNREAD: Final = _Unread()
+
 # Leg statuses that end an offer without a conversation, and what they mean
 # for the counselor (queue.offer_missed decides their presence from it).
 MISSED: dict[str, queue.EndState] = {
@@ -149,10 +167,72 @@ class Transfers:
         self.claimed: Callable[[Sequence[queue.Offer]], Awaitable[None]] = self._intend_legs
         self._tasks: set[asyncio.Task[None]] = set()
         self._moving: set[str] = set()  # callers this instance is taking out right now
+        # The content versions (ivr.publishing.wiring sets them): what the stage
+        # renders for a call, and the plan it reads for it, are those of the
+        # version the call started on; `plan` and `renderer` are the active's.
+        self.contents: ActiveContent | None = None
+        self._call_versions: OrderedDict[str, str | None] = OrderedDict()
 
     def kick(self) -> None:
         """Something changed: let the dispatcher look for matches now."""
         self.wake.set()
+
+    # The content version of a call ----------------------------------------------
+
+    def note_version(self, sid: str, version: str | None) -> None:
+        """Remember the version call `sid` started on (read with its row elsewhere)."""
+        self._call_versions[sid] = version
+        self._call_versions.move_to_end(sid)
+        while len(self._call_versions) > CALL_VERSIONS_KEPT:
+            self._call_versions.popitem(last=False)
+
+    async def served_for(self, sid: str, version: str | _Unread | None = UNREAD, *,
+                         read: bool = True) -> Served | None:
+        """The content version call `sid` started on: `version` when the caller
+        read it, else remembered, else read from its row (unless not `read`: the
+        active one then). None without content versions (then `plan` and
+        `renderer` serve). A version that cannot be had (a load failing on this
+        instance) gives the active one: the caller hears newer words, never none."""
+        contents = self.contents
+        if contents is None:
+            return None
+        if isinstance(version, _Unread):
+            if sid in self._call_versions:
+                version = self._call_versions[sid]
+            elif not read:
+                return contents.current
+            else:
+                found = await outcomes.content_version_of(self.pool, sid)
+                if found is None:
+                    return contents.current  # no such call: nothing to be consistent with
+                version = found[0]
+        self.note_version(sid, version)
+        try:
+            return await contents.get(version)
+        except Exception:
+            log.exception("call %s: its content version %s cannot be loaded; serving the "
+                          "active one", sid, version)
+            return contents.current
+
+    async def renderer_for(self, sid: str, version: str | _Unread | None = UNREAD) -> Renderer:
+        served = await self.served_for(sid, version)
+        return served.renderer if served is not None else self.renderer
+
+    async def plan_for(self, sid: str, version: str | _Unread | None = UNREAD) -> RoutingPlan:
+        served = await self.served_for(sid, version)
+        return served.content.plan if served is not None else self.plan
+
+    async def hold_renderer(self, sid: str) -> Renderer:
+        """The hold document's renderer: the version `holding` found for the call
+        (no query of its own), within HOLD_CONTENT_TIMEOUT."""
+        try:
+            async with asyncio.timeout(HOLD_CONTENT_TIMEOUT):
+                served = await self.served_for(sid, read=False)
+        except TimeoutError:
+            log.warning("call %s: its content version is still loading; this hold round "
+                        "plays the active one's", sid)
+            return self.renderer
+        return served.renderer if served is not None else self.renderer
 
     # Carrying out the progression's actions ------------------------------------
 
@@ -170,22 +250,25 @@ class Transfers:
         caller_id = None if action.pass_caller_id else self.renderer.caller_id
         return replace(action.step, caller_id=caller_id)
 
-    def twiml_for(self, sid: str, p: Progress, actions: Sequence[Action], seq: int) -> str | None:
-        """The caller's next TwiML, if `actions` ask for one."""
+    def twiml_for(self, sid: str, p: Progress, actions: Sequence[Action], seq: int,
+                  renderer: Renderer) -> str | None:
+        """The caller's next TwiML, if `actions` ask for one, by `renderer`: that
+        of the content version the call started on (`renderer_for`)."""
         for action in actions:
             match action:
                 case DialLine():
-                    return self.renderer.step(conference_name(sid), self.dial_step(action), seq,
-                                              p.language, action.prompt)
+                    return renderer.step(conference_name(sid), self.dial_step(action), seq,
+                                         p.language, action.prompt)
                 case Enqueue() | SetTier():
-                    return self.renderer.step(conference_name(sid), p.steps[action.index], seq,
-                                              p.language)
+                    return renderer.step(conference_name(sid), p.steps[action.index], seq,
+                                         p.language)
                 case EndCall():
-                    return self.renderer.goodbye()
+                    return renderer.goodbye()
         return None
 
     async def record(
-        self, sid: str, p: Progress, actions: Sequence[Action], location_state: str | None
+        self, sid: str, p: Progress, actions: Sequence[Action], location_state: str | None,
+        plan: RoutingPlan | None = None,
     ) -> None:
         """The outcomes among `actions` (before the call row moves on: an answer
         marks the row connected, and the row's own write says where it ends)."""
@@ -193,12 +276,15 @@ class Transfers:
             if isinstance(action, RecordOutcome) and action.outcome is Outcome.ANSWERED:
                 step = p.step
                 await outcomes.answered(self.pool, sid, action.tier, action.name,
-                                        self.in_state(step, location_state))
+                                        self.in_state(step, location_state, plan))
 
-    def in_state(self, step: Step, state: str | None) -> bool | None:
+    def in_state(self, step: Step, state: str | None,
+                 plan: RoutingPlan | None = None) -> bool | None:
+        """`plan`: that of the call's content version, whose centers its steps name."""
         if state is None:
             return None
-        centers = [self.plan.centers[c] for c in step.centers if c in self.plan.centers]
+        plan = plan or self.plan
+        centers = [plan.centers[c] for c in step.centers if c in plan.centers]
         return any(state in c.serves for c in centers)
 
     async def carry_out(self, sid: str, p: Progress, actions: Sequence[Action], seq: int) -> None:
@@ -325,7 +411,8 @@ class Transfers:
                 continue
             # The tier is over (nobody left to ring, too little time): the next step.
             seq = int(context["seq"])
-            twiml = self.twiml_for(offer.call_sid, q, actions, seq + 1)
+            renderer = await self.renderer_for(offer.call_sid, context["content_version"])
+            twiml = self.twiml_for(offer.call_sid, q, actions, seq + 1, renderer)
             step = q.step
             why = {"tier": step.tier, "name": step.name, "why": type(event).__name__}
             new_seq = await outcomes.move_transfer(self.pool, offer.call_sid, seq, q.to_json(),
@@ -375,7 +462,7 @@ class Transfers:
     async def tier_moved(
         self, sid: str, seq: int, p: Progress, actions: Sequence[Action], why: str
     ) -> bool:
-        twiml = self.twiml_for(sid, p, actions, seq + 1)
+        twiml = self.twiml_for(sid, p, actions, seq + 1, await self.renderer_for(sid))
         step = p.step
         event = ("next_tier", {"tier": step.tier, "name": step.name, "why": why})
         new_seq = await outcomes.move_transfer(self.pool, sid, seq, p.to_json(), twiml, event)
@@ -456,6 +543,8 @@ class Transfers:
                 self.lifeline_out(sid)
             return
         try:
+            if found is not None:
+                self.note_version(sid, found.content_version)  # for its hold document
             if found is None or found.phase != "transfer" or found.transfer is None:
                 return  # unknown, connected (a counselor is joining), over, or lifeline
             p = Progress.from_json(found.transfer)
@@ -483,8 +572,12 @@ class Transfers:
 
     async def whisper(self, offer_id: int) -> str:
         offer = await queue.get_offer(self.pool, offer_id)
-        if offer is None or offer.state != "ringing":
+        if offer is None:
             return self.renderer.counselor_goodbye("whisper_gone")
+        renderer = await self.renderer_for(offer.call_sid)
+        logs.about_version(renderer.version)  # this leg's lines: its caller's version
+        if offer.state != "ringing":
+            return renderer.counselor_goodbye("whisper_gone")
         number = await queue.offer_number(self.pool, offer_id)
         if number is not None:
             await self.leg_event(offer, LegAnswered(number))
@@ -497,31 +590,39 @@ class Transfers:
             "region": region,
             "wait": round(offer.waited_seconds),
         }
-        return self.renderer.whisper(offer_id, values)
+        return renderer.whisper(offer_id, values)
 
     async def whisper_answer(self, offer_id: int, digits: str) -> str:
         offer = await queue.get_offer(self.pool, offer_id)
         number = await queue.offer_number(self.pool, offer_id)
         if offer is None or number is None:
             return self.renderer.counselor_goodbye("whisper_gone")
+        served = await self.served_for(offer.call_sid)
+        logs.about_version(served.version if served is not None else None)
         if digits == "1":
-            return await self._accept(offer, number)
+            return await self._accept(offer, number, served)
         await self.leg_ended(offer, "declined" if digits else "missed",
                               LegDeclined(number) if digits else LegMissed(number))
-        return self.renderer.counselor_goodbye("whisper_declined")
+        renderer = served.renderer if served is not None else self.renderer
+        return renderer.counselor_goodbye("whisper_declined")
 
-    async def _accept(self, offer: queue.Offer, number: int) -> str:
+    async def _accept(self, offer: queue.Offer, number: int, served: Served | None) -> str:
         """The counselor pressed 1. The progression says whether the accept stands
         (not past the tier, the offer still current); the database then checks,
-        in one transaction, that the caller still waits for a human."""
+        in one transaction, that the caller still waits for a human. `served`:
+        the call's content version (None: `renderer` and `plan`)."""
+        renderer = served.renderer if served is not None else self.renderer
+        plan = served.content.plan if served is not None else self.plan
         accepted = await self.leg_event(offer, LegAccepted(number))
         if accepted is not None and accepted.phase is Phase.EARLY:
             # Accepted before the caller arrived: wait for them in their conference.
             log.info("call %s: counselor %s accepted early", offer.call_sid, offer.counselor_id)
-            return self.renderer.join_conference(conference_name(offer.call_sid), offer.id)
+            return renderer.join_conference(conference_name(offer.call_sid), offer.id)
         if accepted is None or accepted.phase is not Phase.CONNECTED:
-            return self.renderer.counselor_goodbye("whisper_gone")
-        center = self.plan.centers.get(offer.center_id)
+            return renderer.counselor_goodbye("whisper_gone")
+        # The call's steps name the centers of its version; a center added since
+        # is found in the active plan.
+        center = plan.centers.get(offer.center_id) or self.plan.centers.get(offer.center_id)
         context = await outcomes.call_context(self.pool, offer.call_sid)
         state = context["location_state"] if context else None
         in_state = bool(center and state and state in center.serves) if state else None
@@ -529,13 +630,13 @@ class Transfers:
         # after this check is caught by the conference's wait URL.
         if not await outcomes.accept_offer(self.pool, offer.id, offer.tier_kind,
                                            offer.center_id, in_state):
-            return self.renderer.counselor_goodbye("whisper_gone")
+            return renderer.counselor_goodbye("whisper_gone")
         await self.metrics.counselor_answered(self.pool, offer.call_sid, in_state)
         if context is not None and context["transfer"] is not None:
             await outcomes.store_progress(self.pool, offer.call_sid, context["transfer"],
                                           accepted.to_json())
         log.info("call %s: counselor %s accepted", offer.call_sid, offer.counselor_id)
-        return self.renderer.join_conference(conference_name(offer.call_sid), offer.id)
+        return renderer.join_conference(conference_name(offer.call_sid), offer.id)
 
     async def counselor_alone(self, offer_id: int) -> str:
         """The wait URL of a counselor's conference: Twilio requests it only while

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 from aiohttp import web
 
-from ivr import keys
+from ivr import keys, logs
 from ivr.routing.location import caller_hash, locate
 from ivr.storage.database import ping
 from ivr.telephony.callflow import KEPT_PARAMS, CallerInfo
@@ -128,6 +128,9 @@ async def hold(request: web.Request) -> web.Response:
         rounds = 0
     if call_sid:
         await transfers.holding(call_sid, rounds)
+        # The words of the version the call started on (`holding` read which).
+        renderer = await transfers.hold_renderer(call_sid)
+        logs.about_version(renderer.version)
     try:
         return twiml(renderer.hold(language, call_sid, rounds))
     except Exception:

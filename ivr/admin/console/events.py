@@ -7,13 +7,16 @@ it to every open event stream of that instance, which renders its own
 view and sends it. Changes in a burst (a call moving on touches several
 tables) are gathered for a moment and read once; time waited and time in
 presence also move on without any change, so an open console is redrawn
-every few seconds anyway.
+every few seconds anyway. A LISTEN connection that drops (a database
+restart, a network blip) is made again, and the board read once then: what
+changed meanwhile was announced to nobody.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 from collections.abc import AsyncIterator
 from typing import Final
@@ -31,6 +34,10 @@ GATHER_SECONDS: Final = 0.05
 MIN_INTERVAL: Final = 0.25
 # Clocks on the page (time waited, time in presence) move on by themselves.
 TICK_SECONDS: Final = 5.0
+# Pauses before each new try at a lost LISTEN connection; the last repeats.
+RECONNECT_PAUSES: Final = (0.5, 1.0, 2.0, 5.0)
+CLOSE_TIMEOUT: Final = 5.0
+_CONNECT_ERRORS: Final = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 class Hub:
@@ -94,6 +101,54 @@ class Hub:
                 if queue.full():
                     queue.get_nowait()  # a slow page skips to the newest board
                 queue.put_nowait(board)
+
+
+class Listener:
+    """The hub's LISTEN connection, made again whenever it is lost."""
+
+    def __init__(self, dsn: str, hub: Hub) -> None:
+        self._dsn = dsn
+        self._hub = hub
+        self._conn: asyncpg.Connection | None = None
+        self._lost = asyncio.Event()
+
+    async def connect(self) -> None:
+        """LISTEN on a new connection (the first one: a failure is start-up's)."""
+        conn = await asyncpg.connect(self._dsn)
+        lost = asyncio.Event()
+        # Called by asyncpg when the connection closes, the server's side included.
+        conn.add_termination_listener(lambda _conn: lost.set())
+        try:
+            await conn.add_listener(CHANNEL, self._hub.changed)
+        except BaseException:
+            conn.terminate()
+            raise
+        self._conn, self._lost = conn, lost
+
+    async def run(self) -> None:
+        """Watch the connection and make it again when lost, until cancelled."""
+        while True:
+            await self._lost.wait()
+            log.warning("console: the LISTEN connection was lost; connecting again")
+            for attempt in itertools.count():
+                await asyncio.sleep(RECONNECT_PAUSES[min(attempt, len(RECONNECT_PAUSES) - 1)])
+                try:
+                    await self.connect()
+                    break
+                except _CONNECT_ERRORS as exc:
+                    log.warning("console: LISTEN connection not made again (%s); retrying", exc)
+            log.info("console: listening for changes again")
+            self._hub.changed()  # changes made while nobody listened
+
+    async def close(self) -> None:
+        conn = self._conn
+        if conn is None or conn.is_closed():
+            return
+        try:
+            await conn.close(timeout=CLOSE_TIMEOUT)
+        except _CONNECT_ERRORS as exc:
+            log.warning("the console's LISTEN connection did not close cleanly (%s)", exc)
+            conn.terminate()
 
 
 def sse_message(event: str, html: str) -> bytes:

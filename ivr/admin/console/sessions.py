@@ -37,8 +37,12 @@ async def open_session(pool: asyncpg.Pool, holder: Holder) -> tuple[str, Session
     """A new session for `holder`; returns the cookie value and the session."""
     cookie = secrets.token_urlsafe(32)
     csrf = secrets.token_urlsafe(32)
+    # Sessions signed out or expired are of no use to anyone (a lookup wants a
+    # live one): dropped as new ones open, so the table holds about the live ones.
     record = await pool.fetchrow(
-        "INSERT INTO console_sessions (digest, token_id, role, subject, csrf, expires_at)"
+        "WITH old AS (DELETE FROM console_sessions"
+        "             WHERE ended_at IS NOT NULL OR expires_at <= now())"
+        " INSERT INTO console_sessions (digest, token_id, role, subject, csrf, expires_at)"
         " VALUES ($1, $2, $3, $4, $5, now() + $6::interval) RETURNING expires_at",
         digest(cookie), holder.token_id, holder.role, holder.subject, csrf, SESSION_LIFETIME,
     )

@@ -8,19 +8,16 @@ import logging
 from collections.abc import AsyncIterator
 
 import aiohttp_jinja2
-import asyncpg
 import jinja2
 from aiohttp import web
 
 from ivr import keys
 from ivr.admin.console import views
 from ivr.admin.console.assets import TEMPLATES
-from ivr.admin.console.events import CHANNEL, Hub
+from ivr.admin.console.events import Hub, Listener
 from ivr.admin.console.pictures import FlowPictures
 
 log = logging.getLogger(__name__)
-
-CLOSE_TIMEOUT = 5.0
 
 
 def create_console_app(admin_token: str, secure_cookie: bool) -> web.Application:
@@ -38,26 +35,24 @@ def create_console_app(admin_token: str, secure_cookie: bool) -> web.Application
 
 
 async def live_updates(app: web.Application) -> AsyncIterator[None]:
-    """The console hub: a connection of its own LISTENing for changes, and the
-    task that reads the board and feeds the open event streams."""
+    """The console hub: a connection of its own LISTENing for changes (made
+    again when lost), and the task that reads the board and feeds the open
+    event streams."""
     hub = Hub(app[keys.pool])
-    listener = await asyncpg.connect(app[keys.database_url])
-    task: asyncio.Task[None] | None = None
+    listener = Listener(app[keys.database_url], hub)
+    await listener.connect()
+    tasks: list[asyncio.Task[None]] = []
     try:
-        await listener.add_listener(CHANNEL, hub.changed)
-        task = asyncio.create_task(hub.run())
+        tasks = [asyncio.create_task(hub.run()), asyncio.create_task(listener.run())]
         app[keys.console_hub] = hub
         yield
     finally:
-        if task is not None:
+        for task in tasks:
             task.cancel()
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        try:
-            await listener.close(timeout=CLOSE_TIMEOUT)
-        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            log.warning("the console's LISTEN connection did not close cleanly (%s)", exc)
-            listener.terminate()
+        await listener.close()
 
 
 async def close_event_streams(app: web.Application) -> None:
