@@ -469,7 +469,7 @@ def notes(rows: Sequence[Row], content: Content, who: Mapping[str, str]) -> list
                                lead_in=longest["connecting"])
     out.append(
         "Routing bound of queue crisis over every state, language and need "
-        "(ivr/routing/bounds.py destination_bounds, from the start of the transfer prompt): "
+        "(ivr/routing/bounds.py destination_bounds, from the transfer's beginning): "
         f"first ring {worst.to_first_ring:.1f} s, national backup {worst.to_backup:.1f} s "
         f"(a caller from {worst.backup_state})."
     )
