@@ -297,20 +297,20 @@ async def test_a_tier_nobody_answers_ends_at_its_deadline(
     phone rings it out), not when each of them has rung out in turn."""
     prompts, content = recorded
     analysis = content.analyses[FLOW_ID]
-    [silent] = [a for a in analysis.arrivals
+    [english] = [a for a in analysis.arrivals
                 if a.language == "en" and a.need is None and a.transfer.queue == "crisis"]
-    steps = steps_for(content, silent, "TX")
+    steps = steps_for(content, english, "TX")
     local = steps[0]
     assert isinstance(local, WarmStep) and len(local.counselors) >= 2  # two could ring in turn
-    r = replay(content, silent, "TX", "to_backup")
+    r = replay(content, english, "TX", "to_backup")
     assert set(local.counselors) <= set(r.free)
-    bound = walk(steps, worst_scenario(steps, content, "en", silent.lead_in, "to_backup"),
-                 {BACKUP_PROMPT: _backup_seconds(content, "en")}, silent.lead_in)
+    bound = walk(steps, worst_scenario(steps, content, "en", english.lead_in, "to_backup"),
+                 {BACKUP_PROMPT: _backup_seconds(content, "en")}, english.lead_in)
     found = await play(dsn, prompts, content, r)
     rung = {e.target for e in found.transcript.of_type(LegEvent) if e.event == "ringing"}
     assert len(rung) == 1, found.transcript.format()  # one phone, for the whole tier
-    assert near(found.backup_dialled, silent.seconds + bound.to_backup), (
-        f"bound {silent.seconds + bound.to_backup:.1f} s; found {found.backup_dialled}\n"
+    assert near(found.backup_dialled, english.seconds + bound.to_backup), (
+        f"bound {english.seconds + bound.to_backup:.1f} s; found {found.backup_dialled}\n"
         + found.transcript.format())
 
 
