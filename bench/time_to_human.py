@@ -30,6 +30,12 @@ the caller's queue or line from there (ivr/routing/bounds.py, counselors
 who never answer) to the first ring and to the national backup being
 dialled. No bound exists for "joined": it depends on the counselor.
 
+The server runs on the world's clock (create_app(clock=TwilioWorld.server_clock)):
+its tier deadlines pass in simulated seconds like the rings and prompts around
+them, so a tier nobody answers ends at its deadline, not after each of its
+counselors has rung out in turn (on the wall clock, 20 to 100 times slower,
+a deadline never came before the phones did).
+
 Simulated seconds do not depend on the machine's speed except for the
 server's own work between two webhooks, which the simulator's clock counts
 at its time scale (10 ms of wall time per simulated second): the spread
@@ -56,7 +62,7 @@ if __package__ in (None, ""):  # run as a script: make `ivr` and `bench` importa
 from ivr.config import Settings
 from ivr.content import Content, load_content
 from ivr.flow.analysis import _Timing  # the per-path costs; the module exports the worst only
-from ivr.flow.model import Flow, Transfer
+from ivr.flow.model import Flow, Menu, Transfer
 from ivr.flow.runtime import TransferTo
 from ivr.routing.bounds import TransferBounds, destination_bounds, transfer_bounds
 from ivr.routing.model import RoutingPlan
@@ -82,6 +88,7 @@ AFTER_PROMPT = 0.5  # "press 2 after the menu": this long after its prompt ends
 # times `ivr call`'s, so that the server's own work between two webhooks,
 # which the simulator's clock counts at this rate, shifts a figure less.
 TIME_SCALE = 0.05
+POLL_SECONDS = 0.2  # simulated seconds between the server's looks at its timers
 RESET_TRIES = 50  # presence resets tried (0.1 s apart) while a counselor wraps up
 
 
@@ -169,8 +176,8 @@ def paths(content: Content) -> list[CallPath]:
 
 @dataclass(frozen=True)
 class PathBound:
-    to_transfer: float  # the flow's cost up to its transfer node's prompt
-    transfer: TransferBounds  # from that prompt's start (ivr/routing/bounds.py)
+    to_transfer: float  # the flow's cost up to the transfer beginning (its turn's start)
+    transfer: TransferBounds  # from there (ivr/routing/bounds.py)
     where: str  # queue or line
     # From the transfer prompt's start: the worst case to each dial step's
     # <Dial> (a line, a center's number, the national backup), by its number.
@@ -196,14 +203,18 @@ def path_bound(content: Content, path: CallPath) -> PathBound:
     # A call starts in the first language, with no need (as the analysis roots do).
     state: tuple[str, str, str | None, int] = (flow.start, flow.languages[0], None, 0)
     seconds = 0.0
+    begun = 0.0  # when the turn reaching the transfer starts: the transfer begins then
     for wanted in path.moves:
         found = [m for m in timing.moves(state) if wanted in m.event]
         if len(found) != 1:
             raise LookupError(f"{path.name}: {len(found)} moves of {state[0]} match {wanted!r}")
         move = found[0]
         if move.to is None:
-            return _transfer_bound(content, flow, path, state[0], state[1], seconds,
-                                   move.seconds)
+            return _transfer_bound(content, flow, path, state[0], state[1], begun,
+                                   seconds + move.seconds - begun)
+        node = flow.nodes[state[0]].body
+        if isinstance(node, Menu):  # answered at the end of its timeout
+            begun = seconds + timing.cost(state[1], node.prompt) + node.timeout
         seconds += move.seconds
         state = move.to
     raise LookupError(f"{path.name}: the moves end before a transfer")
@@ -312,7 +323,11 @@ async def run_path(base: Settings, content: Content, path: CallPath, runs: int,
     out: list[Run] = []
     async with world:
         local = replace(shipped(base), twilio_api_url=world.api_url)
-        async with local_server(local, counselors_available=False) as live:
+        # The server's clock is the world's: its tier deadlines pass in simulated
+        # seconds, like the rings and prompts around them, and its timer worker
+        # looks at them every POLL_SECONDS simulated.
+        async with local_server(local, counselors_available=False, clock=world.server_clock,
+                                poll=POLL_SECONDS * time_scale) as live:
             assert live.database_url is not None
             pool = await open_pool(live.database_url, min_size=1, max_size=2)
             try:
@@ -454,7 +469,7 @@ def notes(rows: Sequence[Row], content: Content, who: Mapping[str, str]) -> list
                                lead_in=longest["connecting"])
     out.append(
         "Routing bound of queue crisis over every state, language and need "
-        "(ivr/routing/bounds.py destination_bounds, from the start of the transfer prompt): "
+        "(ivr/routing/bounds.py destination_bounds, from the transfer's beginning): "
         f"first ring {worst.to_first_ring:.1f} s, national backup {worst.to_backup:.1f} s "
         f"(a caller from {worst.backup_state})."
     )

@@ -46,7 +46,7 @@ from ivr.telephony.rest import TwilioRest
 from ivr.telephony.signature import SignatureChecker, middleware
 from ivr.telephony.transfer import Transfers
 from ivr.telephony.twiml import Renderer
-from ivr.telephony.worker import TimerWorker
+from ivr.telephony.worker import POLL, TimerWorker
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,7 @@ LISTEN_CONFIG = ListenConfig(gate=GateConfig(end_silence_ms=200, hangover_ms=160
 def create_app(
     settings: Settings, content: Content | None = None, speech: SpeechEngine | None = None,
     clock: Callable[[], datetime] | None = None,
+    poll: float | None = None,
 ) -> web.Application:
     """Build the server. Content and speech models are loaded here unless given.
 
@@ -81,6 +82,9 @@ def create_app(
     app = web.Application(middlewares=[middleware(checker)], client_max_size=MAX_BODY)
     # The one clock every deadline is read on (a test may drive a faster one).
     app[keys.clock] = clock or wall_clock
+    # Seconds between the timer worker's looks at its table: a clock faster than
+    # the wall's brings deadlines sooner, so it is looked at more often.
+    app[keys.timer_poll] = POLL if poll is None else poll
     app[keys.settings] = settings
     app[keys.content] = content
     plan = content.plan
@@ -233,7 +237,7 @@ async def _timer_worker(app: web.Application) -> AsyncIterator[None]:
     (ivr.telephony.worker): whichever instance is alive does it."""
     transfers = app[keys.transfers]
     reconciler = Reconciler(transfers, app[keys.callflow])
-    worker = TimerWorker(transfers, sweep=reconciler.sweep)
+    worker = TimerWorker(transfers, sweep=reconciler.sweep, poll=app[keys.timer_poll])
     task = asyncio.create_task(worker.run())
     try:
         yield

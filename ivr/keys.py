@@ -47,6 +47,8 @@ metrics = web.AppKey("metrics", Metrics)  # this application's registry (ivr.mon
 open_streams = web.AppKey("open_streams", weakref.WeakSet[web.WebSocketResponse])
 # The app's one clock (an aware datetime now): every deadline is read on it.
 clock: web.AppKey[Callable[[], datetime]] = web.AppKey("clock")
+# Seconds between the timer worker's looks at the timers table.
+timer_poll = web.AppKey("timer_poll", float)
 
 # Set at start-up by the cleanup context that owns each one (ivr.app).
 database_url = web.AppKey("database_url", str)  # the embedded server's when unset

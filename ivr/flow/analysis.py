@@ -89,8 +89,14 @@ class Arrival:
     transfer: Transfer
     language: str  # the language the transfer is routed and spoken in
     need: str | None
-    seconds: float  # from the call's start to the transfer node, its own prompt excluded
-    lead_in: float  # the transfer's own prompt, in `language`
+    # From the call's start to the transfer beginning: the start of the turn that
+    # reaches it (the last menu's answer, or the call's answer), when the server
+    # begins the transfer and its first tier's clock.
+    seconds: float
+    # What the caller hears from there before the transfer's conference or
+    # <Dial>: the prompts of that turn (a 'says' node after the menu, say), the
+    # transfer's own included, in `language`.
+    lead_in: float
     steps: tuple[Step, ...]  # the path; the last one is the transfer node
 
     @property
@@ -447,8 +453,16 @@ class _Timing:
 
         order = _postorder(self.roots(), successors)[::-1]
         latest: dict[_State, float] = dict.fromkeys(self.roots(), 0.0)
+        # The latest start of the turn a state is reached in: the server answers
+        # a menu's answer (or the call) with every node up to the next menu or
+        # the transfer, so a transfer begins when that turn starts, while the
+        # prompts said on the way to it still play.
+        turn: dict[_State, float] = dict.fromkeys(self.roots(), 0.0)
         came: dict[_State, tuple[_State, _Move]] = {}
         for state in order:
+            node = self.flow.nodes[state[0]].body
+            answered = (latest[state] + self.cost(state[1], node.prompt) + node.timeout
+                        if isinstance(node, Menu) else None)
             for move in moves[state]:
                 if move.to is None:
                     continue
@@ -456,6 +470,8 @@ class _Timing:
                 if move.to not in latest or seconds > latest[move.to]:
                     latest[move.to] = seconds
                     came[move.to] = (state, move)
+                began = turn[state] if answered is None else answered
+                turn[move.to] = max(turn.get(move.to, 0.0), began)
         found = []
         for state in order:
             node_id, lang, need, _ = state
@@ -468,8 +484,12 @@ class _Timing:
             while back in came:
                 back, move = came[back]
                 steps.append(Step(back[0], back[1], move.event, move.seconds))
-            found.append(Arrival(node_id, body, lang, need, latest[state], end.seconds,
-                                 tuple(reversed(steps))))
+            # Every path's figures are its turn's start plus the tiers' bound with
+            # what it says before the transfer as lead-in: the largest start and
+            # the largest arrival give the largest figures of any one path.
+            handed = turn[state]
+            found.append(Arrival(node_id, body, lang, need, handed,
+                                 latest[state] + end.seconds - handed, tuple(reversed(steps))))
         return tuple(found)
 
     def cost(self, language: str, prompt_id: str | None) -> float:

@@ -1,9 +1,11 @@
 """Time to a human through the tiers: the worst case of a transfer, proven.
 
 Seconds are counted from the moment the flow hands the caller over, which is
-when its transfer node starts saying its prompt (`lead_in` seconds long):
-the progression starts the first tier's clock then, and a dial step
-entered straight from the flow rings once that prompt has played.
+when the server answers the turn that reaches the transfer (the caller's
+last menu answer, or the call itself): the progression starts the first
+tier's clock then, while that turn's prompts play (`lead_in` seconds of
+them, the transfer's own last), and a dial step entered straight from the
+flow rings once they have played.
 
 The worst case follows ivr.routing.rules, the rules the progression
 runs by, with counselors who never answer, every <Dial> ringing out its

@@ -1,13 +1,14 @@
 """Time to a human from the call's start: a flow's slowest way to each of its
 transfers, plus the tiers of the queue or line it transfers to.
 
-The flow's part is ivr.flow.analysis's (`Arrival`: the slowest way to a
-transfer node in one language with one need, and that transfer's prompt);
-the routing part is ivr.routing.bounds' (every caller state, counted from
-the start of the transfer's prompt, the prompts between tiers included).
-They join where the transfer begins, so for each queue or line
+The flow's part is ivr.flow.analysis's (`Arrival`: the latest a transfer in
+one language with one need begins, which is when the turn reaching it starts,
+and the prompts that turn says before it); the routing part is
+ivr.routing.bounds' (every caller state, counted from that beginning, the
+prompts between tiers included). They join where the transfer begins, so for
+each queue or line
 
-    worst case = max over arrivals (seconds to the transfer node + the tiers' bound)
+    worst case = max over arrivals (seconds to the transfer's beginning + the tiers' bound)
 
 with the language and need the caller arrives with, which choose the
 counselors, the centers and the length of the prompts they hear on the way.

@@ -17,9 +17,11 @@ import shutil
 import socket
 import sys
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
+from datetime import datetime
+from functools import partial
 from pathlib import Path
 
 from aiohttp import web
@@ -35,12 +37,15 @@ from ivr.sim.options import script_from_args, world_from_args
 
 @asynccontextmanager
 async def local_server(
-    settings: Settings, *, counselors_available: bool = True
+    settings: Settings, *, counselors_available: bool = True,
+    clock: Callable[[], datetime] | None = None, poll: float | None = None,
 ) -> AsyncIterator[Settings]:
     """Run the server in this process on a free port; yields its settings.
 
     With `counselors_available`, every counselor of the plan starts the
-    simulated shift available, as a staffed line would be.
+    simulated shift available, as a staffed line would be. `clock` and `poll`
+    go to create_app: a world's clock (TwilioWorld.server_clock) keeps the
+    server's deadlines in simulated time, looked at every `poll` real seconds.
     """
     from ivr import keys
     from ivr.app import create_app
@@ -52,7 +57,7 @@ async def local_server(
         port = sock.getsockname()[1]
         settings = replace(settings, public_url=f"http://127.0.0.1:{port}")
         # Loading content reads files: off the event loop.
-        app = await asyncio.to_thread(create_app, settings)
+        app = await asyncio.to_thread(partial(create_app, settings, clock=clock, poll=poll))
         runner = web.AppRunner(app, access_log=None)
         try:
             # Inside the try: a start-up that fails part way closes what it opened.

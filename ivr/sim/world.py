@@ -205,6 +205,14 @@ class TwilioWorld:
         """The date and time of world time `moment`."""
         return self._epoch + timedelta(seconds=moment)
 
+    def server_clock(self) -> datetime:
+        """Now, in world time: a clock to give the server under test
+        (create_app(clock=...)), so that its deadlines pass in simulated
+        seconds like the rings, prompts and <Dial> timeouts around them. Not a
+        Twilio behaviour: Twilio and the server share the wall clock, which the
+        world compresses."""
+        return self.wall(self.clock.now())
+
     # -- callers ---------------------------------------------------------------------
 
     def bind(self, cfg: SimConfig) -> None:

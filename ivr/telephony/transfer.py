@@ -719,7 +719,7 @@ class Transfers:
         and count the call abandoned."""
         seen: dict[str, Any] | None = transfer
         while seen is not None:
-            p, actions = advance(Progress.from_json(seen), CallerLeft(), datetime.now(UTC),
+            p, actions = advance(Progress.from_json(seen), CallerLeft(), self.clock(),
                                  Availability())
             if not actions:
                 return  # over already: connected, unreached, or gone before

@@ -23,7 +23,7 @@ import pytest
 
 from ivr.cli import EXIT_INVALID, main
 from ivr.content import InvalidContent, check, load_content
-from ivr.flow.model import Flow, PromptCatalog, Transfer
+from ivr.flow.model import Flow, PromptCatalog
 from ivr.flow.runtime import Action, Answer, Ask, Speak, Start, TransferTo, Turn, new_call, step
 from ivr.routing.model import RoutingPlan
 from ivr.routing.rules import BACKUP_PROMPT, CLAIM_SLACK, MIN_RING
@@ -177,7 +177,9 @@ CASES = [
     Case("a prompt, then the queue's tiers", SAY_THEN_TRANSFER, WARM, {
         # The backup center is dialled after the transfer's prompt (the first
         # ring); the slowest backup: the local tier rings out, then the center.
-        "queue 'crisis'": (HELLO + CONNECTING, HELLO + CONNECTING, HELLO + 20 + 25 + BACKUP),
+        # The tiers count from the call's answer: the server begins the transfer
+        # as it answers the first webhook, while 'hello' plays.
+        "queue 'crisis'": (HELLO + CONNECTING, HELLO + CONNECTING, 20 + 25 + BACKUP),
     }),
     Case("a menu: the language and need a caller arrives with", MENU_FLOW, WARM, {
         # Spanish prompts are longer on the way in and before the backup.
@@ -188,16 +190,17 @@ CASES = [
                             SLOW_EN + VETERANS + 60 + BACKUP),
     }),
     Case("a tier that waits for its counselor without a ring", LONG_PROMPT, WAITING, {
-        # The English TX caller: 30 s of tier from the start of the transfer's
-        # prompt, with nobody free nothing rings before the national backup.
-        "queue 'crisis'": (HELLO + LONG, HELLO + 30 + BACKUP, HELLO + 30 + BACKUP),
+        # The English TX caller: 30 s of tier from the call's answer (the turn
+        # that reaches the transfer), with nobody free nothing rings before the
+        # national backup.
+        "queue 'crisis'": (HELLO + LONG, 30 + BACKUP, 30 + BACKUP),
     }),
     Case("a transfer prompt longer than the tier", LONG_PROMPT, SHORT, {
         # The tier lasts one full ring and a claim (12 s) however short it is
         # configured: its end and the backup prompt (14.7 s) outlast the whole
-        # transfer prompt (13.1 s), so that dial is the latest first ring.
-        "queue 'crisis'": (HELLO + LONG, HELLO + MIN_RING + CLAIM_SLACK + BACKUP,
-                           HELLO + MIN_RING + CLAIM_SLACK + BACKUP),
+        # turn's prompts (14.2 s), so that dial is the latest first ring.
+        "queue 'crisis'": (HELLO + LONG, MIN_RING + CLAIM_SLACK + BACKUP,
+                           MIN_RING + CLAIM_SLACK + BACKUP),
     }),
 ]
 
@@ -260,6 +263,17 @@ def runtime_arrivals(flow: Flow, catalog: PromptCatalog) -> dict[TransferTo, flo
     """The latest second each transfer (node, language, need) is reached by the flow
     runtime, its prompt played, over every start language and every answer."""
     latest: dict[TransferTo, float] = {}
+    for transfer, _, at in runtime_paths(flow, catalog):
+        latest[transfer] = max(latest.get(transfer, 0.0), at)
+    return latest
+
+
+def runtime_paths(flow: Flow, catalog: PromptCatalog) -> list[tuple[TransferTo, float, float]]:
+    """Every way the flow runtime reaches a transfer: (the transfer, when the turn
+    that reaches it starts, when its prompts have played). The server begins the
+    transfer as it answers that turn's webhook (telephony/callflow.py), so its
+    tiers count from the turn's start, while the turn's prompts play."""
+    found: list[tuple[TransferTo, float, float]] = []
     pending: list[tuple[Turn, float]] = [
         (step(flow, replace(new_call(flow), language=lang), Start(T0)), 0.0)
         for lang in flow.languages
@@ -269,21 +283,18 @@ def runtime_arrivals(flow: Flow, catalog: PromptCatalog) -> dict[TransferTo, flo
         now = before + said(catalog, turn.actions)
         wait = turn.wait
         if isinstance(wait, TransferTo):
-            latest[wait] = max(latest.get(wait, 0.0), now)
+            found.append((wait, before, now))
             continue
         assert isinstance(wait, Ask), wait
         pending += [(step(flow, turn.state, answer), now) for answer in answers(flow, wait)]
-    return latest
+    return found
 
 
 def runtime_figures(
     flow: Flow, catalog: PromptCatalog, plan: RoutingPlan
 ) -> dict[str, Figures]:
     found: dict[str, Figures] = {}
-    for transfer, at in runtime_arrivals(flow, catalog).items():
-        body = flow.nodes[transfer.node].body
-        assert isinstance(body, Transfer)
-        lead_in = said(catalog, (Speak(body.prompt, transfer.language),)) if body.prompt else 0.0
+    for transfer, begun, at in runtime_paths(flow, catalog):
         backup = catalog.get(transfer.language, BACKUP_PROMPT)
         assert backup is not None
         prompts = {BACKUP_PROMPT: backup.seconds}
@@ -292,11 +303,12 @@ def runtime_figures(
             tuple(transfer_steps(plan, transfer, state, plan.national_backup.number))
             for state in states
         }
+        # What the turn says before the transfer's conference or <Dial>.
+        lead_in = at - begun
         runs = [drive(steps, scenario, lead_in, prompts)
                 for steps in ways for scenario in scenarios(steps)]
-        start = at - lead_in  # the tiers count from the start of the transfer's prompt
         label = f"queue '{transfer.queue}'" if transfer.queue else f"line '{transfer.line}'"
-        mine = (at, start + max(r[0] for r in runs), start + max(r[1] for r in runs))
+        mine = (at, begun + max(r[0] for r in runs), begun + max(r[1] for r in runs))
         old = found.get(label, mine)
         found[label] = (max(old[0], mine[0]), max(old[1], mine[1]), max(old[2], mine[2]))
     return found
