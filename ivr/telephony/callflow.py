@@ -396,7 +396,7 @@ class CallFlow:
         listen = self._listen_record(served, wait) if isinstance(wait, Ask) else None
         token = listen["token"] if listen else None
         twiml = served.renderer.flow_turn(turn.actions, turn.state.seq, listen_token=token)
-        found = await self.early.at_menu(
+        found = self.early.at_menu(
             served.steps, flow, turn, early,
             lambda: self.renderer.dial_caller_id(caller) is None)
         kept, actions = found if found is not None else (None, ())

@@ -58,7 +58,7 @@ class EarlyOffers:
         self.transfers = transfers
         self.clock = clock
 
-    async def at_menu(
+    def at_menu(
         self, steps_for: StepsFor, flow: Flow, turn: Turn, early: Progress | None,
         caller_id_passes: Callable[[], bool],
     ) -> Result | None:
@@ -91,9 +91,12 @@ class EarlyOffers:
         steps = early_steps(choices)
         if steps is None:
             return None
-        av = await self.transfers.availability(steps)
+        # Nobody's availability is read: the one thing it could change is the
+        # counselor rung at once, and `unrung` leaves that to the dispatcher's
+        # claim, so the line-up is the same whoever is free (a read per menu
+        # turn saved: issue 12).
         return unrung(begin_early(
-            steps, now, av, language=language, languages=likely.languages,
+            steps, now, Availability(), language=language, languages=likely.languages,
             queue=likely.transfer.queue, line=likely.transfer.line, need=likely.transfer.need,
             caller_state=caller_state, pass_caller_id=caller_id_passes()))
 

@@ -90,6 +90,30 @@ async def test_a_menu_answer_where_the_menu_was_written_costs_one_statement(
     assert row is not None and row.seq == 2 and row.phase == "flow"
 
 
+async def test_an_incoming_call_lined_up_early_costs_two_statements(
+    server: TestServer, settings: Settings
+) -> None:
+    """The menu's silence leads to the crisis queue: the caller is lined up early
+    (preoffer.py) with the call row's write and the line-up alone. Who is free
+    is not read, counselors on shift or not: the dispatcher's claim rings them."""
+    await staff_all(server)
+    counting = count_statements(server)
+    sid, base = new_sid(), settings.public_url
+    async with aiohttp.ClientSession() as s:
+
+        async def incoming() -> None:
+            _, body = await post_signed(s, base + "/twilio/voice", call_params(sid))
+            assert parse_twiml(body).find("Gather") is not None
+
+        assert await counted(counting, incoming) == 2
+    assert "INSERT INTO calls" in counting.sent[-2]
+    assert "INSERT INTO waiting" in counting.sent[-1]
+    row = await db.load_call(server.app[keys.pool], sid)
+    assert row is not None and row.transfer is not None
+    early = Progress.from_json(row.transfer)
+    assert early.phase is Phase.EARLY and early.queue == "crisis"
+
+
 async def test_a_menu_answer_that_dials_costs_three_statements(
     server: TestServer, settings: Settings
 ) -> None:
