@@ -75,6 +75,23 @@ class LastWritten:
         return len(self._rows)
 
 
+@dataclass(frozen=True)
+class LineUp:
+    """A new call's place on the counselors' waiting line (queue.enqueue's
+    row), written by the statement that creates the call: a caller lined up
+    early (preoffer.py) at the first menu costs the incoming call no second
+    round trip."""
+
+    queue: str
+    language: str
+    need: str | None
+    caller_state: str | None
+    tier_index: int
+    tier_kind: str
+    eligible: tuple[str, ...]
+    ranks: tuple[int, ...]  # one per eligible counselor, or none when all rank alike
+
+
 def _trail(source: str, kinds: str = "$8", details: str = "$9") -> str:
     """The event trail's insert, as a CTE of the statement that writes the row:
     the events of each call of `source`, in their order."""
@@ -108,14 +125,19 @@ async def create_call(
     listen: dict[str, Any] | None = None,
     ringing: bool = False,
     content_version: str | None = None,
+    line_up: LineUp | None = None,
 ) -> bool:
     """Insert a new call with its first events; False if the CallSid already exists.
 
     A call that goes straight to a transfer has its transfer start (and, for a
-    dial step, its first ring) stamped in the same statement.
+    dial step, its first ring) stamped in the same statement; `line_up` puts
+    the new call on the waiting line in it too, waking the dispatchers.
     """
     kinds, details = _split(events)
-    inserted: int = await pool.fetchval(
+    line = line_up or LineUp("", "", None, None, 0, "", (), ())
+    if line.ranks and len(line.ranks) != len(line.eligible):
+        raise ValueError(f"{len(line.ranks)} ranks for {len(line.eligible)} eligible counselors")
+    row = await pool.fetchrow(
         """
         WITH c AS (
             INSERT INTO calls (call_sid, caller_hash, caller_area_code, called, flow_id,
@@ -127,14 +149,25 @@ async def create_call(
                     CASE WHEN $17 THEN now() END, $18)
             ON CONFLICT (call_sid) DO NOTHING
             RETURNING call_sid
+        ), w AS (
+            INSERT INTO waiting (call_sid, queue, language, need, caller_state,
+                                 tier_index, tier_kind, eligible, ranks)
+            SELECT call_sid, $20, $21, $22, $23, $24, $25, $26, $27 FROM c WHERE $19
+            ON CONFLICT (call_sid) DO NOTHING
+            RETURNING call_sid
+        ), g AS (
+            INSERT INTO eligibility (members) SELECT $26 FROM w ON CONFLICT DO NOTHING
         ),""" + _trail("c", "$14", "$15") + """
-        SELECT count(*) FROM c
+        SELECT (SELECT count(*) FROM c) AS inserted,
+               (SELECT count(*) FROM (SELECT ivr_routing_changed() FROM w) n) AS lined_up
         """,
         call_sid, caller_hash, caller_area_code, called, flow_id, flow_version, seq, state,
         location_state, location_source, phase, transfer, twiml, kinds, details, listen, ringing,
-        content_version,
+        content_version, line_up is not None, line.queue, line.language, line.need,
+        line.caller_state, line.tier_index, line.tier_kind, list(line.eligible), list(line.ranks),
     )
-    return inserted == 1
+    assert row is not None  # a SELECT without FROM always has its one row
+    return bool(row["inserted"] == 1)
 
 
 async def load_call(pool: asyncpg.Pool, call_sid: str) -> CallRow | None:

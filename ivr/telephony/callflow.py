@@ -32,7 +32,16 @@ from ivr.publishing.active import ActiveContent, Served
 from ivr.routing.location import Location
 from ivr.routing.progress import Phase, Progress
 from ivr.routing.progression import Availability, advance, begin
-from ivr.routing.signals import AcceptEarly, Action, DialEnded, DialLine, HoldEnded, RecordOutcome
+from ivr.routing.signals import (
+    AcceptEarly,
+    Action,
+    DialEnded,
+    DialLine,
+    Enqueue,
+    HoldEnded,
+    RecordOutcome,
+)
+from ivr.routing.steps import WarmStep
 from ivr.storage import calls as db
 from ivr.telephony.preoffer import EarlyOffers
 from ivr.telephony.transfer import Transfers, conference_name, is_ringing, unrung
@@ -105,6 +114,7 @@ class CallFlow:
             ("located", {"state": loc.state, "source": loc.source, "area_code": loc.area_code}),
             *_turn_events(turn, twiml, transfer, begun),
         ]
+        line_up, begun = _early_line_up(transfer, begun)
         created = await db.create_call(
             self.pool,
             call_sid=sid,
@@ -124,9 +134,12 @@ class CallFlow:
             listen=listen,
             ringing=is_ringing(transfer),
             content_version=served.version,
+            line_up=line_up,
         )
         if created:
             log.info("call %s started flow %s in %s", sid, flow.id, loc.state or "unknown state")
+            if line_up is not None:
+                self.transfers.kick()  # as carry_out does after an Enqueue
             self._keep(db.CallRow(sid, turn.state.seq, phase, turn.state.to_json(), transfer,
                                   twiml, loc.state, loc.source, listen))
             await self._entered(sid, transfer, begun, turn.state.seq)
@@ -407,7 +420,7 @@ class CallFlow:
         listen = self._listen_record(served, wait) if isinstance(wait, Ask) else None
         token = listen["token"] if listen else None
         twiml = served.renderer.flow_turn(turn.actions, turn.state.seq, listen_token=token)
-        found = await self.early.at_menu(
+        found = self.early.at_menu(
             served.steps, flow, turn, early,
             lambda: self.renderer.dial_caller_id(caller) is None)
         kept, actions = found if found is not None else (None, ())
@@ -435,6 +448,22 @@ class CallFlow:
             "grammars": grammars,
             "content_version": served.version,  # whose recording the stream plays
         }
+
+
+def _early_line_up(
+    transfer: dict[str, Any] | None, begun: tuple[Action, ...]
+) -> tuple[db.LineUp | None, tuple[Action, ...]]:
+    """A new call lined up early at its first menu (an early progress whose only
+    action is its Enqueue): the line-up the call's own insert writes, and the
+    actions left to carry out after it (none)."""
+    if transfer is None or len(begun) != 1 or not isinstance(begun[0], Enqueue):
+        return None, begun
+    p = Progress.from_json(transfer)
+    step = p.steps[begun[0].index]
+    if p.phase is not Phase.EARLY or not isinstance(step, WarmStep):
+        return None, begun
+    return db.LineUp(p.queue or "", p.language, p.need, p.caller_state, begun[0].index,
+                     step.tier, tuple(step.counselors), tuple(step.ranks)), ()
 
 
 def caller_left(params: Mapping[str, str]) -> bool:

@@ -22,14 +22,15 @@ is the warm transfer's (transfer.py).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 
 import asyncpg
 
-from ivr.flow.model import Flow
-from ivr.flow.runtime import Ask, TransferTo, Turn, likely_transfer
+from ivr.flow.model import Branch, Flow
+from ivr.flow.runtime import Ask, CallState, LikelyTransfer, TransferTo, Turn, likely_transfer
 from ivr.routing.progress import Phase, Progress
 from ivr.routing.progression import Availability, Result, advance, begin_early, early_steps
 from ivr.routing.signals import (
@@ -51,14 +52,52 @@ log = logging.getLogger(__name__)
 StepsFor = Callable[[TransferTo, str | None], Sequence[Step]]
 
 
+class LikelyTransfers:
+    """`likely_transfer` remembered, for the menu turns of calls in the same place.
+
+    Finding where a menu leads explores up to LIKELY_SEARCH turns of the flow:
+    it was a third of the incoming call's CPU (py-spy, issue 12), and every
+    caller at the same menu with the same answers so far gets the same result.
+    The result depends on the flow and the caller's state only (not its seq),
+    and on the clock only through time branches: a flow with one is never
+    remembered. Bounded, most recently used kept.
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._found: OrderedDict[Hashable, LikelyTransfer | None] = OrderedDict()
+
+    def __call__(self, flow: Flow, state: CallState, now: datetime) -> LikelyTransfer | None:
+        if _follows_the_clock(flow):
+            return likely_transfer(flow, state, now)
+        key = (flow.id, flow.version, state.node, state.language, state.need,
+               state.caller_state, state.state_source, tuple(sorted(state.vars.items())),
+               state.failures, state.language_chosen, state.finished)
+        if key in self._found:
+            self._found.move_to_end(key)
+            return self._found[key]
+        found = self._found[key] = likely_transfer(flow, state, now)
+        while len(self._found) > self.size:
+            self._found.popitem(last=False)
+        return found
+
+    def __len__(self) -> int:
+        return len(self._found)
+
+
+def _follows_the_clock(flow: Flow) -> bool:
+    return any(isinstance(n.body, Branch) and n.body.on == "time" for n in flow.nodes.values())
+
+
 class EarlyOffers:
     def __init__(self, pool: asyncpg.Pool, transfers: Transfers,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.pool = pool
         self.transfers = transfers
         self.clock = clock
+        self.likely = LikelyTransfers()
 
-    async def at_menu(
+    def at_menu(
         self, steps_for: StepsFor, flow: Flow, turn: Turn, early: Progress | None,
         caller_id_passes: Callable[[], bool],
     ) -> Result | None:
@@ -69,7 +108,7 @@ class EarlyOffers:
         the <Dial>s (asked only when an early offer begins: it parses the number)."""
         now = self.clock()
         wait = turn.wait
-        likely = likely_transfer(flow, turn.state, now) if isinstance(wait, Ask) else None
+        likely = self.likely(flow, turn.state, now) if isinstance(wait, Ask) else None
         live = early is not None and not early.phase.over
         if live and early is not None:
             if likely is not None and _same(early, likely.transfer) and set(
@@ -91,9 +130,12 @@ class EarlyOffers:
         steps = early_steps(choices)
         if steps is None:
             return None
-        av = await self.transfers.availability(steps)
+        # Nobody's availability is read: the one thing it could change is the
+        # counselor rung at once, and `unrung` leaves that to the dispatcher's
+        # claim, so the line-up is the same whoever is free (a read per menu
+        # turn saved: issue 12).
         return unrung(begin_early(
-            steps, now, av, language=language, languages=likely.languages,
+            steps, now, Availability(), language=language, languages=likely.languages,
             queue=likely.transfer.queue, line=likely.transfer.line, need=likely.transfer.need,
             caller_state=caller_state, pass_caller_id=caller_id_passes()))
 

@@ -93,6 +93,51 @@ async def test_a_menu_answer_where_the_menu_was_written_costs_one_statement(
     assert row is not None and row.seq == 2 and row.phase == "flow"
 
 
+async def test_an_incoming_call_lined_up_early_costs_one_statement(
+    server: TestServer, settings: Settings
+) -> None:
+    """The menu's silence leads to the crisis queue: the caller is lined up early
+    (preoffer.py) by the statement that writes the call row. Who is free is
+    not read, counselors on shift or not: the dispatcher's claim, woken by the
+    line-up, rings one."""
+    await staff_all(server)
+    counting = count_statements(server)
+    rest = server.app[keys.transfers].rest
+    place_call = rest.place_call
+    legs: list[str] = []
+
+    async def placing(**kwargs: Any) -> Any:
+        legs.append(kwargs["to"])
+        return await place_call(**kwargs)
+
+    rest.place_call = placing  # type: ignore[method-assign]
+    sid, base = new_sid(), settings.public_url
+    async with aiohttp.ClientSession() as s:
+
+        async def incoming() -> None:
+            _, body = await post_signed(s, base + "/twilio/voice", call_params(sid))
+            assert parse_twiml(body).find("Gather") is not None
+
+        assert await counted(counting, incoming) == 1
+    assert "INSERT INTO calls" in counting.sent[-1] and "INSERT INTO waiting" in counting.sent[-1]
+    pool = server.app[keys.pool]
+    row = await db.load_call(pool, sid)
+    assert row is not None and row.transfer is not None
+    early = Progress.from_json(row.transfer)
+    assert early.phase is Phase.EARLY and early.queue == "crisis"
+    waiting = await pool.fetchrow("SELECT queue, tier_index, tier_kind, eligible FROM waiting"
+                                  " WHERE call_sid = $1", sid)
+    step = early.steps[0]
+    assert isinstance(step, WarmStep)
+    assert waiting is not None and (waiting["queue"], waiting["tier_index"]) == ("crisis", 0)
+    assert (waiting["tier_kind"], tuple(waiting["eligible"])) == (step.tier, step.counselors)
+    for _ in range(200):  # the dispatcher rings someone (the leg fails: no REST API here)
+        if legs:
+            break
+        await asyncio.sleep(0.05)
+    assert legs
+
+
 async def test_a_menu_answer_that_dials_costs_three_statements(
     server: TestServer, settings: Settings
 ) -> None:
