@@ -219,6 +219,7 @@ async def reconcile_later(pool: asyncpg.Pool, settings_dsn: str, tmp: Path, cont
 # -- 1. PostgreSQL killed for 20 s -----------------------------------------------------
 
 PG_OUTAGE = 20.0
+LATE_CALLERS = 3  # callers arriving once PostgreSQL is back
 
 
 @pytest.fixture
@@ -270,8 +271,15 @@ async def test_postgres_killed_while_callers_hold_and_phones_ring(
             await asyncio.to_thread(own_pg.kill)
             await asyncio.sleep(outage)
             await asyncio.to_thread(own_pg.start)
+            # Callers after the outage, one at a time: they too reach a human
+            # or a line within the bound (their figures are among the drill's).
+            await asyncio.sleep(1.0)
+            late = [asyncio.create_task(timed_call(sim, script, world, 2.0 * n))
+                    for n in range(LATE_CALLERS)]
             drill.calls = list(await asyncio.wait_for(asyncio.gather(*calls), 180))
             drill.in_flight = in_flight_at(drill.calls, struck)
+            after = list(await asyncio.wait_for(asyncio.gather(*late), 180))
+            drill.calls += after
             assert await world.wait_idle(600)
             await asyncio.sleep(1.0)  # the last callbacks and spool replays settle
             await pool.expire_connections()
@@ -288,7 +296,9 @@ async def test_postgres_killed_while_callers_hold_and_phones_ring(
             if pool is not None:
                 await bounded(pool.close(), "closing the drill's pool")
             await bounded(server.close(), "closing the server")
-    print(f"phones ringing when PostgreSQL was killed: {ringing}")
+    print(f"phones ringing when PostgreSQL was killed: {ringing}; callers after it: "
+          f"{sum(bool(c.transcript.of_type(CounselorJoined)) for c in after)} of "
+          f"{LATE_CALLERS} reached a counselor")
     assert ringing > 0
     drill.check()
 
