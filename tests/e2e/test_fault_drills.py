@@ -154,10 +154,15 @@ class Drill:
 async def rung_after_leaving(pool: asyncpg.Pool) -> int:
     """Offers made for a caller after their call ended or after the lifeline
     took them (both stamped on the server's one clock)."""
-    n = await pool.fetchval(
-        """SELECT count(*) FROM offers o JOIN calls c USING (call_sid)
+    rows = await pool.fetch(
+        """SELECT o.id, o.counselor_id, o.state, o.created_at, o.ended_at AS offer_ended,
+                  c.ended_at, c.lifeline_at, right(c.call_sid, 6) AS call
+           FROM offers o JOIN calls c USING (call_sid)
            WHERE o.created_at > least(c.ended_at, c.lifeline_at)""")
-    return int(n)
+    for row in rows:  # which, and how long after: a race or a caller forgotten
+        print("rung after leaving:", dict(row),
+              row["created_at"] - min(t for t in (row["ended_at"], row["lifeline_at"]) if t))
+    return len(rows)
 
 
 async def overlapping_offers(pool: asyncpg.Pool) -> int:
