@@ -237,7 +237,8 @@ async def _timer_worker(app: web.Application) -> AsyncIterator[None]:
     (ivr.telephony.worker): whichever instance is alive does it."""
     transfers = app[keys.transfers]
     reconciler = Reconciler(transfers, app[keys.callflow])
-    worker = TimerWorker(transfers, sweep=reconciler.sweep, poll=app[keys.timer_poll])
+    worker = TimerWorker(transfers, sweep=reconciler.sweep, poll=app[keys.timer_poll],
+                         lease=app[keys.settings].timer_lease_seconds)
     task = asyncio.create_task(worker.run())
     try:
         yield

@@ -68,6 +68,10 @@ class Settings:
     wrap_up_seconds: float = 60.0
     # Bearer token GET /metrics requires; None: open (IVR_METRICS_TOKEN).
     metrics_token: str | None = None
+    # How long a timer claimed by an instance stays its own (IVR_TIMER_LEASE_SECONDS):
+    # a dead instance's work waits this long for another; longer than any REST request.
+    # None: the worker's own (ivr.telephony.worker.LEASE, 30 s).
+    timer_lease_seconds: float | None = None
     # Where `with_generated_secrets` found or made each secret, for `ivr serve` to say.
     generated: tuple[str, ...] = ()
 
@@ -95,6 +99,8 @@ class Settings:
             vosk_models=_vosk_models(env),
             wrap_up_seconds=_seconds(env, "IVR_WRAP_UP_SECONDS", 60.0),
             metrics_token=env.get("IVR_METRICS_TOKEN", "").strip() or None,
+            timer_lease_seconds=(_seconds(env, "IVR_TIMER_LEASE_SECONDS", 0.0)
+                                 if env.get("IVR_TIMER_LEASE_SECONDS", "").strip() else None),
         )
 
     def required_secrets(self) -> Secrets:

@@ -77,3 +77,12 @@ def test_configured_values_win(tmp_path: Path) -> None:
 def test_public_url_must_be_http(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="IVR_PUBLIC_URL"):
         Settings.from_env({"IVR_DATA_DIR": str(tmp_path), "IVR_PUBLIC_URL": "ivr.example.org"})
+
+
+def test_the_timer_lease_is_configurable(tmp_path: Path) -> None:
+    """How long a dead instance's claimed work waits for another (the drills shorten it)."""
+    env = {"IVR_DATA_DIR": str(tmp_path)}
+    assert Settings.from_env(env).timer_lease_seconds is None  # the worker's own, 30 s
+    assert Settings.from_env({**env, "IVR_TIMER_LEASE_SECONDS": "3"}).timer_lease_seconds == 3.0
+    with pytest.raises(ConfigError, match="IVR_TIMER_LEASE_SECONDS must be a number"):
+        Settings.from_env({**env, "IVR_TIMER_LEASE_SECONDS": "soon"})
