@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
+from pathlib import Path
 
 import aiohttp
 from aiohttp.test_utils import TestServer
@@ -60,3 +62,25 @@ async def staff_all(server: TestServer) -> None:
     pool = server.app[keys.pool]
     for counselor in await list_counselors(pool):
         await set_presence(pool, counselor.id, "available")
+
+
+SHIPPED = Path(__file__).resolve().parents[1]  # the repository: its flows/ and prompts/
+
+
+def queueing_folders(dest: Path) -> Path:
+    """The shipped content copied under `dest`, with a local tier that holds
+    callers for ten minutes instead of skipping it when nobody is free: callers
+    wait where a test can watch them. Such a tier puts the national backup past
+    the flow's max_time_to_backup, which `ivr serve` would refuse, so the limit
+    is dropped: these tests are about queueing, not the bound."""
+    shutil.copytree(SHIPPED / "flows", dest / "flows")
+    shutil.copytree(SHIPPED / "prompts", dest / "prompts")
+    plan = dest / "flows" / "routing.yaml"
+    text = plan.read_text()
+    local = "{tier: local, ring_timeout: 20s, skip_when_unavailable: true}"
+    assert local in text
+    plan.write_text(text.replace(local, "{tier: local, ring_timeout: 600s}"))
+    flow = dest / "flows" / "988.yaml"
+    flow.write_text("".join(line for line in flow.read_text().splitlines(keepends=True)
+                            if not line.startswith("max_time_to_backup:")))
+    return dest

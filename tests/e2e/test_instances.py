@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -24,8 +23,9 @@ from aiohttp.test_utils import unused_port
 
 from ivr.sim import CallScript, CounselorScript, Silence, TwilioWorld, simulate_call
 from ivr.sim.config import SimConfig
-from tests.conftest import AUTH_TOKEN, ROOT, bounded
+from tests.conftest import AUTH_TOKEN, bounded
 from tests.e2e.test_resilience import _wait_healthy
+from tests.helpers import queueing_folders
 
 ADMIN_TOKEN = "instances-admin-token"
 CALLERS = 10
@@ -34,19 +34,7 @@ CALLERS = 10
 @pytest.fixture
 def queued_content(tmp_path: Path) -> Path:
     """The shipped content, with a local tier that queues callers instead of skipping."""
-    shutil.copytree(ROOT / "flows", tmp_path / "flows")
-    shutil.copytree(ROOT / "prompts", tmp_path / "prompts")
-    plan = tmp_path / "flows" / "routing.yaml"
-    text = plan.read_text()
-    local = "{tier: local, ring_timeout: 20s, skip_when_unavailable: true}"
-    assert local in text
-    plan.write_text(text.replace(local, "{tier: local, ring_timeout: 600s}"))
-    # Such a tier puts the national backup past the flow's max_time_to_backup,
-    # which `ivr serve` would refuse: this test is about queueing, not the bound.
-    flow = tmp_path / "flows" / "988.yaml"
-    flow.write_text("".join(line for line in flow.read_text().splitlines(keepends=True)
-                            if not line.startswith("max_time_to_backup:")))
-    return tmp_path
+    return queueing_folders(tmp_path)
 
 
 async def _balancer(backends: list[str]) -> tuple[web.AppRunner, str]:

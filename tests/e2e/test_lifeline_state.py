@@ -5,7 +5,6 @@ rung for them, nor are they moved, afterwards."""
 from __future__ import annotations
 
 import asyncio
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,8 @@ from ivr.sim import CallScript, Silence, TwilioWorld, simulate_call
 from ivr.sim.config import SimConfig
 from ivr.sim.script import DialOutcome
 from ivr.storage.counselors import set_presence
-from tests.conftest import AUTH_TOKEN, ROOT, bounded, make_settings
+from tests.conftest import AUTH_TOKEN, bounded, make_settings
+from tests.helpers import queueing_folders
 
 TX_CALLER = "+15125550123"
 BACKUP = "+18005550100"
@@ -29,16 +29,7 @@ BACKUP = "+18005550100"
 @pytest.fixture
 def queueing_content(tmp_path: Path) -> Content:
     """The shipped content, with a local tier that waits for its counselors."""
-    shutil.copytree(ROOT / "flows", tmp_path / "flows")
-    shutil.copytree(ROOT / "prompts", tmp_path / "prompts")
-    plan = tmp_path / "flows" / "routing.yaml"
-    text = plan.read_text()
-    local = "{tier: local, ring_timeout: 20s, skip_when_unavailable: true}"
-    assert local in text
-    plan.write_text(text.replace(local, "{tier: local, ring_timeout: 600s}"))
-    flow = tmp_path / "flows" / "988.yaml"  # the bound is not what this test is about
-    flow.write_text("".join(line for line in flow.read_text().splitlines(keepends=True)
-                            if not line.startswith("max_time_to_backup:")))
+    queueing_folders(tmp_path)
     return load_content(tmp_path / "flows", tmp_path / "prompts")
 
 

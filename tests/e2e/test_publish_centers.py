@@ -4,7 +4,6 @@ on to their next tier at once instead of holding for counselors who are gone."""
 from __future__ import annotations
 
 import asyncio
-import shutil
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -20,7 +19,8 @@ from ivr.content import load_content
 from ivr.publishing.archive import read_folders, to_tar
 from ivr.sim import CallScript, Silence, TwilioWorld, simulate_call
 from ivr.sim.config import SimConfig
-from tests.conftest import AUTH_TOKEN, ROOT, bounded
+from tests.conftest import AUTH_TOKEN, bounded
+from tests.helpers import queueing_folders
 
 TEXAS_CALLER = "+15125550123"
 
@@ -28,16 +28,7 @@ TEXAS_CALLER = "+15125550123"
 @pytest.fixture
 def folders(tmp_path: Path) -> Path:
     """The shipped content, with a local tier that holds callers for ten minutes."""
-    shutil.copytree(ROOT / "flows", tmp_path / "flows")
-    shutil.copytree(ROOT / "prompts", tmp_path / "prompts")
-    plan = tmp_path / "flows" / "routing.yaml"
-    text = plan.read_text()
-    local = "{tier: local, ring_timeout: 20s, skip_when_unavailable: true}"
-    assert local in text
-    plan.write_text(text.replace(local, "{tier: local, ring_timeout: 600s}"))
-    flow = tmp_path / "flows" / "988.yaml"
-    flow.write_text("".join(line for line in flow.read_text().splitlines(keepends=True)
-                            if not line.startswith("max_time_to_backup:")))
+    queueing_folders(tmp_path)
     return tmp_path
 
 

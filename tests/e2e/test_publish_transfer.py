@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import shutil
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -26,8 +25,8 @@ from ivr.sim import CallScript, Silence, TwilioWorld, simulate_call
 from ivr.sim.config import SimConfig
 from ivr.sim.script import DialOutcome
 from ivr.sim.transcript import Heard, Transcript
-from tests.conftest import AUTH_TOKEN, ROOT, bounded
-from tests.helpers import parse_twiml, post_signed, staff_all
+from tests.conftest import AUTH_TOKEN, bounded
+from tests.helpers import parse_twiml, post_signed, queueing_folders, staff_all
 
 TEXAS_CALLER = "+15125550123"
 OLD_HOLD = "Please stay on the line, a counselor will be with you shortly."
@@ -39,16 +38,7 @@ NEW_WHISPER = "Caller waiting for you."
 @pytest.fixture
 def folders(tmp_path: Path) -> Path:
     """The shipped content, with a local tier that holds callers for ten minutes."""
-    shutil.copytree(ROOT / "flows", tmp_path / "flows")
-    shutil.copytree(ROOT / "prompts", tmp_path / "prompts")
-    plan = tmp_path / "flows" / "routing.yaml"
-    text = plan.read_text()
-    local = "{tier: local, ring_timeout: 20s, skip_when_unavailable: true}"
-    assert local in text
-    plan.write_text(text.replace(local, "{tier: local, ring_timeout: 600s}"))
-    flow = tmp_path / "flows" / "988.yaml"
-    flow.write_text("".join(line for line in flow.read_text().splitlines(keepends=True)
-                            if not line.startswith("max_time_to_backup:")))
+    queueing_folders(tmp_path)
     return tmp_path
 
 

@@ -31,6 +31,7 @@ from ivr.sim.config import SimConfig
 from ivr.sim.transcript import Transcript
 from tests.admin.console.helpers import ADMIN_TOKEN, issue, presence_of
 from tests.conftest import AUTH_TOKEN, ROOT, bounded
+from tests.helpers import queueing_folders
 
 CHROMIUM = Path("/usr/bin/chromium")
 AXE = Path(__file__).parent / "assets" / "axe-core-4.11.1.min.js"
@@ -48,17 +49,7 @@ def content(tmp_path: Path) -> Content:
     """The shipped content with a local tier that holds callers until someone
     is free (as tests/e2e/test_instances.py): the caller waits where the
     supervisor can see them."""
-    root = tmp_path / "content"
-    shutil.copytree(ROOT / "flows", root / "flows")
-    shutil.copytree(ROOT / "prompts", root / "prompts")
-    plan = root / "flows" / "routing.yaml"
-    local = "{tier: local, ring_timeout: 20s, skip_when_unavailable: true}"
-    text = plan.read_text()
-    assert local in text
-    plan.write_text(text.replace(local, "{tier: local, ring_timeout: 600s}"))
-    flow = root / "flows" / "988.yaml"
-    flow.write_text("".join(line for line in flow.read_text().splitlines(keepends=True)
-                            if not line.startswith("max_time_to_backup:")))
+    root = queueing_folders(tmp_path / "content")
     return load_content(root / "flows", root / "prompts")
 
 
