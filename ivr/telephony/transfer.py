@@ -340,7 +340,11 @@ class Transfers:
     # The dispatcher ------------------------------------------------------------
 
     async def run(self, tick: float = 0.5) -> None:
-        """Match callers and counselors until cancelled; wakes on kick() or every tick."""
+        """Match callers and counselors until cancelled; wakes on kick() or every tick.
+        A pass that fails (the database away) is logged with its traceback once
+        per outage, not at every tick: the next passes retry quietly until one
+        works again."""
+        failing = False
         while True:
             # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a
             # cancellation that arrives as the event fires, and the dispatcher
@@ -353,8 +357,17 @@ class Transfers:
                 await self.dispatch_once()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("dispatcher pass failed; retrying")
+            except Exception as exc:
+                if failing:
+                    log.debug("dispatcher pass failed again: %s", exc)
+                else:
+                    failing = True
+                    log.exception("dispatcher pass failed; retrying (quietly until a pass "
+                                  "works again)")
+            else:
+                if failing:
+                    failing = False
+                    log.info("dispatcher pass works again")
 
     async def dispatch_once(self) -> None:
         await outcomes.end_wrap_up(self.pool, self.wrap_up_seconds)

@@ -5,6 +5,7 @@ rung for them, nor are they moved, afterwards."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -49,12 +50,14 @@ def _redirects(world: TwilioWorld, sid: str) -> list[str]:
 
 
 async def test_a_caller_on_the_lifeline_is_never_rung_for_nor_moved(
-    pg_dir: tuple[Path, list[Any]], tmp_path: Path, queueing_content: Content
+    pg_dir: tuple[Path, list[Any]], tmp_path: Path, queueing_content: Content,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     from pgserver import get_server  # type: ignore[attr-defined]
 
     path, running = pg_dir
     dsn = str(running[0].get_uri())
+    caplog.set_level(logging.INFO, logger="ivr.telephony.transfer")
     # The caller talks with the backup line long after the database is back.
     script = CallScript(from_number=TX_CALLER, inputs=(Silence(),), hold_patience=3000,
                         dial_outcomes=(DialOutcome(talk_seconds=1500),))
@@ -111,3 +114,10 @@ async def test_a_caller_on_the_lifeline_is_never_rung_for_nor_moved(
     assert [u.rsplit("/", 1)[-1] for u in _redirects(world, sid)] == ["fallback"]
     assert row is not None and row["lifeline_at"] is not None, row
     assert row["status"] == "backup"
+    # One outage, one traceback: the dispatcher's passes failing every tick
+    # meanwhile are not each logged at ERROR.
+    failed = [r for r in caplog.records if r.name == "ivr.telephony.transfer"
+              and r.getMessage().startswith("dispatcher pass failed")
+              and r.levelno >= logging.ERROR]
+    assert len(failed) == 1, [r.getMessage() for r in failed]
+    assert [r for r in caplog.records if r.getMessage() == "dispatcher pass works again"]
