@@ -166,7 +166,7 @@ class Transfers:
         # Records the placements of claimed offers and starts them (the worker's).
         self.claimed: Callable[[Sequence[queue.Offer]], Awaitable[None]] = self._intend_legs
         self._tasks: set[asyncio.Task[None]] = set()
-        self._moving: set[str] = set()  # callers this instance is taking out right now
+        self._moving: set[str] = set()  # callers this instance is taking to the backup line now
         # The content versions (ivr.publishing.wiring sets them): what the stage
         # renders for a call, and the plan it reads for it, are those of the
         # version the call started on; `plan` and `renderer` are the active's.
@@ -493,10 +493,15 @@ class Transfers:
     def lifeline_out(self, sid: str) -> None:
         """Our own fail-safe sends a holding caller to the backup line (the database
         does not answer, or their hold document cannot be made): the REST
-        redirect, and the note that they are on the lifeline, written to their
-        call as soon as the database answers (the timer worker's every pass)."""
+        redirect, in the background unless this instance is already doing it,
+        and the note that they are on the lifeline, written to their call as
+        soon as the database answers (the timer worker's every pass). Every
+        other move of a caller is a timer (`intend_move`); this one cannot be,
+        the database being away."""
         self.lifeline(sid)
-        self.move_out(sid, self.renderer.url("/twilio/fallback"), "the backup line")
+        if sid not in self._moving:
+            self._moving.add(sid)
+            self.spawn(self._to_backup(sid))
 
     def lifeline(self, sid: str) -> None:
         """A caller was sent to the backup line by a fail-safe: remember it until
@@ -504,18 +509,11 @@ class Transfers:
         self.lifelines.add(sid)
         self.work.set()
 
-    def move_out(self, sid: str, url: str, where: str) -> None:
-        """Take a holding caller out of their conference to `url`, in the background,
-        unless this instance is already doing it."""
-        if sid in self._moving:
-            return
-        self._moving.add(sid)
-        self.spawn(self.take_out(sid, url, where))
-
-    async def take_out(self, sid: str, url: str, where: str) -> None:
-        """Redirect a holding caller to a dial step, retrying: a caller left alone
-        in their conference would wait for nobody. When every attempt fails the
-        caller's next hold round (`holding`) tries again."""
+    async def _to_backup(self, sid: str) -> None:
+        """Redirect a holding caller to the backup line, retrying: a caller left
+        alone in their conference would wait for nobody. When every attempt
+        fails the caller's next hold round tries again."""
+        url = self.renderer.url("/twilio/fallback")
         try:
             for attempt, pause in enumerate(REDIRECT_RETRIES):
                 try:
@@ -524,12 +522,12 @@ class Transfers:
                     return
                 except RestError as exc:
                     # One line when every attempt failed (below), not one per attempt.
-                    log.info("call %s: could not take the caller to %s (attempt %d): %s",
-                             sid, where, attempt + 1, exc)
+                    log.info("call %s: could not take the caller to the backup line "
+                             "(attempt %d): %s", sid, attempt + 1, exc)
                     await self.health.failed(as_service_error(exc))
                 await asyncio.sleep(pause)
-            log.error("call %s: could not take the caller to %s; they are still holding and "
-                      "their next hold round tries again", sid, where)
+            log.error("call %s: could not take the caller to the backup line; they are still "
+                      "holding and their next hold round tries again", sid)
         finally:
             self._moving.discard(sid)
 
