@@ -26,7 +26,7 @@ CREATE OR REPLACE VIEW offer_details AS
 SELECT o.id, o.call_sid, o.counselor_id, k.address, o.center_id, o.tier_kind,
        w.language, w.need, w.caller_state,
        extract(epoch FROM o.created_at - w.enqueued_at)::double precision AS waited_seconds,
-       o.leg_sid, o.state
+       o.leg_sid, o.state, o.number
 FROM offers o
 JOIN counselors k ON k.id = o.counselor_id
 JOIN waiting w ON w.call_sid = o.call_sid;
@@ -139,7 +139,7 @@ BEGIN
     SELECT o.id, o.call_sid, o.counselor_id, k.address, o.center_id, o.tier_kind,
            q.language, q.need, q.caller_state,
            extract(epoch FROM o.created_at - q.enqueued_at)::double precision,
-           o.leg_sid, o.state
+           o.leg_sid, o.state, o.number
     FROM o
     JOIN k ON k.id = o.counselor_id
     JOIN q ON q.call_sid = o.call_sid

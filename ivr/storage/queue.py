@@ -64,6 +64,9 @@ class Offer:
     waited_seconds: float  # how long the caller had waited when the offer was made
     leg_sid: str | None
     state: str
+    # Which offer of its caller's transfer progress this is (None: not rung yet;
+    # recorded by the worker's place_leg, queue.number_offer).
+    number: int | None
 
 
 @dataclass(frozen=True)

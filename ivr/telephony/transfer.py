@@ -589,9 +589,8 @@ class Transfers:
         logs.about_version(renderer.version)  # this leg's lines: its caller's version
         if offer.state != "ringing":
             return renderer.counselor_goodbye("whisper_gone")
-        number = await queue.offer_number(self.pool, offer_id)
-        if number is not None:
-            await self.leg_event(offer, LegAnswered(number))
+        if offer.number is not None:
+            await self.leg_event(offer, LegAnswered(offer.number))
         region = offer.caller_state or "an unknown state"
         # Offered early, the caller may still choose any of these.
         languages = await early_languages(self.pool, offer.call_sid) or (offer.language,)
@@ -605,9 +604,9 @@ class Transfers:
 
     async def whisper_answer(self, offer_id: int, digits: str) -> str:
         offer = await queue.get_offer(self.pool, offer_id)
-        number = await queue.offer_number(self.pool, offer_id)
-        if offer is None or number is None:
+        if offer is None or offer.number is None:
             return self.renderer.counselor_goodbye("whisper_gone")
+        number = offer.number
         served = await self.served_for(offer.call_sid)
         logs.about_version(served.version if served is not None else None)
         if digits == "1":
@@ -659,8 +658,7 @@ class Transfers:
         the REST API; the silence it plays meanwhile repeats the request if
         that move fails."""
         offer = await queue.get_offer(self.pool, offer_id)
-        if offer is not None and await caller_on_the_way(
-                self.pool, offer.call_sid, await queue.offer_number(self.pool, offer_id)):
+        if offer is not None and await caller_on_the_way(self.pool, offer.call_sid, offer.number):
             return self.renderer.counselor_waiting()  # accepted early: the caller is coming
         if offer is not None:
             if await outcomes.nobody_there(self.pool, offer.call_sid):
@@ -689,7 +687,7 @@ class Transfers:
             await self.call_ended(offer.counselor_id, offer.call_sid)
             return
         end = MISSED.get(status)
-        number = await queue.offer_number(self.pool, offer_id)
+        number = offer.number
         if status == "completed" and await accepted_early(self.pool, offer.call_sid, number):
             end = "declined"  # accepted, waited for the caller, gave up: not an empty desk
         if end is not None and number is not None:
@@ -747,6 +745,8 @@ class Transfers:
         """An administrator's presence change ended a ringing offer (the database
         did): hang its leg up and let the caller's progress go on."""
         await self.cancel([offer])
+        # Read afresh: a placement may have numbered the offer since the
+        # presence change ended it (offer.number is as of that change).
         number = await queue.offer_number(self.pool, offer.id)
         if number is not None:
             await self.leg_event(offer, OfferWithdrawn(number))

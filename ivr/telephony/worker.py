@@ -272,7 +272,7 @@ class TimerWorker:
             return "the offer is over"
         if offer.leg_sid:
             return "placed already"
-        made = await self._offered(offer, fresh=claimed is not None)
+        made = await self._offered(offer)
         if made is None:
             await queue.offer_missed(self.pool, offer.id, "canceled")
             t.metrics.offer_ended("canceled")
@@ -317,14 +317,14 @@ class TimerWorker:
                  offer.call_sid, offer.counselor_id, offer.id)
         return f"placed {leg.sid}"
 
-    async def _offered(self, offer: queue.Offer, fresh: bool) -> tuple[int, int] | None:
+    async def _offered(self, offer: queue.Offer) -> tuple[int, int] | None:
         """The claimed offer as the progress's own: (its number, seconds the phone
         may ring), or None when the caller may not be rung now: not holding nor
         offered early (preoffer.py), or too little of the tier left for a full
         ring (the tier ends: the dispatcher sees it)."""
         t = self.t
         # An offer just claimed has no number yet; one taken over may have.
-        recorded = None if fresh else await queue.offer_number(self.pool, offer.id)
+        recorded = offer.number
         for _ in range(3):
             context = await outcomes.call_context(self.pool, offer.call_sid)
             if context is None or not context["transfer"]:
@@ -378,7 +378,7 @@ class TimerWorker:
             return Later(t.clock() + timedelta(seconds=WHISPER_GRACE), "the whisper plays")
         if offer.leg_sid:
             await t.end_leg(offer.leg_sid, ringing=True)
-        number = await queue.offer_number(self.pool, offer.id)
+        number = offer.number
         log.info("call %s: counselor %s's phone rang past its time (leg %s); ended, "
                  "the caller moves on", offer.call_sid, offer.counselor_id, status or "unknown")
         # Nobody knows why no callback came (ours to answer for): the counselor
