@@ -40,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import replace
@@ -107,6 +108,10 @@ CALL_VERSIONS_KEPT = 4096
 # Seconds the hold document waits for an older version to load before it
 # plays the active one's (the load goes on: the next round has it).
 HOLD_CONTENT_TIMEOUT = 5.0
+# Seconds between the dispatcher's looks for wrap-ups over by the database's
+# clock (those set by hand: a call's own wrap-up ends by its timer), rather
+# than one more statement at every wake-up.
+WRAP_UP_SWEEP_EVERY = 1.0
 
 
 class _Unread:
@@ -166,6 +171,7 @@ class Transfers:
         # Records the placements of claimed offers and starts them (the worker's).
         self.claimed: Callable[[Sequence[queue.Offer]], Awaitable[None]] = self._intend_legs
         self._tasks: set[asyncio.Task[None]] = set()
+        self._wrap_ups_swept = -WRAP_UP_SWEEP_EVERY  # time.monotonic() of the last look
         self._moving: set[str] = set()  # callers this instance is taking to the backup line now
         # The content versions (ivr.publishing.wiring sets them): what the stage
         # renders for a call, and the plan it reads for it, are those of the
@@ -370,7 +376,9 @@ class Transfers:
                     log.info("dispatcher pass works again")
 
     async def dispatch_once(self) -> None:
-        await outcomes.end_wrap_up(self.pool, self.wrap_up_seconds)
+        if time.monotonic() - self._wrap_ups_swept >= WRAP_UP_SWEEP_EVERY:
+            await outcomes.end_wrap_up(self.pool, self.wrap_up_seconds)
+            self._wrap_ups_swept = time.monotonic()
         api_usable = await self.health.probe()
         if api_usable:
             offers = await queue.claim_offers(self.pool)
