@@ -77,8 +77,12 @@ def _sim(settings: Settings) -> SimConfig:
 
 
 # A simulated second lasts 0.1 s: Ana's ring (about 20 s of the server's
-# wall clock) is 200 simulated seconds, well within the caller's patience;
-# without the ring timeout the caller would hold until it ran out.
+# wall clock) is 200 simulated seconds, well within the caller's patience.
+# Her ring is the whole seconds left of the tier, so the tier's deadline
+# falls due within a second of her ring timeout: whichever comes first ends
+# the offer, and this test holds with either alone (with ring_timeout made a
+# no-op it passes through the deadline). It checks the caller is not
+# stranded, not which timer did it.
 @pytest.mark.counselors(counselors={ANA: NoAnswer()}, time_scale=0.1)
 async def test_a_lost_leg_callback_does_not_strand_the_caller(
     losing_server: TestServer, settings: Settings, world: TwilioWorld
