@@ -25,12 +25,13 @@ class StalledCaller:
     untried: int  # eligible counselors of the tier not offered this caller yet
     untried_available: int  # ... and available right now
     eligible: tuple[str, ...] = ()  # the counselors the line row holds for the tier
+    content_version: str | None = None  # the version the call started on
 
 
 async def stalled_callers(pool: asyncpg.Pool) -> list[StalledCaller]:
     rows = await pool.fetch(
         """
-        SELECT w.call_sid, c.seq, c.transfer, w.tier_index, w.eligible,
+        SELECT w.call_sid, c.seq, c.transfer, w.tier_index, w.eligible, c.content_version,
                greatest(extract(epoch FROM clock_timestamp() - w.tier_started_at), 0)
                    ::double precision AS tier_seconds,
                -- A counselor gone from the plan (a publish removed them or their
@@ -50,7 +51,8 @@ async def stalled_callers(pool: asyncpg.Pool) -> list[StalledCaller]:
             LIMIT 1
         ) o ON true
         WHERE w.status = 'waiting'
-        GROUP BY w.call_sid, c.seq, c.transfer, w.tier_index, w.tier_started_at, w.eligible
+        GROUP BY w.call_sid, c.seq, c.transfer, w.tier_index, w.tier_started_at, w.eligible,
+                 c.content_version
         """
     )
     return [StalledCaller(**{**dict(r), "eligible": tuple(r["eligible"] or ())}) for r in rows]

@@ -466,10 +466,12 @@ class Transfers:
         )
         if exhausted:
             why = "tier exhausted" if api_usable else "Twilio REST API degraded"
-            await self.next_tier(caller.call_sid, caller.seq, p, why, api_usable)
+            await self.next_tier(caller.call_sid, caller.seq, p, why, api_usable,
+                                 caller.content_version)
 
     async def next_tier(
-        self, sid: str, seq: int, p: Progress, why: str, api_usable: bool = True
+        self, sid: str, seq: int, p: Progress, why: str, api_usable: bool = True,
+        version: str | _Unread | None = UNREAD,
     ) -> None:
         """Move a waiting caller on from their current warm step, while they hold:
         the dispatcher found the tier over, so its deadline is now."""
@@ -478,12 +480,15 @@ class Transfers:
         p, actions = unrung(advance(replace(p, deadline=now), TierDeadline(p.stage), now, av))
         if not actions:
             return
-        await self.tier_moved(sid, seq, p, actions, why)
+        await self.tier_moved(sid, seq, p, actions, why, version)
 
     async def tier_moved(
-        self, sid: str, seq: int, p: Progress, actions: Sequence[Action], why: str
+        self, sid: str, seq: int, p: Progress, actions: Sequence[Action], why: str,
+        version: str | _Unread | None = UNREAD,
     ) -> bool:
-        twiml = self.twiml_for(sid, p, actions, seq + 1, await self.renderer_for(sid))
+        """`version`: the call's content version when the caller read it with the
+        call row (else remembered, or read: `served_for`)."""
+        twiml = self.twiml_for(sid, p, actions, seq + 1, await self.renderer_for(sid, version))
         step = p.step
         event = ("next_tier", {"tier": step.tier, "name": step.name, "why": why})
         new_seq = await outcomes.move_transfer(self.pool, sid, seq, p.to_json(), twiml, event)

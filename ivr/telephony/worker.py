@@ -225,7 +225,8 @@ class TimerWorker:
                                         await t.availability(p.steps)))
             if not actions:
                 return "nothing to do"
-            if await t.tier_moved(sid, int(context["seq"]), q, actions, "tier deadline"):
+            if await t.tier_moved(sid, int(context["seq"]), q, actions, "tier deadline",
+                                  context["content_version"]):
                 return f"moved to {q.step.name}"
         return "the call kept changing"
 
