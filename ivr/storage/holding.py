@@ -18,9 +18,7 @@ class Holder:
     seq: int
     phase: str
     transfer: dict[str, Any] | None
-    moved_seconds: float  # since the call row last changed (a tier move, an answer...)
     waiting: bool  # in the line and nobody is being rung for them
-    tier_seconds: float  # time in the current tier (0 when not in the line)
     content_version: str | None = None  # the version the call started on
 
 
@@ -28,11 +26,7 @@ async def holder(pool: asyncpg.Pool, call_sid: str) -> Holder | None:
     record = await pool.fetchrow(
         """
         SELECT c.seq, c.phase, c.transfer, c.content_version,
-               greatest(extract(epoch FROM clock_timestamp() - c.updated_at), 0)
-                   ::double precision AS moved_seconds,
-               coalesce(w.status = 'waiting', false) AS waiting,
-               coalesce(greatest(extract(epoch FROM clock_timestamp() - w.tier_started_at), 0),
-                        0)::double precision AS tier_seconds
+               coalesce(w.status = 'waiting', false) AS waiting
         FROM calls c LEFT JOIN waiting w USING (call_sid)
         WHERE c.call_sid = $1
         """,

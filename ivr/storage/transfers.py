@@ -21,7 +21,6 @@ class StalledCaller:
     seq: int
     transfer: dict[str, Any]
     tier_index: int
-    tier_seconds: float
     untried: int  # eligible counselors of the tier not offered this caller yet
     untried_available: int  # ... and available right now
     eligible: tuple[str, ...] = ()  # the counselors the line row holds for the tier
@@ -32,8 +31,6 @@ async def stalled_callers(pool: asyncpg.Pool) -> list[StalledCaller]:
     rows = await pool.fetch(
         """
         SELECT w.call_sid, c.seq, c.transfer, w.tier_index, w.eligible, c.content_version,
-               greatest(extract(epoch FROM clock_timestamp() - w.tier_started_at), 0)
-                   ::double precision AS tier_seconds,
                -- A counselor gone from the plan (a publish removed them or their
                -- center) is never offered again: not left to try.
                count(e.id) FILTER (WHERE o.id IS NULL AND k.removed IS FALSE) AS untried,
@@ -208,15 +205,10 @@ async def mark_abandoned(pool: asyncpg.Pool, call_sid: str) -> bool:
 
 
 async def call_context(pool: asyncpg.Pool, call_sid: str) -> asyncpg.Record | None:
-    """What a counselor leg needs to know of the caller's call."""
+    """What a counselor leg (or a timer) needs to know of the caller's call."""
     record: asyncpg.Record | None = await pool.fetchrow(
-        """
-        SELECT c.called, c.location_state, c.transfer, c.seq, c.phase, c.content_version,
-               coalesce(extract(epoch FROM clock_timestamp() - w.tier_started_at), 0)
-                   ::double precision AS tier_seconds
-        FROM calls c LEFT JOIN waiting w USING (call_sid)
-        WHERE c.call_sid = $1
-        """,
+        "SELECT location_state, transfer, seq, phase, content_version FROM calls"
+        " WHERE call_sid = $1",
         call_sid)
     return record
 
