@@ -2,19 +2,39 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import shutil
+import time
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
 import aiohttp
+import pytest
 from aiohttp.test_utils import TestServer
 from twilio.request_validator import RequestValidator
 
 from ivr import keys
 from ivr.storage.counselors import list_counselors, set_presence
 from tests.conftest import AUTH_TOKEN
+
+
+async def eventually(
+    check: Callable[[], bool | Awaitable[bool]], what: str, seconds: float = 10
+) -> None:
+    """Poll `check` (plain or async) until true; fail naming `what` after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while True:
+        done = check()
+        if inspect.isawaitable(done):
+            done = await done
+        if done:
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"not within {seconds:g} s: {what}")
+        await asyncio.sleep(0.05)
 
 
 def new_sid() -> str:

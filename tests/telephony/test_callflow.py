@@ -22,7 +22,14 @@ from ivr.routing.steps import WarmStep
 from ivr.storage import calls as db
 from ivr.storage import queue
 from tests.conftest import bounded
-from tests.helpers import call_params, new_sid, parse_twiml, post_signed, staff_all
+from tests.helpers import (
+    call_params,
+    eventually,
+    new_sid,
+    parse_twiml,
+    post_signed,
+    staff_all,
+)
 
 STATEMENTS = ("fetch", "fetchrow", "fetchval", "execute", "executemany")
 
@@ -131,10 +138,8 @@ async def test_an_incoming_call_lined_up_early_costs_one_statement(
     assert isinstance(step, WarmStep)
     assert waiting is not None and (waiting["queue"], waiting["tier_index"]) == ("crisis", 0)
     assert (waiting["tier_kind"], tuple(waiting["eligible"])) == (step.tier, step.counselors)
-    for _ in range(200):  # the dispatcher rings someone (the leg fails: no REST API here)
-        if legs:
-            break
-        await asyncio.sleep(0.05)
+    # The dispatcher rings someone (the leg fails: no REST API here).
+    await eventually(lambda: bool(legs), "a counselor rung")
     assert legs
 
 
@@ -214,10 +219,8 @@ async def test_a_menu_answer_that_queues_the_caller_leaves_the_ring_to_the_dispa
         assert await counted(counting, spanish) == 4
         assert any("ivr_early_arrived" in sql for sql in counting.sent[-4:])
         assert any("INSERT INTO timers" in sql for sql in counting.sent[-4:])
-        for _ in range(200):  # the dispatcher rings someone (the leg fails: no REST API here)
-            if legs:
-                break
-            await asyncio.sleep(0.05)
+        # The dispatcher rings someone (the leg fails: no REST API here).
+        await eventually(lambda: bool(legs), "a counselor rung")
     assert legs and not legs_from_requests
 
 
@@ -307,17 +310,20 @@ async def test_an_early_caller_arriving_is_not_moved_on_by_their_early_line(
     sid, base = new_sid(), settings.public_url
     async with aiohttp.ClientSession() as s:
         await post_signed(s, base + "/twilio/voice", call_params(sid))
-        for _ in range(200):  # every early counselor offered, and the offer declined
-            eligible = await pool.fetchval("SELECT eligible FROM waiting WHERE call_sid = $1",
-                                           sid)
+        eligible: list[str] = []
+
+        async def all_offered_and_declined() -> bool:
+            eligible[:] = await pool.fetchval(
+                "SELECT eligible FROM waiting WHERE call_sid = $1", sid)
             offers = await pool.fetch(
                 "SELECT id, counselor_id, state FROM offers WHERE call_sid = $1", sid)
             for offer in offers:
                 if offer["state"] == "ringing":
                     await queue.offer_missed(pool, offer["id"], "declined")
-            if offers and set(eligible) <= {o["counselor_id"] for o in offers}:
-                break
-            await asyncio.sleep(0.05)
+            return bool(offers) and set(eligible) <= {o["counselor_id"] for o in offers}
+
+        await eventually(all_offered_and_declined,
+                         "every early counselor offered, and the offer declined")
         early.carry_out = dispatcher_first  # type: ignore[method-assign]
         _, body = await post_signed(s, base + "/twilio/gather?seq=1",
                                     call_params(sid, Digits="2"))
