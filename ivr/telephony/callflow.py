@@ -89,6 +89,9 @@ class CallFlow:
         self.clock = clock
         self.speech_languages = speech_languages  # languages with a Vosk model loaded
         self.written = db.LastWritten()  # rows this instance wrote, for the next menu answer
+        # The dispatcher's leg events change an early-offered caller's row under
+        # the kept copy: forgotten then, the answer reads instead of missing its write.
+        transfers.progress_changed = self.written.drop
         self.early = EarlyOffers(pool, transfers, clock)
 
     @property

@@ -21,6 +21,7 @@ from ivr.routing.signals import Action
 from ivr.routing.steps import WarmStep
 from ivr.storage import calls as db
 from ivr.storage import queue
+from ivr.telephony.rest import Leg
 from tests.conftest import bounded
 from tests.helpers import (
     call_params,
@@ -222,6 +223,48 @@ async def test_a_menu_answer_that_queues_the_caller_leaves_the_ring_to_the_dispa
         # The dispatcher rings someone (the leg fails: no REST API here).
         await eventually(lambda: bool(legs), "a counselor rung")
     assert legs and not legs_from_requests
+
+
+async def test_a_menu_answer_after_the_early_offer_rang_reads_instead_of_missing(
+    server: TestServer, settings: Settings
+) -> None:
+    """Lined up early, the caller is offered to a counselor while the menu still
+    plays: ringing them stores the offer in the call row, under the copy this
+    instance kept, which it then forgets. The answer reads the row and writes
+    once; stepped from the kept copy, its write would miss first (three
+    statements)."""
+    await staff_all(server)
+    app = server.app
+    pool = app[keys.pool]
+    rest = app[keys.transfers].rest
+
+    async def placing(**kwargs: Any) -> Leg:
+        return Leg(f"CL{kwargs['to'][-6:]}", "queued")  # the counselor's phone rings
+
+    rest.place_call = placing  # type: ignore[method-assign]
+    counting = count_statements(server)
+    sid, base = new_sid(), settings.public_url
+    async with aiohttp.ClientSession() as s:
+        await post_signed(s, base + "/twilio/voice", call_params(sid))
+
+        async def rung() -> bool:
+            row = await db.load_call(pool, sid)
+            return bool(row and row.transfer and Progress.from_json(row.transfer).offer)
+
+        await eventually(rung, "the early caller's counselor rung")
+        assert app[keys.callflow].written.get(sid) is None
+
+        async def wrong_key() -> None:
+            _, body = await post_signed(s, base + "/twilio/gather?seq=1",
+                                        call_params(sid, Digits="9"))
+            assert parse_twiml(body).find("Gather") is not None  # asked again
+
+        assert await counted(counting, wrong_key) == 2
+    assert not any("UPDATE" in sql for sql in counting.sent[-2:-1])  # no write missed
+    row = await db.load_call(pool, sid)
+    assert row is not None and row.seq == 2 and row.transfer is not None
+    p = Progress.from_json(row.transfer)
+    assert p.phase is Phase.EARLY and p.offer is not None  # the offer stays
 
 
 @pytest.fixture
