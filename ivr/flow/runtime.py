@@ -383,12 +383,6 @@ class LikelyTransfer:
     transfer: TransferTo
     languages: tuple[str, ...]
 
-    def fits(self, transfer: TransferTo) -> bool:
-        """Whether `transfer` is this one (in one of its languages)."""
-        mine = self.transfer
-        return (transfer.queue, transfer.line, transfer.need) == (
-            mine.queue, mine.line, mine.need) and transfer.language in self.languages
-
 
 def likely_transfer(flow: Flow, state: CallState, now: datetime) -> LikelyTransfer | None:
     """For a caller waiting at a menu (the state a turn ended with): the transfer
