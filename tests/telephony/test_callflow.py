@@ -13,7 +13,6 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from ivr import keys
-from ivr.app import create_app
 from ivr.config import Settings
 from ivr.content import Content
 from ivr.routing.progress import Phase, Progress
@@ -22,13 +21,13 @@ from ivr.routing.steps import WarmStep
 from ivr.storage import calls as db
 from ivr.storage import queue
 from ivr.telephony.rest import Leg
-from tests.conftest import bounded
 from tests.helpers import (
     call_params,
     eventually,
     new_sid,
     parse_twiml,
     post_signed,
+    serving,
     staff_all,
 )
 
@@ -270,11 +269,8 @@ async def test_a_menu_answer_after_the_early_offer_rang_reads_instead_of_missing
 @pytest.fixture
 async def other(other_settings: Settings, content: Content) -> AsyncIterator[TestServer]:
     """A second instance on the same database."""
-    port = int(other_settings.public_url.rsplit(":", 1)[1])
-    srv = TestServer(create_app(other_settings, content), host="127.0.0.1", port=port)
-    await srv.start_server()
-    yield srv
-    await bounded(srv.close(), "closing the second server")
+    async with serving(other_settings, content) as srv:
+        yield srv
 
 
 async def test_a_call_moved_by_another_instance_is_read_not_stepped_again(
