@@ -2,19 +2,55 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import shutil
+import time
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiohttp
+import pytest
 from aiohttp.test_utils import TestServer
 from twilio.request_validator import RequestValidator
 
 from ivr import keys
+from ivr.app import create_app
+from ivr.config import Settings
+from ivr.content import Content
 from ivr.storage.counselors import list_counselors, set_presence
-from tests.conftest import AUTH_TOKEN
+from tests.conftest import AUTH_TOKEN, bounded
+
+
+@asynccontextmanager
+async def serving(settings: Settings, content: Content) -> AsyncIterator[TestServer]:
+    """The app for `settings` listening on its public_url's port, closed after."""
+    port = int(settings.public_url.rsplit(":", 1)[1])
+    srv = TestServer(create_app(settings, content), host="127.0.0.1", port=port)
+    await srv.start_server()
+    try:
+        yield srv
+    finally:
+        await bounded(srv.close(), "closing a test server")
+
+
+async def eventually(
+    check: Callable[[], bool | Awaitable[bool]], what: str, seconds: float = 10
+) -> None:
+    """Poll `check` (plain or async) until true; fail naming `what` after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while True:
+        done = check()
+        if inspect.isawaitable(done):
+            done = await done
+        if done:
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"not within {seconds:g} s: {what}")
+        await asyncio.sleep(0.05)
 
 
 def new_sid() -> str:

@@ -11,11 +11,7 @@ import pytest
 
 from ivr.cli import main
 from tests.conftest import ROOT
-from tests.flow.test_graph import HOURS
-
-needs_dot = pytest.mark.skipif(
-    shutil.which("dot") is None, reason="Graphviz's dot is not installed (Debian package graphviz)"
-)
+from tests.flow.test_graph import HOURS, SVG, needs_dot
 
 
 @pytest.fixture
@@ -27,8 +23,8 @@ def project(tmp_path: Path) -> Path:
 
 def svg_titles(path: Path) -> set[str]:
     root = ET.parse(path).getroot()
-    assert root.tag == "{http://www.w3.org/2000/svg}svg"
-    return {t.text or "" for t in root.iter("{http://www.w3.org/2000/svg}title")}
+    assert root.tag == f"{SVG}svg"
+    return {t.text or "" for t in root.iter(f"{SVG}title")}
 
 
 @needs_dot

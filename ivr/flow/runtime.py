@@ -14,9 +14,8 @@ failure of kind K with fallback F replays the menu while failures so far
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -94,6 +93,14 @@ class CallState:
             seq=int(data.get("seq", 0)),
             finished=bool(data.get("finished", False)),
         )
+
+    def place(self) -> tuple[object, ...]:
+        """Where the caller is in the flow: every field but `seq`, which each turn
+        bumps. Two callers at the same place go the same ways from there."""
+        return (tuple(sorted(self.vars.items())), *(getattr(self, n) for n in _PLACE_FIELDS))
+
+
+_PLACE_FIELDS = tuple(f.name for f in fields(CallState) if f.name not in ("seq", "vars"))
 
 
 # Events -------------------------------------------------------------------
@@ -376,12 +383,6 @@ class LikelyTransfer:
     transfer: TransferTo
     languages: tuple[str, ...]
 
-    def fits(self, transfer: TransferTo) -> bool:
-        """Whether `transfer` is this one (in one of its languages)."""
-        mine = self.transfer
-        return (transfer.queue, transfer.line, transfer.need) == (
-            mine.queue, mine.line, mine.need) and transfer.language in self.languages
-
 
 def likely_transfer(flow: Flow, state: CallState, now: datetime) -> LikelyTransfer | None:
     """For a caller waiting at a menu (the state a turn ended with): the transfer
@@ -394,7 +395,7 @@ def likely_transfer(flow: Flow, state: CallState, now: datetime) -> LikelyTransf
     if silent is None:
         return None
     languages: set[str] = set()
-    seen = {_key(state)}
+    seen = {state.place()}
     todo = [state]
     explored = 0
     while todo:
@@ -411,8 +412,8 @@ def likely_transfer(flow: Flow, state: CallState, now: datetime) -> LikelyTransf
             if isinstance(wait, TransferTo) and (wait.queue, wait.line, wait.need) == (
                     silent.queue, silent.line, silent.need):
                 languages.add(wait.language)
-            elif isinstance(wait, Ask) and _key(turn.state) not in seen:
-                seen.add(_key(turn.state))
+            elif isinstance(wait, Ask) and turn.state.place() not in seen:
+                seen.add(turn.state.place())
                 todo.append(turn.state)
     return LikelyTransfer(silent, tuple(lang for lang in flow.languages if lang in languages))
 
@@ -450,6 +451,3 @@ def _answers(flow: Flow, state: CallState, now: datetime) -> Iterator[Answer]:
             for word in option.words_in(lang)[:1]:
                 yield Answer(now, word=word, word_language=lang)
 
-
-def _key(state: CallState) -> str:
-    return json.dumps(replace(state, seq=0).to_json(), sort_keys=True)

@@ -279,6 +279,11 @@ def _early_settle(p: Progress, now: datetime, av: Availability) -> Result:
     pick = next((c for c in av.free if c in step.counselors and c not in p.tried), None)
     if pick is None:
         return p, ()
+    return _ring(p, pick, now)
+
+
+def _ring(p: Progress, pick: str, now: datetime) -> Result:
+    """Offer the caller to `pick` (free, and the caller may be rung now)."""
     q = take_offer(p, pick, now)
     assert q is not None and q.offer is not None
     return q, (Ring(q.offer.number, pick, q.offer.ring_seconds),)
@@ -374,10 +379,7 @@ def _settle(p: Progress, now: datetime, av: Availability, degraded: bool = False
         return _move_on(p, now, av)
     pick = next((c for c in av.free if c in untried), None)
     if pick is not None:
-        number = p.offers_made + 1
-        seconds = ring_seconds(left)
-        offer = Offer(number, pick, now, seconds)
-        return replace(p, offer=offer, offers_made=number), (Ring(number, pick, seconds),)
+        return _ring(p, pick, now)
     if step.skip_when_unavailable:
         return _move_on(p, now, av)
     return p, ()  # wait for a counselor to be free, or for the deadline

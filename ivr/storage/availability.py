@@ -1,8 +1,9 @@
 """What the transfer progression sees when it chooses a step, in one round trip.
 
 Whether Twilio's REST API is degraded (api_health, apihealth.py) and which
-counselors are free (counselors.available_ids) are read together: a webhook
-that starts a transfer pays one read for both, not two.
+counselors are free (the progression's `Availability.free`: which steps are
+worth entering) are read together: a webhook that starts a transfer pays one
+read for both, not two.
 """
 
 from __future__ import annotations

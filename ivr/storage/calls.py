@@ -19,6 +19,8 @@ from typing import Any, Final
 
 import asyncpg
 
+from ivr.storage.queue import checked_ranks
+
 Event = tuple[str, dict[str, Any]]
 
 
@@ -135,8 +137,7 @@ async def create_call(
     """
     kinds, details = _split(events)
     line = line_up or LineUp("", "", None, None, 0, "", (), ())
-    if line.ranks and len(line.ranks) != len(line.eligible):
-        raise ValueError(f"{len(line.ranks)} ranks for {len(line.eligible)} eligible counselors")
+    ranks = checked_ranks(line.eligible, line.ranks)
     row = await pool.fetchrow(
         """
         WITH c AS (
@@ -164,7 +165,7 @@ async def create_call(
         call_sid, caller_hash, caller_area_code, called, flow_id, flow_version, seq, state,
         location_state, location_source, phase, transfer, twiml, kinds, details, listen, ringing,
         content_version, line_up is not None, line.queue, line.language, line.need,
-        line.caller_state, line.tier_index, line.tier_kind, list(line.eligible), list(line.ranks),
+        line.caller_state, line.tier_index, line.tier_kind, list(line.eligible), ranks,
     )
     assert row is not None  # a SELECT without FROM always has its one row
     return bool(row["inserted"] == 1)

@@ -247,15 +247,6 @@ async def end_wrap_up_of(pool: asyncpg.Pool, counselor_id: str, since: dt.dateti
     return done is not None
 
 
-async def available_ids(pool: asyncpg.Pool) -> tuple[str, ...]:
-    """Ids of the counselors free now, longest idle first (the progression's
-    `Availability.free`: which steps are worth entering)."""
-    rows = await pool.fetch(
-        "SELECT id FROM counselors WHERE presence = 'available' AND NOT removed"
-        " ORDER BY idle_since, id")
-    return tuple(str(r["id"]) for r in rows)
-
-
 async def tier_count_available(pool: asyncpg.Pool, eligible: list[str] | tuple[str, ...]) -> int:
     """How many of these counselors are free now (to skip an empty tier at once)."""
     count: int = await pool.fetchval(

@@ -16,6 +16,7 @@ from typing import Any
 import asyncpg
 
 from ivr.routing.progress import Phase, Progress
+from ivr.storage.queue import checked_ranks
 
 # Twilio's final call statuses: a caller whose call reports one has hung up.
 _FINAL = ["completed", "busy", "failed", "no-answer", "canceled"]
@@ -26,11 +27,9 @@ async def arrived(
     eligible: Sequence[str], ranks: Sequence[int], language: str,
 ) -> bool:
     """The caller reached the warm step their early offer was made for."""
-    if ranks and len(ranks) != len(eligible):
-        raise ValueError(f"{len(ranks)} ranks for {len(eligible)} eligible counselors")
     done: bool = await pool.fetchval(
         "SELECT ivr_early_arrived($1, $2, $3, $4, $5, $6)",
-        call_sid, tier_index, tier_kind, list(eligible), list(ranks), language)
+        call_sid, tier_index, tier_kind, list(eligible), checked_ranks(eligible, ranks), language)
     return done
 
 

@@ -89,7 +89,7 @@ def _offers(records: Sequence[asyncpg.Record]) -> list[Offer]:
     return [Offer(**dict(r)) for r in records]
 
 
-def _ranks(eligible: Sequence[str], ranks: Sequence[int]) -> list[int]:
+def checked_ranks(eligible: Sequence[str], ranks: Sequence[int]) -> list[int]:
     """`ranks` has one rank per eligible counselor, or none when all rank alike."""
     if ranks and len(ranks) != len(eligible):
         raise ValueError(f"{len(ranks)} ranks for {len(eligible)} eligible counselors")
@@ -132,7 +132,7 @@ async def enqueue(
         SELECT count(*) FROM (SELECT ivr_routing_changed() FROM w) n
         """,
         call_sid, queue, language, need, caller_state, tier_index, tier_kind, list(eligible),
-        _ranks(eligible, ranks),
+        checked_ranks(eligible, ranks),
     )
     return inserted == 1
 
@@ -144,7 +144,7 @@ async def set_tier(
     """Move a waiting caller to another tier; returns the offer it cancelled, if any."""
     return _offers(await pool.fetch(
         "SELECT * FROM ivr_set_tier($1, $2, $3, $4, $5)",
-        call_sid, tier_index, tier_kind, list(eligible), _ranks(eligible, ranks),
+        call_sid, tier_index, tier_kind, list(eligible), checked_ranks(eligible, ranks),
     ))
 
 
@@ -170,7 +170,7 @@ async def requeue(
         )
         SELECT count(*) FROM (SELECT ivr_routing_changed() FROM w) n
         """,
-        call_sid, tier_index, tier_kind, list(eligible), _ranks(eligible, ranks),
+        call_sid, tier_index, tier_kind, list(eligible), checked_ranks(eligible, ranks),
     )
     return updated == 1
 

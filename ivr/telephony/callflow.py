@@ -89,6 +89,9 @@ class CallFlow:
         self.clock = clock
         self.speech_languages = speech_languages  # languages with a Vosk model loaded
         self.written = db.LastWritten()  # rows this instance wrote, for the next menu answer
+        # The dispatcher's leg events change an early-offered caller's row under
+        # the kept copy: forgotten then, the answer reads instead of missing its write.
+        transfers.progress_changed = self.written.drop
         self.early = EarlyOffers(pool, transfers, clock)
 
     @property
@@ -486,14 +489,13 @@ def _turn_events(
         ("node", {"node": v.node, "detail": v.detail} if v.detail else {"node": v.node})
         for v in turn.visited
     ]
-    early = Progress.from_json(transfer) if transfer is not None else None
-    if early is not None and early.phase is Phase.EARLY and begun:
-        events.append(("early_offer", {"queue": early.queue, "tier": early.step.tier,
-                                       "languages": list(early.languages)}))
-    elif early is not None and early.phase is Phase.WITHDRAWN and begun:
-        events.append(("early_withdrawn", {"queue": early.queue}))
-    if transfer is not None and isinstance(turn.wait, TransferTo):
-        p = Progress.from_json(transfer)
+    p = Progress.from_json(transfer) if transfer is not None else None
+    if p is not None and p.phase is Phase.EARLY and begun:
+        events.append(("early_offer", {"queue": p.queue, "tier": p.step.tier,
+                                       "languages": list(p.languages)}))
+    elif p is not None and p.phase is Phase.WITHDRAWN and begun:
+        events.append(("early_withdrawn", {"queue": p.queue}))
+    if p is not None and isinstance(turn.wait, TransferTo):
         events.append(("transfer", {
             "queue": p.queue, "line": p.line, "tier": p.steps[0].tier, "name": p.steps[0].name,
             "language": turn.state.language, "need": turn.state.need,

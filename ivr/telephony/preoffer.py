@@ -58,7 +58,8 @@ class LikelyTransfers:
     Finding where a menu leads explores up to LIKELY_SEARCH turns of the flow:
     it was a third of the incoming call's CPU (py-spy, issue 12), and every
     caller at the same menu with the same answers so far gets the same result.
-    The result depends on the flow and the caller's state only (not its seq),
+    The result depends on the flow and the caller's place in it only (their
+    state but its seq: CallState.place, as the search itself tells places),
     and on the clock only through time branches: a flow with one is never
     remembered. Bounded, most recently used kept.
     """
@@ -70,9 +71,7 @@ class LikelyTransfers:
     def __call__(self, flow: Flow, state: CallState, now: datetime) -> LikelyTransfer | None:
         if _follows_the_clock(flow):
             return likely_transfer(flow, state, now)
-        key = (flow.id, flow.version, state.node, state.language, state.need,
-               state.caller_state, state.state_source, tuple(sorted(state.vars.items())),
-               state.failures, state.language_chosen, state.finished)
+        key = (flow.id, flow.version, state.place())
         if key in self._found:
             self._found.move_to_end(key)
             return self._found[key]

@@ -178,6 +178,20 @@ class Transfers:
         # version the call started on; `plan` and `renderer` are the active's.
         self.contents: ActiveContent | None = None
         self._call_versions: OrderedDict[str, str | None] = OrderedDict()
+        # Told of each call whose progress this instance stored (store_progress,
+        # a tier moved on): the call flow forgets the row it kept for the
+        # caller's next menu answer (a caller offered early is still in the
+        # menu), whose guarded write would otherwise miss.
+        self.progress_changed: Callable[[str], None] = lambda sid: None
+
+    async def store_progress(
+        self, sid: str, seen: dict[str, Any], transfer: dict[str, Any]
+    ) -> int | None:
+        """outcomes.store_progress, and the call flow told (`progress_changed`)."""
+        seq = await outcomes.store_progress(self.pool, sid, seen, transfer)
+        if seq is not None:
+            self.progress_changed(sid)
+        return seq
 
     def kick(self) -> None:
         """Something changed: let the dispatcher look for matches now."""
@@ -426,8 +440,7 @@ class Transfers:
                 return q
             if q.stage == p.stage:
                 # The same step: only the offer changed (answered, ended); nothing to run.
-                if await outcomes.store_progress(self.pool, offer.call_sid, seen,
-                                                 q.to_json()) is not None:
+                if await self.store_progress(offer.call_sid, seen, q.to_json()) is not None:
                     return q
                 continue
             # The tier is over (nobody left to ring, too little time): the next step.
@@ -439,6 +452,7 @@ class Transfers:
             new_seq = await outcomes.move_transfer(self.pool, offer.call_sid, seq, q.to_json(),
                                                    twiml, ("next_tier", why))
             if new_seq is not None:
+                self.progress_changed(offer.call_sid)
                 log.info("call %s: tier over after offer %d, moving to the %s tier (%s)",
                          offer.call_sid, offer.id, step.tier, step.name)
                 await self.carry_out(offer.call_sid, q, actions, new_seq)
@@ -583,8 +597,7 @@ class Transfers:
                     await self.intend_move(sid, p.stage, found.seq, p.step.name)
             elif p.phase is Phase.HOLDING and p.arriving:
                 # Offered early, the caller is now in their conference (preoffer.py).
-                await outcomes.store_progress(self.pool, sid, found.transfer,
-                                              joined_conference(p).to_json())
+                await self.store_progress(sid, found.transfer, joined_conference(p).to_json())
             elif p.phase is Phase.HOLDING and found.waiting and (
                     p.deadline is None or self.clock() >= p.deadline
                     or not await self.health.usable()):
@@ -656,8 +669,7 @@ class Transfers:
             return renderer.counselor_goodbye("whisper_gone")
         await self.metrics.counselor_answered(self.pool, offer.call_sid, in_state)
         if context is not None and context["transfer"] is not None:
-            await outcomes.store_progress(self.pool, offer.call_sid, context["transfer"],
-                                          accepted.to_json())
+            await self.store_progress(offer.call_sid, context["transfer"], accepted.to_json())
         log.info("call %s: counselor %s accepted", offer.call_sid, offer.counselor_id)
         return renderer.join_conference(conference_name(offer.call_sid), offer.id)
 
@@ -745,7 +757,7 @@ class Transfers:
                                  Availability())
             if not actions:
                 return  # over already: connected, unreached, or gone before
-            seq = await outcomes.store_progress(self.pool, sid, seen, p.to_json())
+            seq = await self.store_progress(sid, seen, p.to_json())
             if seq is not None:
                 log.info("call %s: caller hung up during the transfer", sid)
                 await self.carry_out(sid, p, actions, seq)

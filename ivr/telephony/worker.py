@@ -350,8 +350,7 @@ class TimerWorker:
                 return None
             number = rung.offer.number
             await queue.number_offer(self.pool, offer.id, number)
-            if await outcomes.store_progress(self.pool, offer.call_sid, seen,
-                                             rung.to_json()) is not None:
+            if await t.store_progress(offer.call_sid, seen, rung.to_json()) is not None:
                 return number, rung.offer.ring_seconds
             recorded = number
         return None

@@ -98,6 +98,9 @@ async def test_a_caller_who_picks_another_line_has_the_early_offer_withdrawn(
     row = await stored(settings, t.call_sid)
     assert [(who, state) for who, state, _ in row["offers"]] == [("tx-ana", "canceled")]
     assert "early_withdrawn" in row["kinds"] or "transfer" in row["kinds"]
+    # Offered during the menu, before the transfer (the line above holds for
+    # any call that was transferred, offered early or not).
+    assert row["kinds"].index("early_offer") < row["kinds"].index("transfer")
     assert row["ana"] == "available"
     assert row["progress"].line == "veterans" and row["progress"].phase is Phase.CONNECTED
 

@@ -163,10 +163,12 @@ def test_labels_are_quoted_for_dot() -> None:
 
 
 SVG = "{http://www.w3.org/2000/svg}"
+needs_dot = pytest.mark.skipif(
+    shutil.which("dot") is None, reason="Graphviz's dot is not installed (Debian package graphviz)"
+)
 
 
-@pytest.mark.skipif(shutil.which("dot") is None,
-                    reason="Graphviz's dot is not installed (Debian package graphviz)")
+@needs_dot
 def test_dot_draws_the_shipped_flow(lifeline: FlowGraph, tmp_path: Path) -> None:
     out = tmp_path / "lifeline.svg"
     render(dot_source(lifeline), out)

@@ -13,7 +13,6 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from ivr import keys
-from ivr.app import create_app
 from ivr.config import Settings
 from ivr.content import Content
 from ivr.routing.progress import Phase, Progress
@@ -21,8 +20,16 @@ from ivr.routing.signals import Action
 from ivr.routing.steps import WarmStep
 from ivr.storage import calls as db
 from ivr.storage import queue
-from tests.conftest import bounded
-from tests.helpers import call_params, new_sid, parse_twiml, post_signed, staff_all
+from ivr.telephony.rest import Leg
+from tests.helpers import (
+    call_params,
+    eventually,
+    new_sid,
+    parse_twiml,
+    post_signed,
+    serving,
+    staff_all,
+)
 
 STATEMENTS = ("fetch", "fetchrow", "fetchval", "execute", "executemany")
 
@@ -131,10 +138,8 @@ async def test_an_incoming_call_lined_up_early_costs_one_statement(
     assert isinstance(step, WarmStep)
     assert waiting is not None and (waiting["queue"], waiting["tier_index"]) == ("crisis", 0)
     assert (waiting["tier_kind"], tuple(waiting["eligible"])) == (step.tier, step.counselors)
-    for _ in range(200):  # the dispatcher rings someone (the leg fails: no REST API here)
-        if legs:
-            break
-        await asyncio.sleep(0.05)
+    # The dispatcher rings someone (the leg fails: no REST API here).
+    await eventually(lambda: bool(legs), "a counselor rung")
     assert legs
 
 
@@ -214,21 +219,58 @@ async def test_a_menu_answer_that_queues_the_caller_leaves_the_ring_to_the_dispa
         assert await counted(counting, spanish) == 4
         assert any("ivr_early_arrived" in sql for sql in counting.sent[-4:])
         assert any("INSERT INTO timers" in sql for sql in counting.sent[-4:])
-        for _ in range(200):  # the dispatcher rings someone (the leg fails: no REST API here)
-            if legs:
-                break
-            await asyncio.sleep(0.05)
+        # The dispatcher rings someone (the leg fails: no REST API here).
+        await eventually(lambda: bool(legs), "a counselor rung")
     assert legs and not legs_from_requests
+
+
+async def test_a_menu_answer_after_the_early_offer_rang_reads_instead_of_missing(
+    server: TestServer, settings: Settings
+) -> None:
+    """Lined up early, the caller is offered to a counselor while the menu still
+    plays: ringing them stores the offer in the call row, under the copy this
+    instance kept, which it then forgets. The answer reads the row and writes
+    once; stepped from the kept copy, its write would miss first (three
+    statements)."""
+    await staff_all(server)
+    app = server.app
+    pool = app[keys.pool]
+    rest = app[keys.transfers].rest
+
+    async def placing(**kwargs: Any) -> Leg:
+        return Leg(f"CL{kwargs['to'][-6:]}", "queued")  # the counselor's phone rings
+
+    rest.place_call = placing  # type: ignore[method-assign]
+    counting = count_statements(server)
+    sid, base = new_sid(), settings.public_url
+    async with aiohttp.ClientSession() as s:
+        await post_signed(s, base + "/twilio/voice", call_params(sid))
+
+        async def rung() -> bool:
+            row = await db.load_call(pool, sid)
+            return bool(row and row.transfer and Progress.from_json(row.transfer).offer)
+
+        await eventually(rung, "the early caller's counselor rung")
+        assert app[keys.callflow].written.get(sid) is None
+
+        async def wrong_key() -> None:
+            _, body = await post_signed(s, base + "/twilio/gather?seq=1",
+                                        call_params(sid, Digits="9"))
+            assert parse_twiml(body).find("Gather") is not None  # asked again
+
+        assert await counted(counting, wrong_key) == 2
+    assert not any("UPDATE" in sql for sql in counting.sent[-2:-1])  # no write missed
+    row = await db.load_call(pool, sid)
+    assert row is not None and row.seq == 2 and row.transfer is not None
+    p = Progress.from_json(row.transfer)
+    assert p.phase is Phase.EARLY and p.offer is not None  # the offer stays
 
 
 @pytest.fixture
 async def other(other_settings: Settings, content: Content) -> AsyncIterator[TestServer]:
     """A second instance on the same database."""
-    port = int(other_settings.public_url.rsplit(":", 1)[1])
-    srv = TestServer(create_app(other_settings, content), host="127.0.0.1", port=port)
-    await srv.start_server()
-    yield srv
-    await bounded(srv.close(), "closing the second server")
+    async with serving(other_settings, content) as srv:
+        yield srv
 
 
 async def test_a_call_moved_by_another_instance_is_read_not_stepped_again(
@@ -307,17 +349,20 @@ async def test_an_early_caller_arriving_is_not_moved_on_by_their_early_line(
     sid, base = new_sid(), settings.public_url
     async with aiohttp.ClientSession() as s:
         await post_signed(s, base + "/twilio/voice", call_params(sid))
-        for _ in range(200):  # every early counselor offered, and the offer declined
-            eligible = await pool.fetchval("SELECT eligible FROM waiting WHERE call_sid = $1",
-                                           sid)
+        eligible: list[str] = []
+
+        async def all_offered_and_declined() -> bool:
+            eligible[:] = await pool.fetchval(
+                "SELECT eligible FROM waiting WHERE call_sid = $1", sid)
             offers = await pool.fetch(
                 "SELECT id, counselor_id, state FROM offers WHERE call_sid = $1", sid)
             for offer in offers:
                 if offer["state"] == "ringing":
                     await queue.offer_missed(pool, offer["id"], "declined")
-            if offers and set(eligible) <= {o["counselor_id"] for o in offers}:
-                break
-            await asyncio.sleep(0.05)
+            return bool(offers) and set(eligible) <= {o["counselor_id"] for o in offers}
+
+        await eventually(all_offered_and_declined,
+                         "every early counselor offered, and the offer declined")
         early.carry_out = dispatcher_first  # type: ignore[method-assign]
         _, body = await post_signed(s, base + "/twilio/gather?seq=1",
                                     call_params(sid, Digits="2"))

@@ -4,6 +4,7 @@ in the flow, never for a flow whose way depends on the clock."""
 from __future__ import annotations
 
 import textwrap
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -53,10 +54,16 @@ def test_callers_at_the_same_menu_share_one_search() -> None:
     second = step(flow, new_call(flow, "TX"), Start(later))
     assert likely(flow, second.state, later) == found
     assert len(likely) == 1  # the second caller reused the first one's search
+    assert likely(flow, replace(first.state, seq=9), T0) == found  # a replay's seq: same place
+    assert len(likely) == 1
+    # Any other field is another place, vars included.
+    for other in (replace(first.state, need="veteran"), replace(first.state, vars={"a": "b"})):
+        assert likely(flow, other, T0) == likely_transfer(flow, other, T0)
+    assert len(likely) == 3
     # A wrong key is another place (one failure counted): searched, not reused.
     wrong = step(flow, first.state, Answer(T0, digits="9"))
     assert likely(flow, wrong.state, T0) == likely_transfer(flow, wrong.state, T0)
-    assert len(likely) == 2
+    assert len(likely) == 4
 
 
 def test_a_flow_that_follows_the_clock_is_searched_every_time(tmp_path: Path) -> None:
