@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import shutil
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 
 import aiohttp
@@ -13,8 +16,11 @@ from aiohttp.test_utils import TestServer
 from twilio.request_validator import RequestValidator
 
 from ivr import keys
+from ivr.app import create_app
+from ivr.config import Settings
+from ivr.content import load_content
 from ivr.storage.counselors import list_counselors, set_presence
-from tests.conftest import AUTH_TOKEN
+from tests.conftest import AUTH_TOKEN, bounded
 
 
 def new_sid() -> str:
@@ -62,6 +68,24 @@ async def staff_all(server: TestServer) -> None:
     pool = server.app[keys.pool]
     for counselor in await list_counselors(pool):
         await set_presence(pool, counselor.id, "available")
+
+
+@contextlib.asynccontextmanager
+async def serving_folders(
+    settings: Settings, folders: Path
+) -> AsyncIterator[tuple[TestServer, Settings]]:
+    """A server at settings.public_url on its own content folders
+    (`folders`/flows, `folders`/prompts), which a test may edit or publish;
+    yields it with the settings it runs on."""
+    own = replace(settings, flows_dir=folders / "flows", prompts_dir=folders / "prompts")
+    content = await asyncio.to_thread(load_content, own.flows_dir, own.prompts_dir)
+    port = int(own.public_url.rsplit(":", 1)[1])
+    srv = TestServer(create_app(own, content), host="127.0.0.1", port=port)
+    await srv.start_server()
+    try:
+        yield srv, own
+    finally:
+        await bounded(srv.close(), "closing the test server")
 
 
 SHIPPED = Path(__file__).resolve().parents[1]  # the repository: its flows/ and prompts/

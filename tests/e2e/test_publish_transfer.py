@@ -9,7 +9,6 @@ import asyncio
 import io
 import json
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from pathlib import Path
 
 import aiohttp
@@ -17,16 +16,20 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestServer
 
-from ivr.app import create_app
 from ivr.config import Settings
-from ivr.content import load_content
 from ivr.publishing.archive import read_folders, to_tar
 from ivr.sim import CallScript, Silence, TwilioWorld, simulate_call
 from ivr.sim.config import SimConfig
 from ivr.sim.script import DialOutcome
 from ivr.sim.transcript import Heard, Transcript
-from tests.conftest import AUTH_TOKEN, bounded
-from tests.helpers import parse_twiml, post_signed, queueing_folders, staff_all
+from tests.conftest import AUTH_TOKEN
+from tests.helpers import (
+    parse_twiml,
+    post_signed,
+    queueing_folders,
+    serving_folders,
+    staff_all,
+)
 
 TEXAS_CALLER = "+15125550123"
 OLD_HOLD = "Please stay on the line, a counselor will be with you shortly."
@@ -55,13 +58,8 @@ def reworded(folders: Path) -> dict[str, bytes]:
 
 @pytest.fixture
 async def server(settings: Settings, folders: Path) -> AsyncIterator[TestServer]:
-    own = replace(settings, flows_dir=folders / "flows", prompts_dir=folders / "prompts")
-    content = await asyncio.to_thread(load_content, own.flows_dir, own.prompts_dir)
-    port = int(settings.public_url.rsplit(":", 1)[1])
-    srv = TestServer(create_app(own, content), host="127.0.0.1", port=port)
-    await srv.start_server()
-    yield srv
-    await bounded(srv.close(), "closing the test server")
+    async with serving_folders(settings, folders) as (srv, _own):
+        yield srv
 
 
 def said(transcript: Transcript) -> list[str]:
