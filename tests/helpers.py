@@ -18,7 +18,7 @@ from twilio.request_validator import RequestValidator
 from ivr import keys
 from ivr.app import create_app
 from ivr.config import Settings
-from ivr.content import load_content
+from ivr.content import Content, load_content
 from ivr.storage.counselors import list_counselors, set_presence
 from tests.conftest import AUTH_TOKEN, bounded
 
@@ -71,7 +71,19 @@ async def staff_all(server: TestServer) -> None:
 
 
 @contextlib.asynccontextmanager
-async def serving_folders(
+async def server_on(settings: Settings, content: Content) -> AsyncIterator[TestServer]:
+    """A server at settings.public_url serving `content`, closed on the way out."""
+    port = int(settings.public_url.rsplit(":", 1)[1])
+    srv = TestServer(create_app(settings, content), host="127.0.0.1", port=port)
+    await srv.start_server()
+    try:
+        yield srv
+    finally:
+        await bounded(srv.close(), "closing the test server")
+
+
+@contextlib.asynccontextmanager
+async def server_on_folders(
     settings: Settings, folders: Path
 ) -> AsyncIterator[tuple[TestServer, Settings]]:
     """A server at settings.public_url on its own content folders
@@ -79,13 +91,8 @@ async def serving_folders(
     yields it with the settings it runs on."""
     own = replace(settings, flows_dir=folders / "flows", prompts_dir=folders / "prompts")
     content = await asyncio.to_thread(load_content, own.flows_dir, own.prompts_dir)
-    port = int(own.public_url.rsplit(":", 1)[1])
-    srv = TestServer(create_app(own, content), host="127.0.0.1", port=port)
-    await srv.start_server()
-    try:
+    async with server_on(own, content) as srv:
         yield srv, own
-    finally:
-        await bounded(srv.close(), "closing the test server")
 
 
 SHIPPED = Path(__file__).resolve().parents[1]  # the repository: its flows/ and prompts/

@@ -23,7 +23,7 @@ from ivr.publishing import archive
 from ivr.publishing.archive import read_folders, to_tar
 from ivr.publishing.versions import content_hash
 from tests.conftest import ROOT, bounded
-from tests.helpers import call_params, new_sid, parse_twiml, post_signed, serving_folders
+from tests.helpers import call_params, new_sid, parse_twiml, post_signed, server_on_folders
 from tests.publishing.test_publish import CHANGED, SHIPPED, bomb, edited
 from tests.test_content_corpus import pcm_wav
 
@@ -40,7 +40,7 @@ def folders(tmp_path: Path) -> Path:
 @pytest.fixture
 async def base(settings: Settings, folders: Path) -> AsyncIterator[str]:
     """A server whose content folders are a copy the test may edit."""
-    async with serving_folders(settings, folders):
+    async with server_on_folders(settings, folders):
         yield settings.public_url
 
 

@@ -16,7 +16,7 @@ from ivr.publishing.archive import read_folders, to_tar
 from ivr.sim import CallScript, Silence, TwilioWorld, simulate_call
 from ivr.sim.config import SimConfig
 from tests.conftest import AUTH_TOKEN
-from tests.helpers import queueing_folders, serving_folders
+from tests.helpers import queueing_folders, server_on_folders
 
 TEXAS_CALLER = "+15125550123"
 
@@ -38,7 +38,7 @@ def without_texas(folders: Path) -> dict[str, bytes]:
 
 @pytest.fixture
 async def server(settings: Settings, folders: Path) -> AsyncIterator[str]:
-    async with serving_folders(settings, folders):
+    async with server_on_folders(settings, folders):
         yield settings.public_url
 
 

@@ -27,7 +27,7 @@ from tests.helpers import (
     parse_twiml,
     post_signed,
     queueing_folders,
-    serving_folders,
+    server_on_folders,
     staff_all,
 )
 
@@ -58,7 +58,7 @@ def reworded(folders: Path) -> dict[str, bytes]:
 
 @pytest.fixture
 async def server(settings: Settings, folders: Path) -> AsyncIterator[TestServer]:
-    async with serving_folders(settings, folders) as (srv, _own):
+    async with server_on_folders(settings, folders) as (srv, _own):
         yield srv
 
 

@@ -30,7 +30,7 @@ from ivr.sim.config import SimConfig
 from ivr.sim.transcript import Transcript
 from tests.admin.console.helpers import ADMIN_TOKEN, issue, presence_of
 from tests.conftest import AUTH_TOKEN, ROOT, bounded
-from tests.helpers import queueing_folders, serving_folders
+from tests.helpers import queueing_folders, server_on_folders
 
 CHROMIUM = Path("/usr/bin/chromium")
 AXE = Path(__file__).parent / "assets" / "axe-core-4.11.1.min.js"
@@ -198,7 +198,7 @@ def folders(tmp_path: Path) -> Path:
 async def folder_server(
     settings: Settings, folders: Path
 ) -> AsyncIterator[tuple[TestServer, Settings]]:
-    async with serving_folders(settings, folders) as (srv, own):
+    async with server_on_folders(settings, folders) as (srv, own):
         yield srv, own
 
 

@@ -14,7 +14,6 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from ivr.admin.console import events
-from ivr.app import create_app
 from ivr.config import Settings
 from ivr.content import Content, load_content
 from tests.admin.console.helpers import (
@@ -25,7 +24,8 @@ from tests.admin.console.helpers import (
     page_of,
     sign_in,
 )
-from tests.conftest import ROOT, bounded
+from tests.conftest import ROOT
+from tests.helpers import server_on
 
 SCRIPT_NAME = "<script>alert('ana')</script>Ana"
 CENTER_NAME = "<b>Texas</b> & <i>Co</i>"
@@ -35,11 +35,8 @@ SUPERVISOR = "<img src=x onerror=alert(1)>Dana"
 @pytest.fixture
 async def other(other_settings: Settings, content: Content) -> AsyncIterator[TestServer]:
     """A second instance on the same database."""
-    port = int(other_settings.public_url.rsplit(":", 1)[1])
-    srv = TestServer(create_app(other_settings, content), host="127.0.0.1", port=port)
-    await srv.start_server()
-    yield srv
-    await bounded(srv.close(), "closing the second instance")
+    async with server_on(other_settings, content) as srv:
+        yield srv
 
 
 async def _board_until(resp: aiohttp.ClientResponse, text: str) -> str:
@@ -101,11 +98,8 @@ def named_content(tmp_path: Path) -> Content:
 
 @pytest.fixture
 async def named_server(settings: Settings, named_content: Content) -> AsyncIterator[TestServer]:
-    port = int(settings.public_url.rsplit(":", 1)[1])
-    srv = TestServer(create_app(settings, named_content), host="127.0.0.1", port=port)
-    await srv.start_server()
-    yield srv
-    await bounded(srv.close(), "closing the server")
+    async with server_on(settings, named_content) as srv:
+        yield srv
 
 
 async def test_markup_in_names_is_shown_as_text(
