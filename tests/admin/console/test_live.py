@@ -4,7 +4,6 @@ and names from the routing plan are shown as text, live or not."""
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,6 +17,7 @@ from ivr.config import Settings
 from ivr.content import Content, load_content
 from tests.admin.console.helpers import (
     ADMIN_TOKEN,
+    board_until,
     browser,
     issue,
     next_event,
@@ -39,16 +39,6 @@ async def other(other_settings: Settings, content: Content) -> AsyncIterator[Tes
         yield srv
 
 
-async def _board_until(resp: aiohttp.ClientResponse, text: str) -> str:
-    # A bound so a change that never comes fails the test instead of hanging it.
-    async with asyncio.timeout(30):
-        while True:
-            name, html = await next_event(resp)
-            assert name == "board"
-            if text in html:
-                return html
-
-
 @pytest.fixture
 def notify_only(monkeypatch: pytest.MonkeyPatch) -> None:
     """No redraw on the clock: only a NOTIFY can bring the change."""
@@ -64,7 +54,7 @@ async def test_a_change_through_one_instance_reaches_a_console_on_another(
         async with session.get(f"{other_settings.public_url}/console/events") as events:
             assert events.status == 200
             assert events.content_type == "text/event-stream"
-            first = await _board_until(events, "tx-ana")
+            first = await board_until(events, "tx-ana")
             assert 'id="set-tx-ana-available"' in first
             assert 'class="presence available"' not in first  # nobody is available yet
             # The change goes through the first instance's admin API.
@@ -74,7 +64,7 @@ async def test_a_change_through_one_instance_reaches_a_console_on_another(
                 headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
             ) as resp:
                 assert resp.status == 200
-            html = await _board_until(events, 'class="presence available"')
+            html = await board_until(events, 'class="presence available"')
     row = html[html.index('id="counselor-tx-ana"'):]
     row = row[:row.index("</tr>")]
     assert 'class="presence available"' in row
