@@ -17,8 +17,10 @@ from ivr.sim import CallScript, Silence, TwilioWorld, simulate_call
 from ivr.sim.config import SimConfig
 from tests.conftest import AUTH_TOKEN
 from tests.helpers import queueing_folders, server_on_folders
+from tests.waiting import until
 
 TEXAS_CALLER = "+15125550123"
+HOLDING = "SELECT call_sid FROM waiting WHERE status = 'waiting'"
 
 
 @pytest.fixture
@@ -50,11 +52,9 @@ async def test_callers_holding_for_a_removed_center_go_on_to_their_next_tier(
         sim, CallScript(from_number=TEXAS_CALLER, inputs=(Silence(),)), world=world))
     conn = await asyncpg.connect(settings.database_url)
     try:
-        for _ in range(600):  # the caller holds at the local tier: nobody is available
-            if await conn.fetchval("SELECT count(*) FROM waiting WHERE status = 'waiting'"):
-                break
-            await asyncio.sleep(0.05)
-        sid = await conn.fetchval("SELECT call_sid FROM waiting WHERE status = 'waiting'")
+        # The caller holds at the local tier: nobody is available.
+        await until(lambda: conn.fetchval(HOLDING), "a caller holding")
+        sid = await conn.fetchval(HOLDING)
         assert sid is not None
 
         upload = await asyncio.to_thread(without_texas, folders)

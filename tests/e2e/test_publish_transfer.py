@@ -30,8 +30,10 @@ from tests.helpers import (
     server_on_folders,
     staff_all,
 )
+from tests.waiting import until
 
 TEXAS_CALLER = "+15125550123"
+HOLDING = "SELECT call_sid FROM waiting WHERE status = 'waiting'"
 OLD_HOLD = "Please stay on the line, a counselor will be with you shortly."
 NEW_HOLD = "Thank you for holding, a counselor will be with you shortly."
 OLD_WHISPER = "Crisis line call."
@@ -91,11 +93,9 @@ async def test_a_caller_holding_through_a_publish_keeps_their_versions_words(
     held = asyncio.create_task(simulate_call(sim, script, world=world))
     conn = await asyncpg.connect(settings.database_url)
     try:
-        for _ in range(600):  # the caller holds at the local tier: nobody is available
-            if await conn.fetchval("SELECT count(*) FROM waiting WHERE status = 'waiting'"):
-                break
-            await asyncio.sleep(0.05)
-        sid = await conn.fetchval("SELECT call_sid FROM waiting WHERE status = 'waiting'")
+        # The caller holds at the local tier: nobody is available.
+        await until(lambda: conn.fetchval(HOLDING), "a caller holding")
+        sid = await conn.fetchval(HOLDING)
         assert sid is not None
         before = await conn.fetchval("SELECT content_version FROM calls WHERE call_sid = $1", sid)
 
@@ -174,11 +174,9 @@ async def test_a_caller_moved_on_by_a_publish_hears_their_versions_words_on_the_
     held = asyncio.create_task(simulate_call(sim, script, world=world))
     conn = await asyncpg.connect(settings.database_url)
     try:
-        for _ in range(600):  # the caller holds at the local tier: nobody is available
-            if await conn.fetchval("SELECT count(*) FROM waiting WHERE status = 'waiting'"):
-                break
-            await asyncio.sleep(0.05)
-        assert await conn.fetchval("SELECT count(*) FROM waiting WHERE status = 'waiting'")
+        # The caller holds at the local tier: nobody is available.
+        await until(lambda: conn.fetchval(HOLDING), "a caller holding")
+        assert await conn.fetchval(HOLDING)
         upload = await asyncio.to_thread(without_texas_reworded, folders)
         async with aiohttp.ClientSession() as http, http.post(
                 f"{base}/admin/content/publish", data=to_tar(upload),

@@ -24,6 +24,7 @@ from tests.conftest import AUTH_TOKEN, ROOT
 from tests.e2e.test_resilience import _wait_healthy
 from tests.helpers import server_on
 from tests.publishing.test_publish import CHANGED, SHIPPED
+from tests.waiting import has, until
 
 BROKEN = ("next: spanish", "next: nowhere")
 
@@ -128,10 +129,8 @@ async def test_sighup_publishes_the_folders(folders: Path, dsn: str, tmp_path: P
         await asyncio.to_thread(edit, folders / "flows" / "988.yaml",
                                 "transfer: {line: veterans,", "transfer: {queue: crisis,")
         proc.send_signal(signal.SIGHUP)
-        for _ in range(400):
-            if await serving(url) == content_hash(CHANGED):
-                break
-            await asyncio.sleep(0.05)
+        await until(lambda: has(serving(url), content_hash(CHANGED)), "HUP published the edit",
+                    tries=400)
         assert await serving(url) == content_hash(CHANGED)
         assert proc.poll() is None  # HUP did not stop it
     finally:

@@ -3,7 +3,6 @@ has never seen them, else the active version, with that version's counselors."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from ivr.storage.counselors import list_counselors
 from ivr.storage.database import open_pool
 from tests.helpers import server_on
 from tests.publishing.test_publish import SHIPPED, edited
+from tests.waiting import has, until
 
 WITHOUT_BEN = edited(
     "flows/routing.yaml",
@@ -83,8 +83,6 @@ async def test_an_activation_whose_announcement_was_lost_is_served_all_the_same(
                                    version)
         finally:
             await pool.close()
-        for _ in range(200):
-            if await serving(settings.public_url) == version:
-                break
-            await asyncio.sleep(0.05)
+        await until(lambda: has(serving(settings.public_url), version),
+                    "the reconcile loop served the activation", tries=200)
         assert await serving(settings.public_url) == version
