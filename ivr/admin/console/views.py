@@ -30,10 +30,10 @@ from ivr.admin.console.events import sse_message
 from ivr.admin.console.pictures import FlowPictures
 from ivr.admin.console.sessions import Session
 from ivr.admin.console.tokens import Holder
+from ivr.admin.content import follow_now
 from ivr.content import Content, InvalidContent
 from ivr.publishing import publish as publishing
 from ivr.publishing.active import UnknownVersion
-from ivr.publishing.wiring import serve_latest
 from ivr.storage import counselors
 from ivr.storage.counselors import PresenceConflict, UnknownCounselor
 from ivr.yamlsrc import Problem
@@ -342,7 +342,7 @@ async def publish(request: web.Request) -> web.StreamResponse:
                            problems=exc.problems, status=422)
     except publishing.PublishConflict:
         raise web.HTTPSeeOther(f"{PATH}/?m=conflict") from None
-    await _follow_now(request)
+    await follow_now(request)
     raise web.HTTPSeeOther(f"{PATH}/?m={'published' if result.created else 'unchanged'}")
 
 
@@ -364,21 +364,13 @@ async def activate(request: web.Request) -> web.StreamResponse:
         return await _page(request, f"Version {version[:12]} does not load on this "
                            "instance: not activated.", problems=getattr(exc, "problems", ()),
                            status=422)
-    await _follow_now(request)
+    await follow_now(request)
     raise web.HTTPSeeOther(f"{PATH}/?m=rolledback")
 
 
 def _who(request: web.Request) -> str:
     holder = request[session_key].holder
     return f"console ({holder.subject})"
-
-
-async def _follow_now(request: web.Request) -> None:
-    """This instance serves the new version before the page reloads; the
-    others switch when they hear the announcement."""
-    active = request.config_dict.get(keys.active)
-    if active is not None:
-        await serve_latest(active, _pool(request))
 
 
 async def flow_picture(request: web.Request) -> web.Response:
