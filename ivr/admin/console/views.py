@@ -26,7 +26,7 @@ from ivr import keys
 from ivr.admin.console import sessions, tokens
 from ivr.admin.console.assets import STATIC
 from ivr.admin.console.board import IN_STATE_GOAL, Board
-from ivr.admin.console.events import sse_message
+from ivr.admin.console.events import Ended, sse_message
 from ivr.admin.console.pictures import FlowPictures
 from ivr.admin.console.sessions import Session
 from ivr.admin.console.tokens import Holder
@@ -289,7 +289,6 @@ async def presence(request: web.Request) -> web.StreamResponse:
 async def events(request: web.Request) -> web.StreamResponse:
     """The board, re-rendered for this session at every change (Server-Sent Events)."""
     session = request[session_key]
-    pool = _pool(request)
     hub = request.config_dict[keys.console_hub]
     name = ("supervisor_board.html" if session.holder.role == "supervisor"
             else "counselor_board.html")
@@ -298,14 +297,14 @@ async def events(request: web.Request) -> web.StreamResponse:
         "X-Accel-Buffering": "no",  # proxies must pass each event on at once
     })
     await response.prepare(request)
-    async with hub.subscribe() as boards:
+    async with hub.subscribe(session.digest) as boards:
         try:
             while True:
                 board = await boards.get()
                 if board is None:  # shutting down
                     break
                 # Signed out elsewhere, expired or revoked: the page says so and stops.
-                if not await sessions.still_live(pool, session.digest):
+                if isinstance(board, Ended):
                     html = aiohttp_jinja2.render_string("ended.html", request, {})
                     await response.write(sse_message("board", html))
                     break

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
+import asyncpg
 import pytest
 from aiohttp.test_utils import TestServer
 
@@ -68,6 +69,33 @@ async def test_a_change_through_one_instance_reaches_a_console_on_another(
     row = html[html.index('id="counselor-tx-ana"'):]
     row = row[:row.index("</tr>")]
     assert 'class="presence available"' in row
+
+
+async def test_a_stream_whose_session_ends_says_so_and_stops(
+    notify_only: None, server: TestServer, settings: Settings
+) -> None:
+    base = settings.public_url
+    async with browser() as session:
+        await sign_in(session, base, ADMIN_TOKEN)
+        async with session.get(f"{base}/console/events") as stream:
+            first = await board_until(stream, "tx-ana")
+            assert "Your session has ended" not in first
+            conn = await asyncpg.connect(settings.database_url)
+            try:  # signed out elsewhere
+                await conn.execute("UPDATE console_sessions SET ended_at = now()")
+            finally:
+                await conn.close()
+            # Any change wakes the hub (no redraw on the clock here).
+            async with aiohttp.ClientSession() as admin, admin.put(
+                f"{base}/admin/counselors/tx-ana/presence",
+                json={"presence": "available"},
+                headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+            ) as resp:
+                assert resp.status == 200
+            ended = await board_until(stream, "Your session has ended")
+            assert "tx-ana" not in ended
+            with pytest.raises(EOFError):  # and the stream stops
+                await next_event(stream)
 
 
 @pytest.fixture
