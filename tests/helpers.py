@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
+import contextlib
 import shutil
 import time
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 
 import aiohttp
@@ -20,37 +20,9 @@ from twilio.request_validator import RequestValidator
 from ivr import keys
 from ivr.app import create_app
 from ivr.config import Settings
-from ivr.content import Content
+from ivr.content import Content, load_content
 from ivr.storage.counselors import list_counselors, set_presence
 from tests.conftest import AUTH_TOKEN, bounded
-
-
-@asynccontextmanager
-async def serving(settings: Settings, content: Content) -> AsyncIterator[TestServer]:
-    """The app for `settings` listening on its public_url's port, closed after."""
-    port = int(settings.public_url.rsplit(":", 1)[1])
-    srv = TestServer(create_app(settings, content), host="127.0.0.1", port=port)
-    await srv.start_server()
-    try:
-        yield srv
-    finally:
-        await bounded(srv.close(), "closing a test server")
-
-
-async def eventually(
-    check: Callable[[], bool | Awaitable[bool]], what: str, seconds: float = 10
-) -> None:
-    """Poll `check` (plain or async) until true; fail naming `what` after `seconds`."""
-    deadline = time.monotonic() + seconds
-    while True:
-        done = check()
-        if inspect.isawaitable(done):
-            done = await done
-        if done:
-            return
-        if time.monotonic() > deadline:
-            pytest.fail(f"not within {seconds:g} s: {what}")
-        await asyncio.sleep(0.05)
 
 
 def new_sid() -> str:
@@ -98,6 +70,31 @@ async def staff_all(server: TestServer) -> None:
     pool = server.app[keys.pool]
     for counselor in await list_counselors(pool):
         await set_presence(pool, counselor.id, "available")
+
+
+@contextlib.asynccontextmanager
+async def server_on(settings: Settings, content: Content) -> AsyncIterator[TestServer]:
+    """A server at settings.public_url serving `content`, closed on the way out."""
+    port = int(settings.public_url.rsplit(":", 1)[1])
+    srv = TestServer(create_app(settings, content), host="127.0.0.1", port=port)
+    await srv.start_server()
+    try:
+        yield srv
+    finally:
+        await bounded(srv.close(), "closing the test server")
+
+
+@contextlib.asynccontextmanager
+async def server_on_folders(
+    settings: Settings, folders: Path
+) -> AsyncIterator[tuple[TestServer, Settings]]:
+    """A server at settings.public_url on its own content folders
+    (`folders`/flows, `folders`/prompts), which a test may edit or publish;
+    yields it with the settings it runs on."""
+    own = replace(settings, flows_dir=folders / "flows", prompts_dir=folders / "prompts")
+    content = await asyncio.to_thread(load_content, own.flows_dir, own.prompts_dir)
+    async with server_on(own, content) as srv:
+        yield srv, own
 
 
 SHIPPED = Path(__file__).resolve().parents[1]  # the repository: its flows/ and prompts/

@@ -107,13 +107,13 @@ async def publish(request: web.Request) -> web.Response:
         return web.json_response({"problems": pub.problems_json(exc.problems)}, status=422)
     except pub.PublishConflict as exc:
         return _error(409, str(exc))
-    await _follow_now(request)
+    await follow_now(request)
     return web.json_response(dict(pub.result_json(result)))
 
 
-async def _follow_now(request: web.Request) -> None:
-    """This instance serves the new version before answering; the others
-    switch when they hear the announcement."""
+async def follow_now(request: web.Request) -> None:
+    """This instance serves the new version before answering (the API's, the
+    console's page reload); the others switch when they hear the announcement."""
     active = request.config_dict.get(keys.active)
     pool = _pool(request)
     if active is not None and pool is not None:
@@ -149,5 +149,5 @@ async def activate(request: web.Request) -> web.Response:
         return _error(404, str(exc))
     except (pub.PublishRefused, InvalidContent) as exc:
         return _error(422, f"version {version} does not load on this instance: {exc}")
-    await _follow_now(request)
+    await follow_now(request)
     return web.json_response(pub.version_json(info))

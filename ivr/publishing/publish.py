@@ -110,12 +110,14 @@ async def publish_checked(
     pool: asyncpg.Pool, files: Files, content: Content, by: str
 ) -> PublishResult:
     """Publish files already checked into `content` (an instance's own folders,
-    loaded at start-up): waits for a publish under way instead of failing."""
+    loaded at start-up): waits for a publish under way instead of failing.
+
+    The counselors are not synced here: start-up syncs them once, from the
+    plan of the version it ends up serving (which may be another's).
+    """
     version = versions.content_hash(files)
     async with _publishing(pool, wait=True) as conn:
-        result = await _commit(conn, files, version, content, by)
-    await _sync(pool, content)
-    return result
+        return await _commit(conn, files, version, content, by)
 
 
 @asynccontextmanager

@@ -16,6 +16,7 @@ class StateFigures:
     answered_in_state: int
     abandoned: int
     rolled_over: int  # answered beyond the local tier
+    failsafe: int  # answered by the national backup, the line's last resort
     average_answer_seconds: float | None
     p90_answer_seconds: float | None
 
@@ -23,7 +24,9 @@ class StateFigures:
         return part / self.calls if self.calls else None
 
 
-async def figures_by_state(pool: asyncpg.Pool, since: datetime) -> list[StateFigures]:
+async def figures_by_state(
+    pool: asyncpg.Pool | asyncpg.Connection, since: datetime
+) -> list[StateFigures]:
     """One row per state plus a last row for all states ("all")."""
     rows = await pool.fetch(
         """
@@ -40,6 +43,7 @@ async def figures_by_state(pool: asyncpg.Pool, since: datetime) -> list[StateFig
                count(*) FILTER (WHERE abandoned)::int AS abandoned,
                count(*) FILTER (WHERE answered_tier IS NOT NULL
                                   AND answered_tier <> 'local')::int AS rolled_over,
+               count(*) FILTER (WHERE answered_tier = 'national')::int AS failsafe,
                avg(answer_seconds) AS average_answer_seconds,
                percentile_cont(0.9) WITHIN GROUP (ORDER BY answer_seconds)
                    AS p90_answer_seconds

@@ -23,7 +23,7 @@ from ivr.publishing import archive
 from ivr.publishing.archive import read_folders, to_tar
 from ivr.publishing.versions import content_hash
 from tests.conftest import ROOT, bounded
-from tests.helpers import call_params, new_sid, parse_twiml, post_signed
+from tests.helpers import call_params, new_sid, parse_twiml, post_signed, server_on_folders
 from tests.publishing.test_publish import CHANGED, SHIPPED, bomb, edited
 from tests.test_content_corpus import pcm_wav
 
@@ -40,13 +40,8 @@ def folders(tmp_path: Path) -> Path:
 @pytest.fixture
 async def base(settings: Settings, folders: Path) -> AsyncIterator[str]:
     """A server whose content folders are a copy the test may edit."""
-    own = replace(settings, flows_dir=folders / "flows", prompts_dir=folders / "prompts")
-    content = await asyncio.to_thread(load_content, own.flows_dir, own.prompts_dir)
-    port = int(settings.public_url.rsplit(":", 1)[1])
-    srv = TestServer(create_app(own, content), host="127.0.0.1", port=port)
-    await srv.start_server()
-    yield settings.public_url
-    await bounded(srv.close(), "closing the test server")
+    async with server_on_folders(settings, folders):
+        yield settings.public_url
 
 
 async def serving(http: aiohttp.ClientSession, base: str) -> str:

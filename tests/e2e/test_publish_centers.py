@@ -5,24 +5,22 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from pathlib import Path
 
 import aiohttp
 import asyncpg
 import pytest
-from aiohttp.test_utils import TestServer
 
-from ivr.app import create_app
 from ivr.config import Settings
-from ivr.content import load_content
 from ivr.publishing.archive import read_folders, to_tar
 from ivr.sim import CallScript, Silence, TwilioWorld, simulate_call
 from ivr.sim.config import SimConfig
-from tests.conftest import AUTH_TOKEN, bounded
-from tests.helpers import queueing_folders
+from tests.conftest import AUTH_TOKEN
+from tests.helpers import queueing_folders, server_on_folders
+from tests.waiting import until
 
 TEXAS_CALLER = "+15125550123"
+HOLDING = "SELECT call_sid FROM waiting WHERE status = 'waiting'"
 
 
 @pytest.fixture
@@ -42,13 +40,8 @@ def without_texas(folders: Path) -> dict[str, bytes]:
 
 @pytest.fixture
 async def server(settings: Settings, folders: Path) -> AsyncIterator[str]:
-    own = replace(settings, flows_dir=folders / "flows", prompts_dir=folders / "prompts")
-    content = await asyncio.to_thread(load_content, own.flows_dir, own.prompts_dir)
-    port = int(settings.public_url.rsplit(":", 1)[1])
-    srv = TestServer(create_app(own, content), host="127.0.0.1", port=port)
-    await srv.start_server()
-    yield settings.public_url
-    await bounded(srv.close(), "closing the test server")
+    async with server_on_folders(settings, folders):
+        yield settings.public_url
 
 
 async def test_callers_holding_for_a_removed_center_go_on_to_their_next_tier(
@@ -59,11 +52,9 @@ async def test_callers_holding_for_a_removed_center_go_on_to_their_next_tier(
         sim, CallScript(from_number=TEXAS_CALLER, inputs=(Silence(),)), world=world))
     conn = await asyncpg.connect(settings.database_url)
     try:
-        for _ in range(600):  # the caller holds at the local tier: nobody is available
-            if await conn.fetchval("SELECT count(*) FROM waiting WHERE status = 'waiting'"):
-                break
-            await asyncio.sleep(0.05)
-        sid = await conn.fetchval("SELECT call_sid FROM waiting WHERE status = 'waiting'")
+        # The caller holds at the local tier: nobody is available.
+        await until(lambda: conn.fetchval(HOLDING), "a caller holding")
+        sid = await conn.fetchval(HOLDING)
         assert sid is not None
 
         upload = await asyncio.to_thread(without_texas, folders)

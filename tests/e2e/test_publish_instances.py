@@ -34,6 +34,7 @@ from ivr.sim.twiml import Gather
 from tests.conftest import AUTH_TOKEN, ROOT, bounded
 from tests.e2e.test_resilience import _wait_healthy
 from tests.publishing.test_publish import CHANGED, SHIPPED
+from tests.waiting import has, until
 
 ADMIN = {"Authorization": "Bearer publish-admin-token"}
 SID = "AC" + "1" * 32
@@ -157,11 +158,8 @@ async def _serving(http: aiohttp.ClientSession, url: str) -> str:
 
 
 async def _until_serving(http: aiohttp.ClientSession, url: str, version: str) -> None:
-    for _ in range(400):
-        if await _serving(http, url) == version:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{url} never served content version {version}")
+    await until(lambda: has(_serving(http, url), version),
+                f"{url} serving content version {version}", tries=400)
 
 
 class HeldAtMenu:

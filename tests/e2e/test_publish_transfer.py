@@ -9,7 +9,6 @@ import asyncio
 import io
 import json
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from pathlib import Path
 
 import aiohttp
@@ -17,18 +16,24 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestServer
 
-from ivr.app import create_app
 from ivr.config import Settings
-from ivr.content import load_content
 from ivr.publishing.archive import read_folders, to_tar
 from ivr.sim import CallScript, Silence, TwilioWorld, simulate_call
 from ivr.sim.config import SimConfig
 from ivr.sim.script import DialOutcome
 from ivr.sim.transcript import Heard, Transcript
-from tests.conftest import AUTH_TOKEN, bounded
-from tests.helpers import parse_twiml, post_signed, queueing_folders, staff_all
+from tests.conftest import AUTH_TOKEN
+from tests.helpers import (
+    parse_twiml,
+    post_signed,
+    queueing_folders,
+    server_on_folders,
+    staff_all,
+)
+from tests.waiting import until
 
 TEXAS_CALLER = "+15125550123"
+HOLDING = "SELECT call_sid FROM waiting WHERE status = 'waiting'"
 OLD_HOLD = "Please stay on the line, a counselor will be with you shortly."
 NEW_HOLD = "Thank you for holding, a counselor will be with you shortly."
 OLD_WHISPER = "Crisis line call."
@@ -55,13 +60,8 @@ def reworded(folders: Path) -> dict[str, bytes]:
 
 @pytest.fixture
 async def server(settings: Settings, folders: Path) -> AsyncIterator[TestServer]:
-    own = replace(settings, flows_dir=folders / "flows", prompts_dir=folders / "prompts")
-    content = await asyncio.to_thread(load_content, own.flows_dir, own.prompts_dir)
-    port = int(settings.public_url.rsplit(":", 1)[1])
-    srv = TestServer(create_app(own, content), host="127.0.0.1", port=port)
-    await srv.start_server()
-    yield srv
-    await bounded(srv.close(), "closing the test server")
+    async with server_on_folders(settings, folders) as (srv, _own):
+        yield srv
 
 
 def said(transcript: Transcript) -> list[str]:
@@ -93,11 +93,9 @@ async def test_a_caller_holding_through_a_publish_keeps_their_versions_words(
     held = asyncio.create_task(simulate_call(sim, script, world=world))
     conn = await asyncpg.connect(settings.database_url)
     try:
-        for _ in range(600):  # the caller holds at the local tier: nobody is available
-            if await conn.fetchval("SELECT count(*) FROM waiting WHERE status = 'waiting'"):
-                break
-            await asyncio.sleep(0.05)
-        sid = await conn.fetchval("SELECT call_sid FROM waiting WHERE status = 'waiting'")
+        # The caller holds at the local tier: nobody is available.
+        await until(lambda: conn.fetchval(HOLDING), "a caller holding")
+        sid = await conn.fetchval(HOLDING)
         assert sid is not None
         before = await conn.fetchval("SELECT content_version FROM calls WHERE call_sid = $1", sid)
 
@@ -176,11 +174,9 @@ async def test_a_caller_moved_on_by_a_publish_hears_their_versions_words_on_the_
     held = asyncio.create_task(simulate_call(sim, script, world=world))
     conn = await asyncpg.connect(settings.database_url)
     try:
-        for _ in range(600):  # the caller holds at the local tier: nobody is available
-            if await conn.fetchval("SELECT count(*) FROM waiting WHERE status = 'waiting'"):
-                break
-            await asyncio.sleep(0.05)
-        assert await conn.fetchval("SELECT count(*) FROM waiting WHERE status = 'waiting'")
+        # The caller holds at the local tier: nobody is available.
+        await until(lambda: conn.fetchval(HOLDING), "a caller holding")
+        assert await conn.fetchval(HOLDING)
         upload = await asyncio.to_thread(without_texas_reworded, folders)
         async with aiohttp.ClientSession() as http, http.post(
                 f"{base}/admin/content/publish", data=to_tar(upload),

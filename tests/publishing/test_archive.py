@@ -85,6 +85,15 @@ def test_a_zip_bomb_is_refused_by_its_unpacked_size(monkeypatch: pytest.MonkeyPa
         read_archive(bomb)
 
 
+def test_a_tar_bomb_is_refused_by_the_bytes_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tar has no index read ahead: its total is bounded only by the bytes
+    read so far (each member here is within MAX_FILE, together they are not)."""
+    monkeypatch.setattr(archive, "MAX_TOTAL", 1000)
+    monkeypatch.setattr(archive, "MAX_FILE", 1000)
+    with pytest.raises(ArchiveError, match="too large"):
+        read_archive(tar_of({"flows/a.yaml": b"0" * 600, "flows/b.yaml": b"0" * 600}))
+
+
 def test_a_tar_member_larger_than_allowed_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(archive, "MAX_FILE", 100)
     with pytest.raises(ArchiveError, match="too large"):

@@ -15,15 +15,16 @@ from pathlib import Path
 import aiohttp
 import asyncpg
 import pytest
-from aiohttp.test_utils import TestServer, unused_port
+from aiohttp.test_utils import unused_port
 
-from ivr.app import create_app
 from ivr.config import Settings
 from ivr.content import load_content
 from ivr.publishing.versions import content_hash
-from tests.conftest import AUTH_TOKEN, ROOT, bounded
+from tests.conftest import AUTH_TOKEN, ROOT
 from tests.e2e.test_resilience import _wait_healthy
+from tests.helpers import server_on
 from tests.publishing.test_publish import CHANGED, SHIPPED
+from tests.waiting import has, until
 
 BROKEN = ("next: spanish", "next: nowhere")
 
@@ -80,11 +81,8 @@ async def test_publish_into_the_database(folders: Path, dsn: str, tmp_path: Path
 @pytest.fixture
 async def base(settings: Settings) -> AsyncIterator[str]:
     content = await asyncio.to_thread(load_content, settings.flows_dir, settings.prompts_dir)
-    port = int(settings.public_url.rsplit(":", 1)[1])
-    srv = TestServer(create_app(settings, content), host="127.0.0.1", port=port)
-    await srv.start_server()
-    yield settings.public_url
-    await bounded(srv.close(), "closing the test server")
+    async with server_on(settings, content):
+        yield settings.public_url
 
 
 async def serving(url: str) -> str:
@@ -131,10 +129,8 @@ async def test_sighup_publishes_the_folders(folders: Path, dsn: str, tmp_path: P
         await asyncio.to_thread(edit, folders / "flows" / "988.yaml",
                                 "transfer: {line: veterans,", "transfer: {queue: crisis,")
         proc.send_signal(signal.SIGHUP)
-        for _ in range(400):
-            if await serving(url) == content_hash(CHANGED):
-                break
-            await asyncio.sleep(0.05)
+        await until(lambda: has(serving(url), content_hash(CHANGED)), "HUP published the edit",
+                    tries=400)
         assert await serving(url) == content_hash(CHANGED)
         assert proc.poll() is None  # HUP did not stop it
     finally:

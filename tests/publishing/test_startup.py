@@ -3,16 +3,13 @@ has never seen them, else the active version, with that version's counselors."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import asyncpg
 import pytest
-from aiohttp.test_utils import TestServer
 
-from ivr.app import create_app
 from ivr.config import Settings
 from ivr.content import Content
 from ivr.publishing import versions, wiring
@@ -21,8 +18,9 @@ from ivr.publishing.publish import publish
 from ivr.publishing.versions import content_hash
 from ivr.storage.counselors import list_counselors
 from ivr.storage.database import open_pool
-from tests.conftest import bounded
+from tests.helpers import server_on
 from tests.publishing.test_publish import SHIPPED, edited
+from tests.waiting import has, until
 
 WITHOUT_BEN = edited(
     "flows/routing.yaml",
@@ -50,25 +48,17 @@ async def published(dsn: str, tmp_path: Path) -> AsyncIterator[asyncpg.Pool]:
 async def test_an_instance_on_known_folders_serves_the_active_version(
     published: asyncpg.Pool, settings: Settings, content: Content
 ) -> None:
-    port = int(settings.public_url.rsplit(":", 1)[1])
     # Its folders are the shipped ones, published before: it serves the active version.
-    srv = TestServer(create_app(settings, content), host="127.0.0.1", port=port)
-    await srv.start_server()
-    try:
+    async with server_on(settings, content):
         assert await serving(settings.public_url) == content_hash(WITHOUT_BEN)
         ben = next(c for c in await list_counselors(published) if c.id == "tx-ben")
         assert ben.removed  # the served plan's counselors, not the folders'
-    finally:
-        await bounded(srv.close(), "closing the test server")
 
 
 async def test_an_instance_on_folders_never_seen_publishes_them(
     settings: Settings, content: Content, dsn: str
 ) -> None:
-    port = int(settings.public_url.rsplit(":", 1)[1])
-    srv = TestServer(create_app(settings, content), host="127.0.0.1", port=port)
-    await srv.start_server()
-    try:
+    async with server_on(settings, content):
         assert await serving(settings.public_url) == content_hash(SHIPPED)
         conn = await asyncpg.connect(dsn)
         try:
@@ -76,18 +66,13 @@ async def test_an_instance_on_folders_never_seen_publishes_them(
         finally:
             await conn.close()
         assert by == "ivr serve (start-up)"
-    finally:
-        await bounded(srv.close(), "closing the test server")
 
 
 async def test_an_activation_whose_announcement_was_lost_is_served_all_the_same(
     settings: Settings, content: Content, dsn: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(wiring, "RECONCILE_SECONDS", 0.1)
-    port = int(settings.public_url.rsplit(":", 1)[1])
-    srv = TestServer(create_app(settings, content), host="127.0.0.1", port=port)
-    await srv.start_server()
-    try:
+    async with server_on(settings, content):
         assert await serving(settings.public_url) == content_hash(SHIPPED)
         version = content_hash(WITHOUT_BEN)
         pool = await open_pool(dsn, min_size=1, max_size=1)
@@ -98,10 +83,6 @@ async def test_an_activation_whose_announcement_was_lost_is_served_all_the_same(
                                    version)
         finally:
             await pool.close()
-        for _ in range(200):
-            if await serving(settings.public_url) == version:
-                break
-            await asyncio.sleep(0.05)
+        await until(lambda: has(serving(settings.public_url), version),
+                    "the reconcile loop served the activation", tries=200)
         assert await serving(settings.public_url) == version
-    finally:
-        await bounded(srv.close(), "closing the test server")

@@ -46,9 +46,17 @@ class CounselorLine:
 
 @dataclass(frozen=True)
 class Figures:
-    state: str  # a state code, "unknown", or "all" for the whole line
     base: StateFigures
-    failsafe: int  # answered by the national backup, the line's last resort
+
+    @property
+    def state(self) -> str:
+        """A state code, "unknown", or "all" for the whole line."""
+        return self.base.state
+
+    @property
+    def failsafe(self) -> int:
+        """Answered by the national backup, the line's last resort."""
+        return self.base.failsafe
 
     def rate(self, part: int) -> float | None:
         return self.base.rate(part)
@@ -130,16 +138,8 @@ async def load_board(pool: asyncpg.Pool) -> Board:
                        AS external
             FROM live
             """)
-        failsafe = await conn.fetch(
-            """
-            SELECT coalesce(coalesce(location_state, 'unknown'), 'all') AS state, count(*)::int AS n
-            FROM call_outcomes
-            WHERE queue IS NOT NULL AND transfer_started_at >= $1 AND answered_tier = 'national'
-            GROUP BY ROLLUP (coalesce(location_state, 'unknown'))
-            """, since)
-    # The same figures as `ivr report`, from the same view.
-    figures = await figures_by_state(pool, since)
-    by_state = {r["state"]: r["n"] for r in failsafe}
+        # The same figures as `ivr report`, from the same view.
+        figures = await figures_by_state(conn, since)
     assert phases is not None
     return Board(
         taken_at=now,
@@ -147,5 +147,5 @@ async def load_board(pool: asyncpg.Pool) -> Board:
         waiting=tuple(WaitingLine(**dict(r)) for r in waiting),
         counselors=tuple(CounselorLine(**dict(r)) for r in people),
         phases=dict(phases),
-        figures=tuple(Figures(f.state, f, by_state.get(f.state, 0)) for f in figures),
+        figures=tuple(Figures(f) for f in figures),
     )

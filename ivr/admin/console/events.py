@@ -2,12 +2,14 @@
 
 Every change to the tables the console shows raises NOTIFY 'ivr_console'
 (triggers in functions.sql), whichever instance made it. Each instance
-LISTENs on its own connection; its hub then reads the board once and hands
-it to every open event stream of that instance, which renders its own
-view and sends it. Changes in a burst (a call moving on touches several
-tables) are gathered for a moment and read once; time waited and time in
-presence also move on without any change, so an open console is redrawn
-every few seconds anyway. A LISTEN connection that drops (a database
+LISTENs on its own connection; its hub then reads the board once, and
+which of its streams' sessions are still live, and hands the board to every
+open event stream of that instance, which renders its own view and sends
+it (or ENDED, to a stream whose session was signed out, expired or
+revoked). Changes in a burst (a call moving on touches several tables) are
+gathered for a moment and read once; time waited and time in presence
+also move on without any change, so an open console is redrawn every few
+seconds anyway. A LISTEN connection that drops (a database
 restart, a network blip) is made again, and the board read once then: what
 changed meanwhile was announced to nobody.
 """
@@ -24,6 +26,7 @@ from typing import Final
 import asyncpg
 
 from ivr.admin.console.board import Board, load_board
+from ivr.admin.console.sessions import still_live
 
 log = logging.getLogger(__name__)
 
@@ -40,29 +43,38 @@ CLOSE_TIMEOUT: Final = 5.0
 _CONNECT_ERRORS: Final = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
+class Ended:
+    """What a stream gets instead of a board once its session is no longer live."""
+
+
+ENDED: Final = Ended()
+Item = Board | Ended | None
+
+
 class Hub:
     """Reads the board when it changes and fans it out to the open streams."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
         self._changed = asyncio.Event()
-        self._streams: set[asyncio.Queue[Board | None]] = set()
+        # Each open stream's queue, and the digest of the session it serves.
+        self._streams: dict[asyncio.Queue[Item], bytes] = {}
 
     def changed(self, *_: object) -> None:
         """asyncpg's listener callback: wake the hub (no I/O here)."""
         self._changed.set()
 
     @contextlib.asynccontextmanager
-    async def subscribe(self) -> AsyncIterator[asyncio.Queue[Board | None]]:
-        """A queue receiving every new board (only the latest is kept), then None
-        when the server shuts down."""
-        queue: asyncio.Queue[Board | None] = asyncio.Queue(maxsize=1)
-        self._streams.add(queue)
+    async def subscribe(self, session_digest: bytes) -> AsyncIterator[asyncio.Queue[Item]]:
+        """A queue receiving every new board (only the latest is kept) while the
+        session is live, ENDED once it is not, None when the server shuts down."""
+        queue: asyncio.Queue[Item] = asyncio.Queue(maxsize=1)
+        self._streams[queue] = session_digest
         self._changed.set()  # a new page gets a fresh board at once
         try:
             yield queue
         finally:
-            self._streams.discard(queue)
+            self._streams.pop(queue, None)
 
     def close(self) -> None:
         """End every open stream (at shutdown: an open page must not hold it up)."""
@@ -90,6 +102,7 @@ class Hub:
             last = loop.time()
             try:
                 board = await load_board(self._pool)
+                live = await still_live(self._pool, set(self._streams.values()))
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 log.warning("console: could not read the board (%s); trying again", exc)
                 continue
@@ -97,10 +110,10 @@ class Hub:
                 # A bug must not stop every console of the instance for good.
                 log.exception("console: reading the board failed; trying again")
                 continue
-            for queue in list(self._streams):
+            for queue, session_digest in list(self._streams.items()):
                 if queue.full():
                     queue.get_nowait()  # a slow page skips to the newest board
-                queue.put_nowait(board)
+                queue.put_nowait(board if session_digest in live else ENDED)
 
 
 class Listener:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Final
 
@@ -69,17 +70,20 @@ async def find_session(pool: asyncpg.Pool, cookie: str) -> Session | None:
     return Session(record["digest"], holder, record["csrf"], record["expires_at"])
 
 
-async def still_live(pool: asyncpg.Pool, session_digest: bytes) -> bool:
-    """Whether a session found earlier is still live (for long-lived event streams)."""
-    live = await pool.fetchval(
+async def still_live(
+    conn: asyncpg.Pool | asyncpg.Connection, session_digests: Collection[bytes]
+) -> set[bytes]:
+    """Which of the sessions found earlier are still live (for long-lived
+    event streams: one read for all of an instance's open streams)."""
+    rows = await conn.fetch(
         """
-        SELECT 1 FROM console_sessions s LEFT JOIN console_tokens t ON t.id = s.token_id
-        WHERE s.digest = $1 AND s.ended_at IS NULL AND s.expires_at > now()
+        SELECT s.digest FROM console_sessions s LEFT JOIN console_tokens t ON t.id = s.token_id
+        WHERE s.digest = ANY($1::bytea[]) AND s.ended_at IS NULL AND s.expires_at > now()
           AND (s.token_id IS NULL OR t.revoked_at IS NULL)
         """,
-        session_digest,
+        list(session_digests),
     )
-    return live is not None
+    return {bytes(r["digest"]) for r in rows}
 
 
 async def end_session(pool: asyncpg.Pool, session_digest: bytes) -> None:

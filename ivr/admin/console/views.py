@@ -26,14 +26,14 @@ from ivr import keys
 from ivr.admin.console import sessions, tokens
 from ivr.admin.console.assets import STATIC
 from ivr.admin.console.board import IN_STATE_GOAL, Board
-from ivr.admin.console.events import sse_message
+from ivr.admin.console.events import Ended, sse_message
 from ivr.admin.console.pictures import FlowPictures
 from ivr.admin.console.sessions import Session
 from ivr.admin.console.tokens import Holder
+from ivr.admin.content import follow_now
 from ivr.content import Content, InvalidContent
 from ivr.publishing import publish as publishing
 from ivr.publishing.active import UnknownVersion
-from ivr.publishing.wiring import serve_latest
 from ivr.storage import counselors
 from ivr.storage.counselors import PresenceConflict, UnknownCounselor
 from ivr.yamlsrc import Problem
@@ -289,7 +289,6 @@ async def presence(request: web.Request) -> web.StreamResponse:
 async def events(request: web.Request) -> web.StreamResponse:
     """The board, re-rendered for this session at every change (Server-Sent Events)."""
     session = request[session_key]
-    pool = _pool(request)
     hub = request.config_dict[keys.console_hub]
     name = ("supervisor_board.html" if session.holder.role == "supervisor"
             else "counselor_board.html")
@@ -298,14 +297,14 @@ async def events(request: web.Request) -> web.StreamResponse:
         "X-Accel-Buffering": "no",  # proxies must pass each event on at once
     })
     await response.prepare(request)
-    async with hub.subscribe() as boards:
+    async with hub.subscribe(session.digest) as boards:
         try:
             while True:
                 board = await boards.get()
                 if board is None:  # shutting down
                     break
                 # Signed out elsewhere, expired or revoked: the page says so and stops.
-                if not await sessions.still_live(pool, session.digest):
+                if isinstance(board, Ended):
                     html = aiohttp_jinja2.render_string("ended.html", request, {})
                     await response.write(sse_message("board", html))
                     break
@@ -342,7 +341,7 @@ async def publish(request: web.Request) -> web.StreamResponse:
                            problems=exc.problems, status=422)
     except publishing.PublishConflict:
         raise web.HTTPSeeOther(f"{PATH}/?m=conflict") from None
-    await _follow_now(request)
+    await follow_now(request)
     raise web.HTTPSeeOther(f"{PATH}/?m={'published' if result.created else 'unchanged'}")
 
 
@@ -364,21 +363,13 @@ async def activate(request: web.Request) -> web.StreamResponse:
         return await _page(request, f"Version {version[:12]} does not load on this "
                            "instance: not activated.", problems=getattr(exc, "problems", ()),
                            status=422)
-    await _follow_now(request)
+    await follow_now(request)
     raise web.HTTPSeeOther(f"{PATH}/?m=rolledback")
 
 
 def _who(request: web.Request) -> str:
     holder = request[session_key].holder
     return f"console ({holder.subject})"
-
-
-async def _follow_now(request: web.Request) -> None:
-    """This instance serves the new version before the page reloads; the
-    others switch when they hear the announcement."""
-    active = request.config_dict.get(keys.active)
-    if active is not None:
-        await serve_latest(active, _pool(request))
 
 
 async def flow_picture(request: web.Request) -> web.Response:

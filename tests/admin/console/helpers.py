@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from html.parser import HTMLParser
 
 import aiohttp
@@ -104,3 +105,14 @@ async def next_event(resp: aiohttp.ClientResponse) -> tuple[str, str]:
             name = value
         elif field == "data":
             data.append(value)
+
+
+async def board_until(resp: aiohttp.ClientResponse, text: str) -> str:
+    """The next board event of a stream whose page holds `text`."""
+    # A bound so a change that never comes fails the test instead of hanging it.
+    async with asyncio.timeout(30):
+        while True:
+            name, html = await next_event(resp)
+            assert name == "board"
+            if text in html:
+                return html

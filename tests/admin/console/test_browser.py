@@ -16,7 +16,6 @@ import asyncio
 import os
 import shutil
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,7 @@ from ivr.sim.config import SimConfig
 from ivr.sim.transcript import Transcript
 from tests.admin.console.helpers import ADMIN_TOKEN, issue, presence_of
 from tests.conftest import AUTH_TOKEN, ROOT, bounded
-from tests.helpers import queueing_folders
+from tests.helpers import queueing_folders, server_on_folders
 
 CHROMIUM = Path("/usr/bin/chromium")
 AXE = Path(__file__).parent / "assets" / "axe-core-4.11.1.min.js"
@@ -199,15 +198,8 @@ def folders(tmp_path: Path) -> Path:
 async def folder_server(
     settings: Settings, folders: Path
 ) -> AsyncIterator[tuple[TestServer, Settings]]:
-    from ivr.app import create_app
-
-    own = replace(settings, flows_dir=folders / "flows", prompts_dir=folders / "prompts")
-    content = await asyncio.to_thread(load_content, own.flows_dir, own.prompts_dir)
-    port = int(own.public_url.rsplit(":", 1)[1])
-    srv = TestServer(create_app(own, content), host="127.0.0.1", port=port)
-    await srv.start_server()
-    yield srv, own
-    await bounded(srv.close(), "closing the server")
+    async with server_on_folders(settings, folders) as (srv, own):
+        yield srv, own
 
 
 async def _edit(path: Path, old: str, new: str) -> None:

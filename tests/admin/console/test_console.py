@@ -26,6 +26,7 @@ from tests.admin.console.helpers import (
     sign_in,
 )
 from tests.conftest import bounded
+from tests.helpers import server_on
 
 
 async def test_admin_token_signs_a_supervisor_in_with_a_strict_httponly_cookie(
@@ -162,30 +163,24 @@ async def test_a_counselor_sets_only_their_own_presence(
 async def test_signing_out_ends_the_session_on_every_instance(
     server: TestServer, settings: Settings, other_settings: Settings, content: Content
 ) -> None:
-    port = int(other_settings.public_url.rsplit(":", 1)[1])
-    other = TestServer(create_app(other_settings, content), host="127.0.0.1", port=port)
-    await other.start_server()
-    try:
-        async with browser() as session:
-            await sign_in(session, settings.public_url, ADMIN_TOKEN)
-            jar = session.cookie_jar.filter_cookies(URL(settings.public_url + "/console/"))
-            cookie = jar["ivr_console"].value
-            async with browser() as elsewhere:
-                elsewhere.cookie_jar.update_cookies({"ivr_console": cookie},
-                                                    other.make_url("/console/"))
-                async with elsewhere.get(f"{other_settings.public_url}/console/",
-                                         allow_redirects=False) as resp:
-                    assert resp.status == 200  # the other instance honours the session
-                token = await csrf(session, settings.public_url)
-                async with session.post(f"{settings.public_url}/console/signout",
-                                        data={"csrf": token}) as resp:
-                    assert resp.url.path == "/console/signin"
-                async with elsewhere.get(f"{other_settings.public_url}/console/",
-                                         allow_redirects=False) as resp:
-                    assert resp.status == 303
-                    assert resp.headers["Location"] == "/console/signin?m=expired"
-    finally:
-        await bounded(other.close(), "closing the second instance")
+    async with server_on(other_settings, content) as other, browser() as session:
+        await sign_in(session, settings.public_url, ADMIN_TOKEN)
+        jar = session.cookie_jar.filter_cookies(URL(settings.public_url + "/console/"))
+        cookie = jar["ivr_console"].value
+        async with browser() as elsewhere:
+            elsewhere.cookie_jar.update_cookies({"ivr_console": cookie},
+                                                other.make_url("/console/"))
+            async with elsewhere.get(f"{other_settings.public_url}/console/",
+                                     allow_redirects=False) as resp:
+                assert resp.status == 200  # the other instance honours the session
+            token = await csrf(session, settings.public_url)
+            async with session.post(f"{settings.public_url}/console/signout",
+                                    data={"csrf": token}) as resp:
+                assert resp.url.path == "/console/signin"
+            async with elsewhere.get(f"{other_settings.public_url}/console/",
+                                     allow_redirects=False) as resp:
+                assert resp.status == 303
+                assert resp.headers["Location"] == "/console/signin?m=expired"
 
 
 async def test_sign_in_attempts_are_limited(

@@ -4,28 +4,29 @@ and names from the routing plan are shown as text, live or not."""
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
+import asyncpg
 import pytest
 from aiohttp.test_utils import TestServer
 
 from ivr.admin.console import events
-from ivr.app import create_app
 from ivr.config import Settings
 from ivr.content import Content, load_content
 from tests.admin.console.helpers import (
     ADMIN_TOKEN,
+    board_until,
     browser,
     issue,
     next_event,
     page_of,
     sign_in,
 )
-from tests.conftest import ROOT, bounded
+from tests.conftest import ROOT
+from tests.helpers import server_on
 
 SCRIPT_NAME = "<script>alert('ana')</script>Ana"
 CENTER_NAME = "<b>Texas</b> & <i>Co</i>"
@@ -35,21 +36,8 @@ SUPERVISOR = "<img src=x onerror=alert(1)>Dana"
 @pytest.fixture
 async def other(other_settings: Settings, content: Content) -> AsyncIterator[TestServer]:
     """A second instance on the same database."""
-    port = int(other_settings.public_url.rsplit(":", 1)[1])
-    srv = TestServer(create_app(other_settings, content), host="127.0.0.1", port=port)
-    await srv.start_server()
-    yield srv
-    await bounded(srv.close(), "closing the second instance")
-
-
-async def _board_until(resp: aiohttp.ClientResponse, text: str) -> str:
-    # A bound so a change that never comes fails the test instead of hanging it.
-    async with asyncio.timeout(30):
-        while True:
-            name, html = await next_event(resp)
-            assert name == "board"
-            if text in html:
-                return html
+    async with server_on(other_settings, content) as srv:
+        yield srv
 
 
 @pytest.fixture
@@ -67,7 +55,7 @@ async def test_a_change_through_one_instance_reaches_a_console_on_another(
         async with session.get(f"{other_settings.public_url}/console/events") as events:
             assert events.status == 200
             assert events.content_type == "text/event-stream"
-            first = await _board_until(events, "tx-ana")
+            first = await board_until(events, "tx-ana")
             assert 'id="set-tx-ana-available"' in first
             assert 'class="presence available"' not in first  # nobody is available yet
             # The change goes through the first instance's admin API.
@@ -77,10 +65,37 @@ async def test_a_change_through_one_instance_reaches_a_console_on_another(
                 headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
             ) as resp:
                 assert resp.status == 200
-            html = await _board_until(events, 'class="presence available"')
+            html = await board_until(events, 'class="presence available"')
     row = html[html.index('id="counselor-tx-ana"'):]
     row = row[:row.index("</tr>")]
     assert 'class="presence available"' in row
+
+
+async def test_a_stream_whose_session_ends_says_so_and_stops(
+    notify_only: None, server: TestServer, settings: Settings
+) -> None:
+    base = settings.public_url
+    async with browser() as session:
+        await sign_in(session, base, ADMIN_TOKEN)
+        async with session.get(f"{base}/console/events") as stream:
+            first = await board_until(stream, "tx-ana")
+            assert "Your session has ended" not in first
+            conn = await asyncpg.connect(settings.database_url)
+            try:  # signed out elsewhere
+                await conn.execute("UPDATE console_sessions SET ended_at = now()")
+            finally:
+                await conn.close()
+            # Any change wakes the hub (no redraw on the clock here).
+            async with aiohttp.ClientSession() as admin, admin.put(
+                f"{base}/admin/counselors/tx-ana/presence",
+                json={"presence": "available"},
+                headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+            ) as resp:
+                assert resp.status == 200
+            ended = await board_until(stream, "Your session has ended")
+            assert "tx-ana" not in ended
+            with pytest.raises(EOFError):  # and the stream stops
+                await next_event(stream)
 
 
 @pytest.fixture
@@ -101,11 +116,8 @@ def named_content(tmp_path: Path) -> Content:
 
 @pytest.fixture
 async def named_server(settings: Settings, named_content: Content) -> AsyncIterator[TestServer]:
-    port = int(settings.public_url.rsplit(":", 1)[1])
-    srv = TestServer(create_app(settings, named_content), host="127.0.0.1", port=port)
-    await srv.start_server()
-    yield srv
-    await bounded(srv.close(), "closing the server")
+    async with server_on(settings, named_content) as srv:
+        yield srv
 
 
 async def test_markup_in_names_is_shown_as_text(

@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestServer
 
 from ivr.admin.console import events
 from ivr.config import Settings
-from tests.admin.console.helpers import ADMIN_TOKEN, browser, csrf, next_event, sign_in
+from tests.admin.console.helpers import ADMIN_TOKEN, board_until, browser, csrf, sign_in
 
 # asyncpg's add_listener sends LISTEN "<channel>": the console's connection
 # is the one whose last statement names its channel.
@@ -29,16 +29,6 @@ def notify_only(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(events, "RECONNECT_PAUSES", (0.05,), raising=False)
 
 
-async def _board_until(resp: aiohttp.ClientResponse, text: str) -> str:
-    # A bound so a change that never comes fails the test instead of hanging it.
-    async with asyncio.timeout(30):
-        while True:
-            name, html = await next_event(resp)
-            assert name == "board"
-            if text in html:
-                return html
-
-
 async def test_a_dropped_listen_connection_is_made_again(
     notify_only: None, server: TestServer, settings: Settings
 ) -> None:
@@ -49,7 +39,7 @@ async def test_a_dropped_listen_connection_is_made_again(
             await sign_in(session, base, ADMIN_TOKEN)
             async with session.get(f"{base}/console/events") as stream:
                 assert stream.status == 200
-                first = await _board_until(stream, "tx-ana")
+                first = await board_until(stream, "tx-ana")
                 assert 'class="presence available"' not in first
                 [old] = [r["pid"] for r in await conn.fetch(CONSOLE_LISTENERS)]
                 assert await conn.fetchval("SELECT pg_terminate_backend($1)", old)
@@ -68,7 +58,7 @@ async def test_a_dropped_listen_connection_is_made_again(
                 ) as resp:
                     assert resp.status == 200
                 # Brought by the NOTIFY the new connection hears.
-                await _board_until(stream, 'class="presence available"')
+                await board_until(stream, 'class="presence available"')
     finally:
         await conn.close()
 
