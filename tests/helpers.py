@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
-import time
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Mapping
@@ -13,7 +12,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import aiohttp
-import pytest
 from aiohttp.test_utils import TestServer
 from twilio.request_validator import RequestValidator
 

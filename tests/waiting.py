@@ -6,13 +6,21 @@ import asyncio
 import inspect
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar, overload
 
 T = TypeVar("T")
 
 
-async def eventually(check: Callable[[], T | Awaitable[T]], what: str, *,
-                     seconds: float = 30.0, pause: float = 0.05) -> T:
+@overload
+async def eventually(check: Callable[[], Awaitable[T]], what: str, *,
+                     seconds: float = ..., pause: float = ...) -> T: ...
+@overload
+async def eventually(check: Callable[[], T], what: str, *,
+                     seconds: float = ..., pause: float = ...) -> T: ...
+
+
+async def eventually(check: Callable[[], Any], what: str, *,
+                     seconds: float = 30.0, pause: float = 0.05) -> Any:
     """Ask `check` (plain or async) until it answers something true, and return
     that answer; fail naming `what` when `seconds` run out (a wait that runs
     out fails the test, it does not carry on as if the thing had happened)."""
@@ -22,7 +30,7 @@ async def eventually(check: Callable[[], T | Awaitable[T]], what: str, *,
         if inspect.isawaitable(found):
             found = await found
         if found:
-            return found  # type: ignore[return-value]
+            return found
         if time.monotonic() > deadline:
             raise AssertionError(f"not within {seconds:g} s: {what}")
         await asyncio.sleep(pause)

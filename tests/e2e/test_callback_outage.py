@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from ivr.sim.config import SimConfig
 from ivr.telephony import spool as spool_module
 from tests.conftest import fresh_database
 from tests.helpers import call_params, new_sid, post_signed
+from tests.waiting import eventually
 
 ANA = "+15125550101"  # tx-ana, first for a Texas caller
 TX_CALLER = "+15125550123"
@@ -82,15 +82,6 @@ async def outage(own_postgres: OwnPostgres) -> AsyncIterator[OwnPostgres]:
             await conn.close()
     except (OSError, asyncpg.PostgresError, TimeoutError):
         await asyncio.to_thread(own_postgres.start)
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], what: str, seconds: float = 30) -> None:
-    """Poll `check` until true; fail naming `what` after `seconds`."""
-    deadline = time.monotonic() + seconds
-    while not await check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"not within {seconds:g} s: {what}")
-        await asyncio.sleep(0.2)
 
 
 async def fetch(dsn: str, query: str, *args: Any) -> list[asyncpg.Record]:

@@ -17,7 +17,7 @@ from ivr.sim import CallScript, Silence, TwilioWorld, simulate_call
 from ivr.sim.config import SimConfig
 from tests.conftest import AUTH_TOKEN
 from tests.helpers import queueing_folders, server_on_folders
-from tests.waiting import until
+from tests.waiting import eventually
 
 TEXAS_CALLER = "+15125550123"
 HOLDING = "SELECT call_sid FROM waiting WHERE status = 'waiting'"
@@ -53,7 +53,7 @@ async def test_callers_holding_for_a_removed_center_go_on_to_their_next_tier(
     conn = await asyncpg.connect(settings.database_url)
     try:
         # The caller holds at the local tier: nobody is available.
-        await until(lambda: conn.fetchval(HOLDING), "a caller holding")
+        await eventually(lambda: conn.fetchval(HOLDING), "a caller holding")
         sid = await conn.fetchval(HOLDING)
         assert sid is not None
 

@@ -34,7 +34,7 @@ from ivr.sim.twiml import Gather
 from tests.conftest import AUTH_TOKEN, ROOT, bounded
 from tests.e2e.test_resilience import _wait_healthy
 from tests.publishing.test_publish import CHANGED, SHIPPED
-from tests.waiting import has, until
+from tests.waiting import eventually, has
 
 ADMIN = {"Authorization": "Bearer publish-admin-token"}
 SID = "AC" + "1" * 32
@@ -158,8 +158,8 @@ async def _serving(http: aiohttp.ClientSession, url: str) -> str:
 
 
 async def _until_serving(http: aiohttp.ClientSession, url: str, version: str) -> None:
-    await until(lambda: has(_serving(http, url), version),
-                f"{url} serving content version {version}", tries=400)
+    await eventually(lambda: has(_serving(http, url), version),
+                f"{url} serving content version {version}", seconds=20)
 
 
 class HeldAtMenu:

@@ -30,7 +30,7 @@ from tests.helpers import (
     server_on_folders,
     staff_all,
 )
-from tests.waiting import until
+from tests.waiting import eventually
 
 TEXAS_CALLER = "+15125550123"
 HOLDING = "SELECT call_sid FROM waiting WHERE status = 'waiting'"
@@ -94,7 +94,7 @@ async def test_a_caller_holding_through_a_publish_keeps_their_versions_words(
     conn = await asyncpg.connect(settings.database_url)
     try:
         # The caller holds at the local tier: nobody is available.
-        await until(lambda: conn.fetchval(HOLDING), "a caller holding")
+        await eventually(lambda: conn.fetchval(HOLDING), "a caller holding")
         sid = await conn.fetchval(HOLDING)
         assert sid is not None
         before = await conn.fetchval("SELECT content_version FROM calls WHERE call_sid = $1", sid)
@@ -175,7 +175,7 @@ async def test_a_caller_moved_on_by_a_publish_hears_their_versions_words_on_the_
     conn = await asyncpg.connect(settings.database_url)
     try:
         # The caller holds at the local tier: nobody is available.
-        await until(lambda: conn.fetchval(HOLDING), "a caller holding")
+        await eventually(lambda: conn.fetchval(HOLDING), "a caller holding")
         assert await conn.fetchval(HOLDING)
         upload = await asyncio.to_thread(without_texas_reworded, folders)
         async with aiohttp.ClientSession() as http, http.post(

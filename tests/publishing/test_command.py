@@ -24,7 +24,7 @@ from tests.conftest import AUTH_TOKEN, ROOT
 from tests.e2e.test_resilience import _wait_healthy
 from tests.helpers import server_on
 from tests.publishing.test_publish import CHANGED, SHIPPED
-from tests.waiting import has, until
+from tests.waiting import eventually, has
 
 BROKEN = ("next: spanish", "next: nowhere")
 
@@ -129,8 +129,8 @@ async def test_sighup_publishes_the_folders(folders: Path, dsn: str, tmp_path: P
         await asyncio.to_thread(edit, folders / "flows" / "988.yaml",
                                 "transfer: {line: veterans,", "transfer: {queue: crisis,")
         proc.send_signal(signal.SIGHUP)
-        await until(lambda: has(serving(url), content_hash(CHANGED)), "HUP published the edit",
-                    tries=400)
+        await eventually(lambda: has(serving(url), content_hash(CHANGED)), "HUP published the edit",
+                    seconds=20)
         assert await serving(url) == content_hash(CHANGED)
         assert proc.poll() is None  # HUP did not stop it
     finally:

@@ -20,7 +20,7 @@ from ivr.storage.counselors import list_counselors
 from ivr.storage.database import open_pool
 from tests.helpers import server_on
 from tests.publishing.test_publish import SHIPPED, edited
-from tests.waiting import has, until
+from tests.waiting import eventually, has
 
 WITHOUT_BEN = edited(
     "flows/routing.yaml",
@@ -83,6 +83,6 @@ async def test_an_activation_whose_announcement_was_lost_is_served_all_the_same(
                                    version)
         finally:
             await pool.close()
-        await until(lambda: has(serving(settings.public_url), version),
-                    "the reconcile loop served the activation", tries=200)
+        await eventually(lambda: has(serving(settings.public_url), version),
+                    "the reconcile loop served the activation", seconds=10)
         assert await serving(settings.public_url) == version

@@ -23,13 +23,13 @@ from ivr.storage import queue
 from ivr.telephony.rest import Leg
 from tests.helpers import (
     call_params,
-    eventually,
     new_sid,
     parse_twiml,
     post_signed,
-    serving,
+    server_on,
     staff_all,
 )
+from tests.waiting import eventually
 
 STATEMENTS = ("fetch", "fetchrow", "fetchval", "execute", "executemany")
 
@@ -269,7 +269,7 @@ async def test_a_menu_answer_after_the_early_offer_rang_reads_instead_of_missing
 @pytest.fixture
 async def other(other_settings: Settings, content: Content) -> AsyncIterator[TestServer]:
     """A second instance on the same database."""
-    async with serving(other_settings, content) as srv:
+    async with server_on(other_settings, content) as srv:
         yield srv
 
 
