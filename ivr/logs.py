@@ -33,17 +33,13 @@ content_version: ContextVar[str | None] = ContextVar("content_version", default=
 # The version this process serves to new calls, for lines logged outside a
 # request (start-up, the dispatcher): a context variable would be frozen into
 # each task at its creation and miss a publish.
-_serving: list[str | None] = [None]
+_serving: str | None = None
 
 _SID_IN_MESSAGE = re.compile(r"\b(CA[0-9a-fA-F]{32})\b")
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object a line; `version` is the content version outside requests."""
-
-    def __init__(self, version: str | None = None) -> None:
-        super().__init__()
-        self.version = version
+    """One JSON object a line; outside a request, the version is the one `set_version` gave."""
 
     def format(self, record: logging.LogRecord) -> str:
         message = record.getMessage()
@@ -55,7 +51,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "event": message,
             "call_sid": sid,
-            "content_version": content_version.get() or self.version or _serving[0],
+            "content_version": content_version.get() or _serving,
         }
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
@@ -91,9 +87,7 @@ def about_version(version: str | None) -> None:
         content_version.set(version)
 
 
-def set_version(version: str, root: logging.Logger | None = None) -> None:
+def set_version(version: str) -> None:
     """The content version JSON lines carry outside a request (startup, dispatcher)."""
-    _serving[0] = version
-    for handler in (root or logging.getLogger()).handlers:
-        if isinstance(handler.formatter, JsonFormatter):
-            handler.formatter.version = version
+    global _serving
+    _serving = version

@@ -137,24 +137,58 @@ def _at(mark: Any, file: str) -> Pos:  # yaml.Mark, from the C or the Python par
     return Pos(file, mark.line + 1, mark.column + 1) if mark else Pos(file, 1, 1)
 
 
-def _check_events(text: str, file: str) -> None:
-    """What PyYAML reads but cannot be content: nesting deeper than MAX_DEPTH
-    (checked on the event stream, which does not recurse, before composing)
-    and lone surrogates (a double-quoted "\udc80" is no character)."""
-    depth = 0
-    for event in yaml.parse(text, Loader=yaml.SafeLoader):
-        if isinstance(event, yaml.CollectionStartEvent):
-            depth += 1
-            if depth > MAX_DEPTH:
-                raise YamlSyntaxError(Problem(_at(event.start_mark, file),
-                                              f"nested more than {MAX_DEPTH} deep"))
-        elif isinstance(event, yaml.CollectionEndEvent):
-            depth -= 1
-        elif isinstance(event, yaml.ScalarEvent) and _SURROGATE.search(event.value):
+class _ContentLoader(yaml.SafeLoader):
+    """SafeLoader refusing, as it composes, what PyYAML reads but cannot be
+    content: nesting deeper than MAX_DEPTH (refused long before the
+    composer's recursion per level would die of a RecursionError) and lone
+    surrogates (a double-quoted "\\udc80" is no character). One pass: the
+    checks ride on the composition instead of a parse of their own."""
+
+    def __init__(self, text: str, file: str) -> None:
+        super().__init__(text)
+        self.file = file
+        self.depth = 0
+
+    def compose_scalar_node(self, anchor: Any) -> yaml.ScalarNode:
+        node: yaml.ScalarNode = super().compose_scalar_node(anchor)
+        if _SURROGATE.search(node.value):
             raise YamlSyntaxError(Problem(
-                _at(event.start_mark, file),
+                _at(node.start_mark, self.file),
                 "a lone surrogate (\\ud800 to \\udfff) is not a character: write the "
                 "character itself"))
+        return node
+
+    def compose_sequence_node(self, anchor: Any) -> yaml.SequenceNode:
+        self._deeper()
+        try:
+            node: yaml.SequenceNode = super().compose_sequence_node(anchor)
+            return node
+        finally:
+            self.depth -= 1
+
+    def compose_mapping_node(self, anchor: Any) -> yaml.MappingNode:
+        self._deeper()
+        try:
+            node: yaml.MappingNode = super().compose_mapping_node(anchor)
+            return node
+        finally:
+            self.depth -= 1
+
+    def _deeper(self) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            event = self.peek_event()  # type: ignore[no-untyped-call]  # the collection's start
+            raise YamlSyntaxError(Problem(_at(event.start_mark, self.file),
+                                          f"nested more than {MAX_DEPTH} deep"))
+
+
+def _compose(text: str, file: str) -> yaml.Node | None:
+    loader = _ContentLoader(text, file)
+    try:
+        node: yaml.Node | None = loader.get_single_node()
+        return node
+    finally:
+        loader.dispose()
 
 
 def _offset_pos(text: str, index: int, file: str) -> Pos:
@@ -177,8 +211,7 @@ def decode(data: bytes, file: str) -> str:
 def parse(text: str, file: str) -> Node:
     """Parse one YAML document; a syntax error becomes one positioned Problem."""
     try:
-        _check_events(text, file)
-        raw = yaml.compose(text, Loader=yaml.SafeLoader)
+        raw = _compose(text, file)
     except yaml.reader.ReaderError as exc:
         # The reader refuses a character (a control character, say): it knows
         # the offset, not the line; the author needs the line.

@@ -16,8 +16,12 @@ LEG = "CA" + "fedcba9876543210" * 2
 
 
 @pytest.fixture
-def private_root() -> Iterator[tuple[logging.Logger, io.StringIO]]:
-    """A logger standing in for the root, with one text handler, as basicConfig leaves it."""
+def private_root(
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[tuple[logging.Logger, io.StringIO]]:
+    """A logger standing in for the root, with one text handler, as basicConfig leaves it
+    (and the process's serving version restored after the test)."""
+    monkeypatch.setattr(logs, "_serving", None)
     logger = logging.getLogger("tests.logs.private")
     logger.propagate = False
     out = io.StringIO()
@@ -33,7 +37,7 @@ def private_root() -> Iterator[tuple[logging.Logger, io.StringIO]]:
 def test_json_format_on_request(private_root: tuple[logging.Logger, io.StringIO]) -> None:
     logger, out = private_root
     assert logs.use_format("JSON", logger) == "json"
-    logs.set_version("lifeline@abc", logger)
+    logs.set_version("lifeline@abc")
     token = logs.call_sid.set(SID)
     try:
         logger.info("heard %s", "español")
@@ -53,7 +57,7 @@ def test_request_version_wins_over_the_process_one(
 ) -> None:
     logger, out = private_root
     logs.use_format("json", logger)
-    logs.set_version("old", logger)
+    logs.set_version("old")
     token = logs.content_version.set("new")
     try:
         logger.warning("x")

@@ -62,6 +62,7 @@ import math
 import os
 import re
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
@@ -598,6 +599,8 @@ class ListenSession:
         self.config = config or engine.config
         self.stats = ListenStats()
         self.decision: Decision | None = None
+        # Seconds from the end of the utterance (or the `finish` call) to the decision.
+        self.decided_in: float | None = None
         self.speech_started = False
         self.ignored_words: dict[str, list[str]] = {}
         if not grammars:
@@ -659,11 +662,12 @@ class ListenSession:
             self._pending_frames += len(step.frames)
             self._kick()
         if self._failed:
-            return self._conclude(NoMatch("error"))
+            return self._conclude(NoMatch("error"), time.perf_counter())
         if step.speech_ended:
+            started = time.perf_counter()
             decision = await self._finalize()
             if decision is not None:
-                return self._conclude(decision)
+                return self._conclude(decision, started)
             self._heard_noise = True
         return None
 
@@ -673,6 +677,7 @@ class ListenSession:
             return self.decision
         if self._closed:
             return NoMatch("closed")
+        started = time.perf_counter()
         decision: Decision | None = None
         if self._failed:
             decision = NoMatch("error")
@@ -681,7 +686,7 @@ class ListenSession:
             decision = await self._finalize()
         if decision is None:
             decision = NoMatch("noise" if self._heard_noise else "silence")
-        return self._conclude(decision)
+        return self._conclude(decision, started)
 
     def close(self) -> None:
         """Stop listening and free the recognizers (after a running job ends)."""
@@ -695,9 +700,11 @@ class ListenSession:
 
     # -------------------------------------------------------------- internals
 
-    def _conclude(self, decision: Decision) -> Decision:
+    def _conclude(self, decision: Decision, started: float) -> Decision:
+        """Keep the first decision, and the time it took since `started`."""
         if self.decision is None:
             self.decision = decision
+            self.decided_in = time.perf_counter() - started
         self.close()
         return self.decision
 

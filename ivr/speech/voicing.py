@@ -27,10 +27,11 @@ latency under load.
 from __future__ import annotations
 
 import operator
-import sys
 from array import array
 from dataclasses import dataclass
 from itertools import accumulate
+
+from ivr.speech.audio import _samples
 
 __all__ = ["VoicingConfig", "VoicingMeter", "window_pitch"]
 
@@ -148,10 +149,7 @@ class VoicingMeter:
         """Add 16-bit little-endian 8 kHz PCM; stops analysing once speech is proven."""
         if self.speech_like or not pcm:
             return
-        piece = array("h", pcm[: len(pcm) - len(pcm) % 2])
-        if sys.byteorder != "little":
-            piece.byteswap()
-        self._buf.extend(piece)
+        self._buf.extend(_samples(pcm))
         step = 2 * _WINDOW
         start = 0
         while len(self._buf) - start >= step and not self.speech_like:

@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import Awaitable
-from typing import Any, TypeVar
+from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from ivr import keys, logs
-from ivr.speech.asr import Decision, ListenSession, Match, NoMatch
+from ivr.speech.asr import ListenSession, Match, NoMatch
 from ivr.speech.audio import FRAME_BYTES
 from ivr.storage import calls as db
 from ivr.telephony.streamproto import (
@@ -38,8 +36,6 @@ from ivr.telephony.streamproto import (
 )
 
 log = logging.getLogger(__name__)
-
-_D = TypeVar("_D", Decision, Decision | None)
 
 START_TIMEOUT = 5.0  # a stream that never says `start` is not Twilio
 PROMPT_MARK = "prompt-end"
@@ -90,7 +86,7 @@ async def media_stream(request: web.Request) -> web.StreamResponse:
             log.warning("call %s: media stream sent no caller audio by the menu's deadline; "
                         "deciding on what was heard", call_sid)
             decision = _decision(await session.finish())
-        app[keys.metrics].speech_decided(decision, listener.decided_in)
+        app[keys.metrics].speech_decided(decision, session.decided_in)
         if decision is not None:
             await db.store_decision(app[keys.pool], call_sid, token, decision)
             log.info("call %s: listening menu decided %s", call_sid, _summary(decision))
@@ -142,8 +138,6 @@ class _Listener:
         self.timeout = timeout
         self.playing = False
         self.heard = 0.0  # seconds of caller audio received
-        # From the end of the caller's speech (or the menu's end) to the decision.
-        self.decided_in: float | None = None
         self._stall: asyncio.Timeout | None = None
         self._rearm_at = 0.0
 
@@ -164,7 +158,7 @@ class _Listener:
             if not stall.expired():
                 raise
             log.warning("media stream stalled: deciding on what was heard")
-            return _decision(await self._timed(self.session.finish()))
+            return _decision(await self.session.finish())
 
     def _arm_stall(self, remaining: float) -> None:
         """Move the stall timer to `remaining` + slack from now, at most once a second.
@@ -195,7 +189,7 @@ class _Listener:
                     deadline = self.heard + SPEECH_GRACE
                     self._rearm_at = 0.0  # the deadline moved: move the timer now
                     continue
-                return _decision(await self._timed(self.session.finish()))
+                return _decision(await self.session.finish())
             self._arm_stall(deadline - self.heard)
             msg = await self.ws.receive()
             if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED,
@@ -224,15 +218,6 @@ class _Listener:
                 case _:
                     raise StreamProtocolError(f"unexpected {type(event).__name__} mid-stream")
 
-    async def _timed(self, work: Awaitable[_D]) -> _D:
-        """A session call, timed when it decides: the frame that ends an
-        utterance (or the menu's end) waits for the final decode."""
-        started = time.perf_counter()
-        decision = await work
-        if decision is not None and self.decided_in is None:
-            self.decided_in = time.perf_counter() - started
-        return decision
-
     async def _play(self) -> None:
         for i in range(0, len(self.prompt), CHUNK_BYTES):
             await self.ws.send_str(media_message(self.stream_sid, self.prompt[i : i + CHUNK_BYTES]))
@@ -246,7 +231,7 @@ class _Listener:
 
     async def _hear(self, payload: bytes) -> dict[str, Any] | None:
         for i in range(0, len(payload), FRAME_BYTES):
-            decision = await self._timed(self.session.feed(payload[i : i + FRAME_BYTES]))
+            decision = await self.session.feed(payload[i : i + FRAME_BYTES])
             if self.playing and self.session.speech_started:
                 await self._barge_in()
             if decision is not None:

@@ -28,7 +28,3 @@ STATUS_CALLBACK_OVERRIDES = "rc=5&rp=all"
 def with_overrides(url: str) -> str:
     """`url` with our connection overrides as its fragment (replacing any)."""
     return urlunsplit(urlsplit(url)._replace(fragment=STATUS_CALLBACK_OVERRIDES))
-
-
-def without_fragment(url: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(fragment=""))

@@ -87,8 +87,10 @@ async def test_silence_costs_no_decoding(engine: SpeechEngine) -> None:
     hiss = pcm16_to_ulaw(bytes(FRAME_BYTES * 2))  # digital zero through the codec
     for frame in [SILENCE_FRAME, hiss] * 100:  # four seconds
         assert await session.feed(frame) is None
+    assert session.decided_in is None  # nothing decided yet
     decision = await session.finish()
     assert decision == NoMatch("silence")
+    assert session.decided_in is not None  # a timeout's decision is timed too
     assert session.stats.frames_fed == 200
     assert session.stats.frames_decoded == 0
     assert session.stats.decode_jobs == 0
@@ -106,6 +108,8 @@ async def test_speech_frames_only_reach_the_decoder(engine: SpeechEngine, speech
     assert word_frames <= stats.frames_decoded <= word_frames + 30
     assert stats.frames_fed < word_frames + 200
     assert stats.recognizers_created == 1 and stats.utterances == 1
+    # The frame that ended the word waited for its final decode: that wait is timed.
+    assert session.decided_in is not None and session.decided_in >= 0
 
 
 # Measured with espeak-ng's Korean voice: these are rejected (the unknown
@@ -188,9 +192,13 @@ async def test_finish_mid_word_decides_with_what_was_heard(
     for frame in frames(padded(speech.mulaw("스페인어"), after=0.1)):
         assert await session.feed(frame) is None  # the utterance has not ended yet
     assert session.in_speech
+    assert session.decided_in is None
     decision = await session.finish()
     assert isinstance(decision, Match) and decision.word == "스페인어", decision
+    first = session.decided_in
+    assert first is not None
     assert await session.finish() == decision
+    assert session.decided_in == first  # the first decision's time, kept
     assert await session.feed(SILENCE_FRAME) is None
 
 

@@ -176,7 +176,7 @@ async def test_silence_until_the_timeout_is_no_input(
 
 
 async def test_stream_that_stops_sending_is_decided_on_what_was_heard(
-    speech_server: TestServer, settings: Settings
+    speech_server: TestServer, settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Half a second of line noise, then nothing while the socket stays open.
 
@@ -186,6 +186,10 @@ async def test_stream_that_stops_sending_is_decided_on_what_was_heard(
     root, _ = await answer_menu(settings, lambda sid, tok: spoken(b"", sid, tok, tail=0.0)[:27])
     assert "Connecting you" in (root.find("Say").text or "")  # type: ignore[union-attr]
     assert root.find("Dial") is not None
+    # Decided by the stall timer, not by the wall-clock limit behind it (which
+    # would decide the same, seconds later).
+    assert "media stream stalled" in caplog.text
+    assert "no caller audio by the menu's deadline" not in caplog.text
 
 
 async def test_unknown_word_takes_the_no_match_path(
