@@ -584,9 +584,11 @@ async def test_ivr_serve_killed_during_work_in_flight(
         world = TwilioWorld(counselors={ANA: NoAnswer()},
                             default=CounselorScript(answer_after=3, talk_seconds=TALK))
         trigger: Trigger = places_a_leg
+        kind = "place_leg"
     else:  # nobody answers in the caller's tier: the caller is moved to a backup's number
         world = TwilioWorld(default=NoAnswer())
         trigger = moves_a_caller
+        kind = "move_caller"
     what = "sent" if sent else "unsent"
     drill = Drill(f"serve-killed-during-{during.replace(' ', '-')}-{what}", flow_bound(content),
                   LEASE)
@@ -605,9 +607,17 @@ async def test_ivr_serve_killed_during_work_in_flight(
         drill.after = await reconcile_later(c.pool, dsn, tmp_path / "later", content,
                                             world.api_url)
         await tally(drill, c.pool, world)
+        # The victim's own work, leased when it died: done by a later attempt.
+        # (Without that, the caller still reaches the lifeline within the
+        # bound, so the checks below alone would not see it lost.)
+        finished = await c.pool.fetchval(
+            "SELECT count(*) FROM timers WHERE kind = $1 AND attempts > 1"
+            " AND done_at IS NOT NULL", kind)
         survivor = next(i for i in c.instances if i is not victim)
         assert survivor.proc.poll() is None, survivor.tail()
     drill.check()
+    if not sent:  # Twilio had it: its callbacks finish the work, no second attempt needed
+        assert finished > 0, f"the dead instance's {kind} was never taken over"
 
 
 async def test_one_of_two_instances_killed_with_50_callers_in_flight(
