@@ -86,6 +86,7 @@ async def test_postgres_stopped_3_s_while_phones_ring(
                 if any(leg.request.to == ANA for leg in world.legs):
                     break
                 await asyncio.sleep(0.02)
+            ringing = sum(leg.request.to == ANA and not leg.done.is_set() for leg in world.legs)
             await asyncio.to_thread(running[-1].cleanup)
             await asyncio.sleep(OUTAGE)
             running.append(await asyncio.to_thread(get_server, path, cleanup_mode="stop"))
@@ -106,6 +107,7 @@ async def test_postgres_stopped_3_s_while_phones_ring(
     reached = sum(t.reached_human for t in done)
     print(f"drill pg-stopped-{OUTAGE:g}s, {callers} callers: {reached} reached a human or a "
           f"line; left by lost callbacks {lost}, after the reconciliation {left}")
+    assert ringing > 0, "PostgreSQL stopped while no phone rang: the drill met nothing"
     assert reached == callers, "\n\n".join(t.format() for t in done if not t.reached_human)
     assert left == {"open_calls": 0, "counselors_held_by_ended_calls": 0, "offers_ringing": 0,
                     "double_offers": 0}
