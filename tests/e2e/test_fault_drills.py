@@ -50,7 +50,7 @@ from ivr.storage.counselors import list_counselors, set_presence
 from tests.conftest import AUTH_TOKEN, ROOT, bounded, make_settings
 from tests.e2e.appclock import Clock
 from tests.e2e.test_callback_outage import OwnPostgres
-from tests.e2e.test_drills import CLEAN, left_to_repair
+from tests.e2e.test_drills import CLEAN, left_to_repair, repaired
 from tests.e2e.test_resilience import _wait_healthy
 
 pytestmark = pytest.mark.drill
@@ -209,14 +209,9 @@ async def reconcile_later(pool: asyncpg.Pool, settings_dsn: str, tmp: Path, cont
     srv = TestServer(create_app(settings, content, clock=clock), host="127.0.0.1", port=port)
     await srv.start_server()
     try:
-        for _ in range(300):
-            left = await left_to_repair(pool)
-            if not any(left.values()):
-                break
-            await asyncio.sleep(0.05)
+        return await repaired(pool)
     finally:
         await bounded(srv.close(), "closing the reconciling server")
-    return left
 
 
 # -- 1. PostgreSQL killed for 20 s -----------------------------------------------------
@@ -289,11 +284,7 @@ async def test_postgres_killed_while_callers_hold_and_phones_ring(
             drill.before = await left_to_repair(pool)
             # A while later (the clock moved on) the sweep asks Twilio.
             clock.ahead = timedelta(minutes=5)
-            for _ in range(300):
-                drill.after = await left_to_repair(pool)
-                if not any(drill.after.values()):
-                    break
-                await asyncio.sleep(0.05)
+            drill.after = await repaired(pool)
             await tally(drill, pool, world)
         finally:
             if pool is not None:
