@@ -66,6 +66,7 @@ from ivr.flow.model import Flow, Menu, Transfer
 from ivr.flow.runtime import TransferTo
 from ivr.routing.bounds import TransferBounds, destination_bounds, transfer_bounds
 from ivr.routing.model import RoutingPlan
+from ivr.routing.reach import transfer_prompts
 from ivr.routing.rules import BACKUP_PROMPT
 from ivr.routing.steps import DialStep, transfer_steps
 from ivr.sim import CallScript, CounselorScript, NoAnswer, Press, Silence, TwilioWorld
@@ -228,8 +229,7 @@ def _transfer_bound(content: Content, flow: Flow, path: CallPath, node: str, lan
     plan = content.plan
     steps = transfer_steps(plan, TransferTo(node, body.queue, body.line, language, path.need),
                            path.state, plan.national_backup.number)
-    backup = content.flows.prompts.get(language, BACKUP_PROMPT)
-    prompts = {BACKUP_PROMPT: backup.seconds if backup else 0.0}
+    prompts = transfer_prompts(content.flows.prompts, language)  # as the analysis counts it
     where = f"queue {body.queue}" if body.queue else f"line {body.line}"
     dials: dict[str, float] = {}
     for index, step in enumerate(steps):

@@ -94,7 +94,7 @@ def reaches(
         else:
             continue  # a transfer the plan lacks is reported when the flow loads
         tiers = destination_bounds(
-            plan, _prompts(catalog, arrival.language), queue=transfer.queue,
+            plan, transfer_prompts(catalog, arrival.language), queue=transfer.queue,
             line=transfer.line, languages=(arrival.language,), needs=(arrival.need,),
             lead_in=arrival.lead_in,
         )
@@ -115,7 +115,7 @@ def _reach(kind: Literal["queue", "line"], name: str, legs: Sequence[Leg]) -> Re
     )
 
 
-def _prompts(catalog: PromptCatalog, language: str) -> dict[str, float]:
+def transfer_prompts(catalog: PromptCatalog, language: str) -> dict[str, float]:
     """Seconds of the prompts a transfer says on its own, as the caller hears them."""
     prompt = catalog.get(language, BACKUP_PROMPT)
     if prompt is not None:

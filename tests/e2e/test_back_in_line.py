@@ -5,22 +5,18 @@ re-opens their waiting row (left in status 'backup' by the dial step)."""
 from __future__ import annotations
 
 import shutil
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
 import pytest
-from aiohttp.test_utils import TestServer
 
-from ivr.app import create_app
 from ivr.config import Settings
 from ivr.content import Content, load_content
 from ivr.sim import CallScript, NoAnswer, Silence, TwilioWorld, simulate_call
 from ivr.sim.config import SimConfig
 from ivr.sim.script import DialOutcome
 from ivr.sim.transcript import CounselorJoined
-from tests.conftest import AUTH_TOKEN, ROOT, bounded
-from tests.helpers import staff_all
+from tests.conftest import ROOT
 
 CHICAGO_CALLER = "+13125550123"  # area code 312: Illinois
 LOCAL_COUNSELOR = "+13125550151"
@@ -51,7 +47,8 @@ CHICAGO = f"""
 
 
 @pytest.fixture
-def chicago(tmp_path: Path) -> Content:
+def content(tmp_path: Path) -> Content:
+    """The shipped content with CHICAGO's center (the `server` fixture serves it)."""
     shutil.copytree(ROOT / "flows", tmp_path / "flows")
     shutil.copytree(ROOT / "prompts", tmp_path / "prompts")
     plan = tmp_path / "flows" / "routing.yaml"
@@ -68,22 +65,10 @@ def chicago(tmp_path: Path) -> Content:
     return load_content(tmp_path / "flows", tmp_path / "prompts")
 
 
-@pytest.fixture
-async def chicago_server(settings: Settings, chicago: Content) -> AsyncIterator[TestServer]:
-    port = int(settings.public_url.rsplit(":", 1)[1])
-    srv = TestServer(create_app(settings, chicago), host="127.0.0.1", port=port)
-    await srv.start_server()
-    yield srv
-    await bounded(srv.close(), "closing the test server")
-
-
 @pytest.mark.counselors(counselors={LOCAL_COUNSELOR: NoAnswer()})
 async def test_a_counselor_tier_after_a_dial_step_rings_its_counselor(
-    chicago_server: TestServer, settings: Settings, world: TwilioWorld
+    sim: SimConfig, settings: Settings, world: TwilioWorld
 ) -> None:
-    await staff_all(chicago_server)
-    sim = SimConfig(server_url=settings.public_url, auth_token=AUTH_TOKEN,
-                    account_sid=settings.account_sid)
     script = CallScript(from_number=CHICAGO_CALLER, inputs=(Silence(),),
                         dial_outcomes=(DialOutcome("no-answer"),))
     t = await simulate_call(sim, script, world=world)

@@ -6,28 +6,24 @@ shorter than a full ring lasts one full ring plus the moment a claim takes
 from __future__ import annotations
 
 import shutil
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from aiohttp.test_utils import TestServer
 
-from ivr.app import create_app
-from ivr.config import Settings
 from ivr.content import Content, load_content
 from ivr.routing.rules import CLAIM_SLACK, MIN_RING
 from ivr.sim import CallScript, Silence, TwilioWorld, simulate_call
 from ivr.sim.config import SimConfig
-from tests.conftest import AUTH_TOKEN, ROOT, bounded
-from tests.helpers import staff_all
+from tests.conftest import ROOT
 
 TX_CALLER = "+15125550123"
 SHORT = 5  # seconds: a tier shorter than one full ring
 
 
 @pytest.fixture
-def short_tiers(tmp_path: Path) -> Content:
-    """The shipped content, with counselor tiers shorter than a full ring."""
+def content(tmp_path: Path) -> Content:
+    """The shipped content, with counselor tiers shorter than a full ring (the
+    `server` fixture serves it)."""
     shutil.copytree(ROOT / "flows", tmp_path / "flows")
     shutil.copytree(ROOT / "prompts", tmp_path / "prompts")
     plan = tmp_path / "flows" / "routing.yaml"
@@ -40,21 +36,7 @@ def short_tiers(tmp_path: Path) -> Content:
     return load_content(tmp_path / "flows", tmp_path / "prompts")
 
 
-@pytest.fixture
-async def short_server(settings: Settings, short_tiers: Content) -> AsyncIterator[TestServer]:
-    port = int(settings.public_url.rsplit(":", 1)[1])
-    srv = TestServer(create_app(settings, short_tiers), host="127.0.0.1", port=port)
-    await srv.start_server()
-    yield srv
-    await bounded(srv.close(), "closing the test server")
-
-
-async def test_no_counselor_rings_past_a_short_tier(
-    short_server: TestServer, settings: Settings, world: TwilioWorld
-) -> None:
-    await staff_all(short_server)
-    sim = SimConfig(server_url=settings.public_url, auth_token=AUTH_TOKEN,
-                    account_sid=settings.account_sid)
+async def test_no_counselor_rings_past_a_short_tier(sim: SimConfig, world: TwilioWorld) -> None:
     script = CallScript(from_number=TX_CALLER, inputs=(Silence(),))
     t = await simulate_call(sim, script, world=world)
     timeouts = [leg.request.timeout for leg in world.legs]

@@ -46,8 +46,7 @@ from ivr.flow.model import Menu
 from ivr.flow.prompts import placeholders
 from ivr.flow.runtime import TransferTo
 from ivr.routing.bounds import Scenario, walk
-from ivr.routing.reach import Reach
-from ivr.routing.rules import BACKUP_PROMPT
+from ivr.routing.reach import Reach, transfer_prompts
 from ivr.routing.steps import DialStep, Step, WarmStep, transfer_steps
 from ivr.sim import CallScript, NoAnswer, Press, Silence, TwilioWorld
 from ivr.sim.call import simulate_call
@@ -153,8 +152,7 @@ def worst_scenario(steps: Sequence[Step], content: Content, language: str,
                    lead_in: float, figure: str) -> Scenario:
     """The scenario of ivr.routing.bounds whose `figure` is the worst (as
     transfer_bounds walks them, the first of the largest)."""
-    backup = content.flows.prompts.get(language, BACKUP_PROMPT)
-    prompts = {BACKUP_PROMPT: backup.seconds if backup else 0.0}
+    prompts = transfer_prompts(content.flows.prompts, language)
     warm = [i for i, s in enumerate(steps) if isinstance(s, WarmStep)]
     scenarios = [Scenario(degraded, frozenset(free)) for degraded in (False, True)
                  for n in range(len(warm) + 1) for free in itertools.combinations(warm, n)]
@@ -272,7 +270,7 @@ async def test_the_worst_path_is_replayed_to_the_same_seconds(
     first_bound = walk(steps_for(content, arrival, state),
                        worst_scenario(steps_for(content, arrival, state), content,
                                       arrival.language, arrival.lead_in, "to_first_ring"),
-                       {BACKUP_PROMPT: _backup_seconds(content, arrival.language)},
+                       transfer_prompts(content.flows.prompts, arrival.language),
                        arrival.lead_in).to_first_ring
     assert arrival.seconds + first_bound == pytest.approx(reach.to_first_ring)
 
@@ -305,15 +303,10 @@ async def test_a_tier_nobody_answers_ends_at_its_deadline(
     r = replay(content, english, "TX", "to_backup")
     assert set(local.counselors) <= set(r.free)
     bound = walk(steps, worst_scenario(steps, content, "en", english.lead_in, "to_backup"),
-                 {BACKUP_PROMPT: _backup_seconds(content, "en")}, english.lead_in)
+                 transfer_prompts(content.flows.prompts, "en"), english.lead_in)
     found = await play(dsn, prompts, content, r)
     rung = {e.target for e in found.transcript.of_type(LegEvent) if e.event == "ringing"}
     assert len(rung) == 1, found.transcript.format()  # one phone, for the whole tier
     assert near(found.backup_dialled, english.seconds + bound.to_backup), (
         f"bound {english.seconds + bound.to_backup:.1f} s; found {found.backup_dialled}\n"
         + found.transcript.format())
-
-
-def _backup_seconds(content: Content, language: str) -> float:
-    prompt = content.flows.prompts.get(language, BACKUP_PROMPT)
-    return prompt.seconds if prompt else 0.0
