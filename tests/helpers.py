@@ -7,11 +7,12 @@ import contextlib
 import shutil
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 
 import aiohttp
+from aiohttp import web
 from aiohttp.test_utils import TestServer
 from twilio.request_validator import RequestValidator
 
@@ -115,3 +116,14 @@ def queueing_folders(dest: Path) -> Path:
     flow.write_text("".join(line for line in flow.read_text().splitlines(keepends=True)
                             if not line.startswith("max_time_to_backup:")))
     return dest
+
+
+async def catch_all_server(route: Callable[[web.Request], Awaitable[web.Response]],
+                port: int) -> web.AppRunner:
+    """A server on 127.0.0.1:`port` that hands every request to `route`."""
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", route)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner

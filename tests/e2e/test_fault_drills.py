@@ -52,6 +52,7 @@ from tests.e2e.appclock import Clock
 from tests.e2e.test_callback_outage import OwnPostgres
 from tests.e2e.test_drills import CLEAN, left_to_repair, repaired
 from tests.e2e.test_resilience import _wait_healthy
+from tests.helpers import catch_all_server
 
 pytestmark = pytest.mark.drill
 
@@ -300,17 +301,6 @@ async def test_postgres_killed_while_callers_hold_and_phones_ring(
 # -- instances: real `ivr serve` processes behind a balancer ------------------------------
 
 
-async def serve(route: Callable[[web.Request], Awaitable[web.Response]],
-                port: int) -> web.AppRunner:
-    """A server on 127.0.0.1:`port` that hands every request to `route`."""
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", route)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    return runner
-
-
 class Balancer:
     """What Twilio reaches: a load balancer in front of the instances.
 
@@ -378,7 +368,7 @@ class Balancer:
         # killed instance then refuses the connection rather than dropping a
         # request sent down a kept-alive one.
         self._http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True))
-        self._runner = await serve(self.route, self.port)
+        self._runner = await catch_all_server(self.route, self.port)
 
     async def stop(self) -> None:
         if self._runner is not None:
@@ -443,7 +433,7 @@ class SlowApi:
 
     async def start(self) -> None:
         self._http = aiohttp.ClientSession()
-        self._runner = await serve(self.route, self.port)
+        self._runner = await catch_all_server(self.route, self.port)
 
     async def stop(self) -> None:
         self.release.set()

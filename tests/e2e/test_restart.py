@@ -29,7 +29,7 @@ from ivr.sim.transcript import Dialed
 from ivr.storage import timers
 from ivr.telephony import worker
 from tests.conftest import AUTH_TOKEN, bounded
-from tests.helpers import staff_all
+from tests.helpers import catch_all_server, staff_all
 
 TX_CALLER = "+15125550123"
 HOP = ("host", "content-length", "transfer-encoding", "connection")
@@ -64,11 +64,7 @@ class Front:
 
     async def start(self) -> None:
         self._http = aiohttp.ClientSession()
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self.route)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        self._runner = await catch_all_server(self.route, self.port)
 
     async def route(self, request: web.Request) -> web.Response:
         assert self._http is not None
