@@ -33,26 +33,50 @@ dialled. No bound exists for "joined": it depends on the counselor.
 The server runs on the world's clock (create_app(clock=TwilioWorld.server_clock)):
 its tier deadlines pass in simulated seconds like the rings and prompts around
 them, so a tier nobody answers ends at its deadline, not after each of its
-counselors has rung out in turn (on the wall clock, 20 to 100 times slower,
-a deadline never came before the phones did).
+counselors has rung out in turn.
 
-Simulated seconds do not depend on the machine's speed except for the
-server's own work between two webhooks, which the simulator's clock counts
-at its time scale (10 ms of wall time per simulated second): the spread
-over the runs shows how much that is.
+Real time, by default (--time-scale 1000: one simulated second lasts one
+wall second). The simulator counts whatever wall time passes while the
+caller waits for a webhook's answer at its time scale (ivr/sim/callers.py
+keep_pace: the world's clock ran on meanwhile): at 10 ms per simulated second
+the server's 2 ms became 0.2 s of the caller's silence, a hundredfold
+magnification of the one figure the server controls, which on a loaded
+machine decided whether a 25 s target was met. In real time the caller waits
+what a caller on Twilio would wait for our answer (plus Twilio's own network
+and text-to-speech latency, which no simulator here measures), and nothing
+else changes: prompts, rings and timeouts last their simulated seconds either
+way. Counting the server's answer 1:1 inside a faster world was the other way;
+it makes the caller's clock and the world's drift apart by the difference at
+every webhook, while the server's deadlines and the counselors' legs run on
+the world's, so the transcript would stop telling one order of events.
+
+Real time costs wall time, bought back by running the calls concurrently:
+each run of each path is a job of its own (its own database on one embedded
+PostgreSQL, its own simulated Twilio, its own in-process server, all in this
+process), at most --jobs (12) at once; the counselors and the parties of a
+<Dial> hang up 2 s after joining the caller, as nothing after the join is
+measured. The whole table takes about two minutes of wall time. The server's
+answers then share two cores with the other calls' work and with whatever else
+the machine runs: the load average is sampled during the run and printed with
+the table, and `menu answer ms`, the caller's silence between the end of their
+last menu (its timeout, or their key) and the next prompt, shows what the
+server's answer cost each call.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import math
+import os
 import statistics
 import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
@@ -72,12 +96,20 @@ from ivr.routing.steps import DialStep, transfer_steps
 from ivr.sim import CallScript, CounselorScript, NoAnswer, Press, Silence, TwilioWorld
 from ivr.sim.call import simulate_call
 from ivr.sim.config import SimConfig
-from ivr.sim.counselors import Behaviour
+from ivr.sim.counselors import DEFAULT_BEHAVIOUR, Behaviour
 from ivr.sim.geo import number_in_state
 from ivr.sim.media import MediaStreams, StreamSettings
 from ivr.sim.run import local_server, throwaway_settings
 from ivr.sim.script import CallerInput, DialOutcome
-from ivr.sim.transcript import CounselorJoined, Dialed, LegEvent, Transcript
+from ivr.sim.transcript import (
+    CounselorJoined,
+    Dialed,
+    Heard,
+    LegEvent,
+    Pressed,
+    Silent,
+    Transcript,
+)
 from ivr.storage.counselors import PresenceConflict, list_counselors, set_presence
 from ivr.storage.database import open_pool
 
@@ -85,11 +117,13 @@ ROOT = Path(__file__).resolve().parent.parent
 FLOW_ID = "lifeline"
 MENU_PROMPT = "main_menu"
 AFTER_PROMPT = 0.5  # "press 2 after the menu": this long after its prompt ends
-# Wall seconds per simulated second while parties wait on each other: five
-# times `ivr call`'s, so that the server's own work between two webhooks,
-# which the simulator's clock counts at this rate, shifts a figure less.
-TIME_SCALE = 0.05
+# Wall seconds per simulated second: real time, so that the server's own work
+# while the caller waits for a webhook counts what it costs (see above).
+TIME_SCALE = 1.0
 POLL_SECONDS = 0.2  # simulated seconds between the server's looks at its timers
+TALK_SECONDS = 2.0  # a counselor or a <Dial>'s party talks this long: nothing after is measured
+JOBS = 12  # calls at once: each has a server holding 4 or more of PostgreSQL's 100 connections
+LOAD_EVERY = 5.0  # wall seconds between two samples of the machine's load average
 RESET_TRIES = 50  # presence resets tried (0.1 s apart) while a counselor wraps up
 
 
@@ -253,6 +287,24 @@ class Measured:
     who: str | None  # the address that answered: a counselor's phone, a line, a center
     dialled: float | None  # when the <Dial> that was answered started ringing
     cancelled: int = 0  # counselor legs the server ended before they joined the caller
+    # The caller's silence between the end of their last menu before the
+    # transfer (its timeout, or their key) and the next prompt: the server's answer.
+    menu_answer: float | None = None
+
+
+def menu_answer(transcript: Transcript) -> float | None:
+    """Seconds from the end of the caller's last menu (the last silence or key
+    they gave before the next prompt) to that prompt; None without one."""
+    ended: float | None = None
+    found: float | None = None
+    for entry in transcript.entries:
+        if isinstance(entry, Silent):
+            ended = entry.at + entry.seconds
+        elif isinstance(entry, Pressed) and not entry.ignored:
+            ended = entry.at
+        elif isinstance(entry, Heard) and ended is not None:
+            found, ended = entry.at - ended, None
+    return found
 
 
 def measure(transcript: Transcript) -> Measured:
@@ -277,7 +329,8 @@ def measure(transcript: Transcript) -> Measured:
         1 for events in legs.values()
         if events[0].target != who
         and any(e.event == "canceled" or "REST API" in e.detail for e in events))
-    return Measured(min(rings, default=None), joined, who, dialled, cancelled)
+    return Measured(min(rings, default=None), joined, who, dialled, cancelled,
+                    menu_answer(transcript))
 
 
 def names(plan: RoutingPlan) -> dict[str, str]:
@@ -315,11 +368,17 @@ async def run_path(base: Settings, content: Content, path: CallPath, runs: int,
     plan = content.plan
     by_id = {c.id: c for center in plan.centers.values() for c in center.counselors}
     token = base.required_secrets().auth_token
+    assert isinstance(DEFAULT_BEHAVIOUR, CounselorScript)
     world = TwilioWorld(account_sid=base.account_sid, auth_token=token,
                         counselors={by_id[i].address: b for i, b in path.counselors.items()},
+                        default=replace(DEFAULT_BEHAVIOUR, talk_seconds=TALK_SECONDS),
                         time_scale=time_scale, paced_ivr=True)
+    # Every <Dial> past the scripted ones is answered, as the script's default is.
+    dials = (*path.dials, *itertools.repeat(DialOutcome(), 8 - len(path.dials)))
     script = CallScript(from_number=number_in_state(path.state) or "+15125550142",
-                        from_state=path.state, inputs=path.inputs, dial_outcomes=path.dials)
+                        from_state=path.state, inputs=path.inputs,
+                        dial_outcomes=tuple(replace(d, talk_seconds=TALK_SECONDS)
+                                            for d in dials))
     out: list[Run] = []
     async with world:
         local = replace(shipped(base), twilio_api_url=world.api_url)
@@ -329,18 +388,19 @@ async def run_path(base: Settings, content: Content, path: CallPath, runs: int,
         async with local_server(local, counselors_available=False, clock=world.server_clock,
                                 poll=POLL_SECONDS * time_scale) as live:
             assert live.database_url is not None
-            pool = await open_pool(live.database_url, min_size=1, max_size=2)
-            try:
-                cfg = SimConfig(server_url=live.public_url, auth_token=token,
-                                account_sid=live.account_sid, caller_ids=(live.caller_id,))
-                for _ in range(runs):
+            cfg = SimConfig(server_url=live.public_url, auth_token=token,
+                            account_sid=live.account_sid, caller_ids=(live.caller_id,))
+            for _ in range(runs):
+                # Closed before the call: its connection is no part of the server's.
+                pool = await open_pool(live.database_url, min_size=1, max_size=1)
+                try:
                     await _staff(pool, path.offline)
-                    transcript = await simulate_call(
-                        cfg, script, world=world,
-                        handlers=world.handlers(media=MediaStreams(StreamSettings())))
-                    out.append(Run(transcript, measure(transcript)))
-            finally:
-                await pool.close()
+                finally:
+                    await pool.close()
+                transcript = await simulate_call(
+                    cfg, script, world=world,
+                    handlers=world.handlers(media=MediaStreams(StreamSettings())))
+                out.append(Run(transcript, measure(transcript)))
     return out
 
 
@@ -398,18 +458,18 @@ class Row:
         return "**met**" if ok else "**not met**"
 
 
-def figure(values: Sequence[float]) -> str:
-    """Median, with the range over the runs when they differ."""
+def figure(values: Sequence[float], scale: float = 1.0, digits: int = 1) -> str:
+    """Median, with the range over the runs when they differ (times `scale`)."""
     if not values:
         return "-"
-    low, high = f"{min(values):.1f}", f"{max(values):.1f}"
-    median = f"{statistics.median(values):.1f}"
+    low, high = f"{min(values) * scale:.{digits}f}", f"{max(values) * scale:.{digits}f}"
+    median = f"{statistics.median(values) * scale:.{digits}f}"
     return median if low == high else f"{median} ({low}-{high})"
 
 
 def table(rows: Sequence[Row], who: Mapping[str, str]) -> str:
     head = ["path", "caller", "answered by", "first ring s", "ring bound s", "joined s",
-            "legs cancelled",
+            "menu answer ms", "legs cancelled",
             "answered dial started s", "dial bound s", "national backup bound s",
             "target (issue 8 item 4)", "verdict"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -420,6 +480,7 @@ def table(rows: Sequence[Row], who: Mapping[str, str]) -> str:
             ", ".join(row.answered(who)),
             figure(row.values("first_ring")), f"{row.bound.first_ring:.1f}",
             figure(row.values("joined")),
+            figure(row.values("menu_answer"), 1000, 0),
             ", ".join(sorted({str(int(v)) for v in row.values("cancelled")})),
             figure(row.values("dialled")),
             ", ".join(f"{b:.1f}" for b in sorted(dial_bounds)) or "-",
@@ -443,14 +504,18 @@ def over_bound(row: Row) -> list[str]:
     return sorted(set(out))
 
 
-def notes(rows: Sequence[Row], content: Content, who: Mapping[str, str]) -> list[str]:
+def notes(rows: Sequence[Row], content: Content, who: Mapping[str, str],
+          time_scale: float = TIME_SCALE) -> list[str]:
     spreads = [max(v) - min(v) for row in rows
                for v in (row.values("first_ring"), row.values("joined")) if v]
     spread = max(spreads, default=0.0)
     runs = min((len(row.runs) for row in rows), default=0)
-    out = [f"{runs} runs per path; simulated seconds from the answer; a figure is the "
-           f"median, with the range over the runs when they differ (largest spread {spread:.1f} s"
-           + (": deterministic to 0.1 s)." if spread < 0.05 else ").")]
+    pace = ("real time" if time_scale == 1 else
+            f"{time_scale * 1000:g} ms of wall time per simulated second, the server's "
+            f"answers magnified {1 / time_scale:g} times")
+    out = [f"{runs} runs per path ({pace}); simulated seconds from the answer; a figure is "
+           f"the median, with the range over the runs when they differ (largest spread "
+           f"{spread:.1f} s" + (": deterministic to 0.1 s)." if spread < 0.05 else ").")]
     for row in rows:
         if problems := over_bound(row):
             out.append(f"Past the analysis's bound: {row.path.name}: {'; '.join(problems)}.")
@@ -485,15 +550,67 @@ def load_shipped() -> Content:
 
 
 async def measure_all(content: Content, runs: int, only: str | None,
-                      time_scale: float = TIME_SCALE) -> list[Row]:
-    rows = []
+                      time_scale: float = TIME_SCALE, jobs: int = JOBS) -> list[Row]:
+    """Every run of every path at once, `jobs` at a time, each on its own database."""
+    chosen = [p for p in paths(content) if not only or only.lower() in p.name.lower()]
+    slots = asyncio.Semaphore(jobs)
     async with throwaway_settings(None) as base:
-        for path in paths(content):
-            if only and only.lower() not in path.name.lower():
-                continue
-            found = await run_path(base, content, path, runs, time_scale)
-            rows.append(Row(path, path_bound(content, path), found))
-    return rows
+        assert base.database_url is not None
+        root = base.database_url
+
+        async def one(number: int, path: CallPath) -> Run:
+            async with slots:
+                name = f"tth_{number}"
+                conn = await asyncpg.connect(root)
+                try:
+                    await conn.execute(f'CREATE DATABASE "{name}"')
+                finally:
+                    await conn.close()
+                own = replace(base, database_url=_with_database(root, name))
+                [run] = await run_path(own, content, path, 1, time_scale)
+                return run
+
+        # Run by run, so that the first runs of every path start together.
+        order = [(r, path) for r in range(runs) for path in chosen]
+        found = await asyncio.gather(*(one(n, path) for n, (_, path) in enumerate(order)))
+    return [Row(path, path_bound(content, path),
+                [run for (_, p), run in zip(order, found, strict=True) if p is path])
+            for path in chosen]
+
+
+def _with_database(dsn: str, name: str) -> str:
+    parts = urlsplit(dsn)
+    return urlunsplit(parts._replace(path="/" + name))
+
+
+class LoadSampler:
+    """The machine's 1-minute load average, sampled while the calls run."""
+
+    def __init__(self) -> None:
+        self.samples = [os.getloadavg()[0]]
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(LOAD_EVERY)
+            self.samples.append(os.getloadavg()[0])
+
+    def text(self) -> str:
+        low, high = min(self.samples), max(self.samples)
+        return (f"machine load during the run (1-minute load average, {len(self.samples)} "
+                f"samples): {low:.2f} to {high:.2f}, median {statistics.median(self.samples):.2f}, "
+                f"on {os.cpu_count()} cores")
+
+
+async def measure_with_load(content: Content, runs: int, only: str | None, time_scale: float,
+                            jobs: int) -> tuple[list[Row], LoadSampler]:
+    load = LoadSampler()
+    sampling = asyncio.create_task(load.run())
+    try:
+        rows = await measure_all(content, runs, only, time_scale, jobs)
+    finally:
+        sampling.cancel()
+    load.samples.append(os.getloadavg()[0])
+    return rows, load
 
 
 def main() -> None:
@@ -501,8 +618,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="calls per path (default 3)")
     parser.add_argument("--only", metavar="TEXT", help="only the paths whose name has TEXT")
     parser.add_argument("--time-scale", metavar="MS", type=float, default=TIME_SCALE * 1000,
-                        help="wall milliseconds per simulated second while parties wait "
-                        f"(default {TIME_SCALE * 1000:g}; `ivr call` uses 10)")
+                        help="wall milliseconds per simulated second (default "
+                        f"{TIME_SCALE * 1000:g}: real time; `ivr call` uses 10, which "
+                        "magnifies the server's answers 100 times)")
+    parser.add_argument("--jobs", type=int, default=JOBS,
+                        help=f"calls run at once, each with its own server (default {JOBS})")
     parser.add_argument("--transcripts", action="store_true",
                         help="print each path's first transcript to stderr")
     args = parser.parse_args()
@@ -510,17 +630,21 @@ def main() -> None:
         parser.error("--runs must be at least 1")
     if not 0 < args.time_scale <= 1000:
         parser.error("--time-scale must be in (0, 1000] ms")
+    if args.jobs < 1:
+        parser.error("--jobs must be at least 1")
     started = time.monotonic()
     content = load_shipped()
-    rows = asyncio.run(measure_all(content, args.runs, args.only, args.time_scale / 1000))
+    rows, load = asyncio.run(measure_with_load(content, args.runs, args.only,
+                                               args.time_scale / 1000, args.jobs))
     if args.transcripts:
         for row in rows:
             print(f"\n== {row.path.name}\n{row.runs[0].transcript.format()}", file=sys.stderr)
     print(table(rows, names(content.plan)))
     print()
-    for line in notes(rows, content, names(content.plan)):
+    for line in notes(rows, content, names(content.plan), args.time_scale / 1000):
         print(line)
-    print(f"\nrun time {time.monotonic() - started:.1f} s (wall)")
+    print(f"\n{load.text()}; {args.jobs} calls at once")
+    print(f"run time {time.monotonic() - started:.1f} s (wall)")
     # A target not met is today's state, reported above; a caller who reached
     # nobody is a failure of the line.
     if any(not run.transcript.reached_human for row in rows for run in row.runs):
