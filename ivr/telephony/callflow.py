@@ -90,8 +90,9 @@ class CallFlow:
         self.speech_languages = speech_languages  # languages with a Vosk model loaded
         self.written = db.LastWritten()  # rows this instance wrote, for the next menu answer
         # The dispatcher's leg events change an early-offered caller's row under
-        # the kept copy: forgotten then, the answer reads instead of missing its write.
-        transfers.progress_changed = self.written.drop
+        # the kept copy: forgotten then, and read again off the request path.
+        transfers.progress_changed = self._progress_changed
+        self._rereads: dict[str, int] = {}  # by call: the change whose row is being read
         self.early = EarlyOffers(pool, transfers, clock)
 
     @property
@@ -236,10 +237,37 @@ class CallFlow:
 
     def _keep(self, row: db.CallRow) -> None:
         """Keep a row this instance wrote, while a menu answer may follow."""
+        self._rereads.pop(row.call_sid, None)  # newer than any read under way
         if row.phase == "flow":
             self.written.put(row)
         else:
             self.written.drop(row.call_sid)
+
+    def _progress_changed(self, sid: str) -> None:
+        """The dispatcher or a counselor's leg wrote a new progress (an offer, an
+        accept) under the row kept for a caller offered early, still in the menu.
+        The copy is forgotten (its guarded write would miss) and the row read
+        again in the background: the counselor accepts seconds before the menu
+        ends, so the answer then, the caller joining the counselor who waits,
+        is the guarded write alone. An answer that comes before the read lands
+        reads the row itself; a read that lands stale makes the write miss, and
+        the answer reads (the guard, as for any kept row)."""
+        if self.written.get(sid) is None and sid not in self._rereads:
+            return  # not a row this instance answers from
+        self.written.drop(sid)
+        change = self._rereads[sid] = self._rereads.get(sid, 0) + 1
+        self.transfers.spawn(self._reread(sid, change))
+
+    async def _reread(self, sid: str, change: int) -> None:
+        try:
+            row = await db.load_call(self.pool, sid)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+            row = None  # the answer reads it
+        if self._rereads.get(sid) != change:
+            return  # a later change, or a write of this instance's, came meanwhile
+        del self._rereads[sid]
+        if row is not None:
+            self._keep(row)
 
     async def _entered(
         self, sid: str, transfer: dict[str, Any] | None, begun: tuple[Action, ...], seq: int

@@ -224,46 +224,122 @@ async def test_a_menu_answer_that_queues_the_caller_leaves_the_ring_to_the_dispa
     assert legs and not legs_from_requests
 
 
-async def test_a_menu_answer_after_the_early_offer_rang_reads_instead_of_missing(
-    server: TestServer, settings: Settings
-) -> None:
-    """Lined up early, the caller is offered to a counselor while the menu still
-    plays: ringing them stores the offer in the call row, under the copy this
-    instance kept, which it then forgets. The answer reads the row and writes
-    once; stepped from the kept copy, its write would miss first (three
-    statements)."""
+async def early_caller_rung(server: TestServer, settings: Settings,
+                            s: aiohttp.ClientSession) -> str:
+    """A new caller, lined up early at the menu, whose counselor's phone rings."""
     await staff_all(server)
-    app = server.app
-    pool = app[keys.pool]
-    rest = app[keys.transfers].rest
+    pool = server.app[keys.pool]
+    rest = server.app[keys.transfers].rest
 
     async def placing(**kwargs: Any) -> Leg:
         return Leg(f"CL{kwargs['to'][-6:]}", "queued")  # the counselor's phone rings
 
     rest.place_call = placing  # type: ignore[method-assign]
+    sid = new_sid()
+    await post_signed(s, settings.public_url + "/twilio/voice", call_params(sid))
+
+    async def rung() -> bool:
+        row = await db.load_call(pool, sid)
+        return bool(row and row.transfer and Progress.from_json(row.transfer).offer)
+
+    await eventually(rung, "the early caller's counselor rung")
+    return sid
+
+
+def kept_offer(server: TestServer, sid: str) -> Callable[[], bool]:
+    """Whether the row kept for the caller's answer holds their early offer."""
+    def check() -> bool:
+        row = server.app[keys.callflow].written.get(sid)
+        return bool(row and row.transfer and Progress.from_json(row.transfer).offer)
+    return check
+
+
+async def test_a_menu_answer_after_the_early_offer_rang_writes_once(
+    server: TestServer, settings: Settings
+) -> None:
+    """Lined up early, the caller is offered to a counselor while the menu still
+    plays: ringing them stores the offer in the call row, under the copy this
+    instance kept. The copy is read again off the request path, and the answer
+    writes once, with no read; stepped from the old copy its write would miss
+    first (three statements)."""
+    pool = server.app[keys.pool]
     counting = count_statements(server)
-    sid, base = new_sid(), settings.public_url
     async with aiohttp.ClientSession() as s:
-        await post_signed(s, base + "/twilio/voice", call_params(sid))
-
-        async def rung() -> bool:
-            row = await db.load_call(pool, sid)
-            return bool(row and row.transfer and Progress.from_json(row.transfer).offer)
-
-        await eventually(rung, "the early caller's counselor rung")
-        assert app[keys.callflow].written.get(sid) is None
+        sid = await early_caller_rung(server, settings, s)
+        await eventually(kept_offer(server, sid), "the kept row read again, with the offer")
 
         async def wrong_key() -> None:
-            _, body = await post_signed(s, base + "/twilio/gather?seq=1",
+            _, body = await post_signed(s, settings.public_url + "/twilio/gather?seq=1",
                                         call_params(sid, Digits="9"))
             assert parse_twiml(body).find("Gather") is not None  # asked again
 
-        assert await counted(counting, wrong_key) == 2
-    assert not any("UPDATE" in sql for sql in counting.sent[-2:-1])  # no write missed
+        assert await counted(counting, wrong_key) == 1
+    assert "UPDATE calls" in counting.sent[-1]
     row = await db.load_call(pool, sid)
     assert row is not None and row.seq == 2 and row.transfer is not None
     p = Progress.from_json(row.transfer)
     assert p.phase is Phase.EARLY and p.offer is not None  # the offer stays
+
+
+async def test_a_menu_answer_before_the_row_is_read_again_reads_instead_of_missing(
+    server: TestServer, settings: Settings
+) -> None:
+    """The answer comes before the row changed under the kept copy is read again
+    (here: the copy forgotten by hand, as it is until that read lands): it
+    reads the row and writes once, never from the old copy."""
+    counting = count_statements(server)
+    async with aiohttp.ClientSession() as s:
+        sid = await early_caller_rung(server, settings, s)
+        await eventually(kept_offer(server, sid), "the kept row read again")
+        server.app[keys.callflow].written.drop(sid)
+
+        async def wrong_key() -> None:
+            await post_signed(s, settings.public_url + "/twilio/gather?seq=1",
+                              call_params(sid, Digits="9"))
+
+        assert await counted(counting, wrong_key) == 2
+    assert not any("UPDATE" in sql for sql in counting.sent[-2:-1])  # no write missed
+
+
+async def test_the_menu_end_with_a_counselor_waiting_is_one_statement(
+    server: TestServer, settings: Settings
+) -> None:
+    """The counselor offered early accepts while the menu plays and waits in the
+    caller's conference; the menu's silence then puts the caller through by
+    TwiML alone: one guarded write in the webhook, the accept's confirmation
+    after the answer (preoffer.py)."""
+    app = server.app
+    pool = app[keys.pool]
+    counting = count_statements(server)
+    async with aiohttp.ClientSession() as s:
+        sid = await early_caller_rung(server, settings, s)
+        offer_id = await pool.fetchval(
+            "SELECT id FROM offers WHERE call_sid = $1 ORDER BY id DESC LIMIT 1", sid)
+        joined = parse_twiml(await app[keys.transfers].whisper_answer(offer_id, "1"))
+        assert joined.find(".//Conference") is not None  # she waits for the caller
+
+        def accepted() -> bool:
+            row = app[keys.callflow].written.get(sid)
+            if not (row and row.transfer):
+                return False
+            offer = Progress.from_json(row.transfer).offer
+            return offer is not None and offer.accepted
+
+        await eventually(accepted, "the kept row read again, with the accept")
+        body = ""
+
+        async def silence() -> None:
+            nonlocal body
+            _, body = await post_signed(s, settings.public_url + "/twilio/gather?seq=1",
+                                        call_params(sid))
+
+        assert await counted(counting, silence) == 1
+    assert "UPDATE calls" in counting.sent[-1]
+    conference = parse_twiml(body).find(".//Conference")
+    assert conference is not None and conference.text == f"call-{sid}"
+    row = await db.load_call(pool, sid)
+    assert row is not None and row.phase == "transfer" and row.transfer is not None
+    assert Progress.from_json(row.transfer).phase is Phase.CONNECTED
 
 
 @pytest.fixture
