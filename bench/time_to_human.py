@@ -38,10 +38,11 @@ counselors has rung out in turn.
 Real time, by default (--time-scale 1000: one simulated second lasts one
 wall second). The simulator counts whatever wall time passes while the
 caller waits for a webhook's answer at its time scale (ivr/sim/callers.py
-keep_pace: the world's clock ran on meanwhile): at 10 ms per simulated second
-the server's 2 ms became 0.2 s of the caller's silence, a hundredfold
-magnification of the one figure the server controls, which on a loaded
-machine decided whether a 25 s target was met. In real time the caller waits
+keep_pace: the world's clock ran on meanwhile): at `ivr call`'s 10 ms per
+simulated second the server's 2 ms became 0.2 s of the caller's silence, a
+hundredfold magnification (twentyfold at the 50 ms this benchmark used) of
+the one figure the server controls, which on a loaded machine decided
+whether a 25 s target was met. In real time the caller waits
 what a caller on Twilio would wait for our answer (plus Twilio's own network
 and text-to-speech latency, which no simulator here measures), and nothing
 else changes: prompts, rings and timeouts last their simulated seconds either
