@@ -15,6 +15,7 @@ it had read it first.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import secrets
 from collections.abc import Callable, Mapping
@@ -93,6 +94,7 @@ class CallFlow:
         # the kept copy: forgotten then, and read again off the request path.
         transfers.progress_changed = self._progress_changed
         self._rereads: dict[str, int] = {}  # by call: the change whose row is being read
+        self._changes = itertools.count(1)  # never reused: a read only lands for its own
         self.early = EarlyOffers(pool, transfers, clock)
 
     @property
@@ -255,7 +257,7 @@ class CallFlow:
         if self.written.get(sid) is None and sid not in self._rereads:
             return  # not a row this instance answers from
         self.written.drop(sid)
-        change = self._rereads[sid] = self._rereads.get(sid, 0) + 1
+        change = self._rereads[sid] = next(self._changes)
         self.transfers.spawn(self._reread(sid, change))
 
     async def _reread(self, sid: str, change: int) -> None:
