@@ -64,7 +64,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -643,6 +643,7 @@ class ListenSession:
         self._pending_frames = 0
         self._draining = False  # no batch to wait for: decode pending frames at once
         self._inflight: asyncio.Future[Any] | None = None
+        self._queued_job: Future[Any] | None = None  # the job in flight, in the pool's terms
         self._finalizing = False
         self._failed = False
         self._closed = False
@@ -752,8 +753,10 @@ class ListenSession:
         self.stats.decode_jobs += 1
         executor = self.engine.executor
         try:
-            if urgent and isinstance(executor, PriorityPool):
-                future = asyncio.wrap_future(executor.submit_first(job, data))
+            if isinstance(executor, PriorityPool):
+                submitted = (executor.submit_first if urgent else executor.submit)(job, data)
+                self._queued_job = submitted
+                future = asyncio.wrap_future(submitted)
             else:
                 future = asyncio.get_running_loop().run_in_executor(executor, job, data)
         except RuntimeError as exc:  # the pool was shut down under us
@@ -766,6 +769,7 @@ class ListenSession:
 
     def _on_job_done(self, future: asyncio.Future[Any]) -> None:
         self._inflight = None
+        self._queued_job = None
         if future.cancelled():
             self._failed = True
         elif (exc := future.exception()) is not None:
@@ -815,6 +819,12 @@ class ListenSession:
                 return self.decision
             self._finalizing = True
             try:
+                if self._queued_job is not None and isinstance(
+                    self.engine.executor, PriorityPool
+                ):
+                    # The caller is waiting: this call's streaming job, if still
+                    # queued behind other calls' streaming, goes first as well.
+                    self.engine.executor.promote(self._queued_job)
                 while self._inflight is not None:
                     await asyncio.wait({self._inflight})
                 if self._failed:
