@@ -18,11 +18,14 @@ class PriorityPool(Executor):
 
     A caller who stopped speaking waits for a final result; it should not
     queue behind other calls' streaming chunks, which can wait a little.
+    Nor behind its own: a queued job can be `promote`d to urgent.
     """
 
     def __init__(self, workers: int, name: str) -> None:
         self._queue: queue.PriorityQueue[tuple[int, int, _Work | None]] = queue.PriorityQueue()
         self._order = itertools.count()
+        self._queued: dict[Future[Any], _Work] = {}  # jobs not yet taken by a thread
+        self._lock = threading.Lock()
         self._closed = False
         self._threads = [
             threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True)
@@ -43,14 +46,33 @@ class PriorityPool(Executor):
         if self._closed:
             raise RuntimeError("cannot schedule new futures after shutdown")
         future: Future[_T] = Future()
-        self._queue.put((priority, next(self._order), _Work(future, fn, args, kwargs)))
+        work = _Work(future, fn, args, kwargs)
+        with self._lock:
+            self._queued[future] = work
+        self._queue.put((priority, next(self._order), work))
         return future
+
+    def promote(self, future: Future[Any]) -> bool:
+        """Move a job still waiting in the queue ahead of the normal ones.
+
+        The job is queued a second time as urgent; whichever entry a thread
+        takes first runs it, the other is skipped. False if it already started.
+        """
+        with self._lock:
+            work = self._queued.get(future)
+        if work is None or self._closed:
+            return False
+        self._queue.put((0, next(self._order), work))
+        return True
 
     def _work(self) -> None:
         while True:
             _, _, work = self._queue.get()
             if work is None:
                 return
+            with self._lock:
+                if self._queued.pop(work.future, None) is None:
+                    continue  # a promoted job's other entry: already taken
             if not work.future.set_running_or_notify_cancel():
                 continue
             try:
@@ -68,6 +90,8 @@ class PriorityPool(Executor):
                     break
                 if work is not None:
                     work.future.cancel()
+            with self._lock:
+                self._queued.clear()
         for _ in self._threads:  # after every job still queued
             self._queue.put((2, next(self._order), None))
         if wait:

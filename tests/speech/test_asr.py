@@ -21,6 +21,7 @@ from ivr.speech.asr import (
     _AMBIGUOUS,
     _EMPTY,
     _UNKNOWN,
+    BATCH_FRAMES,
     ListenConfig,
     Match,
     NoMatch,
@@ -248,6 +249,26 @@ async def test_one_job_in_flight_and_frames_batched(
         assert session.stats.decode_jobs < session.stats.frames_decoded
     finally:
         await asyncio.to_thread(engine.shutdown)
+
+
+async def test_speech_is_decoded_in_batches_when_the_decoder_keeps_up(
+    engine: SpeechEngine, speech: Speech
+) -> None:
+    session = engine.listen(MENU)
+    decision = None
+    for frame in frames(padded(speech.mulaw("스페인어"))):
+        decision = await session.feed(frame)
+        if decision is not None:
+            break
+        while session._inflight is not None:  # the decoder is idle before every frame
+            await asyncio.wait({session._inflight})
+    assert isinstance(decision, Match) and decision.word == "스페인어"
+    stats = session.stats
+    assert stats.utterances == 1
+    # Not one job per frame: batches of BATCH_FRAMES, the rest once the gate
+    # stops passing frames, and the final result.
+    assert stats.frames_decoded >= 3 * BATCH_FRAMES
+    assert stats.decode_jobs <= -(-stats.frames_decoded // BATCH_FRAMES) + 2
 
 
 async def test_many_sessions_share_the_pool(engine: SpeechEngine, speech: Speech) -> None:

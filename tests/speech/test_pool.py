@@ -1,0 +1,67 @@
+"""The decoding pool's order: urgent jobs first, and queued jobs promoted to urgent."""
+
+from __future__ import annotations
+
+import threading
+
+from ivr.speech.pool import PriorityPool
+
+
+def _blocked_pool() -> tuple[PriorityPool, threading.Event, list[str]]:
+    """A one-thread pool busy until the event is set, and the order jobs ran in."""
+    pool = PriorityPool(1, "test-pool")
+    release = threading.Event()
+    started = threading.Event()
+
+    def block() -> None:
+        started.set()
+        release.wait(10)
+
+    pool.submit(block)
+    assert started.wait(10)
+    return pool, release, []
+
+
+def test_urgent_jobs_run_before_queued_ones() -> None:
+    pool, release, ran = _blocked_pool()
+    try:
+        first = pool.submit(ran.append, "streaming")
+        urgent = pool.submit_first(ran.append, "final")
+        release.set()
+        first.result(10), urgent.result(10)
+        assert ran == ["final", "streaming"]
+    finally:
+        release.set()
+        pool.shutdown()
+
+
+def test_a_promoted_job_runs_first_and_once() -> None:
+    pool, release, ran = _blocked_pool()
+    try:
+        jobs = [pool.submit(ran.append, name) for name in ("a", "b", "c")]
+        assert pool.promote(jobs[2])
+        release.set()
+        for job in jobs:
+            job.result(10)
+        pool.shutdown()  # every entry queued, the promoted job's second one too, is taken
+        assert ran == ["c", "a", "b"]
+        assert not pool.promote(jobs[0])  # done: nothing to promote
+    finally:
+        release.set()
+        pool.shutdown()
+
+
+def test_cancelled_jobs_are_skipped_even_when_promoted() -> None:
+    pool, release, ran = _blocked_pool()
+    try:
+        job = pool.submit(ran.append, "cancelled")
+        other = pool.submit(ran.append, "kept")
+        assert pool.promote(job)
+        assert job.cancel()
+        release.set()
+        other.result(10)
+        pool.shutdown()
+        assert ran == ["kept"]
+    finally:
+        release.set()
+        pool.shutdown()
