@@ -10,8 +10,9 @@ How a transfer moves:
 - `begin` enters the first step worth entering (rules.next_step). At a warm
   step the caller holds in their conference and the tier's clock starts at
   once: counselors are rung while the flow's transfer prompt still plays.
-- At a warm step one counselor is rung at a time, the first free one the
-  caller has not been offered in this tier. A miss, decline or failure
+- At a warm step one counselor is rung at a time, the best free one the
+  caller has not been offered in this tier (`best_free`: lowest rank, then
+  longest idle). A miss, decline or failure
   charged to the counselor rings the next; the tier ends at its deadline
   (TierDeadline, or any event that finds it past), when nobody is left to
   ring, when nobody could ring long enough, when nobody is free and the tier
@@ -276,10 +277,21 @@ def _early_settle(p: Progress, now: datetime, av: Availability) -> Result:
     assert isinstance(step, WarmStep)
     if p.offer is not None or av.degraded:
         return p, ()
-    pick = next((c for c in av.free if c in step.counselors and c not in p.tried), None)
+    pick = best_free(step, av.free, p.tried)
     if pick is None:
         return p, ()
     return _ring(p, pick, now)
+
+
+def best_free(step: WarmStep, free: Sequence[str], tried: Sequence[str]) -> str | None:
+    """Whom to ring next at `step`: among its counselors free now and not `tried`,
+    the lowest rank (ivr.routing.tiers.rank), then the first in `free` (the
+    longest idle, then the id: the snapshot's order). The one ordering of
+    counselors, decided here alone."""
+    ranks = dict(zip(step.counselors, step.ranks, strict=True)) if step.ranks else {}
+    order = {c: i for i, c in enumerate(free)}
+    fits = [c for c in step.counselors if c in order and c not in tried]
+    return min(fits, key=lambda c: (ranks.get(c, 0), order[c]), default=None)
 
 
 def _ring(p: Progress, pick: str, now: datetime) -> Result:
@@ -377,7 +389,7 @@ def _settle(p: Progress, now: datetime, av: Availability, degraded: bool = False
     left = p.seconds_left(now)
     if not untried or not can_ring(left):
         return _move_on(p, now, av)
-    pick = next((c for c in av.free if c in untried), None)
+    pick = best_free(step, av.free, p.tried)
     if pick is not None:
         return _ring(p, pick, now)
     if step.skip_when_unavailable:

@@ -36,6 +36,68 @@ CREATE OR REPLACE FUNCTION ivr_routing_changed() RETURNS void LANGUAGE sql AS
 $$ SELECT pg_notify('ivr_routing', '') $$;
 
 
+-- The one write of the transfer progression's Ring action: the caller's
+-- offer to one counselor, made only if the caller's stored progress is still
+-- the one the progression advanced from, the caller has no open offer and
+-- the counselor is still free (available, not removed: an offer or a
+-- wrap-up is another presence). Either the progress is `p_seen` and becomes
+-- `p_transfer` (the dispatcher: offer and progress in one statement), or,
+-- `p_transfer` NULL, the stored progress already holds this very offer
+-- (written with a step's other changes first: the intent). An offer number is
+-- made once at most, whatever became of it. Nothing is made (no row
+-- returned) when any of it no longer holds: another instance took the
+-- counselor, or the caller moved on.
+-- Locks in the usual order (call, caller, counselor); only the call row's is
+-- waited for, the others are taken with SKIP LOCKED: a caller or counselor
+-- another transaction is changing is not free for this one.
+CREATE OR REPLACE FUNCTION ivr_ring(p_call text, p_counselor text, p_number integer,
+                                    p_seen jsonb, p_transfer jsonb)
+RETURNS SETOF offer_details LANGUAGE plpgsql AS $$
+DECLARE
+    kind    text;
+    center  text;
+    made    bigint;
+BEGIN
+    -- The progress codec's keys (ivr.routing.progress).
+    PERFORM 1 FROM calls
+    WHERE call_sid = p_call
+      AND CASE WHEN p_transfer IS NULL
+               THEN transfer->>'phase' IN ('holding', 'early')
+                    AND transfer->'offer'->>'number' = p_number::text
+                    AND transfer->'offer'->>'counselor' = p_counselor
+               ELSE transfer = p_seen END
+    FOR UPDATE;
+    IF NOT FOUND OR EXISTS (SELECT 1 FROM offers WHERE call_sid = p_call AND number = p_number)
+    THEN
+        RETURN;  -- moved on, or this offer was made already (and maybe ended since)
+    END IF;
+    SELECT q.tier_kind INTO kind FROM waiting q
+    WHERE q.call_sid = p_call AND q.status = 'waiting'
+    FOR UPDATE SKIP LOCKED;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    SELECT k.center_id INTO center FROM counselors k
+    WHERE k.id = p_counselor AND k.presence = 'available' AND NOT k.removed
+    FOR UPDATE SKIP LOCKED;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    UPDATE counselors SET presence = 'offered', current_call = p_call,
+                          presence_since = now(), updated_at = now()
+    WHERE id = p_counselor;
+    UPDATE waiting SET status = 'offering', offered_counselor = p_counselor, updated_at = now()
+    WHERE call_sid = p_call;
+    INSERT INTO offers (call_sid, counselor_id, tier_kind, center_id, number)
+    VALUES (p_call, p_counselor, kind, center, p_number)
+    RETURNING id INTO made;
+    IF p_transfer IS NOT NULL THEN
+        UPDATE calls SET transfer = p_transfer, updated_at = now() WHERE call_sid = p_call;
+    END IF;
+    RETURN QUERY SELECT * FROM offer_details WHERE id = made;
+END $$;
+
+
 -- The hot path: match waiting callers (longest waiting first) with free
 -- counselors (lowest rank, then longest idle: the order is written down at
 -- ivr.routing.tiers.rank) in one transaction.

@@ -2,25 +2,27 @@
 
 The caller waits in a conference of their own (hold audio, reassurance in
 their language). Counselors of the current tier are offered the call one at
-a time (queue.claim_offers, atomic across instances); each offer rings the
-counselor's phone through the REST API, the counselor hears a whisper and
-presses 1 to join the caller's conference. A miss moves to the next
-counselor. Which step comes next, and when a tier is over, is the pure
-progression's (ivr.routing.progression): the call row stores its
-`Progress`, the dispatcher feeds it TierDeadline when a tier has nothing
-left to give or its deadline passed, and `carry_out` runs the actions it
-returns (the waiting line, the REST move out of the conference). Dial steps
-(external centers, the national backup) take the caller out of the
-conference into a plain <Dial>. Everything is driven by Twilio's callbacks
-and by a dispatcher loop that any instance may run: the state is in
-PostgreSQL. Matching counselors to callers is still the database's
-(queue.claim_offers, which keeps any counselor from holding two offers), not
-the progression's Ring action: a claimed offer becomes the progress's own
-(`_ring`; the offers row keeps its number), and the counselor leg's
-callbacks (whisper, its answer, its status) are fed to the progression as
-leg events, which decides the next counselor, the next step, or that an
-accept comes too late; the counselor's presence stays the database's
-(queue.offer_missed).
+a time; each offer rings the counselor's phone through the REST API, the
+counselor hears a whisper and presses 1 to join the caller's conference. A
+miss moves to the next counselor. Dial steps (external centers, the
+national backup) take the caller out of the conference into a plain <Dial>.
+
+Whom to ring next, and when a tier is over, is the pure progression's
+alone (ivr.routing.progression): the call row stores its `Progress`, every
+event is fed to `advance`, and this module only carries out the actions it
+returns (`carry_out`). Events come from Twilio's callbacks (the caller's
+webhooks, the counselor leg's whisper, answer and status), from timers
+(the tier's deadline: the worker's) and from the dispatcher: a loop any
+instance may run, whose pass reads the callers with no open offer who may
+have something to decide (dispatch.look), longest waiting first, with one
+snapshot of who is free, and advances each with CounselorFreed. A Ring is
+one guarded statement (dispatch.ring): the offer is made only if the
+counselor is still free and the caller still where the progression left
+them, and a unique index keeps any counselor and any caller from holding
+two open offers across instances. Refused, nothing rings: the dispatcher's
+caller is looked at again with fresh availability, and an offer already in
+the progress is withdrawn (OfferWithdrawn). The counselor's presence stays
+the database's (queue.offer_missed).
 
 Only Twilio refusing a counselor's own address counts against them (their
 leg 'failed', they go offline). Any other REST failure is nobody's on the
@@ -54,13 +56,14 @@ from ivr.languages import LANGUAGE_NAMES
 from ivr.metrics import Metrics
 from ivr.routing.model import RoutingPlan
 from ivr.routing.progress import Phase, Progress
-from ivr.routing.progression import Availability, Result, advance, joined_conference
-from ivr.routing.rules import can_ring
+from ivr.routing.progression import Availability, advance, joined_conference
+from ivr.routing.rules import MIN_RING
 from ivr.routing.signals import (
     Action,
     Blame,
     CallerLeft,
     CancelLeg,
+    CounselorFreed,
     Dequeue,
     DialLine,
     EndCall,
@@ -79,11 +82,10 @@ from ivr.routing.signals import (
     Ring,
     ScheduleDeadline,
     SetTier,
-    TierDeadline,
 )
 from ivr.routing.steps import DialStep, Step, WarmStep
 from ivr.storage import counselors as staff
-from ivr.storage import queue, timers
+from ivr.storage import dispatch, queue, timers
 from ivr.storage import transfers as outcomes
 from ivr.storage.availability import snapshot as availability_now
 from ivr.storage.holding import holder
@@ -112,6 +114,9 @@ HOLD_CONTENT_TIMEOUT = 5.0
 # clock (those set by hand: a call's own wrap-up ends by its timer), rather
 # than one more statement at every wake-up.
 WRAP_UP_SWEEP_EVERY = 1.0
+# Callers one dispatcher pass reads at most; a pass that read this many is
+# followed by another at once.
+LOOK_LIMIT = 50
 
 
 class _Unread:
@@ -328,6 +333,10 @@ class Transfers:
                     self.kick()
                 case DialLine():
                     await outcomes.ringing(self.pool, sid)
+                case Ring():
+                    # Its intent is the offer `p` holds: the dispatcher's next
+                    # pass, at once, makes it (`ring`), so no webhook waits on it.
+                    self.kick()
                 case CancelLeg():
                     # Never alone: the line's change beside it (Dequeue, SetTier)
                     # ends the caller's open offer and its leg, in one statement.
@@ -390,42 +399,94 @@ class Transfers:
                     log.info("dispatcher pass works again")
 
     async def dispatch_once(self) -> None:
+        """One look at the line (dispatch.look): each caller found, longest waiting
+        first, is advanced with CounselorFreed against one snapshot of who is
+        free, and what the progression returns is carried out. A counselor rung
+        leaves the snapshot for the callers after; a caller whose tier lists
+        nobody left in it is passed over without being advanced."""
         if time.monotonic() - self._wrap_ups_swept >= WRAP_UP_SWEEP_EVERY:
             await outcomes.end_wrap_up(self.pool, self.wrap_up_seconds)
             self._wrap_ups_swept = time.monotonic()
         api_usable = await self.health.probe()
-        if api_usable:
-            offers = await queue.claim_offers(self.pool)
-            if offers:
-                # Intent before effect: each leg to place is a timer row, carried
-                # out at once by this instance's worker (ivr.telephony.worker),
-                # by another instance if this one dies.
-                await self.claimed(offers)
-        for caller in await outcomes.stalled_callers(self.pool):
-            await self._maybe_next_tier(caller, api_usable)
+        now = self.clock()
+        line = await dispatch.look(self.pool, now + timedelta(seconds=MIN_RING),
+                                   not api_usable, LOOK_LIMIT)
+        free = list(line.free)
+        for caller in line.callers:
+            if not (line.degraded or caller.may_end or caller.pending
+                    or caller.eligible.intersection(free)):
+                continue
+            av = Availability(degraded=True) if line.degraded else Availability(free=tuple(free))
+            taken = await self._advance_looked(caller, av, now)
+            if taken is not None and taken in free:
+                free.remove(taken)
+        if len(line.callers) >= LOOK_LIMIT:
+            self.kick()  # more callers than one look reads
+
+    async def _advance_looked(self, caller: dispatch.Looked, av: Availability,
+                              now: datetime) -> str | None:
+        """Advance one caller of a pass; the counselor it rang or tried to ring."""
+        p = Progress.from_json(caller.transfer)
+        if caller.pending and p.offer is not None:
+            await self.ring(caller.call_sid, p.offer.number, p.offer.counselor)
+            return p.offer.counselor
+        q, actions = advance(p, CounselorFreed(), now, av)
+        match actions:
+            case ():
+                return None
+            case (Ring(offer=number, counselor=counselor),) if q.stage == p.stage:
+                # Only the offer changes: made and stored by one guarded statement.
+                offer = await dispatch.ring(self.pool, caller.call_sid, counselor, number,
+                                            caller.transfer, q.to_json())
+                if offer is None:
+                    self.kick()  # taken by another, or the caller moved: look again
+                else:
+                    self.progress_changed(caller.call_sid)
+                    await self.claimed([offer])
+                return counselor
+        why = "Twilio REST API degraded" if av.degraded else "tier over"
+        await self.tier_moved(caller.call_sid, caller.seq, q, actions, why,
+                              caller.content_version)
+        return next((a.counselor for a in actions if isinstance(a, Ring)), None)
+
+    async def ring(self, sid: str, number: int, counselor: str) -> None:
+        """The Ring action a progress the call row holds asked for: the offer made
+        by the guarded statement (dispatch.ring), then its leg's placement
+        recorded and started (`claimed`). Refused (another instance or caller
+        took the counselor first), the offer is withdrawn from the progress,
+        which rings someone else or moves on, that counselor left out."""
+        offer = await dispatch.ring(self.pool, sid, counselor, number)
+        if offer is not None:
+            await self.claimed([offer])
+            return
+        log.info("call %s: counselor %s was taken first; offer %d withdrawn",
+                 sid, counselor, number)
+        await self.leg_event(sid, OfferWithdrawn(number), taken=frozenset({counselor}))
 
     async def leg_ended(self, offer: queue.Offer, end: queue.EndState, event: Event) -> None:
         """An offer ended without a conversation: the counselor's presence is the
         database's (queue.offer_missed), what comes next the progression's. Who
-        is free is taken first: once the offer ends the dispatcher may claim the
-        next counselor for this caller at once, and that one is free for them."""
+        is free is read first: the counselor of the ended offer, still offered
+        then, is not rung again for this caller (they are tried anyway)."""
         context = await outcomes.call_context(self.pool, offer.call_sid)
         transfer = context["transfer"] if context else None
         av = await self.availability(Progress.from_json(transfer).steps) if transfer else None
         if await queue.offer_missed(self.pool, offer.id, end):
             self.metrics.offer_ended(end)
-            await self.leg_event(offer, event, av)
+            await self.leg_event(offer.call_sid, event, av)
         self.kick()
 
     async def leg_event(
-        self, offer: queue.Offer, event: Event, av: Availability | None = None
+        self, sid: str, event: Event, av: Availability | None = None,
+        taken: frozenset[str] = frozenset(),
     ) -> Progress | None:
-        """Advance the caller's stored progress with an event of this offer and
-        carry out what it asks; the progress stored, None when the event changed
-        nothing (stale: the transfer is past this offer) or the call moved first.
-        An accept is returned unstored: the database has the last word (_accept)."""
+        """Advance the caller's stored progress with an event of one of its offers
+        and carry out what it asks; the progress stored, None when the event
+        changed nothing (stale: the transfer is past this offer) or the call moved
+        first. An accept is returned unstored: the database has the last word
+        (_accept). `taken`: counselors not to count as free (`ring`)."""
         for _ in range(UPDATE_TRIES):
-            context = await outcomes.call_context(self.pool, offer.call_sid)
+            context = await outcomes.call_context(self.pool, sid)
             # 'flow': offered early (preoffer.py), the caller still in the menu.
             if context is None or context["phase"] not in ("transfer", "flow") or not (
                     context["transfer"]):
@@ -433,68 +494,25 @@ class Transfers:
             seen = context["transfer"]
             p = Progress.from_json(seen)
             av = av or await self.availability(p.steps)
-            q, actions = unrung(advance(p, event, self.clock(), av))
+            if taken:
+                av = replace(av, free=tuple(c for c in av.free if c not in taken))
+            q, actions = advance(p, event, self.clock(), av)
             if q == p:
                 return None
             if q.phase.over:
                 return q
             if q.stage == p.stage:
-                # The same step: only the offer changed (answered, ended); nothing to run.
-                if await self.store_progress(offer.call_sid, seen, q.to_json()) is not None:
-                    return q
-                continue
+                # The same step: the offer changed (answered, ended), maybe the next rung.
+                seq = await self.store_progress(sid, seen, q.to_json())
+                if seq is None:
+                    continue
+                await self.carry_out(sid, q, actions, seq)
+                return q
             # The tier is over (nobody left to ring, too little time): the next step.
-            seq = int(context["seq"])
-            renderer = await self.renderer_for(offer.call_sid, context["content_version"])
-            twiml = self.twiml_for(offer.call_sid, q, actions, seq + 1, renderer)
-            step = q.step
-            why = {"tier": step.tier, "name": step.name, "why": type(event).__name__}
-            new_seq = await outcomes.move_transfer(self.pool, offer.call_sid, seq, q.to_json(),
-                                                   twiml, ("next_tier", why))
-            if new_seq is not None:
-                self.progress_changed(offer.call_sid)
-                log.info("call %s: tier over after offer %d, moving to the %s tier (%s)",
-                         offer.call_sid, offer.id, step.tier, step.name)
-                await self.carry_out(offer.call_sid, q, actions, new_seq)
+            if await self.tier_moved(sid, int(context["seq"]), q, actions, type(event).__name__,
+                                     context["content_version"]):
                 return q
         return None
-
-    async def _maybe_next_tier(self, caller: outcomes.StalledCaller, api_usable: bool) -> None:
-        p = Progress.from_json(caller.transfer)
-        if p.phase is not Phase.HOLDING or caller.tier_index != p.index:
-            return
-        assert p.deadline is not None
-        step = p.step
-        assert isinstance(step, WarmStep)
-        if caller.eligible != step.counselors:
-            # The line row is not at this tier yet: a caller offered early has
-            # just arrived (their row is written before their line row, which
-            # still holds only the counselors fitting every language they could
-            # choose: preoffer.py). Counted over those, the tier looks spent.
-            return
-        exhausted = (
-            not api_usable
-            or caller.untried == 0
-            or (step.skip_when_unavailable and caller.untried_available == 0)
-            or not can_ring(p.seconds_left(self.clock()))  # the deadline, or too near it
-        )
-        if exhausted:
-            why = "tier exhausted" if api_usable else "Twilio REST API degraded"
-            await self.next_tier(caller.call_sid, caller.seq, p, why, api_usable,
-                                 caller.content_version)
-
-    async def next_tier(
-        self, sid: str, seq: int, p: Progress, why: str, api_usable: bool = True,
-        version: str | _Unread | None = UNREAD,
-    ) -> None:
-        """Move a waiting caller on from their current warm step, while they hold:
-        the dispatcher found the tier over, so its deadline is now."""
-        now = self.clock()
-        av = await self.availability(p.steps) if api_usable else Availability(degraded=True)
-        p, actions = unrung(advance(replace(p, deadline=now), TierDeadline(p.stage), now, av))
-        if not actions:
-            return
-        await self.tier_moved(sid, seq, p, actions, why, version)
 
     async def tier_moved(
         self, sid: str, seq: int, p: Progress, actions: Sequence[Action], why: str,
@@ -508,6 +526,7 @@ class Transfers:
         new_seq = await outcomes.move_transfer(self.pool, sid, seq, p.to_json(), twiml, event)
         if new_seq is None:
             return False  # another instance (or a callback) moved this call first
+        self.progress_changed(sid)
         log.info("call %s: %s, moving to the %s tier (%s)", sid, why, step.tier, step.name)
         await self.carry_out(sid, p, actions, new_seq)
         return True
@@ -616,7 +635,7 @@ class Transfers:
         if offer.state != "ringing":
             return renderer.counselor_goodbye("whisper_gone")
         if offer.number is not None:
-            await self.leg_event(offer, LegAnswered(offer.number))
+            await self.leg_event(offer.call_sid, LegAnswered(offer.number))
         region = offer.caller_state or "an unknown state"
         # Offered early, the caller may still choose any of these.
         languages = await early_languages(self.pool, offer.call_sid) or (offer.language,)
@@ -649,7 +668,7 @@ class Transfers:
         the call's content version (None: `renderer` and `plan`)."""
         renderer = served.renderer if served is not None else self.renderer
         plan = served.content.plan if served is not None else self.plan
-        accepted = await self.leg_event(offer, LegAccepted(number))
+        accepted = await self.leg_event(offer.call_sid, LegAccepted(number))
         if accepted is not None and accepted.phase is Phase.EARLY:
             # Accepted before the caller arrived: wait for them in their conference.
             log.info("call %s: counselor %s accepted early", offer.call_sid, offer.counselor_id)
@@ -774,7 +793,7 @@ class Transfers:
         # presence change ended it (offer.number is as of that change).
         number = await queue.offer_number(self.pool, offer.id)
         if number is not None:
-            await self.leg_event(offer, OfferWithdrawn(number))
+            await self.leg_event(offer.call_sid, OfferWithdrawn(number))
         self.kick()
 
     async def cancel(self, offers: Sequence[queue.Offer]) -> None:
@@ -800,18 +819,6 @@ def as_service_error(exc: RestError) -> ServiceError:
     if isinstance(exc, ServiceError):
         return exc
     return ServiceError(str(exc), status=exc.status, code=exc.code)
-
-
-def unrung(result: Result) -> Result:
-    """The progression's result without the offer it would make: counselors are
-    still matched by the dispatcher's claim (queue.claim_offers, the guard that
-    no counselor holds two offers), which rings and gives the progress its offer
-    (`_ring`). An offer already made stays, and so do the numbers used."""
-    p, actions = result
-    rung = [a for a in actions if isinstance(a, Ring)]
-    if rung:
-        p = replace(p, offer=None, offers_made=p.offers_made - len(rung))
-    return p, tuple(a for a in actions if not isinstance(a, Ring))
 
 
 def is_ringing(transfer: dict[str, Any] | None) -> bool:
