@@ -113,3 +113,11 @@ async def ring(
     record = await pool.fetchrow("SELECT * FROM ivr_ring($1, $2, $3, $4, $5)",
                                  call_sid, counselor, number, seen, transfer)
     return None if record is None else Offer(**dict(record))
+
+
+async def made(pool: asyncpg.Pool, call_sid: str, number: int) -> bool:
+    """Whether offer `number` of the caller's progress was made (by any instance)."""
+    found: bool = await pool.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM offers WHERE call_sid = $1 AND number = $2)",
+        call_sid, number)
+    return found

@@ -459,6 +459,8 @@ class Transfers:
         if offer is not None:
             await self.claimed([offer])
             return
+        if await dispatch.made(self.pool, sid, number):
+            return  # by another instance's pass: its worker places the leg
         log.info("call %s: counselor %s was taken first; offer %d withdrawn",
                  sid, counselor, number)
         await self.leg_event(sid, OfferWithdrawn(number), taken=frozenset({counselor}))

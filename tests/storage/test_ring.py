@@ -1,0 +1,246 @@
+"""The progression's Ring on a real PostgreSQL: the guarded statement (ivr_ring)
+and the dispatcher pass that advances the line with it (Transfers.dispatch_once)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+
+import asyncpg
+import pytest
+
+from ivr.content import Content
+from ivr.routing.progress import Progress
+from ivr.routing.progression import Availability, begin
+from ivr.routing.signals import LegDeclined
+from ivr.routing.steps import DialStep, Step, WarmStep
+from ivr.storage import dispatch
+from ivr.storage import queue as q
+from ivr.storage.database import open_pool
+from ivr.telephony.apihealth import ApiHealth
+from ivr.telephony.rest import TwilioRest
+from ivr.telephony.transfer import Transfers
+from ivr.telephony.twiml import Renderer
+from tests.storage.test_queue import person, staff
+
+NATIONAL = DialStep("national", "National", ("+18005550100",), 30, last=True)
+
+
+def steps_for(counselors: Sequence[str], ranks: Sequence[int] = (),
+              skip: bool = False) -> tuple[Step, ...]:
+    return (WarmStep("local", "Center 1", tuple(counselors), 60, skip, ("c1",), tuple(ranks)),
+            NATIONAL)
+
+
+async def holding(pool: asyncpg.Pool, sid: str, steps: Sequence[Step], *, ago: float) -> None:
+    """A caller holding at the first (warm) step, nobody rung, on the line `ago` s."""
+    # Begun with nobody free, a tier that skips would be skipped: it is begun
+    # as one that waits, then its step is the one asked for.
+    first = steps[0]
+    assert isinstance(first, WarmStep)
+    waits = (replace(first, skip_when_unavailable=False), *steps[1:])
+    p, _ = begin(waits, datetime.now(UTC), Availability(), language="en", queue="crisis")
+    p = replace(p, steps=tuple(steps))
+    await pool.execute(
+        "INSERT INTO calls (call_sid, flow_id, flow_version, seq, state, phase, transfer)"
+        " VALUES ($1, 'f', '1', 3, '{}'::jsonb, 'transfer', $2)", sid, p.to_json())
+    step = steps[0]
+    assert isinstance(step, WarmStep)
+    assert await q.enqueue(pool, sid, "crisis", "en", None, "TX", 0, "local", step.counselors,
+                           step.ranks)
+    await pool.execute(
+        "UPDATE waiting SET enqueued_at = now() - make_interval(secs => $2),"
+        " tier_started_at = now() - make_interval(secs => $2) WHERE call_sid = $1", sid, ago)
+
+
+async def progress(pool: asyncpg.Pool, sid: str) -> Progress:
+    return Progress.from_json(await pool.fetchval(
+        "SELECT transfer FROM calls WHERE call_sid = $1", sid))
+
+
+async def ringing(pool: asyncpg.Pool) -> set[tuple[str, str, int]]:
+    rows = await pool.fetch(
+        "SELECT call_sid, counselor_id, number FROM offers WHERE state = 'ringing'")
+    return {(r["call_sid"], r["counselor_id"], r["number"]) for r in rows}
+
+
+@pytest.fixture
+async def pool(dsn: str) -> AsyncIterator[asyncpg.Pool]:
+    p = await open_pool(dsn)
+    yield p
+    await p.close()
+
+
+@pytest.fixture
+async def transfers_on(content: Content) -> AsyncIterator[Callable[[asyncpg.Pool], Transfers]]:
+    """Dispatchers of their own, like server instances (no timer worker: the legs'
+    placements are recorded, never carried out; no REST API: nothing needs it)."""
+    rests: list[TwilioRest] = []
+
+    def make(pool: asyncpg.Pool) -> Transfers:
+        rest = TwilioRest("AC" + "0" * 32, "secret", "http://127.0.0.1:9")
+        rests.append(rest)
+        renderer = Renderer("https://ivr.example", content.flows.prompts, "+15125550100")
+        return Transfers(pool, content.plan, renderer, rest, ApiHealth(pool, rest))
+
+    yield make
+    for rest in rests:
+        await rest.close()
+
+
+# The guarded statement -------------------------------------------------------------
+
+
+async def test_a_ring_makes_the_offer_and_stores_the_progress_in_one_statement(
+    pool: asyncpg.Pool,
+) -> None:
+    await staff(pool, person("ann"), available=["ann"])
+    await holding(pool, "CA-1", steps_for(["ann"]), ago=5)
+    seen = await progress(pool, "CA-1")
+    rung = seen.__class__.from_json({**seen.to_json(), "offers_made": 1})
+    offer = await dispatch.ring(pool, "CA-1", "ann", 1, seen.to_json(), rung.to_json())
+    assert offer is not None and (offer.counselor_id, offer.number) == ("ann", 1)
+    assert (await progress(pool, "CA-1")).offers_made == 1
+    assert await ringing(pool) == {("CA-1", "ann", 1)}
+    assert (await q.get_waiting(pool, "CA-1")).status == "offering"  # type: ignore[union-attr]
+
+
+async def test_a_ring_is_refused_when_the_progress_moved_or_the_counselor_is_taken(
+    pool: asyncpg.Pool,
+) -> None:
+    await staff(pool, person("ann"), person("bob"), available=["ann"])
+    await holding(pool, "CA-1", steps_for(["ann", "bob"]), ago=5)
+    await holding(pool, "CA-2", steps_for(["ann", "bob"]), ago=1)
+    seen = (await progress(pool, "CA-1")).to_json()
+    stale = {**seen, "tried": ["zed"]}
+    assert await dispatch.ring(pool, "CA-1", "ann", 1, stale, seen) is None  # moved meanwhile
+    assert await dispatch.ring(pool, "CA-1", "bob", 1, seen, seen) is None  # bob is offline
+    assert await dispatch.ring(pool, "CA-1", "ann", 1, seen, seen) is not None
+    other = (await progress(pool, "CA-2")).to_json()
+    assert await dispatch.ring(pool, "CA-2", "ann", 1, other, other) is None  # ann is offered
+    await q.set_tier(pool, "CA-1", 0, "local", ["ann", "bob"], [])  # ends ann's offer
+    await pool.execute("UPDATE counselors SET presence = 'wrap-up' WHERE id = 'ann'")
+    assert await dispatch.ring(pool, "CA-2", "ann", 1, other, other) is None  # in wrap-up
+    assert await ringing(pool) == set()
+
+
+async def test_an_offer_the_progress_holds_is_made_once_at_most(pool: asyncpg.Pool) -> None:
+    """Without `transfer`, the stored progress must hold the very offer: its intent,
+    written with a step's other changes. Made once, never again, whatever became
+    of it (its leg event may not have reached the progress yet)."""
+    await staff(pool, person("ann"), available=["ann"])
+    await holding(pool, "CA-1", steps_for(["ann"]), ago=5)
+    p = await progress(pool, "CA-1")
+    assert await dispatch.ring(pool, "CA-1", "ann", 1) is None  # the progress holds no offer
+    seen = p.to_json()
+    held = {**seen, "offers_made": 1, "offer": {
+        "number": 1, "counselor": "ann", "made_at": datetime.now(UTC).isoformat(),
+        "ring_seconds": 20}}
+    await pool.execute("UPDATE calls SET transfer = $2 WHERE call_sid = $1", "CA-1", held)
+    assert await dispatch.ring(pool, "CA-1", "bob", 1) is None  # not the offer it holds
+    offer = await dispatch.ring(pool, "CA-1", "ann", 1)
+    assert offer is not None and offer.number == 1
+    assert await q.offer_missed(pool, offer.id, "declined")  # ann is available again
+    assert await dispatch.ring(pool, "CA-1", "ann", 1) is None
+    assert await ringing(pool) == set()
+
+
+# The dispatcher ------------------------------------------------------------------------
+
+
+async def test_the_longest_waiting_caller_gets_the_freed_counselor(
+    pool: asyncpg.Pool, transfers_on: Callable[[asyncpg.Pool], Transfers]
+) -> None:
+    await staff(pool, person("ann"), person("zed"))
+    await holding(pool, "CA-new", steps_for(["ann"]), ago=10)
+    await holding(pool, "CA-old", steps_for(["ann"]), ago=30)
+    await holding(pool, "CA-oldest", steps_for(["zed"]), ago=60)  # not one of ann's
+    transfers = transfers_on(pool)
+    await transfers.dispatch_once()
+    assert await ringing(pool) == set()  # nobody free
+    untouched = await progress(pool, "CA-new")
+    await staff(pool, person("ann"), person("zed"), available=["ann"])
+    await transfers.dispatch_once()
+    assert await ringing(pool) == {("CA-old", "ann", 1)}
+    p = await progress(pool, "CA-old")
+    assert p.offer is not None and (p.offer.number, p.offer.counselor) == (1, "ann")
+    assert await progress(pool, "CA-new") == untouched
+    # The leg's placement is recorded before it is made (a timer row).
+    assert await pool.fetchval(
+        "SELECT count(*) FROM timers WHERE kind = 'place_leg' AND call_sid = 'CA-old'") == 1
+
+
+async def test_one_pass_rings_each_free_counselor_once_best_rank_first(
+    pool: asyncpg.Pool, transfers_on: Callable[[asyncpg.Pool], Transfers]
+) -> None:
+    """Two counselors free, three callers who could each have either: the two
+    longest waiting are rung, each by another counselor; the better ranked
+    (a skill the caller needs) goes to the first, though longer idle."""
+    await staff(pool, person("ann"), person("bob"), available=["ann", "bob"])
+    for sid, ago in (("CA-1", 30), ("CA-2", 20), ("CA-3", 10)):
+        await holding(pool, sid, steps_for(["ann", "bob"], ranks=[1, 0]), ago=ago)
+    await transfers_on(pool).dispatch_once()
+    assert await ringing(pool) == {("CA-1", "bob", 1), ("CA-2", "ann", 1)}
+    assert (await progress(pool, "CA-3")).offer is None
+
+
+async def test_a_tier_that_does_not_wait_ends_when_its_counselor_is_taken(
+    pool: asyncpg.Pool, transfers_on: Callable[[asyncpg.Pool], Transfers]
+) -> None:
+    """The progression decides that a tier is over, not a rule of the dispatcher's
+    own: a tier that skips when nobody is free moves on once its one counselor
+    is taken by another caller."""
+    await staff(pool, person("ann"), available=["ann"])
+    await holding(pool, "CA-1", steps_for(["ann"]), ago=30)
+    await holding(pool, "CA-2", steps_for(["ann"], skip=True), ago=10)
+    await transfers_on(pool).dispatch_once()
+    assert await ringing(pool) == {("CA-1", "ann", 1)}
+    moved = await progress(pool, "CA-2")
+    assert (moved.step.tier, moved.stage) == ("national", 2)
+    assert (await q.get_waiting(pool, "CA-2")).status == "backup"  # type: ignore[union-attr]
+
+
+async def test_two_dispatchers_racing_never_ring_a_counselor_or_caller_twice(
+    dsn: str, pool: asyncpg.Pool, transfers_on: Callable[[asyncpg.Pool], Transfers]
+) -> None:
+    """Two instances' dispatchers pass at once, over and over, while offers end and
+    counselors come back: every offer made is one the caller's progress holds, and
+    no counselor or caller ever has two open offers (the unique indexes would
+    refuse it: the pass would raise)."""
+    people = [person(f"k{n:02d}") for n in range(12)]
+    ids = [p.id for p in people]
+    await staff(pool, *people, available=ids)
+    rng = random.Random(5)
+    for n in range(40):
+        await holding(pool, f"CA-{n:02d}", steps_for(rng.sample(ids, 6)), ago=100 - n)
+    other = await open_pool(dsn)
+    try:
+        a, b = transfers_on(pool), transfers_on(other)
+        made = 0
+        for _ in range(15):
+            await asyncio.gather(a.dispatch_once(), b.dispatch_once())
+            open_now = await ringing(pool)
+            assert len({c for _, c, _ in open_now}) == len(open_now)
+            assert len({s for s, _, _ in open_now}) == len(open_now)
+            for sid, counselor, number in open_now:
+                p = await progress(pool, sid)
+                assert p.offer is not None and (p.offer.counselor, p.offer.number) == (
+                    counselor, number)
+            made += len(open_now)
+            # Half the phones stop ringing (declined: the counselor is free again).
+            for offer_id in await pool.fetchval(
+                    "SELECT array_agg(id) FROM offers WHERE state = 'ringing'") or []:
+                if rng.random() < 0.5:
+                    offer = await q.get_offer(pool, offer_id)
+                    assert offer is not None and offer.number is not None
+                    await a.leg_ended(offer, "declined", LegDeclined(offer.number))
+        assert made > 12
+        # Every offer row is one its caller's progress made: numbered, at most once.
+        rows = await pool.fetch("SELECT call_sid, number FROM offers")
+        assert all(r["number"] is not None for r in rows)
+        assert len({(r["call_sid"], r["number"]) for r in rows}) == len(rows)
+    finally:
+        await other.close()
