@@ -15,9 +15,10 @@ How a transfer moves:
   longest idle). A miss, decline or failure
   charged to the counselor rings the next; the tier ends at its deadline
   (TierDeadline, or any event that finds it past), when nobody is left to
-  ring, when nobody could ring long enough, when nobody is free and the tier
-  does not wait for them, and when the REST API is degraded and no leg is
-  ringing. A counselor's phone never rings past the tier's deadline.
+  ring (tried, or gone from the plan), when nobody could ring long enough,
+  when nobody is free and the tier does not wait for them, and when the
+  REST API is degraded and no leg is ringing. A counselor's phone never
+  rings past the tier's deadline.
 - Leaving a warm step for a dial step moves the caller out of their
   conference (MoveCaller); every hold round that finds them still there
   after MOVE_GRACE issues the move again. A conference that ends under a
@@ -100,6 +101,9 @@ class Availability:
 
     free: tuple[str, ...] = ()  # available counselor ids, best first (the one ordering)
     degraded: bool = False  # the REST API is in its cool-off: no counselor can be rung
+    # Counselors gone from the routing plan (a publish removed them): never rung
+    # again, so not left to try (a caller's steps name them until the tier ends).
+    gone: frozenset[str] = frozenset()
 
 
 Result = tuple[Progress, tuple[Action, ...]]
@@ -385,7 +389,7 @@ def _settle(p: Progress, now: datetime, av: Availability, degraded: bool = False
         return p, ()  # a phone rings: even with the API degraded, it may be answered
     if degraded or av.degraded:
         return _move_on(p, now, av, degraded=True)
-    untried = [c for c in step.counselors if c not in p.tried]
+    untried = [c for c in step.counselors if c not in p.tried and c not in av.gone]
     left = p.seconds_left(now)
     if not untried or not can_ring(left):
         return _move_on(p, now, av)

@@ -1,23 +1,26 @@
-"""What a dispatcher pass reads of the line, and the one write a Ring makes.
+"""What a dispatcher pass reads of the line, and the writes a Ring makes.
 
 A pass (Transfers.dispatch_once) reads, in one round trip, who is free (the
 snapshot the progression decides with: `Availability`) and the callers it
-may have something to decide for, longest waiting first: those whose tier
-lists a free counselor they were not offered in this tier, those whose
-tier may be over without anyone being freed (too little of it left for a
-full ring, a tier that does not wait for counselors, the REST API
-degraded), and those whose progress holds an offer not made yet (a Ring
-decided by a callback: its intent, `pending`). A caller with an open offer
-is not among them: their offer's leg events move them on. The rest of the
-line is not read, so a pass with one counselor freed costs about the same
-with 5 or 500 callers waiting.
+may ring someone for, longest waiting first: those holding (or offered
+early) with no open offer whose tier lists a free counselor they were not
+offered in it yet, no more of them than there are free counselors (a pass
+that read that many is followed by another), or, with the REST API
+degraded, every caller on the line (each one's tier is then over). Only the
+line rows are walked; the call rows, with their progress, are read for
+those callers alone, so a pass with one counselor freed costs about the
+same with 5 or 500 callers waiting. After a publish, callers whose tier
+has nobody left in the plan to try are read too (their tier is over). A
+tier nearing its end with nobody free is the tier_deadline timer's.
 
-`ring` is the guarded statement of the progression's Ring action
-(ivr_ring in functions.sql).
+`ring` and `ring_all` are the guarded statement of the progression's Ring
+action (ivr_ring in functions.sql); `lost_rings` finds the Ring intents a
+dead instance left in a progress without making them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -36,70 +39,75 @@ class Looked:
     transfer: dict[str, Any]
     content_version: str | None
     eligible: frozenset[str]  # the counselors their line row holds for the tier
-    may_end: bool  # their tier may be over whoever is free
-    pending: bool  # their progress holds an offer not made yet
 
 
 @dataclass(frozen=True)
 class Line:
     degraded: bool  # the REST API is in its cool-off (api_health)
     free: tuple[str, ...]  # available counselors, longest idle first
+    gone: frozenset[str]  # counselors removed from the plan
     callers: tuple[Looked, ...]  # longest waiting first
+    full: bool  # as many callers as a look reads: more may follow
 
 
-async def look(pool: asyncpg.Pool, ring_by: datetime, api_down: bool, limit: int) -> Line:
-    """The free counselors and at most `limit` callers to advance (see the module).
-    `ring_by`: a tier ending before then is too near its end for a full ring.
-    `api_down`: the REST API is unusable whatever api_health says (its probe)."""
+async def look(pool: asyncpg.Pool, api_down: bool, limit: int) -> Line:
+    """The free counselors and the callers to advance (see the module), at most
+    `limit` of them. `api_down`: the REST API is unusable whatever api_health
+    says (its probe failed)."""
     rows = await pool.fetch(
         """
         WITH s AS (
-            SELECT EXISTS (SELECT 1 FROM api_health) OR $3 AS degraded,
+            SELECT EXISTS (SELECT 1 FROM api_health) OR $1 AS degraded,
                    ARRAY(SELECT id FROM counselors WHERE presence = 'available' AND NOT removed
-                         ORDER BY idle_since, id) AS free
-        )
-        SELECT s.degraded, s.free, l.*
-        FROM s LEFT JOIN LATERAL (
-            SELECT w.call_sid, c.seq, c.transfer, c.content_version, w.eligible,
-                   coalesce((c.transfer->>'deadline')::timestamptz <= $1, false)
-                   -- the progress codec's keys (ivr.routing.progress)
-                   OR coalesce((c.transfer->'steps'->((c.transfer->>'index')::int)
-                                ->>'skip_when_unavailable')::boolean, false) AS may_end,
-                   p.pending
-            FROM waiting w
-            JOIN calls c ON c.call_sid = w.call_sid
-            CROSS JOIN LATERAL (
-                SELECT jsonb_typeof(c.transfer->'offer') = 'object' AND NOT EXISTS (
-                           SELECT 1 FROM offers o WHERE o.call_sid = w.call_sid
-                             AND o.number = (c.transfer->'offer'->>'number')::int) AS pending
-            ) p
+                         ORDER BY idle_since, id) AS free,
+                   ARRAY(SELECT id FROM counselors WHERE removed) AS gone
+        ), n AS (
+            SELECT CASE WHEN degraded THEN $2 ELSE least($2, cardinality(free)) END AS most
+            FROM s
+        ), picked AS (
+            SELECT w.call_sid, w.enqueued_at, w.eligible FROM waiting w, s
             WHERE w.status = 'waiting'
-              AND ((c.phase = 'transfer' AND c.transfer->>'phase' = 'holding')
-                   OR (c.phase = 'flow' AND c.transfer->>'phase' = 'early'))
-              AND (s.degraded OR p.pending
-                   OR (c.transfer->>'deadline')::timestamptz <= $1
-                   OR (c.transfer->'steps'->((c.transfer->>'index')::int)
-                       ->>'skip_when_unavailable')::boolean
-                   -- a free counselor of their tier not offered them in it yet
-                   OR (w.eligible && s.free AND EXISTS (
-                         SELECT 1 FROM unnest(w.eligible) AS e(id)
-                         WHERE e.id = ANY (s.free) AND NOT EXISTS (
-                             SELECT 1 FROM offers o
-                             WHERE o.call_sid = w.call_sid AND o.counselor_id = e.id
-                               AND o.created_at >= w.tier_started_at))))
+              AND (s.degraded OR (w.eligible && s.free AND EXISTS (
+                  -- a free counselor of their tier not offered them in it yet
+                  SELECT 1 FROM unnest(w.eligible) AS e(id)
+                  WHERE e.id = ANY (s.free) AND NOT EXISTS (
+                      SELECT 1 FROM offers o
+                      WHERE o.call_sid = w.call_sid AND o.counselor_id = e.id
+                        AND o.created_at >= w.tier_started_at))))
+            ORDER BY w.enqueued_at, w.call_sid
+            LIMIT (SELECT most FROM n)
+        ), spent AS (
+            -- After a publish: callers whose tier has nobody left in the plan to try.
+            SELECT w.call_sid, w.enqueued_at, w.eligible FROM waiting w, s
+            WHERE w.status = 'waiting' AND NOT s.degraded AND w.eligible && s.gone
+              AND NOT EXISTS (
+                  SELECT 1 FROM unnest(w.eligible) AS e(id)
+                  WHERE NOT e.id = ANY (s.gone) AND NOT EXISTS (
+                      SELECT 1 FROM offers o
+                      WHERE o.call_sid = w.call_sid AND o.counselor_id = e.id
+                        AND o.created_at >= w.tier_started_at))
             ORDER BY w.enqueued_at, w.call_sid
             LIMIT $2
-        ) l ON true
+        ), both_ AS (
+            SELECT * FROM picked UNION SELECT * FROM spent
+        )
+        SELECT s.degraded, s.free, s.gone, (SELECT most FROM n) AS most, p.call_sid, p.eligible,
+               c.seq, c.transfer, c.content_version
+        FROM s
+        LEFT JOIN (both_ p JOIN calls c ON c.call_sid = p.call_sid
+                   AND c.phase IN ('transfer', 'flow')) ON true
+        ORDER BY p.enqueued_at, p.call_sid
         """,
-        ring_by, limit, api_down,
+        api_down, limit,
     )
     first = rows[0]  # one row at least: the snapshot's, callers or not
     callers = tuple(
         Looked(r["call_sid"], r["seq"], r["transfer"], r["content_version"],
-               frozenset(r["eligible"] or ()), r["may_end"], r["pending"])
+               frozenset(r["eligible"] or ()))
         for r in rows if r["call_sid"] is not None
     )
-    return Line(bool(first["degraded"]), tuple(first["free"]), callers)
+    return Line(bool(first["degraded"]), tuple(first["free"]), frozenset(first["gone"]), callers,
+                len(callers) >= max(int(first["most"]), 1))
 
 
 async def ring(
@@ -115,9 +123,55 @@ async def ring(
     return None if record is None else Offer(**dict(record))
 
 
+@dataclass(frozen=True)
+class Decided:
+    """A Ring a pass decided: the caller's progress `seen` becomes `transfer`."""
+
+    call_sid: str
+    counselor: str
+    number: int
+    seen: dict[str, Any]
+    transfer: dict[str, Any]
+
+
+async def ring_all(pool: asyncpg.Pool, rings: Sequence[Decided]) -> list[Offer]:
+    """A pass's rings in one statement, each guarded as `ring` is (ivr_ring_all):
+    the offers made."""
+    if not rings:
+        return []
+    records = await pool.fetch(
+        "SELECT * FROM ivr_ring_all($1, $2, $3, $4::jsonb[], $5::jsonb[])",
+        [r.call_sid for r in rings], [r.counselor for r in rings], [r.number for r in rings],
+        [r.seen for r in rings], [r.transfer for r in rings])
+    return [Offer(**dict(r)) for r in records]
+
+
 async def made(pool: asyncpg.Pool, call_sid: str, number: int) -> bool:
     """Whether offer `number` of the caller's progress was made (by any instance)."""
     found: bool = await pool.fetchval(
         "SELECT EXISTS (SELECT 1 FROM offers WHERE call_sid = $1 AND number = $2)",
         call_sid, number)
     return found
+
+
+async def lost_rings(pool: asyncpg.Pool, before: datetime,
+                     limit: int) -> list[tuple[str, int, str]]:
+    """(call, offer number, counselor) of the offers callers' progress holds that
+    were never made (their Ring's intent, left by an instance that died before
+    its dispatcher made it), stored before `before`."""
+    rows = await pool.fetch(
+        """
+        SELECT c.call_sid, (c.transfer->'offer'->>'number')::int AS number,
+               c.transfer->'offer'->>'counselor' AS counselor
+        FROM waiting w JOIN calls c ON c.call_sid = w.call_sid
+        WHERE w.status = 'waiting' AND c.phase IN ('transfer', 'flow')
+          -- the progress codec's keys (ivr.routing.progress)
+          AND jsonb_typeof(c.transfer->'offer') = 'object'
+          AND c.transfer->>'phase' IN ('holding', 'early')
+          AND NOT EXISTS (SELECT 1 FROM offers o WHERE o.call_sid = c.call_sid
+                          AND o.number = (c.transfer->'offer'->>'number')::int)
+          AND c.updated_at <= $1
+        LIMIT $2
+        """,
+        before, limit)
+    return [(str(r["call_sid"]), int(r["number"]), str(r["counselor"])) for r in rows]

@@ -47,9 +47,11 @@ $$ SELECT pg_notify('ivr_routing', '') $$;
 -- made once at most, whatever became of it. Nothing is made (no row
 -- returned) when any of it no longer holds: another instance took the
 -- counselor, or the caller moved on.
--- Locks in the usual order (call, caller, counselor); only the call row's is
--- waited for, the others are taken with SKIP LOCKED: a caller or counselor
--- another transaction is changing is not free for this one.
+-- Locks in the usual order (call, caller, counselor), with SKIP LOCKED (a
+-- caller or counselor another transaction is changing is not free for this
+-- one), but for the call row of an offer the progress holds, which is waited
+-- for: its caller is not looked at again by a pass. The dispatcher makes its
+-- pass's offers in one statement (ivr_ring_all) and never waits at all.
 CREATE OR REPLACE FUNCTION ivr_ring(p_call text, p_counselor text, p_number integer,
                                     p_seen jsonb, p_transfer jsonb)
 RETURNS SETOF offer_details LANGUAGE plpgsql AS $$
@@ -58,15 +60,17 @@ DECLARE
     center  text;
     made    bigint;
 BEGIN
-    -- The progress codec's keys (ivr.routing.progress).
-    PERFORM 1 FROM calls
-    WHERE call_sid = p_call
-      AND CASE WHEN p_transfer IS NULL
-               THEN transfer->>'phase' IN ('holding', 'early')
-                    AND transfer->'offer'->>'number' = p_number::text
-                    AND transfer->'offer'->>'counselor' = p_counselor
-               ELSE transfer = p_seen END
-    FOR UPDATE;
+    IF p_transfer IS NULL THEN
+        -- The progress codec's keys (ivr.routing.progress).
+        PERFORM 1 FROM calls
+        WHERE call_sid = p_call AND transfer->>'phase' IN ('holding', 'early')
+          AND transfer->'offer'->>'number' = p_number::text
+          AND transfer->'offer'->>'counselor' = p_counselor
+        FOR UPDATE;
+    ELSE
+        PERFORM 1 FROM calls WHERE call_sid = p_call AND transfer = p_seen
+        FOR UPDATE SKIP LOCKED;
+    END IF;
     IF NOT FOUND OR EXISTS (SELECT 1 FROM offers WHERE call_sid = p_call AND number = p_number)
     THEN
         RETURN;  -- moved on, or this offer was made already (and maybe ended since)
@@ -96,6 +100,18 @@ BEGIN
     END IF;
     RETURN QUERY SELECT * FROM offer_details WHERE id = made;
 END $$;
+
+-- A dispatcher pass's rings, in its order (longest waiting first), each
+-- guarded on its own (ivr_ring): the offers made.
+CREATE OR REPLACE FUNCTION ivr_ring_all(p_calls text[], p_counselors text[],
+                                        p_numbers integer[], p_seen jsonb[],
+                                        p_transfers jsonb[])
+RETURNS SETOF offer_details LANGUAGE sql AS $$
+    SELECT r.* FROM unnest(p_calls, p_counselors, p_numbers, p_seen, p_transfers)
+                    WITH ORDINALITY AS a(call_sid, counselor, number, seen, transfer, n)
+    CROSS JOIN LATERAL ivr_ring(a.call_sid, a.counselor, a.number, a.seen, a.transfer) r
+    ORDER BY a.n
+$$;
 
 
 -- The hot path: match waiting callers (longest waiting first) with free

@@ -178,6 +178,8 @@ class Transfers:
         self._tasks: set[asyncio.Task[None]] = set()
         self._wrap_ups_swept = -WRAP_UP_SWEEP_EVERY  # time.monotonic() of the last look
         self._moving: set[str] = set()  # callers this instance is taking to the backup line now
+        # Offers stored in a progress (a Ring's intent) for the next pass to make.
+        self._pending: dict[str, tuple[int, str]] = {}
         # The content versions (ivr.publishing.wiring sets them): what the stage
         # renders for a call, and the plan it reads for it, are those of the
         # version the call started on; `plan` and `renderer` are the active's.
@@ -333,9 +335,11 @@ class Transfers:
                     self.kick()
                 case DialLine():
                     await outcomes.ringing(self.pool, sid)
-                case Ring():
-                    # Its intent is the offer `p` holds: the dispatcher's next
-                    # pass, at once, makes it (`ring`), so no webhook waits on it.
+                case Ring(offer=number, counselor=counselor):
+                    # Its intent is the offer `p` holds: this instance's next
+                    # dispatcher pass, at once, makes it (`ring`), so no webhook
+                    # waits on it (one that dies first: the reconciliation's).
+                    self._pending[sid] = (number, counselor)
                     self.kick()
                 case CancelLeg():
                     # Never alone: the line's change beside it (Dequeue, SetTier)
@@ -346,8 +350,11 @@ class Transfers:
                 case MoveCaller(index=index, stage=stage):
                     await self.intend_move(sid, stage, seq, p.steps[index].name)
                 case ScheduleDeadline(stage=stage, at=at):
-                    await timers.add(self.pool, "tier_deadline", f"{sid}:{stage}", at,
-                                     call_sid=sid, detail={"stage": stage})
+                    # Due when too little of the tier is left for a full ring:
+                    # the tier may be over then (the worker asks the progression).
+                    await timers.add(self.pool, "tier_deadline", f"{sid}:{stage}",
+                                     at - timedelta(seconds=MIN_RING), call_sid=sid,
+                                     detail={"stage": stage})
                     self.work.set()
         await self.metrics.outcomes(self.pool, sid, actions)
 
@@ -399,55 +406,58 @@ class Transfers:
                     log.info("dispatcher pass works again")
 
     async def dispatch_once(self) -> None:
-        """One look at the line (dispatch.look): each caller found, longest waiting
-        first, is advanced with CounselorFreed against one snapshot of who is
-        free, and what the progression returns is carried out. A counselor rung
-        leaves the snapshot for the callers after; a caller whose tier lists
-        nobody left in it is passed over without being advanced."""
+        """A dispatcher pass. First the Rings whose intent this instance stored
+        (`carry_out`); then one look at the line (dispatch.look): each caller
+        found, longest waiting first, is advanced with CounselorFreed against
+        one snapshot of who is free, a counselor rung leaving it for the
+        callers after. The offers that only change the progress are made
+        together, each guarded on its own (dispatch.ring_all); a caller refused
+        is advanced again at once with fresh availability, without that
+        counselor (their tier may not wait for one: the progression says)."""
         if time.monotonic() - self._wrap_ups_swept >= WRAP_UP_SWEEP_EVERY:
             await outcomes.end_wrap_up(self.pool, self.wrap_up_seconds)
             self._wrap_ups_swept = time.monotonic()
+        while self._pending:
+            sid, (number, counselor) = self._pending.popitem()
+            await self.ring(sid, number, counselor)
         api_usable = await self.health.probe()
         now = self.clock()
-        line = await dispatch.look(self.pool, now + timedelta(seconds=MIN_RING),
-                                   not api_usable, LOOK_LIMIT)
+        line = await dispatch.look(self.pool, not api_usable, LOOK_LIMIT)
         free = list(line.free)
+        decided: list[dispatch.Decided] = []
+        moved = False
         for caller in line.callers:
-            if not (line.degraded or caller.may_end or caller.pending
+            if not (line.degraded or caller.eligible & line.gone
                     or caller.eligible.intersection(free)):
-                continue
-            av = Availability(degraded=True) if line.degraded else Availability(free=tuple(free))
-            taken = await self._advance_looked(caller, av, now)
-            if taken is not None and taken in free:
-                free.remove(taken)
-        if len(line.callers) >= LOOK_LIMIT:
-            self.kick()  # more callers than one look reads
-
-    async def _advance_looked(self, caller: dispatch.Looked, av: Availability,
-                              now: datetime) -> str | None:
-        """Advance one caller of a pass; the counselor it rang or tried to ring."""
-        p = Progress.from_json(caller.transfer)
-        if caller.pending and p.offer is not None:
-            await self.ring(caller.call_sid, p.offer.number, p.offer.counselor)
-            return p.offer.counselor
-        q, actions = advance(p, CounselorFreed(), now, av)
-        match actions:
-            case ():
-                return None
-            case (Ring(offer=number, counselor=counselor),) if q.stage == p.stage:
-                # Only the offer changes: made and stored by one guarded statement.
-                offer = await dispatch.ring(self.pool, caller.call_sid, counselor, number,
-                                            caller.transfer, q.to_json())
-                if offer is None:
-                    self.kick()  # taken by another, or the caller moved: look again
-                else:
-                    self.progress_changed(caller.call_sid)
-                    await self.claimed([offer])
-                return counselor
-        why = "Twilio REST API degraded" if av.degraded else "tier over"
-        await self.tier_moved(caller.call_sid, caller.seq, q, actions, why,
-                              caller.content_version)
-        return next((a.counselor for a in actions if isinstance(a, Ring)), None)
+                continue  # those before took whom they could have had
+            av = (Availability(degraded=True) if line.degraded
+                  else Availability(free=tuple(free), gone=line.gone))
+            p = Progress.from_json(caller.transfer)
+            q, actions = advance(p, CounselorFreed(), now, av)
+            match actions:
+                case ():
+                    continue
+                case (Ring(offer=number, counselor=counselor),) if q.stage == p.stage:
+                    decided.append(dispatch.Decided(caller.call_sid, counselor, number,
+                                                    caller.transfer, q.to_json()))
+                case _:
+                    why = "Twilio REST API degraded" if av.degraded else "tier over"
+                    moved |= await self.tier_moved(caller.call_sid, caller.seq, q, actions, why,
+                                                   caller.content_version)
+            taken = {a.counselor for a in actions if isinstance(a, Ring)}
+            free = [c for c in free if c not in taken]
+        made = await dispatch.ring_all(self.pool, decided)
+        for offer in made:
+            self.progress_changed(offer.call_sid)
+        if made:
+            await self.claimed(made)
+        rung = {o.call_sid for o in made}
+        for refused in (d for d in decided if d.call_sid not in rung):
+            # Another instance took the counselor, or the caller moved meanwhile.
+            await self.leg_event(refused.call_sid, CounselorFreed(),
+                                 taken=frozenset({refused.counselor}))
+        if line.full and (made or moved):
+            self.kick()  # more callers may be waiting than one look reads
 
     async def ring(self, sid: str, number: int, counselor: str) -> None:
         """The Ring action a progress the call row holds asked for: the offer made

@@ -36,8 +36,15 @@ from typing import Final
 
 from ivr.routing.progress import Phase, Progress
 from ivr.routing.progression import advance
-from ivr.routing.rules import can_ring, ring_seconds
-from ivr.routing.signals import Blame, LegFailed, LegMissed, OfferWithdrawn, TierDeadline
+from ivr.routing.rules import MIN_RING, can_ring, ring_seconds
+from ivr.routing.signals import (
+    Blame,
+    CounselorFreed,
+    LegFailed,
+    LegMissed,
+    OfferWithdrawn,
+    TierDeadline,
+)
 from ivr.storage import counselors as staff
 from ivr.storage import holding as holding_db
 from ivr.storage import queue, timers
@@ -207,7 +214,10 @@ class TimerWorker:
             t.kick()
 
     async def tier_deadline(self, timer: timers.Timer) -> Outcome:
-        """TierDeadline into the progression, for the stage the timer was set for."""
+        """The end of a tier, for the stage the timer was set for: from the moment
+        too little of it is left for a full ring, CounselorFreed (nobody rings:
+        the tier is over; a phone rings: it may still be answered, until the
+        deadline), then TierDeadline at the deadline itself."""
         sid, stage, t = timer.call_sid, int(timer.detail["stage"]), self.t
         assert sid is not None
         for _ in range(3):
@@ -219,10 +229,20 @@ class TimerWorker:
                 return "stale: the transfer moved on"
             now = t.clock()
             assert p.deadline is not None
-            if now < p.deadline:
-                return Later(p.deadline, "not due yet")
-            q, actions = advance(p, TierDeadline(stage), now, await t.availability(p.steps))
-            if not actions:
+            ring_by = p.deadline - timedelta(seconds=MIN_RING)
+            if now < ring_by:
+                return Later(ring_by, "not due yet")
+            event = TierDeadline(stage) if now >= p.deadline else CounselorFreed()
+            q, actions = advance(p, event, now, await t.availability(p.steps))
+            if q.stage == p.stage:
+                if q != p:  # someone rung after all (the last full ring of the tier)
+                    seq = await t.store_progress(sid, context["transfer"], q.to_json())
+                    if seq is None:
+                        continue
+                    await t.carry_out(sid, q, actions, seq)
+                if now < p.deadline:
+                    return Later(p.deadline, "a phone rings: it may be answered until the "
+                                             "deadline")
                 return "nothing to do"
             if await t.tier_moved(sid, int(context["seq"]), q, actions, "tier deadline",
                                   context["content_version"]):

@@ -14,8 +14,8 @@ import pytest
 
 from ivr.content import Content
 from ivr.routing.progress import Progress
-from ivr.routing.progression import Availability, begin
-from ivr.routing.signals import LegDeclined
+from ivr.routing.progression import Availability, advance, begin
+from ivr.routing.signals import CounselorFreed, LegDeclined, Ring
 from ivr.routing.steps import DialStep, Step, WarmStep
 from ivr.storage import dispatch
 from ivr.storage import queue as q
@@ -187,19 +187,30 @@ async def test_one_pass_rings_each_free_counselor_once_best_rank_first(
     assert (await progress(pool, "CA-3")).offer is None
 
 
-async def test_a_tier_that_does_not_wait_ends_when_its_counselor_is_taken(
+async def test_a_ring_refused_in_a_tier_that_does_not_wait_moves_the_caller_on(
     pool: asyncpg.Pool, transfers_on: Callable[[asyncpg.Pool], Transfers]
 ) -> None:
     """The progression decides that a tier is over, not a rule of the dispatcher's
-    own: a tier that skips when nobody is free moves on once its one counselor
-    is taken by another caller."""
+    own: a caller whose progress holds an offer to ann (its Ring's intent, stored
+    by a callback) finds her taken by a caller waiting longer; the offer is
+    withdrawn and, nobody else being free in a tier that does not wait, the
+    progression moves them on."""
     await staff(pool, person("ann"), available=["ann"])
     await holding(pool, "CA-1", steps_for(["ann"]), ago=30)
     await holding(pool, "CA-2", steps_for(["ann"], skip=True), ago=10)
-    await transfers_on(pool).dispatch_once()
+    seen = await progress(pool, "CA-2")
+    intent, actions = advance(seen, CounselorFreed(), datetime.now(UTC),
+                              Availability(free=("ann",)))
+    assert [type(a) for a in actions] == [Ring]
+    await pool.execute("UPDATE calls SET transfer = $2 WHERE call_sid = $1", "CA-2",
+                       intent.to_json())
+    transfers = transfers_on(pool)
+    await transfers.dispatch_once()  # the longest waiting has ann
+    assert await ringing(pool) == {("CA-1", "ann", 1)}
+    await transfers.ring("CA-2", 1, "ann")  # the intent, made too late
     assert await ringing(pool) == {("CA-1", "ann", 1)}
     moved = await progress(pool, "CA-2")
-    assert (moved.step.tier, moved.stage) == ("national", 2)
+    assert (moved.step.tier, moved.stage, moved.offer) == ("national", 2, None)
     assert (await q.get_waiting(pool, "CA-2")).status == "backup"  # type: ignore[union-attr]
 
 
