@@ -6,24 +6,19 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import replace
 from datetime import UTC, datetime
 
 import asyncpg
 import pytest
 
-from ivr.content import Content
-from ivr.routing.progress import Progress
-from ivr.routing.progression import Availability, advance, begin
+from ivr.routing.progression import Availability, advance
 from ivr.routing.signals import CounselorFreed, LegDeclined, Ring
 from ivr.routing.steps import DialStep, Step, WarmStep
 from ivr.storage import dispatch
 from ivr.storage import queue as q
 from ivr.storage.database import open_pool
-from ivr.telephony.apihealth import ApiHealth
-from ivr.telephony.rest import TwilioRest
 from ivr.telephony.transfer import Transfers
-from ivr.telephony.twiml import Renderer
+from tests.storage.dispatching import holding, progress, ringing
 from tests.storage.test_queue import person, staff
 
 NATIONAL = DialStep("national", "National", ("+18005550100",), 30, last=True)
@@ -35,60 +30,11 @@ def steps_for(counselors: Sequence[str], ranks: Sequence[int] = (),
             NATIONAL)
 
 
-async def holding(pool: asyncpg.Pool, sid: str, steps: Sequence[Step], *, ago: float) -> None:
-    """A caller holding at the first (warm) step, nobody rung, on the line `ago` s."""
-    # Begun with nobody free, a tier that skips would be skipped: it is begun
-    # as one that waits, then its step is the one asked for.
-    first = steps[0]
-    assert isinstance(first, WarmStep)
-    waits = (replace(first, skip_when_unavailable=False), *steps[1:])
-    p, _ = begin(waits, datetime.now(UTC), Availability(), language="en", queue="crisis")
-    p = replace(p, steps=tuple(steps))
-    await pool.execute(
-        "INSERT INTO calls (call_sid, flow_id, flow_version, seq, state, phase, transfer)"
-        " VALUES ($1, 'f', '1', 3, '{}'::jsonb, 'transfer', $2)", sid, p.to_json())
-    step = steps[0]
-    assert isinstance(step, WarmStep)
-    assert await q.enqueue(pool, sid, "crisis", "en", None, "TX", 0, "local", step.counselors,
-                           step.ranks)
-    await pool.execute(
-        "UPDATE waiting SET enqueued_at = now() - make_interval(secs => $2),"
-        " tier_started_at = now() - make_interval(secs => $2) WHERE call_sid = $1", sid, ago)
-
-
-async def progress(pool: asyncpg.Pool, sid: str) -> Progress:
-    return Progress.from_json(await pool.fetchval(
-        "SELECT transfer FROM calls WHERE call_sid = $1", sid))
-
-
-async def ringing(pool: asyncpg.Pool) -> set[tuple[str, str, int]]:
-    rows = await pool.fetch(
-        "SELECT call_sid, counselor_id, number FROM offers WHERE state = 'ringing'")
-    return {(r["call_sid"], r["counselor_id"], r["number"]) for r in rows}
-
-
 @pytest.fixture
 async def pool(dsn: str) -> AsyncIterator[asyncpg.Pool]:
     p = await open_pool(dsn)
     yield p
     await p.close()
-
-
-@pytest.fixture
-async def transfers_on(content: Content) -> AsyncIterator[Callable[[asyncpg.Pool], Transfers]]:
-    """Dispatchers of their own, like server instances (no timer worker: the legs'
-    placements are recorded, never carried out; no REST API: nothing needs it)."""
-    rests: list[TwilioRest] = []
-
-    def make(pool: asyncpg.Pool) -> Transfers:
-        rest = TwilioRest("AC" + "0" * 32, "secret", "http://127.0.0.1:9")
-        rests.append(rest)
-        renderer = Renderer("https://ivr.example", content.flows.prompts, "+15125550100")
-        return Transfers(pool, content.plan, renderer, rest, ApiHealth(pool, rest))
-
-    yield make
-    for rest in rests:
-        await rest.close()
 
 
 # The guarded statement -------------------------------------------------------------
