@@ -49,7 +49,7 @@ import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, cast
@@ -187,7 +187,7 @@ async def unloaded(dsn: str, free: int, rounds: int = 200
             await tr.start()
             now = datetime.now(UTC)
             t0 = time.perf_counter()
-            line = await dispatch.look(db, now + timedelta(seconds=10), False, LOOK_LIMIT)
+            line = await dispatch.look(db, False, LOOK_LIMIT)
             looked = time.perf_counter() - t0
             made = None
             for caller in line.callers:
