@@ -114,9 +114,11 @@ RETURNS SETOF offer_details LANGUAGE sql AS $$
 $$;
 
 
--- The hot path: match waiting callers (longest waiting first) with free
--- counselors (lowest rank, then longest idle: the order is written down at
--- ivr.routing.tiers.rank) in one transaction.
+-- No longer the server's: whom to ring is the transfer progression's, made
+-- by ivr_ring. Kept for the storage tests that make offers for line rows
+-- with no call row (queue.claim_offers); to be retired with them.
+-- Matches waiting callers (longest waiting first) with free counselors
+-- (lowest rank, then longest idle) in one transaction.
 --
 -- The free counselors are locked up front with SKIP LOCKED: two instances
 -- claiming at once split them instead of both walking the line for the same

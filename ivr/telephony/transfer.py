@@ -173,7 +173,7 @@ class Transfers:
         self.wake = asyncio.Event()
         self.work = asyncio.Event()  # a timer was recorded: the worker looks at once
         self.lifelines: set[str] = set()  # sent to the backup line, not yet recorded so
-        # Records the placements of claimed offers and starts them (the worker's).
+        # Records the placements of offers made and starts them (the worker's).
         self.claimed: Callable[[Sequence[queue.Offer]], Awaitable[None]] = self._intend_legs
         self._tasks: set[asyncio.Task[None]] = set()
         self._wrap_ups_swept = -WRAP_UP_SWEEP_EVERY  # time.monotonic() of the last look
