@@ -65,37 +65,39 @@ async def look(pool: asyncpg.Pool, api_down: bool, limit: int) -> Line:
             SELECT CASE WHEN degraded THEN $2 ELSE least($2, cardinality(free)) END AS most
             FROM s
         ), picked AS (
-            SELECT w.call_sid, w.enqueued_at, w.eligible FROM waiting w, s
-            WHERE w.status = 'waiting'
-              AND (s.degraded OR (w.eligible && s.free AND EXISTS (
-                  -- a free counselor of their tier not offered them in it yet
-                  SELECT 1 FROM unnest(w.eligible) AS e(id)
-                  WHERE e.id = ANY (s.free) AND NOT EXISTS (
-                      SELECT 1 FROM offers o
-                      WHERE o.call_sid = w.call_sid AND o.counselor_id = e.id
-                        AND o.created_at >= w.tier_started_at))))
-            ORDER BY w.enqueued_at, w.call_sid
+            SELECT l.* FROM s, n, ivr_look(s.free, n.most) l WHERE NOT s.degraded
+            UNION ALL
+            -- The REST API degraded: every caller on the line (their tier is over).
+            SELECT w.call_sid, w.enqueued_at, w.eligible, c.seq, c.transfer, c.content_version
+            FROM waiting w
+            JOIN calls c ON c.call_sid = w.call_sid AND c.phase IN ('transfer', 'flow')
+            WHERE (SELECT degraded FROM s) AND w.status = 'waiting'
+              AND jsonb_typeof(c.transfer->'offer') IS DISTINCT FROM 'object'
+            ORDER BY enqueued_at, call_sid
             LIMIT (SELECT most FROM n)
         ), spent AS (
             -- After a publish: callers whose tier has nobody left in the plan to try.
-            SELECT w.call_sid, w.enqueued_at, w.eligible FROM waiting w, s
-            WHERE w.status = 'waiting' AND NOT s.degraded AND w.eligible && s.gone
+            SELECT w.call_sid, w.enqueued_at, w.eligible, c.seq, c.transfer, c.content_version
+            FROM waiting w
+            JOIN calls c ON c.call_sid = w.call_sid AND c.phase IN ('transfer', 'flow')
+            CROSS JOIN s
+            WHERE w.status = 'waiting' AND cardinality((SELECT gone FROM s)) > 0
+              AND NOT s.degraded AND w.eligible && s.gone
               AND NOT EXISTS (
                   SELECT 1 FROM unnest(w.eligible) AS e(id)
                   WHERE NOT e.id = ANY (s.gone) AND NOT EXISTS (
                       SELECT 1 FROM offers o
                       WHERE o.call_sid = w.call_sid AND o.counselor_id = e.id
                         AND o.created_at >= w.tier_started_at))
+              AND jsonb_typeof(c.transfer->'offer') IS DISTINCT FROM 'object'
             ORDER BY w.enqueued_at, w.call_sid
             LIMIT $2
         ), both_ AS (
-            SELECT * FROM picked UNION SELECT * FROM spent
+            SELECT * FROM picked UNION ALL SELECT * FROM spent
+            WHERE spent.call_sid NOT IN (SELECT call_sid FROM picked)
         )
-        SELECT s.degraded, s.free, s.gone, (SELECT most FROM n) AS most, p.call_sid, p.eligible,
-               c.seq, c.transfer, c.content_version
-        FROM s
-        LEFT JOIN (both_ p JOIN calls c ON c.call_sid = p.call_sid
-                   AND c.phase IN ('transfer', 'flow')) ON true
+        SELECT s.degraded, s.free, s.gone, (SELECT most FROM n) AS most, p.*
+        FROM s LEFT JOIN both_ p ON true
         ORDER BY p.enqueued_at, p.call_sid
         """,
         api_down, limit,

@@ -101,6 +101,49 @@ BEGIN
     RETURN QUERY SELECT * FROM offer_details WHERE id = made;
 END $$;
 
+-- The callers a dispatcher pass may ring someone for (dispatch.look), longest
+-- waiting first, at most p_most of them: on the line with no open offer,
+-- their tier listing a free counselor they were not offered in it yet, and
+-- their progress holding no offer (a Ring's intent not made yet, or one
+-- whose end it has not heard yet). The line is walked in its order and the
+-- walk stops at p_most: with one counselor freed, a pass reads a few rows,
+-- not the whole line.
+CREATE OR REPLACE FUNCTION ivr_look(p_free text[], p_most integer)
+RETURNS TABLE (call_sid text, enqueued_at timestamptz, eligible text[], seq integer,
+               transfer jsonb, content_version text)
+LANGUAGE plpgsql STABLE ROWS 20 AS $$
+DECLARE
+    w     record;
+    taken integer := 0;  -- callers returned so far
+BEGIN
+    IF p_most < 1 OR cardinality(p_free) = 0 THEN
+        RETURN;
+    END IF;
+    FOR w IN
+        SELECT q.call_sid, q.enqueued_at, q.eligible, q.tier_started_at FROM waiting q
+        WHERE q.status = 'waiting'
+        ORDER BY q.enqueued_at, q.call_sid
+    LOOP
+        CONTINUE WHEN NOT (w.eligible && p_free);
+        CONTINUE WHEN NOT EXISTS (
+            SELECT 1 FROM unnest(w.eligible) AS e(id)
+            WHERE e.id = ANY (p_free) AND NOT EXISTS (
+                SELECT 1 FROM offers o
+                WHERE o.call_sid = w.call_sid AND o.counselor_id = e.id
+                  AND o.created_at >= w.tier_started_at));
+        -- The progress codec's keys (ivr.routing.progress).
+        RETURN QUERY
+            SELECT c.call_sid, w.enqueued_at, w.eligible, c.seq, c.transfer, c.content_version
+            FROM calls c
+            WHERE c.call_sid = w.call_sid AND c.phase IN ('transfer', 'flow')
+              AND jsonb_typeof(c.transfer->'offer') IS DISTINCT FROM 'object';
+        IF FOUND THEN
+            taken := taken + 1;
+            EXIT WHEN taken >= p_most;
+        END IF;
+    END LOOP;
+END $$;
+
 -- A dispatcher pass's rings, in its order (longest waiting first), each
 -- guarded on its own (ivr_ring): the offers made.
 CREATE OR REPLACE FUNCTION ivr_ring_all(p_calls text[], p_counselors text[],

@@ -7,9 +7,9 @@ offer each caller, and dispatch.ring makes the offer (atomically across
 server instances); the call flow then dials each offer's address and
 reports how it ended (`offer_accepted`, `offer_missed`). `claim_offers`,
 the database's own matching, is no longer the server's: storage tests still
-use it to make offers for line rows that have no call row. Moving to the next tier (`set_tier`) or leaving the line
-(`dequeue`, `abandon`) cancels an offer still ringing and returns it, so the
-counselor leg can be hung up.
+use it to make offers for line rows that have no call row. Moving to the
+next tier (`set_tier`) or leaving the line (`dequeue`, `abandon`) cancels an
+offer still ringing and returns it, so the counselor leg can be hung up.
 
 The state changes live in SQL functions (functions.sql): each is one round
 trip and takes its row locks in one fixed order, so concurrent instances

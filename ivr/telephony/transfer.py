@@ -417,9 +417,7 @@ class Transfers:
         if time.monotonic() - self._wrap_ups_swept >= WRAP_UP_SWEEP_EVERY:
             await outcomes.end_wrap_up(self.pool, self.wrap_up_seconds)
             self._wrap_ups_swept = time.monotonic()
-        while self._pending:
-            sid, (number, counselor) = self._pending.popitem()
-            await self.ring(sid, number, counselor)
+        await self.ring_pending()
         api_usable = await self.health.probe()
         now = self.clock()
         line = await dispatch.look(self.pool, not api_usable, LOOK_LIMIT)
@@ -458,6 +456,12 @@ class Transfers:
                                  taken=frozenset({refused.counselor}))
         if line.full and (made or moved):
             self.kick()  # more callers may be waiting than one look reads
+
+    async def ring_pending(self) -> None:
+        """Make the offers this instance stored as a Ring's intent (`carry_out`)."""
+        while self._pending:
+            sid, (number, counselor) = self._pending.popitem()
+            await self.ring(sid, number, counselor)
 
     async def ring(self, sid: str, number: int, counselor: str) -> None:
         """The Ring action a progress the call row holds asked for: the offer made
