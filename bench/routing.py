@@ -73,8 +73,9 @@ from ivr.storage import dispatch
 from ivr.storage import queue as q
 from ivr.storage.database import open_pool
 from ivr.telephony.apihealth import ApiHealth
+from ivr.telephony.dispatcher import LOOK_LIMIT
 from ivr.telephony.rest import TwilioRest
-from ivr.telephony.transfer import LOOK_LIMIT, Transfers
+from ivr.telephony.transfer import Transfers
 from ivr.telephony.twiml import Renderer
 
 CENTERS = 10

@@ -1,6 +1,6 @@
 """What a dispatcher pass reads of the line, and the writes a Ring makes.
 
-A pass (Transfers.dispatch_once) reads, in one round trip, who is free (the
+A pass (ivr.telephony.dispatcher) reads, in one round trip, who is free (the
 snapshot the progression decides with: `Availability`) and the callers it
 may ring someone for, longest waiting first: those holding (or offered
 early) with no open offer whose tier lists a free counselor they were not

@@ -11,18 +11,16 @@ Whom to ring next, and when a tier is over, is the pure progression's
 alone (ivr.routing.progression): the call row stores its `Progress`, every
 event is fed to `advance`, and this module only carries out the actions it
 returns (`carry_out`). Events come from Twilio's callbacks (the caller's
-webhooks, the counselor leg's whisper, answer and status), from timers
-(the tier's deadline: the worker's) and from the dispatcher: a loop any
-instance may run, whose pass reads the callers with no open offer who may
-have something to decide (dispatch.look), longest waiting first, with one
-snapshot of who is free, and advances each with CounselorFreed. A Ring is
+webhooks, the counselor leg's whisper, answer and status), from timers (the
+tier's end: the worker's) and from the dispatcher (ivr.telephony.dispatcher:
+CounselorFreed for the callers who could have a free counselor). A Ring is
 one guarded statement (dispatch.ring): the offer is made only if the
 counselor is still free and the caller still where the progression left
-them, and a unique index keeps any counselor and any caller from holding
-two open offers across instances. Refused, nothing rings: the dispatcher's
-caller is looked at again with fresh availability, and an offer already in
-the progress is withdrawn (OfferWithdrawn). The counselor's presence stays
-the database's (queue.offer_missed).
+them, and unique indexes keep any counselor and any caller from holding two
+open offers across instances. A Ring decided by a callback is stored in the
+progress first (its intent) and made by this instance's next pass; refused,
+it is withdrawn (OfferWithdrawn). The counselor's presence stays the
+database's (queue.offer_missed).
 
 Only Twilio refusing a counselor's own address counts against them (their
 leg 'failed', they go offline). Any other REST failure is nobody's on the
@@ -40,9 +38,7 @@ move again (`holding`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import replace
@@ -63,7 +59,6 @@ from ivr.routing.signals import (
     Blame,
     CallerLeft,
     CancelLeg,
-    CounselorFreed,
     Dequeue,
     DialLine,
     EndCall,
@@ -90,6 +85,7 @@ from ivr.storage import transfers as outcomes
 from ivr.storage.availability import snapshot as availability_now
 from ivr.storage.holding import holder
 from ivr.storage.preoffers import accepted_early, caller_on_the_way, early_languages
+from ivr.telephony import dispatcher
 from ivr.telephony.apihealth import ApiHealth
 from ivr.telephony.rest import RestError, ServiceError, TwilioRest
 from ivr.telephony.twiml import Renderer
@@ -110,13 +106,6 @@ CALL_VERSIONS_KEPT = 4096
 # Seconds the hold document waits for an older version to load before it
 # plays the active one's (the load goes on: the next round has it).
 HOLD_CONTENT_TIMEOUT = 5.0
-# Seconds between the dispatcher's looks for wrap-ups over by the database's
-# clock (those set by hand: a call's own wrap-up ends by its timer), rather
-# than one more statement at every wake-up.
-WRAP_UP_SWEEP_EVERY = 1.0
-# Callers one dispatcher pass reads at most; a pass that read this many is
-# followed by another at once.
-LOOK_LIMIT = 50
 
 
 class _Unread:
@@ -176,10 +165,10 @@ class Transfers:
         # Records the placements of offers made and starts them (the worker's).
         self.claimed: Callable[[Sequence[queue.Offer]], Awaitable[None]] = self._intend_legs
         self._tasks: set[asyncio.Task[None]] = set()
-        self._wrap_ups_swept = -WRAP_UP_SWEEP_EVERY  # time.monotonic() of the last look
+        self.wrap_ups_swept = -1e9  # time.monotonic() of the dispatcher's last look at them
         self._moving: set[str] = set()  # callers this instance is taking to the backup line now
         # Offers stored in a progress (a Ring's intent) for the next pass to make.
-        self._pending: dict[str, tuple[int, str]] = {}
+        self.pending: dict[str, tuple[int, str]] = {}
         # The content versions (ivr.publishing.wiring sets them): what the stage
         # renders for a call, and the plan it reads for it, are those of the
         # version the call started on; `plan` and `renderer` are the active's.
@@ -339,7 +328,7 @@ class Transfers:
                     # Its intent is the offer `p` holds: this instance's next
                     # dispatcher pass, at once, makes it (`ring`), so no webhook
                     # waits on it (one that dies first: the reconciliation's).
-                    self._pending[sid] = (number, counselor)
+                    self.pending[sid] = (number, counselor)
                     self.kick()
                 case CancelLeg():
                     # Never alone: the line's change beside it (Dequeue, SetTier)
@@ -376,91 +365,17 @@ class Transfers:
     # The dispatcher ------------------------------------------------------------
 
     async def run(self, tick: float = 0.5) -> None:
-        """Match callers and counselors until cancelled; wakes on kick() or every tick.
-        A pass that fails (the database away) is logged with its traceback once
-        per outage, not at every tick: the next passes retry quietly until one
-        works again."""
-        failing = False
-        while True:
-            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a
-            # cancellation that arrives as the event fires, and the dispatcher
-            # would then never stop.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(tick):
-                    await self.wake.wait()
-            self.wake.clear()
-            try:
-                await self.dispatch_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                if failing:
-                    log.debug("dispatcher pass failed again: %s", exc)
-                else:
-                    failing = True
-                    log.exception("dispatcher pass failed; retrying (quietly until a pass "
-                                  "works again)")
-            else:
-                if failing:
-                    failing = False
-                    log.info("dispatcher pass works again")
+        """The dispatcher's loop (ivr.telephony.dispatcher), until cancelled."""
+        await dispatcher.run(self, tick)
 
     async def dispatch_once(self) -> None:
-        """A dispatcher pass. First the Rings whose intent this instance stored
-        (`carry_out`); then one look at the line (dispatch.look): each caller
-        found, longest waiting first, is advanced with CounselorFreed against
-        one snapshot of who is free, a counselor rung leaving it for the
-        callers after. The offers that only change the progress are made
-        together, each guarded on its own (dispatch.ring_all); a caller refused
-        is advanced again at once with fresh availability, without that
-        counselor (their tier may not wait for one: the progression says)."""
-        if time.monotonic() - self._wrap_ups_swept >= WRAP_UP_SWEEP_EVERY:
-            await outcomes.end_wrap_up(self.pool, self.wrap_up_seconds)
-            self._wrap_ups_swept = time.monotonic()
-        await self.ring_pending()
-        api_usable = await self.health.probe()
-        now = self.clock()
-        line = await dispatch.look(self.pool, not api_usable, LOOK_LIMIT)
-        free = list(line.free)
-        decided: list[dispatch.Decided] = []
-        moved = False
-        for caller in line.callers:
-            if not (line.degraded or caller.eligible & line.gone
-                    or caller.eligible.intersection(free)):
-                continue  # those before took whom they could have had
-            av = (Availability(degraded=True) if line.degraded
-                  else Availability(free=tuple(free), gone=line.gone))
-            p = Progress.from_json(caller.transfer)
-            q, actions = advance(p, CounselorFreed(), now, av)
-            match actions:
-                case ():
-                    continue
-                case (Ring(offer=number, counselor=counselor),) if q.stage == p.stage:
-                    decided.append(dispatch.Decided(caller.call_sid, counselor, number,
-                                                    caller.transfer, q.to_json()))
-                case _:
-                    why = "Twilio REST API degraded" if av.degraded else "tier over"
-                    moved |= await self.tier_moved(caller.call_sid, caller.seq, q, actions, why,
-                                                   caller.content_version)
-            taken = {a.counselor for a in actions if isinstance(a, Ring)}
-            free = [c for c in free if c not in taken]
-        made = await dispatch.ring_all(self.pool, decided)
-        for offer in made:
-            self.progress_changed(offer.call_sid)
-        if made:
-            await self.claimed(made)
-        rung = {o.call_sid for o in made}
-        for refused in (d for d in decided if d.call_sid not in rung):
-            # Another instance took the counselor, or the caller moved meanwhile.
-            await self.leg_event(refused.call_sid, CounselorFreed(),
-                                 taken=frozenset({refused.counselor}))
-        if line.full and (made or moved):
-            self.kick()  # more callers may be waiting than one look reads
+        """One dispatcher pass (ivr.telephony.dispatcher.pass_once)."""
+        await dispatcher.pass_once(self)
 
     async def ring_pending(self) -> None:
         """Make the offers this instance stored as a Ring's intent (`carry_out`)."""
-        while self._pending:
-            sid, (number, counselor) = self._pending.popitem()
+        while self.pending:
+            sid, (number, counselor) = self.pending.popitem()
             await self.ring(sid, number, counselor)
 
     async def ring(self, sid: str, number: int, counselor: str) -> None:
