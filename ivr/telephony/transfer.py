@@ -599,6 +599,7 @@ class Transfers:
         the call's content version (None: `renderer` and `plan`)."""
         renderer = served.renderer if served is not None else self.renderer
         plan = served.content.plan if served is not None else self.plan
+        at = self.clock()
         accepted = await self.leg_event(offer.call_sid, LegAccepted(number))
         if accepted is not None and accepted.phase is Phase.EARLY:
             # Accepted before the caller arrived: wait for them in their conference.
@@ -618,10 +619,27 @@ class Transfers:
                                            offer.center_id, in_state):
             return renderer.counselor_goodbye("whisper_gone")
         await self.metrics.counselor_answered(self.pool, offer.call_sid, in_state)
-        if context is not None and context["transfer"] is not None:
-            await self.store_progress(offer.call_sid, context["transfer"], accepted.to_json())
+        await self._store_accepted(offer.call_sid, number, at,
+                                   context["transfer"] if context else None)
         log.info("call %s: counselor %s accepted", offer.call_sid, offer.counselor_id)
         return renderer.join_conference(conference_name(offer.call_sid), offer.id)
+
+    async def _store_accepted(self, sid: str, number: int, at: datetime,
+                              seen: dict[str, Any] | None) -> None:
+        """The accept the database took, into the stored progress (`seen`, or read
+        again): advanced from what is stored, as of `at`, since a hold round may
+        have changed it meanwhile (the caller, offered early, now in their
+        conference)."""
+        for _ in range(UPDATE_TRIES):
+            if seen is None:
+                return
+            q, _ = advance(Progress.from_json(seen), LegAccepted(number), at, Availability())
+            if q.phase is not Phase.CONNECTED:
+                return  # stored already
+            if await self.store_progress(sid, seen, q.to_json()) is not None:
+                return
+            context = await outcomes.call_context(self.pool, sid)
+            seen = context["transfer"] if context else None
 
     async def counselor_alone(self, offer_id: int) -> str:
         """The wait URL of a counselor's conference: Twilio requests it only while
