@@ -104,6 +104,11 @@ class Availability:
     # Counselors gone from the routing plan (a publish removed them): never rung
     # again, so not left to try (a caller's steps name them until the tier ends).
     gone: frozenset[str] = frozenset()
+    # Whether this event may ring someone. Callers are served longest waiting
+    # first, an order no single caller's progress knows: only the dispatcher,
+    # which advances the line in that order, rings (True); any other event
+    # leaves a free counselor to its next pass (the caller waits for it).
+    ring: bool = True
 
 
 Result = tuple[Progress, tuple[Action, ...]]
@@ -279,7 +284,7 @@ def _early_settle(p: Progress, now: datetime, av: Availability) -> Result:
     """Ring the first free counselor of the early step not tried yet, if none rings."""
     step = p.step
     assert isinstance(step, WarmStep)
-    if p.offer is not None or av.degraded:
+    if p.offer is not None or av.degraded or not av.ring:
         return p, ()
     pick = best_free(step, av.free, p.tried)
     if pick is None:
@@ -395,7 +400,7 @@ def _settle(p: Progress, now: datetime, av: Availability, degraded: bool = False
         return _move_on(p, now, av)
     pick = best_free(step, av.free, p.tried)
     if pick is not None:
-        return _ring(p, pick, now)
+        return _ring(p, pick, now) if av.ring else (p, ())  # else the dispatcher's
     if step.skip_when_unavailable:
         return _move_on(p, now, av)
     return p, ()  # wait for a counselor to be free, or for the deadline

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from ivr.routing.progress import Progress
@@ -101,6 +102,9 @@ async def pass_once(t: Transfers) -> None:
                 decided.append(dispatch.Decided(caller.call_sid, counselor, number,
                                                 caller.transfer, q.to_json()))
             case _:
+                # The tier is over: the next one is entered, its counselors rung
+                # by the next pass, in the order of waiting, like anyone's.
+                q, actions = advance(p, CounselorFreed(), now, replace(av, ring=False))
                 why = "Twilio REST API degraded" if av.degraded else "tier over"
                 moved |= await t.tier_moved(caller.call_sid, caller.seq, q, actions, why,
                                             caller.content_version)

@@ -254,11 +254,14 @@ class Transfers:
 
     async def availability(self, steps: Sequence[Step]) -> Availability:
         """What the progression sees when it chooses a step: who is free, and
-        whether the REST API is usable (asked only when a warm step could use it)."""
+        whether the REST API is usable (asked only when a warm step could use it).
+        Nobody is rung by these events: that is the dispatcher's, in the order
+        of waiting (Availability.ring)."""
         if not any(isinstance(s, WarmStep) for s in steps):
-            return Availability()
+            return Availability(ring=False)
         degraded, free = await availability_now(self.pool)  # one round trip for both
-        return Availability(degraded=True) if degraded else Availability(free=free)
+        return Availability(degraded=True, ring=False) if degraded else Availability(
+            free=free, ring=False)
 
     def dial_step(self, action: DialLine) -> DialStep:
         """The step of a DialLine as rendered: our own number as callerId unless the
