@@ -9,9 +9,9 @@ caller found, longest waiting first, is advanced with CounselorFreed
 against one snapshot of who is free, a counselor rung leaving the snapshot
 for the callers after. The offers that only change the progress are made
 together, each guarded on its own (dispatch.ring_all); a caller refused
-(another instance took the counselor, or the caller moved) is advanced
-again at once with fresh availability, without that counselor: their tier
-may not wait for one, and the progression says so. A result that moves the
+(another instance took the counselor, or the caller's progress changed) is
+advanced again at once with fresh availability: their tier may not wait
+for anyone, and the progression says so. A result that moves the
 caller on (the REST API degraded, a publish left their tier with nobody)
 is the tier's move (`Transfers.tier_moved`).
 """
@@ -117,8 +117,10 @@ async def pass_once(t: Transfers) -> None:
         await t.claimed(made)
     rung = {o.call_sid for o in made}
     for refused in (d for d in decided if d.call_sid not in rung):
-        # Another instance took the counselor, or the caller moved meanwhile.
-        await t.leg_event(refused.call_sid, CounselorFreed(),
-                          taken=frozenset({refused.counselor}))
+        # Another instance took the counselor, or the caller's progress changed
+        # meanwhile: advanced again with who is free now (a tier that does not
+        # wait may be over), rung by the next pass if someone still is.
+        await t.leg_event(refused.call_sid, CounselorFreed())
+        t.kick()
     if line.full and (made or moved):
         t.kick()  # more callers may be waiting than one look reads

@@ -12,14 +12,16 @@ alone (ivr.routing.progression): the call row stores its `Progress`, every
 event is fed to `advance`, and this module only carries out the actions it
 returns (`carry_out`). Events come from Twilio's callbacks (the caller's
 webhooks, the counselor leg's whisper, answer and status), from timers (the
-tier's end: the worker's) and from the dispatcher (ivr.telephony.dispatcher:
-CounselorFreed for the callers who could have a free counselor). A Ring is
-one guarded statement (dispatch.ring): the offer is made only if the
-counselor is still free and the caller still where the progression left
-them, and unique indexes keep any counselor and any caller from holding two
-open offers across instances. A Ring decided by a callback is stored in the
-progress first (its intent) and made by this instance's next pass; refused,
-it is withdrawn (OfferWithdrawn). The counselor's presence stays the
+tier's end: the worker's) and from the dispatcher (ivr.telephony.dispatcher).
+Only the dispatcher's events ring (Availability.ring): callers are served
+longest waiting first, which no single caller's event knows, so a free
+counselor is left to its next pass. A Ring is one guarded statement
+(dispatch.ring): the offer is made only if the counselor is still free and
+the caller still where the progression left them, and unique indexes keep
+any counselor and any caller from holding two open offers across
+instances. (`ring` makes a Ring found in a progress, withdrawing it when
+refused: no event produces one outside the dispatcher now, but the
+reconciliation still looks for them.) The counselor's presence stays the
 database's (queue.offer_missed).
 
 Only Twilio refusing a counselor's own address counts against them (their
@@ -386,7 +388,7 @@ class Transfers:
         by the guarded statement (dispatch.ring), then its leg's placement
         recorded and started (`claimed`). Refused (another instance or caller
         took the counselor first), the offer is withdrawn from the progress,
-        which rings someone else or moves on, that counselor left out."""
+        whose next step the progression decides with who is free now."""
         offer = await dispatch.ring(self.pool, sid, counselor, number)
         if offer is not None:
             await self.claimed([offer])
@@ -395,7 +397,8 @@ class Transfers:
             return  # by another instance's pass: its worker places the leg
         log.info("call %s: counselor %s was taken first; offer %d withdrawn",
                  sid, counselor, number)
-        await self.leg_event(sid, OfferWithdrawn(number), taken=frozenset({counselor}))
+        await self.leg_event(sid, OfferWithdrawn(number))
+        self.kick()
 
     async def leg_ended(self, offer: queue.Offer, end: queue.EndState, event: Event) -> None:
         """An offer ended without a conversation: the counselor's presence is the
@@ -411,14 +414,13 @@ class Transfers:
         self.kick()
 
     async def leg_event(
-        self, sid: str, event: Event, av: Availability | None = None,
-        taken: frozenset[str] = frozenset(),
+        self, sid: str, event: Event, av: Availability | None = None
     ) -> Progress | None:
         """Advance the caller's stored progress with an event of one of its offers
         and carry out what it asks; the progress stored, None when the event
         changed nothing (stale: the transfer is past this offer) or the call moved
         first. An accept is returned unstored: the database has the last word
-        (_accept). `taken`: counselors not to count as free (`ring`)."""
+        (_accept)."""
         for _ in range(UPDATE_TRIES):
             context = await outcomes.call_context(self.pool, sid)
             # 'flow': offered early (preoffer.py), the caller still in the menu.
@@ -428,8 +430,6 @@ class Transfers:
             seen = context["transfer"]
             p = Progress.from_json(seen)
             av = av or await self.availability(p.steps)
-            if taken:
-                av = replace(av, free=tuple(c for c in av.free if c not in taken))
             q, actions = advance(p, event, self.clock(), av)
             if q == p:
                 return None
