@@ -1,31 +1,37 @@
-"""Counselor selection benchmark: `claim_offers` under load from two server processes.
+"""Counselor selection benchmark: the dispatcher's pass under load from two server processes.
 
     .venv/bin/python bench/routing.py [--duration S] [--callers N] [--counselors N]
 
 An embedded PostgreSQL (or IVR_DATABASE_URL) gets a routing plan of 10
-centers and --counselors counselors, and --callers waiting callers whose
-eligible counselors come from `tiers.resolve`, as the server computes them.
-Then, for --duration seconds:
+centers and --counselors counselors, and --callers callers holding at
+their first tier (a call row with its transfer progress, and its line row)
+whose eligible counselors come from `tiers.resolve`, as the server
+computes them. Then, for --duration seconds:
 
-- two worker processes, each with its own asyncpg pool like two server
-  instances, run a dispatcher (claim_offers every --tick ms) and resolve
-  every offer as a counselor would: accept (then talk, wrap up and become
+- two worker processes, each with its own asyncpg pool and its own
+  `Transfers` like two server instances, run the dispatcher's pass
+  (`Transfers.dispatch_once`: dispatch.look, the progression, a guarded
+  dispatch.ring per counselor rung) every --tick ms, and resolve every
+  offer as a counselor would: accept (then talk, wrap up and become
   available again; the caller is replaced by a new one so the line stays
-  near --callers), decline, miss or fail (then come back a moment later);
+  near --callers), decline, miss or fail (the leg's end fed to the caller's
+  progress, as the leg's status callback does, then back a moment later);
 - a third process flips the presence of random counselors (available,
-  wrap-up, offline) every --tick ms, withdrawing offers that ring them;
+  wrap-up, offline) every --tick ms, withdrawing offers that ring them (fed
+  to the caller's progress, as the admin API does);
 - each worker also times a bare `SELECT 1` on the same pool at the same
   pace: the cost of one database round trip, measured in the same run.
 
-Before the load, claim_offers is also timed alone on one connection (3
-and 20 counselors free, each claim rolled back): its own cost, without
-the scheduling delays of a loaded machine.
+Before the load, the pass's two statements are also timed alone on one
+connection (3 and 20 counselors free, each ring rolled back): the look, and
+a ring of the first caller it finds; their own cost, without the
+scheduling delays of a loaded machine.
 
-Printed: latency of claim_offers (all, and those that made offers) against
-the round trip, the presence changes, what the run did, and how the CPU was
-shared (on a 2-core machine other work shows up directly in the figures).
-Any error (a deadlock, a broken unique index) is counted, printed, and
-makes the exit status 1.
+Printed: latency of the pass, its look and its rings against the round
+trip, the presence changes, what the run did, and how the CPU was shared
+(on a 2-core machine other work shows up directly in the figures). Any
+error (a deadlock, a broken unique index) is counted, printed, and makes
+the exit status 1.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import multiprocessing as mp
 import os
 import random
@@ -40,10 +47,12 @@ import sys
 import time
 import uuid
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 
@@ -51,15 +60,29 @@ if __package__ in (None, ""):  # run as a script: make `bench` and `ivr` importa
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import ms, postgres, print_table, summarize, tree_cpu_seconds
+from ivr.content import load_content
 from ivr.routing.model import Center, Counselor, Line, Queue, RoutingPlan, Tier
+from ivr.routing.progress import Progress
+from ivr.routing.progression import Availability, advance, begin
+from ivr.routing.signals import Blame, CounselorFreed, LegDeclined, LegFailed, LegMissed, Ring
 from ivr.routing.states import STATES
+from ivr.routing.steps import DialStep, WarmStep
 from ivr.routing.tiers import resolve
 from ivr.storage import counselors as cs
+from ivr.storage import dispatch
 from ivr.storage import queue as q
 from ivr.storage.database import open_pool
+from ivr.telephony.apihealth import ApiHealth
+from ivr.telephony.dispatcher import LOOK_LIMIT
+from ivr.telephony.rest import TwilioRest
+from ivr.telephony.transfer import Transfers
+from ivr.telephony.twiml import Renderer
 
 CENTERS = 10
 NEED = "veteran"
+ROOT = Path(__file__).resolve().parent.parent
+NATIONAL = DialStep("national", "National", ("+18005550100",), 30, last=True)
+TIER_SECONDS = 3600  # no tier ends during a run: what is measured is the ringing
 
 
 def build_plan(counselors: int) -> RoutingPlan:
@@ -94,15 +117,32 @@ def build_plan(counselors: int) -> RoutingPlan:
     )
 
 
-def new_caller(plan: RoutingPlan, rng: random.Random) -> tuple[Any, ...]:
-    """enqueue() arguments for a caller from a random state, as the server would make them."""
+async def new_caller(pool: asyncpg.Pool, plan: RoutingPlan, rng: random.Random) -> None:
+    """A caller from a random state holding at their first tier, as the server
+    would have them: the call row with its progress, and the line row."""
     state = rng.choice(sorted(STATES))
     language = "es" if rng.random() < 0.2 else "en"
     need = NEED if rng.random() < 0.15 else None
     first = resolve(plan, "crisis", state, language, need)[0]
-    eligible = [p.id for p in first.counselors]
-    return ("CA" + uuid.uuid4().hex, "crisis", language, need, state, 0, first.kind, eligible,
-            first.ranks)
+    eligible = tuple(p.id for p in first.counselors)
+    warm = WarmStep(first.kind, first.kind, eligible, TIER_SECONDS, False, (),
+                    tuple(first.ranks))
+    sid = "CA" + uuid.uuid4().hex
+    p, _ = begin((warm, NATIONAL), datetime.now(UTC), Availability(), language=language,
+                 queue="crisis", need=need, caller_state=state)
+    await pool.execute(
+        "INSERT INTO calls (call_sid, flow_id, flow_version, seq, state, phase, transfer)"
+        " VALUES ($1, 'bench', '1', 1, '{}'::jsonb, 'transfer', $2)", sid, p.to_json())
+    await q.enqueue(pool, sid, "crisis", language, need, state, 0, first.kind, eligible,
+                    first.ranks)
+
+
+def transfers_for(pool: asyncpg.Pool, plan: RoutingPlan) -> Transfers:
+    """The server's Transfers, with a REST API nobody calls (legs are resolved here)."""
+    content = load_content(ROOT / "flows", ROOT / "prompts")
+    rest = TwilioRest("AC" + "0" * 32, "secret", "http://127.0.0.1:9")
+    renderer = Renderer("https://ivr.example", content.flows.prompts, "+15125550100")
+    return Transfers(pool, plan, renderer, rest, ApiHealth(pool, rest))
 
 
 async def setup(dsn: str, args: argparse.Namespace) -> None:
@@ -115,19 +155,25 @@ async def setup(dsn: str, args: argparse.Namespace) -> None:
             if rng.random() < 0.7:
                 await cs.set_presence(pool, c.id, "available")
         for _ in range(args.callers):
-            await q.enqueue(pool, *new_caller(plan, rng))
+            await new_caller(pool, plan, rng)
     finally:
         await pool.close()
 
 
-async def unloaded(dsn: str, free: int, rounds: int = 200) -> tuple[list[float], list[float]]:
-    """claim_offers and SELECT 1 alone on one connection, the line as it was set up.
+async def unloaded(dsn: str, free: int, rounds: int = 200
+                   ) -> tuple[list[float], list[float], list[float]]:
+    """The pass's look and one ring, and SELECT 1, alone on one connection, the line
+    as it was set up.
 
     All but `free` available counselors are set aside for the while, and each
-    claim is rolled back, so every round sees the same line and makes offers.
+    ring is rolled back, so every round sees the same line and rings someone.
     """
     conn = await asyncpg.connect(dsn)
-    claims: list[float] = []
+    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads,
+                              schema="pg_catalog")
+    db = cast(asyncpg.Pool, conn)  # the same statements, on this one connection
+    looks: list[float] = []
+    rings: list[float] = []
     pings: list[float] = []
     try:
         aside = await conn.fetchval(
@@ -140,16 +186,28 @@ async def unloaded(dsn: str, free: int, rounds: int = 200) -> tuple[list[float],
         for n in range(rounds + 20):  # the first 20 warm the plans up
             tr = conn.transaction()
             await tr.start()
+            now = datetime.now(UTC)
             t0 = time.perf_counter()
-            made = await conn.fetch("SELECT * FROM ivr_claim_offers(20)")
-            took = time.perf_counter() - t0
+            line = await dispatch.look(db, False, LOOK_LIMIT)
+            looked = time.perf_counter() - t0
+            made = None
+            for caller in line.callers:
+                p = Progress.from_json(caller.transfer)
+                got, actions = advance(p, CounselorFreed(), now, Availability(free=line.free))
+                if actions and isinstance(actions[0], Ring):
+                    t0 = time.perf_counter()
+                    made = await dispatch.ring(db, caller.call_sid, actions[0].counselor,
+                                               actions[0].offer, caller.transfer, got.to_json())
+                    rang = time.perf_counter() - t0
+                    break
             await tr.rollback()
             t0 = time.perf_counter()
             await conn.fetchval("SELECT 1")
             ping = time.perf_counter() - t0
             if n >= 20:
-                assert made, "the unloaded claim made no offer"
-                claims.append(took)
+                assert made is not None, "the unloaded pass rang nobody"
+                looks.append(looked)
+                rings.append(rang)
                 pings.append(ping)
         # idle_since was left alone: they are back in the same order.
         await conn.execute(
@@ -157,7 +215,7 @@ async def unloaded(dsn: str, free: int, rounds: int = 200) -> tuple[list[float],
         )
     finally:
         await conn.close()
-    return claims, pings
+    return looks, rings, pings
 
 
 # --- the two server-like workers ---------------------------------------------------
@@ -165,8 +223,10 @@ async def unloaded(dsn: str, free: int, rounds: int = 200) -> tuple[list[float],
 
 @dataclass
 class Measures:
-    claims: list[float] = field(default_factory=list)
-    claims_with_offers: list[float] = field(default_factory=list)
+    passes: list[float] = field(default_factory=list)
+    passes_with_offers: list[float] = field(default_factory=list)
+    looks: list[float] = field(default_factory=list)
+    rings: list[float] = field(default_factory=list)
     pings: list[float] = field(default_factory=list)
     presence: list[float] = field(default_factory=list)
     outcomes: Counter[str] = field(default_factory=Counter)
@@ -185,8 +245,42 @@ async def _worker(dsn: str, index: int, start_at: float, args: argparse.Namespac
     rng = random.Random(100 + index)
     m = Measures()
     pool = await open_pool(dsn, min_size=8, max_size=8)
+    transfers = transfers_for(pool, plan)
     tick = args.tick / 1000
     tasks: set[asyncio.Task[None]] = set()
+    look, ring, ring_all = dispatch.look, dispatch.ring, dispatch.ring_all
+
+    async def timed_look(*a: Any) -> dispatch.Line:
+        t0 = time.perf_counter()
+        try:
+            return await look(*a)
+        finally:
+            m.looks.append(time.perf_counter() - t0)
+
+    async def timed_ring(*a: Any) -> q.Offer | None:
+        t0 = time.perf_counter()
+        try:
+            return await ring(*a)
+        finally:
+            m.rings.append(time.perf_counter() - t0)
+
+    async def timed_ring_all(*a: Any) -> list[q.Offer]:
+        t0 = time.perf_counter()
+        try:
+            return await ring_all(*a)
+        finally:
+            if a[1]:  # a statement was sent
+                m.rings.append(time.perf_counter() - t0)
+
+    # The pass's statements, timed where the pass calls them.
+    dispatch.look, dispatch.ring = timed_look, timed_ring  # type: ignore[assignment]
+    dispatch.ring_all = timed_ring_all  # type: ignore[assignment]
+    made: list[q.Offer] = []
+
+    async def claimed(offers: Sequence[q.Offer]) -> None:
+        made.extend(offers)
+
+    transfers.claimed = claimed  # the bench's counselors answer, not a timer worker
     try:
         for _ in range(20):  # prepare the statements on every connection before measuring
             await asyncio.gather(*(pool.fetchval("SELECT 1") for _ in range(8)))
@@ -198,20 +292,26 @@ async def _worker(dsn: str, index: int, start_at: float, args: argparse.Namespac
             try:
                 await asyncio.sleep(rng.uniform(0.1, 0.5))  # ringing
                 roll = rng.random()
+                number = offer.number or 0
                 if roll < 0.7:
                     if not await q.offer_accepted(pool, offer.id):
                         m.outcomes["withdrawn"] += 1
                         return
                     m.outcomes["accepted"] += 1
-                    await q.enqueue(pool, *new_caller(plan, rng))  # keep the line full
+                    await new_caller(pool, plan, rng)  # keep the line full
                     await asyncio.sleep(rng.uniform(0.5, 2.0))  # talking
                     await cs.call_ended_for_counselor(pool, offer.counselor_id, offer.call_sid)
                 else:
                     state = "declined" if roll < 0.85 else "missed" if roll < 0.95 else "failed"
+                    event = (LegDeclined(number) if state == "declined"
+                             else LegMissed(number) if state == "missed"
+                             else LegFailed(number, Blame.COUNSELOR))
                     if not await q.offer_missed(pool, offer.id, state):  # type: ignore[arg-type]
                         m.outcomes["withdrawn"] += 1
                         return
                     m.outcomes[state] += 1
+                    # As the leg's status callback: the caller's progress moves on.
+                    await transfers.leg_event(offer.call_sid, event)
                     if state == "declined":
                         return
                 await asyncio.sleep(0.3)  # wrap-up, or back at the desk
@@ -225,18 +325,18 @@ async def _worker(dsn: str, index: int, start_at: float, args: argparse.Namespac
             while time.monotonic() < end:
                 t0 = time.perf_counter()
                 try:
-                    offers = await q.claim_offers(pool, limit=20)
+                    await transfers.dispatch_once()
                 except Exception as exc:
                     m.errors[type(exc).__name__] += 1
-                    offers = []
                 took = time.perf_counter() - t0
-                m.claims.append(took)
-                if offers:
-                    m.claims_with_offers.append(took)
-                for offer in offers:
+                m.passes.append(took)
+                if made:
+                    m.passes_with_offers.append(took)
+                for offer in made:
                     task = asyncio.create_task(resolve_offer(offer))
                     tasks.add(task)
                     task.add_done_callback(tasks.discard)
+                made.clear()
                 await asyncio.sleep(tick * rng.uniform(0.5, 1.5))
 
         async def pinger() -> None:
@@ -250,6 +350,7 @@ async def _worker(dsn: str, index: int, start_at: float, args: argparse.Namespac
         m.cpu_seconds = time.process_time() - cpu0
         await asyncio.gather(*tasks)
     finally:
+        await transfers.rest.close()
         await pool.close()
     return m
 
@@ -273,6 +374,7 @@ async def _flipper(dsn: str, start_at: float, args: argparse.Namespace) -> Measu
     rng = random.Random(7)
     m = Measures()
     pool = await open_pool(dsn, min_size=2, max_size=2)
+    transfers = transfers_for(pool, build_plan(args.counselors))
     ids = [f"k{n:03d}" for n in range(args.counselors)]
     try:
         await asyncio.sleep(max(0.0, start_at - time.time()))
@@ -293,6 +395,10 @@ async def _flipper(dsn: str, start_at: float, args: argparse.Namespace) -> Measu
             try:
                 change = await cs.set_presence(pool, who, presence)
                 m.outcomes["withdrew an offer" if change.withdrawn else presence] += 1
+                if change.withdrawn is not None:  # as the admin API: the caller moves on
+                    await transfers.withdrawn(change.withdrawn)
+                    # Its next counselor, rung by this instance's dispatcher in a server.
+                    await transfers.ring_pending()
             except cs.PresenceConflict:
                 m.outcomes["refused (on a call)"] += 1
             except Exception as exc:
@@ -301,6 +407,7 @@ async def _flipper(dsn: str, start_at: float, args: argparse.Namespace) -> Measu
             await asyncio.sleep(args.tick / 1000 * rng.uniform(0.5, 1.5))
         m.cpu_seconds = time.process_time() - cpu0
     finally:
+        await transfers.rest.close()
         await pool.close()
     return m
 
@@ -323,7 +430,12 @@ async def final_state(dsn: str) -> dict[str, int]:
                      WHERE b.created_at < coalesce(a.ended_at, 'infinity')) AS double_counselor,
                    (SELECT count(*) FROM offers a JOIN offers b
                       ON a.call_sid = b.call_sid AND a.id < b.id
-                     WHERE b.created_at < coalesce(a.ended_at, 'infinity')) AS double_caller
+                     WHERE b.created_at < coalesce(a.ended_at, 'infinity')) AS double_caller,
+                   -- an offer ringing that its caller's progress does not hold
+                   (SELECT count(*) FROM offers o JOIN calls c ON c.call_sid = o.call_sid
+                     WHERE o.state = 'ringing'
+                       AND (c.transfer->'offer'->>'number')::int IS DISTINCT FROM o.number)
+                       AS not_the_progress
             """
         )
     finally:
@@ -345,7 +457,7 @@ def main() -> None:
     parser.add_argument("--callers", type=int, default=500)
     parser.add_argument("--counselors", type=int, default=200)
     parser.add_argument("--tick", type=float, default=5.0,
-                        help="ms between two claims (and two pings, two presence changes)")
+                        help="ms between two passes (and two pings, two presence changes)")
     args = parser.parse_args()
     started = time.monotonic()
     with postgres(os.environ.get("IVR_DATABASE_URL")) as pg:
@@ -372,7 +484,7 @@ def main() -> None:
         state = asyncio.run(final_state(pg.dsn))
     total = Measures()
     for r in results:
-        for name in ("claims", "claims_with_offers", "pings", "presence"):
+        for name in ("passes", "passes_with_offers", "looks", "rings", "pings", "presence"):
             getattr(total, name).extend(getattr(r, name))
         total.outcomes.update(r.outcomes)
         total.errors.update(r.errors)
@@ -383,39 +495,46 @@ def main() -> None:
     rows = []
     for label, values in [
         ("SELECT 1 (one round trip)", total.pings),
-        ("claim_offers, all", total.claims),
-        ("claim_offers, made offers", total.claims_with_offers),
+        ("dispatcher pass, all", total.passes),
+        ("dispatcher pass, rang someone", total.passes_with_offers),
+        ("  its look (dispatch.look)", total.looks),
+        ("  its rings (ring_all, or ring: one statement)", total.rings),
         ("set_presence (by hand)", total.presence),
     ]:
         s = summarize(values, args.duration)
         rows.append([label, str(s.count), ms(s.p50), ms(s.p99), ms(s.max)])
     print_table(["operation", "count", "p50 ms", "p99 ms", "max ms"], rows)
     print(f"\nalone on one connection before the load: {args.callers} callers waiting,"
-          " each claim rolled back\n")
+          " each ring rolled back\n")
     rows = []
-    for free, (claims, pings) in quiet.items():
+    for free, (looks, rings, pings) in quiet.items():
         for label, values in [(f"SELECT 1 ({free} counselors free)", pings),
-                              (f"claim_offers ({free} counselors free)", claims)]:
+                              (f"look ({free} counselors free)", looks),
+                              (f"ring ({free} counselors free)", rings)]:
             s = summarize(values, 1.0)
             rows.append([label, str(s.count), ms(s.p50), ms(s.p99), ms(s.max)])
     print_table(["operation", "count", "p50 ms", "p99 ms", "max ms"], rows)
     ping = summarize(total.pings, args.duration)
-    claim = summarize(total.claims, args.duration)
-    print(f"\nclaim_offers p50/p99 = {claim.p50 / ping.p50:.1f}x / {claim.p99 / ping.p99:.1f}x"
-          " the bare round trip's")
+    for label, values in (("pass", total.passes), ("ring", total.rings)):
+        got = summarize(values, args.duration)
+        print(f"\n{label} p50/p99 = {got.p50 / ping.p50:.1f}x / {got.p99 / ping.p99:.1f}x"
+              " the bare round trip's", end="")
+    print()
     print(f"offers made: {state['offers']} ({state['offers'] / args.duration:.0f}/s);"
           f" outcomes: {dict(sorted(total.outcomes.items()))}")
     flip = next(r for r in results if r.samples)
     mean = {k: sum(v) / len(v) for k, v in flip.samples.items() if v}
     print("during the run (mean of samples): " + ", ".join(f"{k} {v:.0f}" for k, v in mean.items()))
     print(f"overlapping offers: counselor {state['double_counselor']},"
-          f" caller {state['double_caller']}; errors: {dict(total.errors) or 'none'}")
+          f" caller {state['double_caller']}; offers ringing that their caller's progress"
+          f" does not hold: {state['not_the_progress']}; errors: {dict(total.errors) or 'none'}")
     ours = sum(r.cpu_seconds for r in results)
     print(f"CPU over the window (core-seconds of {args.duration:.0f} s x {os.cpu_count()}):"
           f" machine {busy:.1f}, PostgreSQL {pg_cpu:.1f}, benchmark processes {ours:.1f},"
           f" anything else {busy - ours - (0 if pg_cpu != pg_cpu else pg_cpu):.1f}")
     print(f"run time {time.monotonic() - started:.1f} s")
-    if total.errors or state["double_counselor"] or state["double_caller"]:
+    if (total.errors or state["double_counselor"] or state["double_caller"]
+            or state["not_the_progress"]):
         sys.exit(1)
 
 

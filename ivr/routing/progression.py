@@ -10,13 +10,15 @@ How a transfer moves:
 - `begin` enters the first step worth entering (rules.next_step). At a warm
   step the caller holds in their conference and the tier's clock starts at
   once: counselors are rung while the flow's transfer prompt still plays.
-- At a warm step one counselor is rung at a time, the first free one the
-  caller has not been offered in this tier. A miss, decline or failure
+- At a warm step one counselor is rung at a time, the best free one the
+  caller has not been offered in this tier (`best_free`: lowest rank, then
+  longest idle). A miss, decline or failure
   charged to the counselor rings the next; the tier ends at its deadline
   (TierDeadline, or any event that finds it past), when nobody is left to
-  ring, when nobody could ring long enough, when nobody is free and the tier
-  does not wait for them, and when the REST API is degraded and no leg is
-  ringing. A counselor's phone never rings past the tier's deadline.
+  ring (tried, or gone from the plan), when nobody could ring long enough,
+  when nobody is free and the tier does not wait for them, and when the
+  REST API is degraded and no leg is ringing. A counselor's phone never
+  rings past the tier's deadline.
 - Leaving a warm step for a dial step moves the caller out of their
   conference (MoveCaller); every hold round that finds them still there
   after MOVE_GRACE issues the move again. A conference that ends under a
@@ -99,6 +101,14 @@ class Availability:
 
     free: tuple[str, ...] = ()  # available counselor ids, best first (the one ordering)
     degraded: bool = False  # the REST API is in its cool-off: no counselor can be rung
+    # Counselors gone from the routing plan (a publish removed them): never rung
+    # again, so not left to try (a caller's steps name them until the tier ends).
+    gone: frozenset[str] = frozenset()
+    # Whether this event may ring someone. Callers are served longest waiting
+    # first, an order no single caller's progress knows: only the dispatcher,
+    # which advances the line in that order, rings (True); any other event
+    # leaves a free counselor to its next pass (the caller waits for it).
+    ring: bool = True
 
 
 Result = tuple[Progress, tuple[Action, ...]]
@@ -274,12 +284,23 @@ def _early_settle(p: Progress, now: datetime, av: Availability) -> Result:
     """Ring the first free counselor of the early step not tried yet, if none rings."""
     step = p.step
     assert isinstance(step, WarmStep)
-    if p.offer is not None or av.degraded:
+    if p.offer is not None or av.degraded or not av.ring:
         return p, ()
-    pick = next((c for c in av.free if c in step.counselors and c not in p.tried), None)
+    pick = best_free(step, av.free, p.tried)
     if pick is None:
         return p, ()
     return _ring(p, pick, now)
+
+
+def best_free(step: WarmStep, free: Sequence[str], tried: Sequence[str]) -> str | None:
+    """Whom to ring next at `step`: among its counselors free now and not `tried`,
+    the lowest rank (ivr.routing.tiers.rank), then the first in `free` (the
+    longest idle, then the id: the snapshot's order). The one ordering of
+    counselors, decided here alone."""
+    ranks = dict(zip(step.counselors, step.ranks, strict=True)) if step.ranks else {}
+    order = {c: i for i, c in enumerate(free)}
+    fits = [c for c in step.counselors if c in order and c not in tried]
+    return min(fits, key=lambda c: (ranks.get(c, 0), order[c]), default=None)
 
 
 def _ring(p: Progress, pick: str, now: datetime) -> Result:
@@ -373,13 +394,13 @@ def _settle(p: Progress, now: datetime, av: Availability, degraded: bool = False
         return p, ()  # a phone rings: even with the API degraded, it may be answered
     if degraded or av.degraded:
         return _move_on(p, now, av, degraded=True)
-    untried = [c for c in step.counselors if c not in p.tried]
+    untried = [c for c in step.counselors if c not in p.tried and c not in av.gone]
     left = p.seconds_left(now)
     if not untried or not can_ring(left):
         return _move_on(p, now, av)
-    pick = next((c for c in av.free if c in untried), None)
+    pick = best_free(step, av.free, p.tried)
     if pick is not None:
-        return _ring(p, pick, now)
+        return _ring(p, pick, now) if av.ring else (p, ())  # else the dispatcher's
     if step.skip_when_unavailable:
         return _move_on(p, now, av)
     return p, ()  # wait for a counselor to be free, or for the deadline

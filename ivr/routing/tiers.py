@@ -50,11 +50,13 @@ class TierTarget:
 # The order in which counselors are offered a caller, written down once:
 # among the available counselors of the caller's tier who speak their
 # language, the lowest rank first, then the longest idle, then the id.
-# The rank is the plan's preference, decided here alone and handed to the
-# database with each id; idle time is live, so the order itself is taken
-# in one place, the ORDER BY of ivr_claim_offers (ivr/storage/functions.sql),
-# the only code that sees it. A tier's `counselors` are listed by rank for
-# whoever reads them; nothing rings them in that listing's order.
+# The rank is the plan's preference, decided here alone and kept with each
+# id in the caller's steps; idle time is live (the dispatcher's snapshot
+# lists the free counselors longest idle first), so the order itself is
+# taken in one place, ivr.routing.progression.best_free. Callers are served
+# longest waiting first: the dispatcher advances them in that order, each
+# taking from what the older ones left. A tier's `counselors` are listed by
+# rank for whoever reads them; nothing rings them in that listing's order.
 def rank(counselor: Counselor, need: str | None) -> int:
     """0: has the skill the caller needs (or the caller needs none); 1: the others."""
     return 0 if need is None or need in counselor.skills else 1

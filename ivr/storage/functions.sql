@@ -36,9 +36,132 @@ CREATE OR REPLACE FUNCTION ivr_routing_changed() RETURNS void LANGUAGE sql AS
 $$ SELECT pg_notify('ivr_routing', '') $$;
 
 
--- The hot path: match waiting callers (longest waiting first) with free
--- counselors (lowest rank, then longest idle: the order is written down at
--- ivr.routing.tiers.rank) in one transaction.
+-- The one write of the transfer progression's Ring action: the caller's
+-- offer to one counselor, made only if the caller's stored progress is still
+-- the one the progression advanced from, the caller has no open offer and
+-- the counselor is still free (available, not removed: an offer or a
+-- wrap-up is another presence). Either the progress is `p_seen` and becomes
+-- `p_transfer` (the dispatcher: offer and progress in one statement), or,
+-- `p_transfer` NULL, the stored progress already holds this very offer
+-- (written with a step's other changes first: the intent). An offer number is
+-- made once at most, whatever became of it. Nothing is made (no row
+-- returned) when any of it no longer holds: another instance took the
+-- counselor, or the caller moved on.
+-- Locks in the usual order (call, caller, counselor), with SKIP LOCKED (a
+-- caller or counselor another transaction is changing is not free for this
+-- one), but for the call row of an offer the progress holds, which is waited
+-- for: its caller is not looked at again by a pass. The dispatcher makes its
+-- pass's offers in one statement (ivr_ring_all) and never waits at all.
+CREATE OR REPLACE FUNCTION ivr_ring(p_call text, p_counselor text, p_number integer,
+                                    p_seen jsonb, p_transfer jsonb)
+RETURNS SETOF offer_details LANGUAGE plpgsql AS $$
+DECLARE
+    kind    text;
+    center  text;
+    made    bigint;
+BEGIN
+    IF p_transfer IS NULL THEN
+        -- The progress codec's keys (ivr.routing.progress).
+        PERFORM 1 FROM calls
+        WHERE call_sid = p_call AND transfer->>'phase' IN ('holding', 'early')
+          AND transfer->'offer'->>'number' = p_number::text
+          AND transfer->'offer'->>'counselor' = p_counselor
+        FOR UPDATE;
+    ELSE
+        PERFORM 1 FROM calls WHERE call_sid = p_call AND transfer = p_seen
+        FOR UPDATE SKIP LOCKED;
+    END IF;
+    IF NOT FOUND OR EXISTS (SELECT 1 FROM offers WHERE call_sid = p_call AND number = p_number)
+    THEN
+        RETURN;  -- moved on, or this offer was made already (and maybe ended since)
+    END IF;
+    SELECT q.tier_kind INTO kind FROM waiting q
+    WHERE q.call_sid = p_call AND q.status = 'waiting'
+    FOR UPDATE SKIP LOCKED;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    SELECT k.center_id INTO center FROM counselors k
+    WHERE k.id = p_counselor AND k.presence = 'available' AND NOT k.removed
+    FOR UPDATE SKIP LOCKED;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    UPDATE counselors SET presence = 'offered', current_call = p_call,
+                          presence_since = now(), updated_at = now()
+    WHERE id = p_counselor;
+    UPDATE waiting SET status = 'offering', offered_counselor = p_counselor, updated_at = now()
+    WHERE call_sid = p_call;
+    INSERT INTO offers (call_sid, counselor_id, tier_kind, center_id, number)
+    VALUES (p_call, p_counselor, kind, center, p_number)
+    RETURNING id INTO made;
+    IF p_transfer IS NOT NULL THEN
+        UPDATE calls SET transfer = p_transfer, updated_at = now() WHERE call_sid = p_call;
+    END IF;
+    RETURN QUERY SELECT * FROM offer_details WHERE id = made;
+END $$;
+
+-- The callers a dispatcher pass may ring someone for (dispatch.look), longest
+-- waiting first, at most p_most of them: on the line with no open offer,
+-- their tier listing a free counselor they were not offered in it yet, and
+-- their progress holding no offer (a Ring's intent not made yet, or one
+-- whose end it has not heard yet). The line is walked in its order and the
+-- walk stops at p_most: with one counselor freed, a pass reads a few rows,
+-- not the whole line.
+CREATE OR REPLACE FUNCTION ivr_look(p_free text[], p_most integer)
+RETURNS TABLE (call_sid text, enqueued_at timestamptz, eligible text[], seq integer,
+               transfer jsonb, content_version text)
+LANGUAGE plpgsql STABLE ROWS 20 AS $$
+DECLARE
+    w     record;
+    taken integer := 0;  -- callers returned so far
+BEGIN
+    IF p_most < 1 OR cardinality(p_free) = 0 THEN
+        RETURN;
+    END IF;
+    FOR w IN
+        SELECT q.call_sid, q.enqueued_at, q.eligible, q.tier_started_at FROM waiting q
+        WHERE q.status = 'waiting'
+        ORDER BY q.enqueued_at, q.call_sid
+    LOOP
+        CONTINUE WHEN NOT (w.eligible && p_free);
+        CONTINUE WHEN NOT EXISTS (
+            SELECT 1 FROM unnest(w.eligible) AS e(id)
+            WHERE e.id = ANY (p_free) AND NOT EXISTS (
+                SELECT 1 FROM offers o
+                WHERE o.call_sid = w.call_sid AND o.counselor_id = e.id
+                  AND o.created_at >= w.tier_started_at));
+        -- The progress codec's keys (ivr.routing.progress).
+        RETURN QUERY
+            SELECT c.call_sid, w.enqueued_at, w.eligible, c.seq, c.transfer, c.content_version
+            FROM calls c
+            WHERE c.call_sid = w.call_sid AND c.phase IN ('transfer', 'flow')
+              AND jsonb_typeof(c.transfer->'offer') IS DISTINCT FROM 'object';
+        IF FOUND THEN
+            taken := taken + 1;
+            EXIT WHEN taken >= p_most;
+        END IF;
+    END LOOP;
+END $$;
+
+-- A dispatcher pass's rings, in its order (longest waiting first), each
+-- guarded on its own (ivr_ring): the offers made.
+CREATE OR REPLACE FUNCTION ivr_ring_all(p_calls text[], p_counselors text[],
+                                        p_numbers integer[], p_seen jsonb[],
+                                        p_transfers jsonb[])
+RETURNS SETOF offer_details LANGUAGE sql AS $$
+    SELECT r.* FROM unnest(p_calls, p_counselors, p_numbers, p_seen, p_transfers)
+                    WITH ORDINALITY AS a(call_sid, counselor, number, seen, transfer, n)
+    CROSS JOIN LATERAL ivr_ring(a.call_sid, a.counselor, a.number, a.seen, a.transfer) r
+    ORDER BY a.n
+$$;
+
+
+-- No longer the server's: whom to ring is the transfer progression's, made
+-- by ivr_ring. Kept for the storage tests that make offers for line rows
+-- with no call row (queue.claim_offers); to be retired with them.
+-- Matches waiting callers (longest waiting first) with free counselors
+-- (lowest rank, then longest idle) in one transaction.
 --
 -- The free counselors are locked up front with SKIP LOCKED: two instances
 -- claiming at once split them instead of both walking the line for the same

@@ -2,19 +2,20 @@
 
 A caller enters the line (`enqueue`) with the counselor ids of their current
 tier and the rank of each (`ivr.routing.tiers.rank`, where the order of
-counselors is written down); `claim_offers` matches the longest-waiting
-callers with the best free counselor of their tier (lowest rank, then
-longest idle), atomically across server instances; the call flow
-then dials each offer's address and reports how it ended (`offer_accepted`,
-`offer_missed`). Moving to the next tier (`set_tier`) or leaving the line
-(`dequeue`, `abandon`) cancels an offer still ringing and returns it, so the
-counselor leg can be hung up.
+counselors is written down); the transfer progression decides whom to
+offer each caller, and dispatch.ring makes the offer (atomically across
+server instances); the call flow then dials each offer's address and
+reports how it ended (`offer_accepted`, `offer_missed`). `claim_offers`,
+the database's own matching, is no longer the server's: storage tests still
+use it to make offers for line rows that have no call row. Moving to the
+next tier (`set_tier`) or leaving the line (`dequeue`, `abandon`) cancels an
+offer still ringing and returns it, so the counselor leg can be hung up.
 
 The state changes live in SQL functions (functions.sql): each is one round
 trip and takes its row locks in one fixed order, so concurrent instances
 never deadlock and never see a half-made offer.
 
-How `claim_offers` stays cheap with hundreds of callers waiting: it locks the
+How `claim_offers` stayed cheap with hundreds of callers waiting: it locks the
 free counselors (SKIP LOCKED: a second instance claiming at the same moment
 gets the others, or returns at once); finds the eligible lists naming one of
 them (a list is stored once for all the callers sharing it, table

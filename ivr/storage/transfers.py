@@ -1,58 +1,15 @@
 """Transfer progress and outcomes: the call row's side of a warm transfer.
 
-The counselor queue itself (waiting callers, offers) is in queue.py; this
-module records what the 988 reports need and finds callers whose current
-tier has nothing more to give.
+The counselor queue itself (waiting callers, offers) is in queue.py, what a
+dispatcher pass reads in dispatch.py; this module records what the 988
+reports need.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
-
-
-@dataclass(frozen=True)
-class StalledCaller:
-    """A waiting caller nobody is ringing, with what their tier could still offer."""
-
-    call_sid: str
-    seq: int
-    transfer: dict[str, Any]
-    tier_index: int
-    untried: int  # eligible counselors of the tier not offered this caller yet
-    untried_available: int  # ... and available right now
-    eligible: tuple[str, ...] = ()  # the counselors the line row holds for the tier
-    content_version: str | None = None  # the version the call started on
-
-
-async def stalled_callers(pool: asyncpg.Pool) -> list[StalledCaller]:
-    rows = await pool.fetch(
-        """
-        SELECT w.call_sid, c.seq, c.transfer, w.tier_index, w.eligible, c.content_version,
-               -- A counselor gone from the plan (a publish removed them or their
-               -- center) is never offered again: not left to try.
-               count(e.id) FILTER (WHERE o.id IS NULL AND k.removed IS FALSE) AS untried,
-               count(e.id) FILTER (WHERE o.id IS NULL AND k.presence = 'available')
-                   AS untried_available
-        FROM waiting w
-        JOIN calls c ON c.call_sid = w.call_sid AND c.phase = 'transfer'
-                     AND c.transfer->>'phase' = 'holding'  -- the progress codec's key
-        LEFT JOIN LATERAL unnest(w.eligible) AS e(id) ON true
-        LEFT JOIN counselors k ON k.id = e.id
-        LEFT JOIN LATERAL (
-            SELECT o.id FROM offers o
-            WHERE o.call_sid = w.call_sid AND o.counselor_id = e.id
-              AND o.created_at >= w.tier_started_at
-            LIMIT 1
-        ) o ON true
-        WHERE w.status = 'waiting'
-        GROUP BY w.call_sid, c.seq, c.transfer, w.tier_index, w.tier_started_at, w.eligible,
-                 c.content_version
-        """
-    )
-    return [StalledCaller(**{**dict(r), "eligible": tuple(r["eligible"] or ())}) for r in rows]
 
 
 async def move_transfer(

@@ -45,7 +45,7 @@ from ivr.routing.signals import (
 from ivr.routing.steps import WarmStep
 from ivr.storage import calls as db
 from ivr.telephony.preoffer import EarlyOffers
-from ivr.telephony.transfer import Transfers, conference_name, is_ringing, unrung
+from ivr.telephony.transfer import Transfers, conference_name, is_ringing
 from ivr.telephony.twiml import Renderer
 
 log = logging.getLogger(__name__)
@@ -332,7 +332,7 @@ class CallFlow:
                  else HoldEnded(p.stage))
         av = await self.transfers.availability(p.steps)
         current = p.step
-        p, actions = unrung(advance(p, event, self.clock(), av))
+        p, actions = advance(p, event, self.clock(), av)
         if not actions:  # not the event the progress waits for: nothing moves
             return await self._replay(sid, kind, params, row)
         served = await self.contents.get(row.content_version)  # the call's own version
@@ -439,12 +439,12 @@ class CallFlow:
             waiting = early is not None and early.phase is Phase.EARLY and (
                 early.offer is not None and early.offer.accepted)
             av = Availability() if waiting else await self.transfers.availability(steps)
-            p, actions = unrung(begin(
+            p, actions = begin(
                 steps, self.clock(), av,
                 language=wait.language, queue=wait.queue, line=wait.line, need=wait.need,
                 caller_state=turn.state.caller_state, pass_caller_id=dial_as is None,
                 early=early,
-            ))
+            )
             first = next((self.transfers.dial_step(a) for a in actions
                           if isinstance(a, DialLine)), p.step)
             twiml = served.renderer.flow_turn(

@@ -45,7 +45,7 @@ from ivr.routing.steps import Step, WarmStep
 from ivr.storage import preoffers
 from ivr.storage import transfers as outcomes
 from ivr.telephony.rest import RestError
-from ivr.telephony.transfer import Transfers, unrung
+from ivr.telephony.transfer import Transfers
 
 log = logging.getLogger(__name__)
 
@@ -129,14 +129,14 @@ class EarlyOffers:
         steps = early_steps(choices)
         if steps is None:
             return None
-        # Nobody's availability is read: the one thing it could change is the
-        # counselor rung at once, and `unrung` leaves that to the dispatcher's
-        # claim, so the line-up is the same whoever is free (a read per menu
-        # turn saved: issue 12).
-        return unrung(begin_early(
+        # Nobody's availability is read (a read per menu turn saved: issue 12):
+        # the one thing it could change is a counselor rung at once, and the
+        # dispatcher's next pass, woken by the line-up, rings them (a Ring like
+        # any other, CounselorFreed), so the line-up is the same whoever is free.
+        return begin_early(
             steps, now, Availability(), language=language, languages=likely.languages,
             queue=likely.transfer.queue, line=likely.transfer.line, need=likely.transfer.need,
-            caller_state=caller_state, pass_caller_id=caller_id_passes()))
+            caller_state=caller_state, pass_caller_id=caller_id_passes())
 
     async def carry_out(self, sid: str, p: Progress, actions: Sequence[Action]) -> None:
         """The actions only an early offer has, once the call row holds `p`."""

@@ -2,25 +2,27 @@
 
 The caller waits in a conference of their own (hold audio, reassurance in
 their language). Counselors of the current tier are offered the call one at
-a time (queue.claim_offers, atomic across instances); each offer rings the
-counselor's phone through the REST API, the counselor hears a whisper and
-presses 1 to join the caller's conference. A miss moves to the next
-counselor. Which step comes next, and when a tier is over, is the pure
-progression's (ivr.routing.progression): the call row stores its
-`Progress`, the dispatcher feeds it TierDeadline when a tier has nothing
-left to give or its deadline passed, and `carry_out` runs the actions it
-returns (the waiting line, the REST move out of the conference). Dial steps
-(external centers, the national backup) take the caller out of the
-conference into a plain <Dial>. Everything is driven by Twilio's callbacks
-and by a dispatcher loop that any instance may run: the state is in
-PostgreSQL. Matching counselors to callers is still the database's
-(queue.claim_offers, which keeps any counselor from holding two offers), not
-the progression's Ring action: a claimed offer becomes the progress's own
-(`_ring`; the offers row keeps its number), and the counselor leg's
-callbacks (whisper, its answer, its status) are fed to the progression as
-leg events, which decides the next counselor, the next step, or that an
-accept comes too late; the counselor's presence stays the database's
-(queue.offer_missed).
+a time; each offer rings the counselor's phone through the REST API, the
+counselor hears a whisper and presses 1 to join the caller's conference. A
+miss moves to the next counselor. Dial steps (external centers, the
+national backup) take the caller out of the conference into a plain <Dial>.
+
+Whom to ring next, and when a tier is over, is the pure progression's
+alone (ivr.routing.progression): the call row stores its `Progress`, every
+event is fed to `advance`, and this module only carries out the actions it
+returns (`carry_out`). Events come from Twilio's callbacks (the caller's
+webhooks, the counselor leg's whisper, answer and status), from timers (the
+tier's end: the worker's) and from the dispatcher (ivr.telephony.dispatcher).
+Only the dispatcher's events ring (Availability.ring): callers are served
+longest waiting first, which no single caller's event knows, so a free
+counselor is left to its next pass. A Ring is one guarded statement
+(dispatch.ring): the offer is made only if the counselor is still free and
+the caller still where the progression left them, and unique indexes keep
+any counselor and any caller from holding two open offers across
+instances. (`ring` makes a Ring found in a progress, withdrawing it when
+refused: no event produces one outside the dispatcher now, but the
+reconciliation still looks for them.) The counselor's presence stays the
+database's (queue.offer_missed).
 
 Only Twilio refusing a counselor's own address counts against them (their
 leg 'failed', they go offline). Any other REST failure is nobody's on the
@@ -38,9 +40,7 @@ move again (`holding`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import replace
@@ -54,8 +54,8 @@ from ivr.languages import LANGUAGE_NAMES
 from ivr.metrics import Metrics
 from ivr.routing.model import RoutingPlan
 from ivr.routing.progress import Phase, Progress
-from ivr.routing.progression import Availability, Result, advance, joined_conference
-from ivr.routing.rules import can_ring
+from ivr.routing.progression import Availability, advance, joined_conference
+from ivr.routing.rules import MIN_RING
 from ivr.routing.signals import (
     Action,
     Blame,
@@ -79,15 +79,15 @@ from ivr.routing.signals import (
     Ring,
     ScheduleDeadline,
     SetTier,
-    TierDeadline,
 )
 from ivr.routing.steps import DialStep, Step, WarmStep
 from ivr.storage import counselors as staff
-from ivr.storage import queue, timers
+from ivr.storage import dispatch, queue, timers
 from ivr.storage import transfers as outcomes
 from ivr.storage.availability import snapshot as availability_now
 from ivr.storage.holding import holder
 from ivr.storage.preoffers import accepted_early, caller_on_the_way, early_languages
+from ivr.telephony import dispatcher
 from ivr.telephony.apihealth import ApiHealth
 from ivr.telephony.rest import RestError, ServiceError, TwilioRest
 from ivr.telephony.twiml import Renderer
@@ -108,10 +108,6 @@ CALL_VERSIONS_KEPT = 4096
 # Seconds the hold document waits for an older version to load before it
 # plays the active one's (the load goes on: the next round has it).
 HOLD_CONTENT_TIMEOUT = 5.0
-# Seconds between the dispatcher's looks for wrap-ups over by the database's
-# clock (those set by hand: a call's own wrap-up ends by its timer), rather
-# than one more statement at every wake-up.
-WRAP_UP_SWEEP_EVERY = 1.0
 
 
 class _Unread:
@@ -168,11 +164,13 @@ class Transfers:
         self.wake = asyncio.Event()
         self.work = asyncio.Event()  # a timer was recorded: the worker looks at once
         self.lifelines: set[str] = set()  # sent to the backup line, not yet recorded so
-        # Records the placements of claimed offers and starts them (the worker's).
+        # Records the placements of offers made and starts them (the worker's).
         self.claimed: Callable[[Sequence[queue.Offer]], Awaitable[None]] = self._intend_legs
         self._tasks: set[asyncio.Task[None]] = set()
-        self._wrap_ups_swept = -WRAP_UP_SWEEP_EVERY  # time.monotonic() of the last look
+        self.wrap_ups_swept = -1e9  # time.monotonic() of the dispatcher's last look at them
         self._moving: set[str] = set()  # callers this instance is taking to the backup line now
+        # Offers stored in a progress (a Ring's intent) for the next pass to make.
+        self.pending: dict[str, tuple[int, str]] = {}
         # The content versions (ivr.publishing.wiring sets them): what the stage
         # renders for a call, and the plan it reads for it, are those of the
         # version the call started on; `plan` and `renderer` are the active's.
@@ -258,11 +256,14 @@ class Transfers:
 
     async def availability(self, steps: Sequence[Step]) -> Availability:
         """What the progression sees when it chooses a step: who is free, and
-        whether the REST API is usable (asked only when a warm step could use it)."""
+        whether the REST API is usable (asked only when a warm step could use it).
+        Nobody is rung by these events: that is the dispatcher's, in the order
+        of waiting (Availability.ring)."""
         if not any(isinstance(s, WarmStep) for s in steps):
-            return Availability()
+            return Availability(ring=False)
         degraded, free = await availability_now(self.pool)  # one round trip for both
-        return Availability(degraded=True) if degraded else Availability(free=free)
+        return Availability(degraded=True, ring=False) if degraded else Availability(
+            free=free, ring=False)
 
     def dial_step(self, action: DialLine) -> DialStep:
         """The step of a DialLine as rendered: our own number as callerId unless the
@@ -328,6 +329,12 @@ class Transfers:
                     self.kick()
                 case DialLine():
                     await outcomes.ringing(self.pool, sid)
+                case Ring(offer=number, counselor=counselor):
+                    # Its intent is the offer `p` holds: this instance's next
+                    # dispatcher pass, at once, makes it (`ring`), so no webhook
+                    # waits on it (one that dies first: the reconciliation's).
+                    self.pending[sid] = (number, counselor)
+                    self.kick()
                 case CancelLeg():
                     # Never alone: the line's change beside it (Dequeue, SetTier)
                     # ends the caller's open offer and its leg, in one statement.
@@ -337,8 +344,11 @@ class Transfers:
                 case MoveCaller(index=index, stage=stage):
                     await self.intend_move(sid, stage, seq, p.steps[index].name)
                 case ScheduleDeadline(stage=stage, at=at):
-                    await timers.add(self.pool, "tier_deadline", f"{sid}:{stage}", at,
-                                     call_sid=sid, detail={"stage": stage})
+                    # Due when too little of the tier is left for a full ring:
+                    # the tier may be over then (the worker asks the progression).
+                    await timers.add(self.pool, "tier_deadline", f"{sid}:{stage}",
+                                     at - timedelta(seconds=MIN_RING), call_sid=sid,
+                                     detail={"stage": stage})
                     self.work.set()
         await self.metrics.outcomes(self.pool, sid, actions)
 
@@ -360,72 +370,59 @@ class Transfers:
     # The dispatcher ------------------------------------------------------------
 
     async def run(self, tick: float = 0.5) -> None:
-        """Match callers and counselors until cancelled; wakes on kick() or every tick.
-        A pass that fails (the database away) is logged with its traceback once
-        per outage, not at every tick: the next passes retry quietly until one
-        works again."""
-        failing = False
-        while True:
-            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a
-            # cancellation that arrives as the event fires, and the dispatcher
-            # would then never stop.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(tick):
-                    await self.wake.wait()
-            self.wake.clear()
-            try:
-                await self.dispatch_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                if failing:
-                    log.debug("dispatcher pass failed again: %s", exc)
-                else:
-                    failing = True
-                    log.exception("dispatcher pass failed; retrying (quietly until a pass "
-                                  "works again)")
-            else:
-                if failing:
-                    failing = False
-                    log.info("dispatcher pass works again")
+        """The dispatcher's loop (ivr.telephony.dispatcher), until cancelled."""
+        await dispatcher.run(self, tick)
 
     async def dispatch_once(self) -> None:
-        if time.monotonic() - self._wrap_ups_swept >= WRAP_UP_SWEEP_EVERY:
-            await outcomes.end_wrap_up(self.pool, self.wrap_up_seconds)
-            self._wrap_ups_swept = time.monotonic()
-        api_usable = await self.health.probe()
-        if api_usable:
-            offers = await queue.claim_offers(self.pool)
-            if offers:
-                # Intent before effect: each leg to place is a timer row, carried
-                # out at once by this instance's worker (ivr.telephony.worker),
-                # by another instance if this one dies.
-                await self.claimed(offers)
-        for caller in await outcomes.stalled_callers(self.pool):
-            await self._maybe_next_tier(caller, api_usable)
+        """One dispatcher pass (ivr.telephony.dispatcher.pass_once)."""
+        await dispatcher.pass_once(self)
+
+    async def ring_pending(self) -> None:
+        """Make the offers this instance stored as a Ring's intent (`carry_out`)."""
+        while self.pending:
+            sid, (number, counselor) = self.pending.popitem()
+            await self.ring(sid, number, counselor)
+
+    async def ring(self, sid: str, number: int, counselor: str) -> None:
+        """The Ring action a progress the call row holds asked for: the offer made
+        by the guarded statement (dispatch.ring), then its leg's placement
+        recorded and started (`claimed`). Refused (another instance or caller
+        took the counselor first), the offer is withdrawn from the progress,
+        whose next step the progression decides with who is free now."""
+        offer = await dispatch.ring(self.pool, sid, counselor, number)
+        if offer is not None:
+            await self.claimed([offer])
+            return
+        if await dispatch.made(self.pool, sid, number):
+            return  # by another instance's pass: its worker places the leg
+        log.info("call %s: counselor %s was taken first; offer %d withdrawn",
+                 sid, counselor, number)
+        await self.leg_event(sid, OfferWithdrawn(number))
+        self.kick()
 
     async def leg_ended(self, offer: queue.Offer, end: queue.EndState, event: Event) -> None:
         """An offer ended without a conversation: the counselor's presence is the
         database's (queue.offer_missed), what comes next the progression's. Who
-        is free is taken first: once the offer ends the dispatcher may claim the
-        next counselor for this caller at once, and that one is free for them."""
+        is free is read first: the counselor of the ended offer, still offered
+        then, is not rung again for this caller (they are tried anyway)."""
         context = await outcomes.call_context(self.pool, offer.call_sid)
         transfer = context["transfer"] if context else None
         av = await self.availability(Progress.from_json(transfer).steps) if transfer else None
         if await queue.offer_missed(self.pool, offer.id, end):
             self.metrics.offer_ended(end)
-            await self.leg_event(offer, event, av)
+            await self.leg_event(offer.call_sid, event, av)
         self.kick()
 
     async def leg_event(
-        self, offer: queue.Offer, event: Event, av: Availability | None = None
+        self, sid: str, event: Event, av: Availability | None = None
     ) -> Progress | None:
-        """Advance the caller's stored progress with an event of this offer and
-        carry out what it asks; the progress stored, None when the event changed
-        nothing (stale: the transfer is past this offer) or the call moved first.
-        An accept is returned unstored: the database has the last word (_accept)."""
+        """Advance the caller's stored progress with an event of one of its offers
+        and carry out what it asks; the progress stored, None when the event
+        changed nothing (stale: the transfer is past this offer) or the call moved
+        first. An accept is returned unstored: the database has the last word
+        (_accept)."""
         for _ in range(UPDATE_TRIES):
-            context = await outcomes.call_context(self.pool, offer.call_sid)
+            context = await outcomes.call_context(self.pool, sid)
             # 'flow': offered early (preoffer.py), the caller still in the menu.
             if context is None or context["phase"] not in ("transfer", "flow") or not (
                     context["transfer"]):
@@ -433,68 +430,23 @@ class Transfers:
             seen = context["transfer"]
             p = Progress.from_json(seen)
             av = av or await self.availability(p.steps)
-            q, actions = unrung(advance(p, event, self.clock(), av))
+            q, actions = advance(p, event, self.clock(), av)
             if q == p:
                 return None
             if q.phase.over:
                 return q
             if q.stage == p.stage:
-                # The same step: only the offer changed (answered, ended); nothing to run.
-                if await self.store_progress(offer.call_sid, seen, q.to_json()) is not None:
-                    return q
-                continue
+                # The same step: the offer changed (answered, ended), maybe the next rung.
+                seq = await self.store_progress(sid, seen, q.to_json())
+                if seq is None:
+                    continue
+                await self.carry_out(sid, q, actions, seq)
+                return q
             # The tier is over (nobody left to ring, too little time): the next step.
-            seq = int(context["seq"])
-            renderer = await self.renderer_for(offer.call_sid, context["content_version"])
-            twiml = self.twiml_for(offer.call_sid, q, actions, seq + 1, renderer)
-            step = q.step
-            why = {"tier": step.tier, "name": step.name, "why": type(event).__name__}
-            new_seq = await outcomes.move_transfer(self.pool, offer.call_sid, seq, q.to_json(),
-                                                   twiml, ("next_tier", why))
-            if new_seq is not None:
-                self.progress_changed(offer.call_sid)
-                log.info("call %s: tier over after offer %d, moving to the %s tier (%s)",
-                         offer.call_sid, offer.id, step.tier, step.name)
-                await self.carry_out(offer.call_sid, q, actions, new_seq)
+            if await self.tier_moved(sid, int(context["seq"]), q, actions, type(event).__name__,
+                                     context["content_version"]):
                 return q
         return None
-
-    async def _maybe_next_tier(self, caller: outcomes.StalledCaller, api_usable: bool) -> None:
-        p = Progress.from_json(caller.transfer)
-        if p.phase is not Phase.HOLDING or caller.tier_index != p.index:
-            return
-        assert p.deadline is not None
-        step = p.step
-        assert isinstance(step, WarmStep)
-        if caller.eligible != step.counselors:
-            # The line row is not at this tier yet: a caller offered early has
-            # just arrived (their row is written before their line row, which
-            # still holds only the counselors fitting every language they could
-            # choose: preoffer.py). Counted over those, the tier looks spent.
-            return
-        exhausted = (
-            not api_usable
-            or caller.untried == 0
-            or (step.skip_when_unavailable and caller.untried_available == 0)
-            or not can_ring(p.seconds_left(self.clock()))  # the deadline, or too near it
-        )
-        if exhausted:
-            why = "tier exhausted" if api_usable else "Twilio REST API degraded"
-            await self.next_tier(caller.call_sid, caller.seq, p, why, api_usable,
-                                 caller.content_version)
-
-    async def next_tier(
-        self, sid: str, seq: int, p: Progress, why: str, api_usable: bool = True,
-        version: str | _Unread | None = UNREAD,
-    ) -> None:
-        """Move a waiting caller on from their current warm step, while they hold:
-        the dispatcher found the tier over, so its deadline is now."""
-        now = self.clock()
-        av = await self.availability(p.steps) if api_usable else Availability(degraded=True)
-        p, actions = unrung(advance(replace(p, deadline=now), TierDeadline(p.stage), now, av))
-        if not actions:
-            return
-        await self.tier_moved(sid, seq, p, actions, why, version)
 
     async def tier_moved(
         self, sid: str, seq: int, p: Progress, actions: Sequence[Action], why: str,
@@ -508,6 +460,7 @@ class Transfers:
         new_seq = await outcomes.move_transfer(self.pool, sid, seq, p.to_json(), twiml, event)
         if new_seq is None:
             return False  # another instance (or a callback) moved this call first
+        self.progress_changed(sid)
         log.info("call %s: %s, moving to the %s tier (%s)", sid, why, step.tier, step.name)
         await self.carry_out(sid, p, actions, new_seq)
         return True
@@ -616,7 +569,7 @@ class Transfers:
         if offer.state != "ringing":
             return renderer.counselor_goodbye("whisper_gone")
         if offer.number is not None:
-            await self.leg_event(offer, LegAnswered(offer.number))
+            await self.leg_event(offer.call_sid, LegAnswered(offer.number))
         region = offer.caller_state or "an unknown state"
         # Offered early, the caller may still choose any of these.
         languages = await early_languages(self.pool, offer.call_sid) or (offer.language,)
@@ -649,7 +602,8 @@ class Transfers:
         the call's content version (None: `renderer` and `plan`)."""
         renderer = served.renderer if served is not None else self.renderer
         plan = served.content.plan if served is not None else self.plan
-        accepted = await self.leg_event(offer, LegAccepted(number))
+        at = self.clock()
+        accepted = await self.leg_event(offer.call_sid, LegAccepted(number))
         if accepted is not None and accepted.phase is Phase.EARLY:
             # Accepted before the caller arrived: wait for them in their conference.
             log.info("call %s: counselor %s accepted early", offer.call_sid, offer.counselor_id)
@@ -668,10 +622,27 @@ class Transfers:
                                            offer.center_id, in_state):
             return renderer.counselor_goodbye("whisper_gone")
         await self.metrics.counselor_answered(self.pool, offer.call_sid, in_state)
-        if context is not None and context["transfer"] is not None:
-            await self.store_progress(offer.call_sid, context["transfer"], accepted.to_json())
+        await self._store_accepted(offer.call_sid, number, at,
+                                   context["transfer"] if context else None)
         log.info("call %s: counselor %s accepted", offer.call_sid, offer.counselor_id)
         return renderer.join_conference(conference_name(offer.call_sid), offer.id)
+
+    async def _store_accepted(self, sid: str, number: int, at: datetime,
+                              seen: dict[str, Any] | None) -> None:
+        """The accept the database took, into the stored progress (`seen`, or read
+        again): advanced from what is stored, as of `at`, since a hold round may
+        have changed it meanwhile (the caller, offered early, now in their
+        conference)."""
+        for _ in range(UPDATE_TRIES):
+            if seen is None:
+                return
+            q, _ = advance(Progress.from_json(seen), LegAccepted(number), at, Availability())
+            if q.phase is not Phase.CONNECTED:
+                return  # stored already
+            if await self.store_progress(sid, seen, q.to_json()) is not None:
+                return
+            context = await outcomes.call_context(self.pool, sid)
+            seen = context["transfer"] if context else None
 
     async def counselor_alone(self, offer_id: int) -> str:
         """The wait URL of a counselor's conference: Twilio requests it only while
@@ -774,7 +745,7 @@ class Transfers:
         # presence change ended it (offer.number is as of that change).
         number = await queue.offer_number(self.pool, offer.id)
         if number is not None:
-            await self.leg_event(offer, OfferWithdrawn(number))
+            await self.leg_event(offer.call_sid, OfferWithdrawn(number))
         self.kick()
 
     async def cancel(self, offers: Sequence[queue.Offer]) -> None:
@@ -800,18 +771,6 @@ def as_service_error(exc: RestError) -> ServiceError:
     if isinstance(exc, ServiceError):
         return exc
     return ServiceError(str(exc), status=exc.status, code=exc.code)
-
-
-def unrung(result: Result) -> Result:
-    """The progression's result without the offer it would make: counselors are
-    still matched by the dispatcher's claim (queue.claim_offers, the guard that
-    no counselor holds two offers), which rings and gives the progress its offer
-    (`_ring`). An offer already made stays, and so do the numbers used."""
-    p, actions = result
-    rung = [a for a in actions if isinstance(a, Ring)]
-    if rung:
-        p = replace(p, offer=None, offers_made=p.offers_made - len(rung))
-    return p, tuple(a for a in actions if not isinstance(a, Ring))
 
 
 def is_ringing(transfer: dict[str, Any] | None) -> bool:

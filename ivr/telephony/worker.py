@@ -7,7 +7,7 @@ database was away (`record_lifelines`), then leases the due timers
 and carries each out in a task of its own, so a slow REST request holds up
 nobody else:
 
-- place_leg: ring the counselor of a claimed offer (the REST create), then
+- place_leg: ring the counselor of an offer made (the REST create), then
   record the leg and its ring_timeout;
 - ring_timeout: an offer still ringing past its time: what Twilio says of
   the leg (GET Calls/{Sid}) stands in for the callback that never came, and
@@ -35,16 +35,23 @@ from datetime import datetime, timedelta
 from typing import Final
 
 from ivr.routing.progress import Phase, Progress
-from ivr.routing.progression import advance, take_offer
-from ivr.routing.rules import can_ring, ring_seconds
-from ivr.routing.signals import Blame, LegFailed, LegMissed, TierDeadline
+from ivr.routing.progression import advance
+from ivr.routing.rules import MIN_RING, can_ring, ring_seconds
+from ivr.routing.signals import (
+    Blame,
+    CounselorFreed,
+    LegFailed,
+    LegMissed,
+    OfferWithdrawn,
+    TierDeadline,
+)
 from ivr.storage import counselors as staff
 from ivr.storage import holding as holding_db
 from ivr.storage import queue, timers
 from ivr.storage import transfers as outcomes
 from ivr.telephony.overrides import with_overrides
 from ivr.telephony.rest import AddressError, RestError
-from ivr.telephony.transfer import MISSED, Transfers, as_service_error, unrung
+from ivr.telephony.transfer import MISSED, Transfers, as_service_error
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +126,7 @@ class TimerWorker:
             self._start(timer)
 
     async def claimed(self, offers: Sequence[queue.Offer]) -> None:
-        """The dispatcher claimed these offers: their placements recorded, leased to
+        """These offers were made (a Ring): their placements recorded, leased to
         this instance, and started at once (no trip through the timers table)."""
         known = {str(o.id): o for o in offers}
         for timer in await timers.add_leased(
@@ -207,7 +214,10 @@ class TimerWorker:
             t.kick()
 
     async def tier_deadline(self, timer: timers.Timer) -> Outcome:
-        """TierDeadline into the progression, for the stage the timer was set for."""
+        """The end of a tier, for the stage the timer was set for: from the moment
+        too little of it is left for a full ring, CounselorFreed (nobody rings:
+        the tier is over; a phone rings: it may still be answered, until the
+        deadline), then TierDeadline at the deadline itself."""
         sid, stage, t = timer.call_sid, int(timer.detail["stage"]), self.t
         assert sid is not None
         for _ in range(3):
@@ -219,11 +229,20 @@ class TimerWorker:
                 return "stale: the transfer moved on"
             now = t.clock()
             assert p.deadline is not None
-            if now < p.deadline:
-                return Later(p.deadline, "not due yet")
-            q, actions = unrung(advance(p, TierDeadline(stage), now,
-                                        await t.availability(p.steps)))
-            if not actions:
+            ring_by = p.deadline - timedelta(seconds=MIN_RING)
+            if now < ring_by:
+                return Later(ring_by, "not due yet")
+            event = TierDeadline(stage) if now >= p.deadline else CounselorFreed()
+            q, actions = advance(p, event, now, await t.availability(p.steps))
+            if q.stage == p.stage:
+                if q != p:  # someone rung after all (the last full ring of the tier)
+                    seq = await t.store_progress(sid, context["transfer"], q.to_json())
+                    if seq is None:
+                        continue
+                    await t.carry_out(sid, q, actions, seq)
+                if now < p.deadline:
+                    return Later(p.deadline, "a phone rings: it may be answered until the "
+                                             "deadline")
                 return "nothing to do"
             if await t.tier_moved(sid, int(context["seq"]), q, actions, "tier deadline",
                                   context["content_version"]):
@@ -262,11 +281,9 @@ class TimerWorker:
     async def place_leg(
         self, timer: timers.Timer, claimed: queue.Offer | None = None
     ) -> Outcome:
-        """Ring the counselor of a claimed offer: the caller's progress takes the
-        offer (its number recorded on the offers row), then the leg is placed.
-        Safe to run again after an instance died half-way: an offer that has its
-        leg, or is over, is left alone; one the progress already holds keeps
-        its number."""
+        """Ring the counselor of an offer made (the progress's Ring, its number on
+        the offers row). Safe to run again after an instance died half-way: an
+        offer that has its leg, or is over, is left alone."""
         t = self.t
         offer = claimed or await queue.get_offer(self.pool, int(timer.subject))
         if offer is None or offer.state != "ringing":
@@ -275,11 +292,10 @@ class TimerWorker:
             return "placed already"
         made = await self._offered(offer)
         if made is None:
-            await queue.offer_missed(self.pool, offer.id, "canceled")
-            t.metrics.offer_ended("canceled")
             log.info("call %s: offer to counselor %s withdrawn: too little of the tier left, "
                      "or the transfer moved on", offer.call_sid, offer.counselor_id)
-            t.kick()
+            # The progress, if it still holds the offer, moves on without it.
+            await t.leg_ended(offer, "canceled", OfferWithdrawn(offer.number or 0))
             return "withdrawn: the transfer moved on"
         number, seconds = made
         try:
@@ -319,41 +335,23 @@ class TimerWorker:
         return f"placed {leg.sid}"
 
     async def _offered(self, offer: queue.Offer) -> tuple[int, int] | None:
-        """The claimed offer as the progress's own: (its number, seconds the phone
-        may ring), or None when the caller may not be rung now: not holding nor
-        offered early (preoffer.py), or too little of the tier left for a full
-        ring (the tier ends: the dispatcher sees it)."""
-        t = self.t
-        # An offer just claimed has no number yet; one taken over may have.
-        recorded = offer.number
-        for _ in range(3):
-            context = await outcomes.call_context(self.pool, offer.call_sid)
-            if context is None or not context["transfer"]:
-                return None
-            seen = context["transfer"]
-            p = Progress.from_json(seen)
-            now = t.clock()
-            mine = p.offer
-            if (recorded is not None and mine is not None and mine.number == recorded
-                    and mine.counselor == offer.counselor_id):
-                # Taken by an attempt that died before the leg was placed.
-                if p.phase is Phase.EARLY:
-                    return recorded, mine.ring_seconds
-                left = p.seconds_left(now)
-                ok = p.phase is Phase.HOLDING and can_ring(left)
-                return (recorded, ring_seconds(left)) if ok else None
-            # An offer still in the progress has ended in the database (this
-            # one could not be claimed otherwise): its leg event is on the way,
-            # and finds itself stale.
-            rung = take_offer(p, offer.counselor_id, now)
-            if rung is None or rung.offer is None:
-                return None
-            number = rung.offer.number
-            await queue.number_offer(self.pool, offer.id, number)
-            if await t.store_progress(offer.call_sid, seen, rung.to_json()) is not None:
-                return number, rung.offer.ring_seconds
-            recorded = number
-        return None
+        """(the offer's number, seconds the phone may ring), or None when the
+        caller's progress no longer holds this offer (it moved on) or too little
+        of the tier is left for a full ring (the tier ends: its deadline, or the
+        dispatcher's next look, moves the caller on)."""
+        number = offer.number
+        context = await outcomes.call_context(self.pool, offer.call_sid)
+        if number is None or context is None or not context["transfer"]:
+            return None
+        p = Progress.from_json(context["transfer"])
+        mine = p.offer
+        if mine is None or mine.number != number or mine.counselor != offer.counselor_id:
+            return None
+        if p.phase is Phase.EARLY:
+            return number, mine.ring_seconds
+        left = p.seconds_left(self.t.clock())
+        ok = p.phase is Phase.HOLDING and can_ring(left)
+        return (number, ring_seconds(left)) if ok else None
 
     async def ring_timeout(self, timer: timers.Timer) -> Outcome:
         """An offer's ring time is over and no callback ended it (lost to our

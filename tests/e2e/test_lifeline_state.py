@@ -58,6 +58,7 @@ async def test_a_caller_on_the_lifeline_is_never_rung_for_nor_moved(
     path, running = pg_dir
     dsn = str(running[0].get_uri())
     caplog.set_level(logging.INFO, logger="ivr.telephony.transfer")
+    caplog.set_level(logging.INFO, logger="ivr.telephony.dispatcher")
     # The caller talks with the backup line long after the database is back.
     script = CallScript(from_number=TX_CALLER, inputs=(Silence(),), hold_patience=3000,
                         dial_outcomes=(DialOutcome(talk_seconds=1500),))
@@ -116,7 +117,7 @@ async def test_a_caller_on_the_lifeline_is_never_rung_for_nor_moved(
     assert row["status"] == "backup"
     # One outage, one traceback: the dispatcher's passes failing every tick
     # meanwhile are not each logged at ERROR.
-    failed = [r for r in caplog.records if r.name == "ivr.telephony.transfer"
+    failed = [r for r in caplog.records if r.name == "ivr.telephony.dispatcher"
               and r.getMessage().startswith("dispatcher pass failed")
               and r.levelno >= logging.ERROR]
     assert len(failed) == 1, [r.getMessage() for r in failed]

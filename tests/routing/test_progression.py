@@ -267,3 +267,26 @@ def test_steps_codec_ignores_unknown_keys() -> None:
     data = {**step_to_json(GULF), "added_by_a_newer_server": 1}
     assert step_from_json(data) == GULF
     assert [step_from_json(step_to_json(s)) for s in STEPS] == list(STEPS)
+
+
+def test_the_best_ranked_free_counselor_rings_first_then_the_longest_idle() -> None:
+    """The one ordering of counselors (tiers.rank), decided by the progression:
+    the lowest rank, then the snapshot's order (longest idle first)."""
+    ranked = WarmStep("local", "tx-austin", ("ana", "ben", "cy"), 60, False, ("tx-austin",),
+                      (1, 0, 0))
+    _, actions = start((ranked, NATIONAL), "ana", "cy", "ben")
+    assert actions[-1] == ring(1, "cy", 60)  # cy and ben rank alike: cy is the longer idle
+    _, actions = start((ranked, NATIONAL), "ana")
+    assert actions[-1] == ring(1, "ana", 60)  # the only one free
+
+
+def test_a_tier_whose_untried_counselors_are_gone_from_the_plan_is_over() -> None:
+    """A publish removed ben: with ana tried, nobody is left to ring there."""
+    waits = WarmStep("local", "tx-austin", ("ana", "ben"), 60, False, ("tx-austin",))
+    p, _ = begin((waits, NATIONAL), T0, Availability(("ana",)), language="en")
+    p, actions = advance(p, LegDeclined(1), at(5), Availability())
+    assert actions == () and p.phase is Phase.HOLDING  # ben may yet be free
+    p, actions = advance(p, CounselorFreed(), at(6), Availability(gone=frozenset({"ben"})))
+    assert p.phase is Phase.DIALING
+    assert actions == (Dequeue("backup"), DialLine(1, 2, NATIONAL, BACKUP_PROMPT, True),
+                       MoveCaller(1, 2))

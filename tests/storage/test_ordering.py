@@ -2,25 +2,29 @@
 lowest rank (the needed skill), then longest idle, then id; language required.
 
 Each row goes the server's way: the plan resolved into the warm step of the
-caller's tier (stored as JSON in the call row and read back), the caller
-enqueued with that step's counselors and ranks, then claims on a real
-PostgreSQL. Every counselor offered declines, so the next claim offers the
-next one: the sequence is the whole ring order.
+caller's tier (stored as JSON in the call row's progress and read back), the
+caller enqueued with that step's counselors and ranks, then dispatcher passes
+on a real PostgreSQL (the progression picks: progression.best_free). Every
+counselor offered declines (the leg's end fed to the progress), so the next
+pass offers the next one: the sequence is the whole ring order.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import asyncpg
 import pytest
 
 from ivr.flow.runtime import TransferTo
 from ivr.routing.model import Counselor
-from ivr.routing.steps import WarmStep, step_from_json, step_to_json, transfer_steps
+from ivr.routing.signals import LegDeclined
+from ivr.routing.steps import DialStep, WarmStep, step_from_json, step_to_json, transfer_steps
 from ivr.storage import counselors as cs
 from ivr.storage import queue as q
 from ivr.storage.database import open_pool
+from ivr.telephony.transfer import Transfers
+from tests.storage.dispatching import holding
 from tests.storage.test_queue import person, plan_of
 
 VETERAN = ("veteran",)
@@ -34,8 +38,22 @@ async def pool(dsn: str) -> AsyncIterator[asyncpg.Pool]:
     await p.close()
 
 
+async def rung_in_turn(pool: asyncpg.Pool, transfers: Transfers) -> list[str]:
+    """Dispatcher passes until nobody is rung, each counselor rung declining."""
+    rung: list[str] = []
+    while True:
+        await transfers.dispatch_once()
+        offers = await q.open_offers_of(pool, "CA-1")
+        if not offers:
+            return rung
+        (offer,) = offers
+        assert offer.number is not None
+        rung.append(offer.counselor_id)
+        await transfers.leg_ended(offer, "declined", LegDeclined(offer.number))
+
+
 async def ring_order(
-    pool: asyncpg.Pool, people: list[Counselor], idle: dict[str, float],
+    pool: asyncpg.Pool, transfers: Transfers, people: list[Counselor], idle: dict[str, float],
     language: str, need: str | None,
 ) -> list[str]:
     """Whom a caller's tier rings, in order; `idle`: seconds each available one has been free."""
@@ -52,14 +70,8 @@ async def ring_order(
                            "+18005550100")
     step = step_from_json(step_to_json(steps[0]))  # as the call row keeps it
     assert isinstance(step, WarmStep)
-    assert await q.enqueue(pool, "CA-1", "crisis", language, need, "TX", 0, step.tier,
-                           step.counselors, step.ranks)
-    rung: list[str] = []
-    while offers := await q.claim_offers(pool):
-        (offer,) = offers
-        rung.append(offer.counselor_id)
-        assert await q.offer_missed(pool, offer.id, "declined")
-    return rung
+    await holding(pool, "CA-1", (step, *steps[1:]), need=need, language=language)
+    return await rung_in_turn(pool, transfers)
 
 
 @pytest.mark.parametrize(
@@ -121,13 +133,17 @@ async def ring_order(
     ],
 )
 async def test_ring_order(
-    pool: asyncpg.Pool, people: list[Counselor], idle: dict[str, float],
-    language: str, need: str | None, expected: list[str],
+    pool: asyncpg.Pool, transfers_on: Callable[[asyncpg.Pool], Transfers],
+    people: list[Counselor], idle: dict[str, float], language: str, need: str | None,
+    expected: list[str],
 ) -> None:
-    assert await ring_order(pool, people, idle, language, need) == expected
+    transfers = transfers_on(pool)
+    assert await ring_order(pool, transfers, people, idle, language, need) == expected
 
 
-async def test_a_step_stored_before_ranks_ranks_everyone_alike(pool: asyncpg.Pool) -> None:
+async def test_a_step_stored_before_ranks_ranks_everyone_alike(
+    pool: asyncpg.Pool, transfers_on: Callable[[asyncpg.Pool], Transfers]
+) -> None:
     people = [person("ann"), person("vet", skills=VETERAN)]
     await cs.sync_counselors(pool, plan_of(people))
     for pid in ("ann", "vet"):  # ann is the longest idle
@@ -136,10 +152,10 @@ async def test_a_step_stored_before_ranks_ranks_everyone_alike(pool: asyncpg.Poo
               "timeout": 20, "skip_when_unavailable": False, "centers": ["c1"]}
     step = step_from_json(stored)
     assert isinstance(step, WarmStep) and step.ranks == ()
-    assert await q.enqueue(pool, "CA-1", "crisis", "en", "veteran", "TX", 0, step.tier,
-                           step.counselors, step.ranks)
+    national = DialStep("national", "National", ("+18005550100",), 30, last=True)
+    await holding(pool, "CA-1", (step, national), need="veteran")
     # The skill the caller needs is not known to rank by: idle time alone.
-    assert [o.counselor_id for o in await q.claim_offers(pool)] == ["ann"]
+    assert await rung_in_turn(pool, transfers_on(pool)) == ["ann", "vet"]
 
 
 async def test_ranks_must_match_the_counselors(pool: asyncpg.Pool) -> None:

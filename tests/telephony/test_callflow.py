@@ -188,20 +188,20 @@ async def test_a_menu_answer_that_queues_the_caller_leaves_the_ring_to_the_dispa
 
     rest.place_call = placing  # type: ignore[method-assign]
     # The caller is lined up early at the voice webhook, so the dispatcher may
-    # claim a counselor for them while the menu plays. Its hand-over to the
-    # worker waits for the menu answer: taken first, that offer would change
-    # the row under the answer (taken again: more statements), and its leg,
-    # failing with no REST API here, would mark the API degraded, which
-    # rightly sends the arriving caller to a dial step.
+    # ring a counselor for them while the menu plays. Its passes wait for the
+    # menu answer: rung first, that offer would change the row under the
+    # answer (taken again: more statements), and its leg, failing with no
+    # REST API here, would mark the API degraded, which rightly sends the
+    # arriving caller to a dial step.
     transfers = server.app[keys.transfers]
-    hand_over = transfers.claimed
+    dispatch_once = transfers.dispatch_once
     answered = asyncio.Event()
 
-    async def claimed(offers: Sequence[Any]) -> None:
+    async def after_the_answer() -> None:
         await answered.wait()
-        await hand_over(offers)
+        await dispatch_once()
 
-    transfers.claimed = claimed
+    transfers.dispatch_once = after_the_answer  # type: ignore[method-assign]
     sid, base = new_sid(), settings.public_url
     async with aiohttp.ClientSession() as s:
         await post_signed(s, base + "/twilio/voice", call_params(sid))
