@@ -43,6 +43,7 @@ from ivr.routing.signals import (
 )
 from ivr.routing.steps import WarmStep
 from ivr.storage import calls as db
+from ivr.telephony.onshift import OnShift
 from ivr.telephony.preoffer import EarlyOffers
 from ivr.telephony.transfer import Transfers, conference_name, is_ringing, unrung
 from ivr.telephony.twiml import Renderer
@@ -80,6 +81,7 @@ class CallFlow:
         transfers: Transfers,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         speech_languages: frozenset[str] = frozenset(),
+        on_shift: OnShift | None = None,
     ) -> None:
         self.pool = pool
         # A new call takes the active content version; every later webhook of
@@ -92,7 +94,7 @@ class CallFlow:
         # The dispatcher's leg events change an early-offered caller's row under
         # the kept copy: forgotten then, the answer reads instead of missing its write.
         transfers.progress_changed = self.written.drop
-        self.early = EarlyOffers(pool, transfers, clock)
+        self.early = EarlyOffers(pool, transfers, clock, on_shift)
 
     @property
     def renderer(self) -> Renderer:

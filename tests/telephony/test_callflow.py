@@ -143,13 +143,13 @@ async def test_an_incoming_call_lined_up_early_costs_one_statement(
     assert legs
 
 
-async def test_a_menu_answer_that_dials_costs_three_statements(
+async def test_a_menu_answer_that_dials_costs_two_statements(
     server: TestServer, settings: Settings
 ) -> None:
     """Spanish with nobody on shift: the transfer starts on a dial step. One read
-    of who is free and whether the REST API works, one write of the row (which
-    stamps the transfer's start and its first ring), and the caller, lined up
-    early while the menu played (preoffer.py), leaves the line."""
+    of who is free and whether the REST API works, and one write of the row
+    (which stamps the transfer's start and its first ring). With nobody on
+    shift the caller was not lined up early (onshift.py): no line to leave."""
     counting = count_statements(server)
     sid, base = new_sid(), settings.public_url
     async with aiohttp.ClientSession() as s:
@@ -161,10 +161,37 @@ async def test_a_menu_answer_that_dials_costs_three_statements(
             dial = parse_twiml(body).find("Dial")
             assert dial is not None and "/twilio/dial" in dial.get("action", "")
 
-        assert await counted(counting, spanish) == 3
+        assert await counted(counting, spanish) == 2
     stamps = await server.app[keys.pool].fetchrow(
         "SELECT transfer_started_at, first_ring_at FROM calls WHERE call_sid = $1", sid)
     assert stamps["transfer_started_at"] is not None and stamps["first_ring_at"] is not None
+
+
+async def test_nobody_on_shift_who_could_be_rung_means_no_early_line_up(
+    server: TestServer, settings: Settings
+) -> None:
+    """An early line-up could ring nobody while every counselor is offline: the
+    caller is not lined up (onshift.py). A counselor coming on shift is heard
+    (the routing NOTIFY): the next caller is lined up early again."""
+    pool, base = server.app[keys.pool], settings.public_url
+    assert await pool.fetchval("SELECT count(*) FROM counselors WHERE presence <> 'offline'") == 0
+
+    async def incoming(sid: str) -> db.CallRow:
+        async with aiohttp.ClientSession() as s:
+            _, body = await post_signed(s, base + "/twilio/voice", call_params(sid))
+        assert parse_twiml(body).find("Gather") is not None  # the menu, either way
+        row = await db.load_call(pool, sid)
+        assert row is not None
+        return row
+
+    alone = new_sid()
+    assert (await incoming(alone)).transfer is None
+    assert await pool.fetchval("SELECT count(*) FROM waiting WHERE call_sid = $1", alone) == 0
+    await staff_all(server)
+    staffed = new_sid()
+    row = await incoming(staffed)
+    assert row.transfer is not None and Progress.from_json(row.transfer).phase is Phase.EARLY
+    assert await pool.fetchval("SELECT count(*) FROM waiting WHERE call_sid = $1", staffed) == 1
 
 
 async def test_a_menu_answer_that_queues_the_caller_leaves_the_ring_to_the_dispatcher(
