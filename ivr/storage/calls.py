@@ -281,6 +281,59 @@ async def record_status(
     return None if row is None else StatusRecorded(row["phase"], row["transfer"])
 
 
+@dataclass(frozen=True)
+class EndRecorded(StatusRecorded):
+    """A final status stored with the caller's leaving of their transfer."""
+
+    left: bool  # the transfer was still `seen`: it now holds `gone`, the call abandoned
+    first_ring: float | None  # seconds from the transfer's start, as call_outcomes has them
+    answer: float | None
+
+
+async def record_end(
+    pool: asyncpg.Pool, call_sid: str, status: str, detail: dict[str, Any],
+    seen: dict[str, Any], gone: dict[str, Any],
+) -> EndRecorded | None:
+    """A final status for a call whose transfer (phase 'transfer' or 'flow') was
+    `seen` by this instance, and the transfer after the caller left it (`gone`,
+    whose only action is counting the call abandoned): record_status,
+    transfers.store_progress and transfers.mark_abandoned in one statement,
+    the first always, the two others only if the transfer is still `seen`.
+    Also returns the call's times, for the metrics (linegauges.call_times).
+    None if the call is unknown.
+    """
+    row = await pool.fetchrow(
+        """
+        WITH old AS (
+            SELECT call_sid, phase, transfer,
+                   phase IN ('transfer', 'flow') AND transfer = $4::jsonb AS left_now
+            FROM calls WHERE call_sid = $1 FOR UPDATE
+        ), c AS (
+            UPDATE calls SET twilio_status = $2, updated_at = now(),
+                ended_at = coalesce(calls.ended_at, now()), phase = 'ended',
+                transfer = CASE WHEN old.left_now THEN $5::jsonb ELSE calls.transfer END,
+                abandoned = CASE WHEN old.left_now AND calls.answered_at IS NULL
+                                      AND calls.transfer_started_at IS NOT NULL
+                                 THEN true ELSE calls.abandoned END
+            FROM old WHERE calls.call_sid = old.call_sid
+            RETURNING old.phase, old.transfer, old.left_now,
+                extract(epoch FROM calls.first_ring_at - calls.transfer_started_at)
+                    ::double precision AS first_ring,
+                extract(epoch FROM calls.answered_at - calls.transfer_started_at)
+                    ::double precision AS answer
+        ), e AS (
+            INSERT INTO call_events (call_sid, kind, detail) VALUES ($1, 'status', $3)
+        )
+        SELECT phase, transfer, left_now, first_ring, answer FROM c
+        """,
+        call_sid, status, detail, seen, gone,
+    )
+    if row is None:
+        return None
+    return EndRecorded(row["phase"], row["transfer"], bool(row["left_now"]), row["first_ring"],
+                       row["answer"])
+
+
 async def events_of(pool: asyncpg.Pool, call_sid: str) -> list[tuple[str, dict[str, Any]]]:
     rows = await pool.fetch(
         "SELECT kind, detail FROM call_events WHERE call_sid = $1 ORDER BY id", call_sid

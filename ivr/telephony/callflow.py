@@ -28,6 +28,7 @@ from ivr import logs
 from ivr.errors import RequestError
 from ivr.flow.model import Flow
 from ivr.flow.runtime import Answer, Ask, CallState, Start, TransferTo, Turn, new_call, step
+from ivr.metrics import dial_outcome
 from ivr.publishing.active import ActiveContent, Served
 from ivr.routing.location import Location
 from ivr.routing.progress import Phase, Progress
@@ -35,10 +36,12 @@ from ivr.routing.progression import Availability, advance, begin
 from ivr.routing.signals import (
     AcceptEarly,
     Action,
+    CallerLeft,
     DialEnded,
     DialLine,
     Enqueue,
     HoldEnded,
+    Outcome,
     RecordOutcome,
 )
 from ivr.routing.steps import WarmStep
@@ -237,8 +240,9 @@ class CallFlow:
         return None
 
     def _keep(self, row: db.CallRow) -> None:
-        """Keep a row this instance wrote, while a menu answer may follow."""
-        if row.phase == "flow":
+        """Keep a row this instance wrote, while a menu answer may follow, or
+        the status callback of a caller hanging up during their transfer."""
+        if row.phase in ("flow", "transfer"):
             self.written.put(row)
         else:
             self.written.drop(row.call_sid)
@@ -327,6 +331,7 @@ class CallFlow:
             state=replace(state, seq=new_seq).to_json(), phase=phase, transfer=transfer,
             twiml=twiml, events=events, ringing=phase == "transfer" and is_ringing(transfer),
         ):
+            self.written.drop(sid)  # a row kept for the status callback is behind now
             await self.transfers.carry_out(sid, p, actions, new_seq)
             return twiml
         return await self._replay(sid, kind, params)
@@ -334,7 +339,12 @@ class CallFlow:
     async def status(self, sid: str, params: Mapping[str, str]) -> bool:
         status = params.get("CallStatus", "")
         if status in FINAL_STATUSES:
+            kept = self.written.get(sid)
             self.written.drop(sid)
+            if kept is not None and kept.transfer:
+                ended = await self._ended_in_transfer(sid, status, params, kept.transfer)
+                if ended is not None:
+                    return ended
         recorded = await db.record_status(self.pool, sid, status, _kept(params))
         if recorded is None:
             return False
@@ -342,6 +352,32 @@ class CallFlow:
         if recorded.phase in ("transfer", "flow") and status in FINAL_STATUSES and (
                 recorded.transfer):
             # Hung up while waiting for a human: free whoever is being rung for them.
+            await self.transfers.caller_gone(sid, recorded.transfer)
+        return True
+
+    async def _ended_in_transfer(
+        self, sid: str, status: str, params: Mapping[str, str], seen: dict[str, Any]
+    ) -> bool | None:
+        """A caller hung up while their transfer was, as this instance wrote it
+        last, `seen`: when leaving it only counts them abandoned (a dial step
+        ringing, nobody on the line to free), the status, the transfer left and
+        the count are one statement (calls.record_end; they were four: issue
+        12). The statement finds the transfer moved on since: the caller left
+        the one the row holds, as any status callback has them (caller_gone).
+        None when leaving `seen` asks more (a line, a leg): the usual way then."""
+        p, actions = advance(Progress.from_json(seen), CallerLeft(), self.clock(),
+                             Availability())
+        if not (len(actions) == 1 and isinstance(actions[0], RecordOutcome)
+                and actions[0].outcome is Outcome.ABANDONED):
+            return None
+        recorded = await db.record_end(self.pool, sid, status, _kept(params), seen, p.to_json())
+        if recorded is None:
+            return False
+        if recorded.left:
+            log.info("call %s: caller hung up during the transfer", sid)
+            self.transfers.metrics.call_ended_as_read(
+                dial_outcome(actions[0]), recorded.first_ring, recorded.answer)
+        elif recorded.phase in ("transfer", "flow") and recorded.transfer:
             await self.transfers.caller_gone(sid, recorded.transfer)
         return True
 

@@ -293,6 +293,72 @@ async def test_a_menu_answer_after_the_early_offer_rang_reads_instead_of_missing
     assert p.phase is Phase.EARLY and p.offer is not None  # the offer stays
 
 
+def abandoned_count(server: TestServer) -> float:
+    registry = server.app[keys.metrics].registry
+    return registry.get_sample_value("ivr_calls_total", {"outcome": "abandoned"}) or 0.0
+
+
+def first_rings(server: TestServer) -> float:
+    registry = server.app[keys.metrics].registry
+    return registry.get_sample_value("ivr_time_to_first_ring_seconds_count") or 0.0
+
+
+async def test_a_caller_hanging_up_while_a_dial_step_rings_costs_one_statement(
+    server: TestServer, settings: Settings
+) -> None:
+    """The status callback of a caller who hangs up during their transfer's dial
+    step: the status, the transfer left (Phase.GONE) and the call counted
+    abandoned (row and metrics, with its time to first ring) in one statement,
+    from the transfer this instance wrote at the menu answer."""
+    counting = count_statements(server)
+    pool, sid, base = server.app[keys.pool], new_sid(), settings.public_url
+    abandoned, rings = abandoned_count(server), first_rings(server)
+    async with aiohttp.ClientSession() as s:
+        await post_signed(s, base + "/twilio/voice", call_params(sid))
+        await post_signed(s, base + "/twilio/gather?seq=1", call_params(sid, Digits="2"))
+
+        async def hang_up() -> None:
+            status, _ = await post_signed(s, base + "/twilio/status",
+                                          call_params(sid, CallStatus="completed"))
+            assert status == 204
+
+        assert await counted(counting, hang_up) == 1
+    row = await pool.fetchrow("SELECT phase, transfer, abandoned, ended_at, twilio_status"
+                              " FROM calls WHERE call_sid = $1", sid)
+    assert (row["phase"], row["abandoned"], row["twilio_status"]) == ("ended", True, "completed")
+    assert row["ended_at"] is not None
+    assert Progress.from_json(row["transfer"]).phase is Phase.GONE
+    assert (await db.events_of(pool, sid))[-1][0] == "status"
+    assert abandoned_count(server) == abandoned + 1
+    assert first_rings(server) == rings + 1
+
+
+async def test_a_hang_up_after_the_transfer_moved_elsewhere_leaves_the_stored_one(
+    server: TestServer, settings: Settings
+) -> None:
+    """The transfer this instance wrote is no longer the row's (another instance,
+    a dial result, moved it): the one statement stores the status only, and
+    the caller leaves the transfer the row holds, as before."""
+    pool, sid, base = server.app[keys.pool], new_sid(), settings.public_url
+    abandoned = abandoned_count(server)
+    async with aiohttp.ClientSession() as s:
+        await post_signed(s, base + "/twilio/voice", call_params(sid))
+        await post_signed(s, base + "/twilio/gather?seq=1", call_params(sid, Digits="2"))
+        kept = server.app[keys.callflow].written.get(sid)
+        assert kept is not None and kept.transfer is not None
+        moved = {**kept.transfer, "stage": Progress.from_json(kept.transfer).stage + 1}
+        await pool.execute("UPDATE calls SET transfer = $2 WHERE call_sid = $1", sid, moved)
+        status, _ = await post_signed(s, base + "/twilio/status",
+                                      call_params(sid, CallStatus="completed"))
+        assert status == 204
+    row = await pool.fetchrow("SELECT phase, transfer, abandoned FROM calls WHERE call_sid = $1",
+                              sid)
+    assert (row["phase"], row["abandoned"]) == ("ended", True)
+    gone = Progress.from_json(row["transfer"])
+    assert gone.phase is Phase.GONE and gone.stage == moved["stage"]  # left the row's transfer
+    assert abandoned_count(server) == abandoned + 1
+
+
 @pytest.fixture
 async def other(other_settings: Settings, content: Content) -> AsyncIterator[TestServer]:
     """A second instance on the same database."""
