@@ -10,7 +10,9 @@ A menu answer usually comes back to the instance that wrote the menu: it
 steps from the row it wrote (db.LastWritten) and pays one round trip, the
 guarded write. The guard (seq and phase) makes that safe: when the kept row
 is stale the write misses, and the webhook reads the row and answers as if
-it had read it first.
+it had read it first. The status callback of a caller who hangs up while
+their transfer's dial step rings steps from the kept transfer the same way
+(one statement, guarded by the transfer it saw: `_ended_in_transfer`).
 """
 
 from __future__ import annotations
