@@ -197,6 +197,7 @@ async def advance_call(
     listen: dict[str, Any] | None = None,
     ringing: bool = False,
     expected_transfer: dict[str, Any] | _Unchecked | None = UNCHECKED,
+    none_free: Sequence[str] | None = None,
 ) -> bool:
     """Move a call to its next step if it is still at `expected_seq` and, unless
     None, in `expected_phase` (a final status ends a call without a new seq),
@@ -208,6 +209,10 @@ async def advance_call(
     the row it locked.
 
     Entering a transfer stamps its start, and a dial step its first ring.
+
+    `none_free`: the step was chosen assuming none of these counselors is
+    available and the REST API is not degraded (transfers.availability not
+    read); the write lands only if that holds as it is made.
     """
     kinds, details = _split(events)
     updated: int = await pool.fetchval(
@@ -223,6 +228,9 @@ async def advance_call(
                              ended_at = CASE WHEN $5 = 'ended' THEN now() ELSE ended_at END
             WHERE call_sid = $1 AND seq = $2 AND ($12::text IS NULL OR phase = $12)
               AND (NOT $13 OR transfer IS NOT DISTINCT FROM $14::jsonb)
+              AND ($15::text[] IS NULL OR (NOT EXISTS (SELECT 1 FROM api_health)
+                   AND NOT EXISTS (SELECT 1 FROM counselors k WHERE k.id = ANY($15::text[])
+                                   AND k.presence = 'available' AND NOT k.removed)))
             RETURNING call_sid
         ),""" + _trail("c") + """
         SELECT count(*) FROM c
@@ -230,6 +238,7 @@ async def advance_call(
         call_sid, expected_seq, seq, state, phase, transfer, twiml, kinds, details, listen,
         ringing, expected_phase, not isinstance(expected_transfer, _Unchecked),
         None if isinstance(expected_transfer, _Unchecked) else expected_transfer,
+        None if none_free is None else list(none_free),
     )
     return updated == 1
 

@@ -192,10 +192,13 @@ class CallFlow:
         by its stream, so its answer always reads)."""
         row = kept if kept is not None and kept.seq == seq and kept.phase == "flow" else None
         row = row or await self._row(sid)
-        for _ in range(EARLY_TRIES):
+        for attempt in range(EARLY_TRIES):
             if row.seq != seq or row.phase != "flow":
                 return await self._replay(sid, kind, params, row)
-            twiml = await self._answer_once(sid, row, params, kind, decision)
+            # The first try may take the on-shift view's word that nobody of the
+            # transfer could be free (its write checks it); a try again reads.
+            twiml = await self._answer_once(sid, row, params, kind, decision,
+                                            assume=attempt == 0)
             if twiml is not None:
                 return twiml
             # The row changed before the answer could be stored (a counselor
@@ -207,10 +210,10 @@ class CallFlow:
 
     async def _answer_once(
         self, sid: str, row: db.CallRow, params: Mapping[str, str], kind: str,
-        decision: Callable[[db.CallRow], dict[str, Any]],
+        decision: Callable[[db.CallRow], dict[str, Any]], assume: bool = False,
     ) -> str | None:
         """The caller's answer taken over `row`: its TwiML, or None when the row
-        changed before it could be stored."""
+        changed before it could be stored, or (`assume`) someone was free after all."""
         state = CallState.from_json(row.state)
         served = await self.contents.get(row.content_version)
         logs.about_version(served.version)  # a kept row was not read by _row
@@ -225,8 +228,10 @@ class CallFlow:
         )
         turn = step(flow, state, event)
         early = Progress.from_json(row.transfer) if row.transfer else None
+        none_free: list[str] = []
         twiml, phase, transfer, listen, begun = await self._render_turn(
-            sid, served, flow, turn, params.get("From"), early)
+            sid, served, flow, turn, params.get("From"), early,
+            none_free=none_free if assume else None)
         events = [_webhook_event(kind, params), *_turn_events(turn, twiml, transfer, begun)]
         state_json = turn.state.to_json()
         if await db.advance_call(
@@ -234,6 +239,7 @@ class CallFlow:
             seq=turn.state.seq, state=state_json, phase=phase, transfer=transfer, twiml=twiml,
             expected_transfer=row.transfer,
             events=events, listen=listen, ringing=is_ringing(transfer),
+            none_free=none_free or None,
         ):
             self._keep(replace(row, seq=turn.state.seq, phase=phase, state=state_json,
                                transfer=transfer, last_twiml=twiml, listen=listen))
@@ -428,7 +434,7 @@ class CallFlow:
 
     async def _render_turn(
         self, sid: str, served: Served, flow: Flow, turn: Turn, caller: str | None = None,
-        early: Progress | None = None,
+        early: Progress | None = None, none_free: list[str] | None = None,
     ) -> tuple[str, str, dict[str, Any] | None, dict[str, Any] | None, tuple[Action, ...]]:
         """(TwiML, phase, transfer progress, listening-menu record, the transfer's
         first actions) for a turn.
@@ -439,6 +445,11 @@ class CallFlow:
         py-spy); the progress keeps which, so later tiers need no caller number.
         `early`: the caller's progress if they were offered early; a turn that
         waits at a menu keeps, withdraws or begins one.
+        `none_free`: given, a transfer begun with nobody of its warm steps on
+        shift, as this instance's view has it (onshift.py), assumes nobody is
+        free rather than reading it, and fills in whom the write must find not
+        available (with the REST API not degraded): the turn's TwiML is then what
+        the read would have given (advance_call's `none_free`).
         """
         wait = turn.wait
         if isinstance(wait, TransferTo):
@@ -448,7 +459,16 @@ class CallFlow:
             # joins them by TwiML alone, so nobody's availability is asked.
             waiting = early is not None and early.phase is Phase.EARLY and (
                 early.offer is not None and early.offer.accepted)
-            av = Availability() if waiting else await self.transfers.availability(steps)
+            warm = [c for s in steps if isinstance(s, WarmStep) for c in s.counselors]
+            on_shift = self.early.on_shift
+            if waiting:
+                av = Availability()
+            elif (none_free is not None and early is None and warm and on_shift is not None
+                  and on_shift.none_of(warm)):
+                av = Availability()  # checked by the write instead (a read saved: issue 12)
+                none_free.extend(warm)
+            else:
+                av = await self.transfers.availability(steps)
             p, actions = unrung(begin(
                 steps, self.clock(), av,
                 language=wait.language, queue=wait.queue, line=wait.line, need=wait.need,

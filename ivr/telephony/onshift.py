@@ -11,9 +11,12 @@ only when someone who could be rung for the caller is on shift: any presence
 but offline (a counselor in wrap-up or on a call may be free before the menu
 ends).
 
-This view is never what a caller depends on: the transfer itself reads who
-is free (Transfers.availability), so a view that wrongly says nobody costs
-an early offer, never a caller. It is kept fresh by the routing NOTIFY that a
+A caller never depends on this view. A view that wrongly says nobody costs
+an early offer. A menu answer that starts a transfer trusts the view's
+nobody only to skip reading who is free (Transfers.availability): the
+write of the call's step then checks that none of the transfer's counselors
+is available (calls.advance_call's `none_free`), and when one is, the
+answer is taken again over the read. It is kept fresh by the routing NOTIFY that a
 counselor becoming available already sends (a presence set by hand, a
 wrap-up ended): any NOTIFY makes the view unsure until it is read again, and
 an unsure view answers yes, as does one not read yet. It is read again every
@@ -55,6 +58,11 @@ class OnShift:
         if self._unsure or self._ids is None:
             return True
         return not self._ids.isdisjoint(counselors)
+
+    def none_of(self, counselors: Iterable[str]) -> bool:
+        """Whether the view, sure since the last change it heard, has none of
+        `counselors` on shift."""
+        return not self._unsure and self._ids is not None and self._ids.isdisjoint(counselors)
 
     def sure_of(self, counselors: Iterable[str]) -> bool:
         """Whether the view has read, since the last change it heard, that all
