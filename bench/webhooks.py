@@ -19,7 +19,10 @@ client, in the same run, drives each target in its own process:
   check, flow or database;
 - with --baseline-server-command, a second full webhook run by another
   command (e.g. another checkout), to compare a change with its baseline in
-  the same run on the same background load.
+  the same run on the same background load. Both full servers share the
+  benchmark's PostgreSQL, which serializes the commits of transactions that
+  NOTIFY (the console's triggers) server-wide; the targets take turns, so
+  one's webhooks never queue behind the other's.
 
 Two loads are measured for each: a closed loop (every caller sends its next
 request as soon as the previous answer arrives: saturation throughput), and
