@@ -19,7 +19,10 @@ client, in the same run, drives each target in its own process:
   check, flow or database;
 - with --baseline-server-command, a second full webhook run by another
   command (e.g. another checkout), to compare a change with its baseline in
-  the same run on the same background load.
+  the same run on the same background load. Both full servers share the
+  benchmark's PostgreSQL, which serializes the commits of transactions that
+  NOTIFY (the console's triggers) server-wide; the targets take turns, so
+  one's webhooks never queue behind the other's.
 
 Two loads are measured for each: a closed loop (every caller sends its next
 request as soon as the previous answer arrives: saturation throughput), and
@@ -35,8 +38,9 @@ The client runs on the same cores as the servers and PostgreSQL; the CPU
 table says how the cores were shared. The database table counts, per
 request, the transactions each target's database committed and the time its
 backends spent executing statements (pg_stat_database), the dispatcher's
-ticks of the full server included. `--bare` and `--floor` run the baselines
-themselves (used by the benchmark, not by hand).
+ticks of the full server included. The output ends with all of it in one
+markdown table, a row per target, ready for the README. `--bare` and
+`--floor` run the baselines themselves (used by the benchmark, not by hand).
 """
 
 from __future__ import annotations
@@ -292,6 +296,7 @@ class Phase:
     postgres_cpu: float = 0.0
     client_cpu: float = 0.0
     machine_cpu: float = 0.0  # every process on the machine, other people's included
+    load_average: float = math.nan  # the machine's, over 1 minute, at the window's end
 
     def absorb(self, other: Phase) -> None:
         """Add another window of the same target and load to this one."""
@@ -421,6 +426,7 @@ async def run_load(session: aiohttp.ClientSession, target: Target, pg: Postgres,
     phase.server_cpu, phase.postgres_cpu, phase.client_cpu, phase.machine_cpu = (
         b - a for a, b in zip(cpu0, cpu1, strict=True)
     )
+    phase.load_average = os.getloadavg()[0]
     return phase
 
 
@@ -717,22 +723,76 @@ def _others(p: Phase) -> float:
     return max(0.0, p.machine_cpu - _ours(p))
 
 
-def report_database(windows: Sequence[Phase], targets: Sequence[Target],
-                    before: dict[str, DbStats], after: dict[str, DbStats],
-                    seconds: float) -> None:
-    """Per request, what each target's own database did over all measured windows."""
-    rows = []
+def database_per_request(windows: Sequence[Phase], targets: Sequence[Target],
+                         before: dict[str, DbStats], after: dict[str, DbStats],
+                         ) -> dict[str, tuple[float, float]]:
+    """{target: (transactions, active ms)} per request over all measured windows."""
+    found = {}
     for target in targets:
         if target.database is None or target.database not in after:
             continue
         a, b = before.get(target.database, DbStats(0, 0.0)), after[target.database]
         n = sum(w.requests for w in windows if w.target == target.name) or 1
-        rows.append([target.name, f"{(b.transactions - a.transactions) / n:.2f}",
-                     f"{(b.active_ms - a.active_ms) / n:.3f}"])
+        found[target.name] = ((b.transactions - a.transactions) / n,
+                              (b.active_ms - a.active_ms) / n)
+    return found
+
+
+def report_database(windows: Sequence[Phase], targets: Sequence[Target],
+                    before: dict[str, DbStats], after: dict[str, DbStats],
+                    seconds: float) -> None:
+    """Per request, what each target's own database did over all measured windows."""
+    rows = [[name, f"{tx:.2f}", f"{active:.3f}"] for name, (tx, active)
+            in database_per_request(windows, targets, before, after).items()]
     print(f"\nPostgreSQL per request, all measured windows ({seconds:.0f} s with the settling;"
           " the full server's dispatcher ticks included): transactions, and ms its backends"
           " spent executing statements")
     print_table(["target", "transactions", "active ms"], rows)
+
+
+def report_markdown(windows: Sequence[Phase], names: Sequence[str],
+                    database: dict[str, tuple[float, float]], interval: float) -> None:
+    """The run in one README-ready table: throughput (closed loop) and its ratios,
+    the paced p99 per endpoint, CPU and transactions per request, the load."""
+    rounds = len({w.round for w in windows})
+    paced_rps = statistics.median(w.rps for w in windows if w.load == "paced")
+    print(f"\nSummary (markdown): medians of {rounds} windows per target and load, "
+          "[lowest-highest]\n")
+    headers = ["target", "req/s (closed)", "vs floor", "vs bare",
+               *(f"p99 paced {e or 'all'} ms" for e in (None, *ENDPOINTS)),
+               "CPU ms/req server", "CPU ms/req PostgreSQL", "transactions/req",
+               "load avg", "others' cores"]
+    print("| " + " | ".join(headers) + " |")
+    print("|" + "|".join("---" if i == 0 else "---:" for i in range(len(headers))) + "|")
+    for target in names:
+        closed = list(by_round(windows, target, "closed").values())
+        paced = list(by_round(windows, target, "paced").values())
+        if not closed:
+            continue
+        both = [*closed, *paced]
+        requests = sum(w.requests for w in closed) or 1
+        server = sum(w.server_cpu for w in closed) / requests * 1000
+        pg = sum(_zero_nan(w.postgres_cpu) for w in closed) / requests * 1000
+        tx = database.get(target)
+        cells = [
+            target, spread([w.rps for w in closed], _rps),
+            spread(ratios(windows, "closed", target, "floor"), _pct),
+            spread(ratios(windows, "closed", target, "bare"), _pct),
+            *(spread([window_p99(w, e) for w in paced], _ms) if paced else "-"
+              for e in (None, *ENDPOINTS)),
+            f"{server:.2f}",
+            "-" if all(math.isnan(w.postgres_cpu) for w in closed) else f"{pg:.2f}",
+            "-" if tx is None else f"{tx[0]:.2f}",
+            spread([w.load_average for w in both], lambda v: f"{v:.1f}"),
+            spread([_others(w) / w.seconds for w in both], lambda v: f"{v:.1f}"),
+        ]
+        print("| " + " | ".join(cells) + " |")
+    print(f"\n{os.cpu_count()} cores shared by the client, the servers and PostgreSQL; paced: "
+          f"one request per caller every {interval * 1000:.0f} ms ({paced_rps:.0f} req/s); "
+          "CPU per request over the closed-loop windows; transactions per request over all "
+          "windows (the full server's dispatcher included); load avg: the 1-minute load "
+          "average at the end of each window; others' cores: CPU other processes used "
+          "meanwhile.")
 
 
 def report_errors(phases: Sequence[Phase]) -> int:
@@ -900,6 +960,8 @@ async def _bench(args: argparse.Namespace, pg: Postgres, work: Path, children: l
         if child.proc.poll() is not None:
             print(f"ERROR {child.name} exited with {child.proc.returncode}:\n{child.tail()}")
             errors += 1
+    report_markdown(windows, [t.name for t in targets],
+                    database_per_request(windows, targets, stats_before, stats_after), interval)
     print(f"errors: {errors}")
     return 1 if errors else 0
 

@@ -41,6 +41,7 @@ from ivr.telephony import webhooks
 from ivr.telephony.apihealth import ApiHealth
 from ivr.telephony.callflow import CallFlow
 from ivr.telephony.media import close_media_streams, media_stream
+from ivr.telephony.onshift import OnShift
 from ivr.telephony.reconcile import Reconciler
 from ivr.telephony.rest import TwilioRest
 from ivr.telephony.signature import SignatureChecker, middleware
@@ -190,7 +191,7 @@ async def _call_handling(app: web.Application) -> AsyncIterator[None]:
         languages = frozenset(speech.models.languages) if speech else frozenset()
         app[keys.transfers] = transfers
         app[keys.callflow] = CallFlow(pool, active, transfers, clock=app[keys.clock],
-                                      speech_languages=languages)
+                                      speech_languages=languages, on_shift=OnShift(pool))
         yield
     finally:
         await transfers.close()  # cancels the legs and moves still in flight
@@ -200,15 +201,29 @@ async def _routing_listener(app: web.Application) -> AsyncIterator[None]:
     """A connection of its own, LISTENing on the routing channel.
 
     Any instance's change that may allow a match (a counselor freed, a
-    caller waiting) is announced with NOTIFY: every dispatcher wakes at once.
+    caller waiting) is announced with NOTIFY: every dispatcher wakes at once,
+    and the call flow's view of who is on shift (onshift.py) reads again.
     """
-    transfers = app[keys.transfers]
+    transfers, on_shift = app[keys.transfers], app[keys.callflow].early.on_shift
+    assert on_shift is not None
     listener = await asyncpg.connect(app[keys.database_url])
+    watching: asyncio.Task[None] | None = None
+
+    def heard(*_: object) -> None:
+        transfers.kick()
+        on_shift.heard()  # a counselor may have become available
+
     try:
-        await listener.add_listener(ROUTING_CHANNEL, lambda *_: transfers.kick())
+        await listener.add_listener(ROUTING_CHANNEL, heard)
         app[keys.listener] = listener
+        # Read first once LISTENing: a change made between the two is not missed.
+        await on_shift.first_read()
+        watching = asyncio.create_task(on_shift.run())
         yield
     finally:
+        if watching is not None:
+            watching.cancel()
+            await asyncio.gather(watching, return_exceptions=True)
         try:
             await listener.close(timeout=CLOSE_TIMEOUT)
         except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:

@@ -149,9 +149,18 @@ class Metrics:
         except Exception as exc:
             log.warning("call %s: times not read for the metrics (%s)", call_sid, exc)
             return
-        if times is None:
-            return
-        first_ring, answer = times
+        if times is not None:
+            self._observe(outcome, *times)
+
+    def call_ended_as_read(self, outcome: CallOutcome, first_ring: float | None,
+                           answer: float | None) -> None:
+        """`call_ended` with the call's times already read (by the statement
+        that ended the call: calls.record_end)."""
+        self.calls.labels(outcome).inc()
+        self._observe(outcome, first_ring, answer)
+
+    def _observe(self, outcome: CallOutcome, first_ring: float | None,
+                 answer: float | None) -> None:
         if first_ring is not None:
             self.first_ring.observe(max(first_ring, 0.0))
         if answer is not None and outcome in ANSWERED_OUTCOMES:

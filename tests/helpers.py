@@ -22,6 +22,7 @@ from ivr.config import Settings
 from ivr.content import Content, load_content
 from ivr.storage.counselors import list_counselors, set_presence
 from tests.conftest import AUTH_TOKEN, bounded
+from tests.waiting import eventually
 
 
 def new_sid() -> str:
@@ -67,8 +68,15 @@ def parse_twiml(text: str) -> ET.Element:
 async def staff_all(server: TestServer) -> None:
     """Every counselor of the plan starts the shift available."""
     pool = server.app[keys.pool]
-    for counselor in await list_counselors(pool):
-        await set_presence(pool, counselor.id, "available")
+    ids = [c.id for c in await list_counselors(pool)]
+    for counselor in ids:
+        await set_presence(pool, counselor, "available")
+    # The server hears of it by NOTIFY (onshift.py): callers it takes from now
+    # on are lined up early as they would be on a shift under way.
+    on_shift = server.app[keys.callflow].early.on_shift
+    if on_shift is not None:
+        await eventually(lambda: on_shift.sure_of(ids), "the server sees the shift start",
+                         seconds=10)
 
 
 @contextlib.asynccontextmanager

@@ -197,6 +197,7 @@ async def advance_call(
     listen: dict[str, Any] | None = None,
     ringing: bool = False,
     expected_transfer: dict[str, Any] | _Unchecked | None = UNCHECKED,
+    none_free: Sequence[str] | None = None,
 ) -> bool:
     """Move a call to its next step if it is still at `expected_seq` and, unless
     None, in `expected_phase` (a final status ends a call without a new seq),
@@ -208,6 +209,10 @@ async def advance_call(
     the row it locked.
 
     Entering a transfer stamps its start, and a dial step its first ring.
+
+    `none_free`: the step was chosen assuming none of these counselors is
+    available and the REST API is not degraded (transfers.availability not
+    read); the write lands only if that holds as it is made.
     """
     kinds, details = _split(events)
     updated: int = await pool.fetchval(
@@ -223,6 +228,9 @@ async def advance_call(
                              ended_at = CASE WHEN $5 = 'ended' THEN now() ELSE ended_at END
             WHERE call_sid = $1 AND seq = $2 AND ($12::text IS NULL OR phase = $12)
               AND (NOT $13 OR transfer IS NOT DISTINCT FROM $14::jsonb)
+              AND ($15::text[] IS NULL OR (NOT EXISTS (SELECT 1 FROM api_health)
+                   AND NOT EXISTS (SELECT 1 FROM counselors k WHERE k.id = ANY($15::text[])
+                                   AND k.presence = 'available' AND NOT k.removed)))
             RETURNING call_sid
         ),""" + _trail("c") + """
         SELECT count(*) FROM c
@@ -230,6 +238,7 @@ async def advance_call(
         call_sid, expected_seq, seq, state, phase, transfer, twiml, kinds, details, listen,
         ringing, expected_phase, not isinstance(expected_transfer, _Unchecked),
         None if isinstance(expected_transfer, _Unchecked) else expected_transfer,
+        None if none_free is None else list(none_free),
     )
     return updated == 1
 
@@ -279,6 +288,59 @@ async def record_status(
         call_sid, status, final, detail,
     )
     return None if row is None else StatusRecorded(row["phase"], row["transfer"])
+
+
+@dataclass(frozen=True)
+class EndRecorded(StatusRecorded):
+    """A final status stored with the caller's leaving of their transfer."""
+
+    left: bool  # the transfer was still `seen`: it now holds `gone`, the call abandoned
+    first_ring: float | None  # seconds from the transfer's start, as call_outcomes has them
+    answer: float | None
+
+
+async def record_end(
+    pool: asyncpg.Pool, call_sid: str, status: str, detail: dict[str, Any],
+    seen: dict[str, Any], gone: dict[str, Any],
+) -> EndRecorded | None:
+    """A final status for a call whose transfer (phase 'transfer' or 'flow') was
+    `seen` by this instance, and the transfer after the caller left it (`gone`,
+    whose only action is counting the call abandoned): record_status,
+    transfers.store_progress and transfers.mark_abandoned in one statement,
+    the first always, the two others only if the transfer is still `seen`.
+    Also returns the call's times, for the metrics (linegauges.call_times).
+    None if the call is unknown.
+    """
+    row = await pool.fetchrow(
+        """
+        WITH old AS (
+            SELECT call_sid, phase, transfer,
+                   phase IN ('transfer', 'flow') AND transfer = $4::jsonb AS left_now
+            FROM calls WHERE call_sid = $1 FOR UPDATE
+        ), c AS (
+            UPDATE calls SET twilio_status = $2, updated_at = now(),
+                ended_at = coalesce(calls.ended_at, now()), phase = 'ended',
+                transfer = CASE WHEN old.left_now THEN $5::jsonb ELSE calls.transfer END,
+                abandoned = CASE WHEN old.left_now AND calls.answered_at IS NULL
+                                      AND calls.transfer_started_at IS NOT NULL
+                                 THEN true ELSE calls.abandoned END
+            FROM old WHERE calls.call_sid = old.call_sid
+            RETURNING old.phase, old.transfer, old.left_now,
+                extract(epoch FROM calls.first_ring_at - calls.transfer_started_at)
+                    ::double precision AS first_ring,
+                extract(epoch FROM calls.answered_at - calls.transfer_started_at)
+                    ::double precision AS answer
+        ), e AS (
+            INSERT INTO call_events (call_sid, kind, detail) VALUES ($1, 'status', $3)
+        )
+        SELECT phase, transfer, left_now, first_ring, answer FROM c
+        """,
+        call_sid, status, detail, seen, gone,
+    )
+    if row is None:
+        return None
+    return EndRecorded(row["phase"], row["transfer"], bool(row["left_now"]), row["first_ring"],
+                       row["answer"])
 
 
 async def events_of(pool: asyncpg.Pool, call_sid: str) -> list[tuple[str, dict[str, Any]]]:

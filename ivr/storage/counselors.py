@@ -181,6 +181,13 @@ async def presence_counts(pool: asyncpg.Pool) -> dict[str, dict[str, int]]:
     return out
 
 
+async def on_shift(pool: asyncpg.Pool) -> frozenset[str]:
+    """Ids of the counselors on shift (any presence but offline) still in the plan."""
+    records = await pool.fetch(
+        "SELECT id FROM counselors WHERE presence <> 'offline' AND NOT removed")
+    return frozenset(str(r["id"]) for r in records)
+
+
 async def set_presence(pool: asyncpg.Pool, counselor_id: str, presence: str) -> PresenceChange:
     """Change a counselor's presence by hand (see the module's rules).
 

@@ -10,7 +10,9 @@ A menu answer usually comes back to the instance that wrote the menu: it
 steps from the row it wrote (db.LastWritten) and pays one round trip, the
 guarded write. The guard (seq and phase) makes that safe: when the kept row
 is stale the write misses, and the webhook reads the row and answers as if
-it had read it first.
+it had read it first. The status callback of a caller who hangs up while
+their transfer's dial step rings steps from the kept transfer the same way
+(one statement, guarded by the transfer it saw: `_ended_in_transfer`).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from ivr import logs
 from ivr.errors import RequestError
 from ivr.flow.model import Flow
 from ivr.flow.runtime import Answer, Ask, CallState, Start, TransferTo, Turn, new_call, step
+from ivr.metrics import dial_outcome
 from ivr.publishing.active import ActiveContent, Served
 from ivr.routing.location import Location
 from ivr.routing.progress import Phase, Progress
@@ -36,14 +39,17 @@ from ivr.routing.progression import Availability, advance, begin
 from ivr.routing.signals import (
     AcceptEarly,
     Action,
+    CallerLeft,
     DialEnded,
     DialLine,
     Enqueue,
     HoldEnded,
+    Outcome,
     RecordOutcome,
 )
 from ivr.routing.steps import WarmStep
 from ivr.storage import calls as db
+from ivr.telephony.onshift import OnShift
 from ivr.telephony.preoffer import EarlyOffers
 from ivr.telephony.transfer import Transfers, conference_name, is_ringing
 from ivr.telephony.twiml import Renderer
@@ -81,6 +87,7 @@ class CallFlow:
         transfers: Transfers,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         speech_languages: frozenset[str] = frozenset(),
+        on_shift: OnShift | None = None,
     ) -> None:
         self.pool = pool
         # A new call takes the active content version; every later webhook of
@@ -95,7 +102,7 @@ class CallFlow:
         transfers.progress_changed = self._progress_changed
         self._rereads: dict[str, int] = {}  # by call: the change whose row is being read
         self._changes = itertools.count(1)  # never reused: a read only lands for its own
-        self.early = EarlyOffers(pool, transfers, clock)
+        self.early = EarlyOffers(pool, transfers, clock, on_shift)
 
     @property
     def renderer(self) -> Renderer:
@@ -188,10 +195,13 @@ class CallFlow:
         by its stream, so its answer always reads)."""
         row = kept if kept is not None and kept.seq == seq and kept.phase == "flow" else None
         row = row or await self._row(sid)
-        for _ in range(EARLY_TRIES):
+        for attempt in range(EARLY_TRIES):
             if row.seq != seq or row.phase != "flow":
                 return await self._replay(sid, kind, params, row)
-            twiml = await self._answer_once(sid, row, params, kind, decision)
+            # The first try may take the on-shift view's word that nobody of the
+            # transfer could be free (its write checks it); a try again reads.
+            twiml = await self._answer_once(sid, row, params, kind, decision,
+                                            assume=attempt == 0)
             if twiml is not None:
                 return twiml
             # The row changed before the answer could be stored (a counselor
@@ -203,10 +213,10 @@ class CallFlow:
 
     async def _answer_once(
         self, sid: str, row: db.CallRow, params: Mapping[str, str], kind: str,
-        decision: Callable[[db.CallRow], dict[str, Any]],
+        decision: Callable[[db.CallRow], dict[str, Any]], assume: bool = False,
     ) -> str | None:
         """The caller's answer taken over `row`: its TwiML, or None when the row
-        changed before it could be stored."""
+        changed before it could be stored, or (`assume`) someone was free after all."""
         state = CallState.from_json(row.state)
         served = await self.contents.get(row.content_version)
         logs.about_version(served.version)  # a kept row was not read by _row
@@ -221,8 +231,10 @@ class CallFlow:
         )
         turn = step(flow, state, event)
         early = Progress.from_json(row.transfer) if row.transfer else None
+        none_free: list[str] = []
         twiml, phase, transfer, listen, begun = await self._render_turn(
-            sid, served, flow, turn, params.get("From"), early)
+            sid, served, flow, turn, params.get("From"), early,
+            none_free=none_free if assume else None)
         events = [_webhook_event(kind, params), *_turn_events(turn, twiml, transfer, begun)]
         state_json = turn.state.to_json()
         if await db.advance_call(
@@ -230,6 +242,7 @@ class CallFlow:
             seq=turn.state.seq, state=state_json, phase=phase, transfer=transfer, twiml=twiml,
             expected_transfer=row.transfer,
             events=events, listen=listen, ringing=is_ringing(transfer),
+            none_free=none_free or None,
         ):
             self._keep(replace(row, seq=turn.state.seq, phase=phase, state=state_json,
                                transfer=transfer, last_twiml=twiml, listen=listen))
@@ -238,9 +251,10 @@ class CallFlow:
         return None
 
     def _keep(self, row: db.CallRow) -> None:
-        """Keep a row this instance wrote, while a menu answer may follow."""
+        """Keep a row this instance wrote, while a menu answer may follow, or
+        the status callback of a caller hanging up during their transfer."""
         self._rereads.pop(row.call_sid, None)  # newer than any read under way
-        if row.phase == "flow":
+        if row.phase in ("flow", "transfer"):
             self.written.put(row)
         else:
             self.written.drop(row.call_sid)
@@ -254,9 +268,12 @@ class CallFlow:
         is the guarded write alone. An answer that comes before the read lands
         reads the row itself; a read that lands stale makes the write miss, and
         the answer reads (the guard, as for any kept row)."""
-        if self.written.get(sid) is None and sid not in self._rereads:
+        kept = self.written.get(sid)
+        if kept is None and sid not in self._rereads:
             return  # not a row this instance answers from
         self.written.drop(sid)
+        if kept is not None and kept.phase != "flow":
+            return  # in the transfer: a hang-up's status callback reads (record_end's guard)
         change = self._rereads[sid] = next(self._changes)
         self.transfers.spawn(self._reread(sid, change))
 
@@ -355,6 +372,7 @@ class CallFlow:
             state=replace(state, seq=new_seq).to_json(), phase=phase, transfer=transfer,
             twiml=twiml, events=events, ringing=phase == "transfer" and is_ringing(transfer),
         ):
+            self.written.drop(sid)  # a row kept for the status callback is behind now
             await self.transfers.carry_out(sid, p, actions, new_seq)
             return twiml
         return await self._replay(sid, kind, params)
@@ -362,7 +380,12 @@ class CallFlow:
     async def status(self, sid: str, params: Mapping[str, str]) -> bool:
         status = params.get("CallStatus", "")
         if status in FINAL_STATUSES:
+            kept = self.written.get(sid)
             self.written.drop(sid)
+            if kept is not None and kept.transfer:
+                ended = await self._ended_in_transfer(sid, status, params, kept.transfer)
+                if ended is not None:
+                    return ended
         recorded = await db.record_status(self.pool, sid, status, _kept(params))
         if recorded is None:
             return False
@@ -370,6 +393,32 @@ class CallFlow:
         if recorded.phase in ("transfer", "flow") and status in FINAL_STATUSES and (
                 recorded.transfer):
             # Hung up while waiting for a human: free whoever is being rung for them.
+            await self.transfers.caller_gone(sid, recorded.transfer)
+        return True
+
+    async def _ended_in_transfer(
+        self, sid: str, status: str, params: Mapping[str, str], seen: dict[str, Any]
+    ) -> bool | None:
+        """A caller hung up while their transfer was, as this instance wrote it
+        last, `seen`: when leaving it only counts them abandoned (a dial step
+        ringing, nobody on the line to free), the status, the transfer left and
+        the count are one statement (calls.record_end; they were four: issue
+        12). The statement finds the transfer moved on since: the caller left
+        the one the row holds, as any status callback has them (caller_gone).
+        None when leaving `seen` asks more (a line, a leg): the usual way then."""
+        p, actions = advance(Progress.from_json(seen), CallerLeft(), self.clock(),
+                             Availability())
+        if not (len(actions) == 1 and isinstance(actions[0], RecordOutcome)
+                and actions[0].outcome is Outcome.ABANDONED):
+            return None
+        recorded = await db.record_end(self.pool, sid, status, _kept(params), seen, p.to_json())
+        if recorded is None:
+            return False
+        if recorded.left:
+            log.info("call %s: caller hung up during the transfer", sid)
+            self.transfers.metrics.call_ended_as_read(
+                dial_outcome(actions[0]), recorded.first_ring, recorded.answer)
+        elif recorded.phase in ("transfer", "flow") and recorded.transfer:
             await self.transfers.caller_gone(sid, recorded.transfer)
         return True
 
@@ -418,7 +467,7 @@ class CallFlow:
 
     async def _render_turn(
         self, sid: str, served: Served, flow: Flow, turn: Turn, caller: str | None = None,
-        early: Progress | None = None,
+        early: Progress | None = None, none_free: list[str] | None = None,
     ) -> tuple[str, str, dict[str, Any] | None, dict[str, Any] | None, tuple[Action, ...]]:
         """(TwiML, phase, transfer progress, listening-menu record, the transfer's
         first actions) for a turn.
@@ -429,6 +478,11 @@ class CallFlow:
         py-spy); the progress keeps which, so later tiers need no caller number.
         `early`: the caller's progress if they were offered early; a turn that
         waits at a menu keeps, withdraws or begins one.
+        `none_free`: given, a transfer begun with nobody of its warm steps on
+        shift, as this instance's view has it (onshift.py), assumes nobody is
+        free rather than reading it, and fills in whom the write must find not
+        available (with the REST API not degraded): the turn's TwiML is then what
+        the read would have given (advance_call's `none_free`).
         """
         wait = turn.wait
         if isinstance(wait, TransferTo):
@@ -438,7 +492,16 @@ class CallFlow:
             # joins them by TwiML alone, so nobody's availability is asked.
             waiting = early is not None and early.phase is Phase.EARLY and (
                 early.offer is not None and early.offer.accepted)
-            av = Availability() if waiting else await self.transfers.availability(steps)
+            warm = [c for s in steps if isinstance(s, WarmStep) for c in s.counselors]
+            on_shift = self.early.on_shift
+            if waiting:
+                av = Availability()
+            elif (none_free is not None and early is None and warm and on_shift is not None
+                  and on_shift.none_of(warm)):
+                av = Availability()  # checked by the write instead (a read saved: issue 12)
+                none_free.extend(warm)
+            else:
+                av = await self.transfers.availability(steps)
             p, actions = begin(
                 steps, self.clock(), av,
                 language=wait.language, queue=wait.queue, line=wait.line, need=wait.need,

@@ -44,6 +44,7 @@ from ivr.routing.signals import (
 from ivr.routing.steps import Step, WarmStep
 from ivr.storage import preoffers
 from ivr.storage import transfers as outcomes
+from ivr.telephony.onshift import OnShift
 from ivr.telephony.rest import RestError
 from ivr.telephony.transfer import Transfers
 
@@ -90,11 +91,14 @@ def _follows_the_clock(flow: Flow) -> bool:
 
 class EarlyOffers:
     def __init__(self, pool: asyncpg.Pool, transfers: Transfers,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 on_shift: OnShift | None = None) -> None:
         self.pool = pool
         self.transfers = transfers
         self.clock = clock
         self.likely = LikelyTransfers()
+        # Who may be rung early; without a view, anyone (every caller lined up).
+        self.on_shift = on_shift
 
     def at_menu(
         self, steps_for: StepsFor, flow: Flow, turn: Turn, early: Progress | None,
@@ -128,6 +132,12 @@ class EarlyOffers:
                    for lang in order]
         steps = early_steps(choices)
         if steps is None:
+            return None
+        first = steps[0]  # the warm step the caller would be lined up at
+        if isinstance(first, WarmStep) and self.on_shift is not None and (
+                not self.on_shift.may_ring(first.counselors)):
+            # Nobody who could be rung early is on shift: no line-up to write,
+            # claim for, and leave again at the menu answer (onshift.py).
             return None
         # Nobody's availability is read (a read per menu turn saved: issue 12):
         # the one thing it could change is a counselor rung at once, and the

@@ -143,13 +143,15 @@ async def test_an_incoming_call_lined_up_early_costs_one_statement(
     assert legs
 
 
-async def test_a_menu_answer_that_dials_costs_three_statements(
+async def test_a_menu_answer_that_dials_costs_one_statement(
     server: TestServer, settings: Settings
 ) -> None:
-    """Spanish with nobody on shift: the transfer starts on a dial step. One read
-    of who is free and whether the REST API works, one write of the row (which
-    stamps the transfer's start and its first ring), and the caller, lined up
-    early while the menu played (preoffer.py), leaves the line."""
+    """Spanish with nobody on shift: the transfer starts on a dial step. The
+    instance's view of who is on shift (onshift.py) says none of the warm
+    tier's counselors can be free: who is free is not read, the write of the
+    row checks it (and that the REST API works), stamping the transfer's
+    start and its first ring. With nobody on shift the caller was not lined
+    up early either: no line to leave."""
     counting = count_statements(server)
     sid, base = new_sid(), settings.public_url
     async with aiohttp.ClientSession() as s:
@@ -161,10 +163,64 @@ async def test_a_menu_answer_that_dials_costs_three_statements(
             dial = parse_twiml(body).find("Dial")
             assert dial is not None and "/twilio/dial" in dial.get("action", "")
 
-        assert await counted(counting, spanish) == 3
+        assert await counted(counting, spanish) == 1
     stamps = await server.app[keys.pool].fetchrow(
         "SELECT transfer_started_at, first_ring_at FROM calls WHERE call_sid = $1", sid)
     assert stamps["transfer_started_at"] is not None and stamps["first_ring_at"] is not None
+
+
+async def test_a_counselor_free_unbeknown_to_the_view_is_not_skipped(
+    server: TestServer, settings: Settings
+) -> None:
+    """The view says nobody is on shift, but a counselor is available (set
+    without the NOTIFY the view listens to): the menu answer's write finds
+    them and misses, and the answer is taken again over a read of who is
+    free. The caller holds for the counselor's tier, not the dial step."""
+    pool, base = server.app[keys.pool], settings.public_url
+    on_shift = server.app[keys.callflow].early.on_shift
+    assert on_shift is not None and on_shift.none_of(["tx-ana"])
+    sid = new_sid()
+    async with aiohttp.ClientSession() as s:
+        await post_signed(s, base + "/twilio/voice", call_params(sid))
+        await pool.execute("UPDATE counselors SET presence = 'available', idle_since = now()"
+                           " WHERE id = 'tx-ana'")
+        assert on_shift.none_of(["tx-ana"])  # not heard: the view is stale
+        _, body = await post_signed(s, base + "/twilio/gather?seq=1",
+                                    call_params(sid, Digits="2"))
+    answer = parse_twiml(body)
+    assert answer.find("Dial/Conference") is not None, body  # holding, not dialing out
+    row = await db.load_call(pool, sid)
+    assert row is not None and row.transfer is not None
+    p = Progress.from_json(row.transfer)
+    assert p.phase is Phase.HOLDING and isinstance(p.step, WarmStep)
+    assert "tx-ana" in p.step.counselors
+
+
+async def test_nobody_on_shift_who_could_be_rung_means_no_early_line_up(
+    server: TestServer, settings: Settings
+) -> None:
+    """An early line-up could ring nobody while every counselor is offline: the
+    caller is not lined up (onshift.py). A counselor coming on shift is heard
+    (the routing NOTIFY): the next caller is lined up early again."""
+    pool, base = server.app[keys.pool], settings.public_url
+    assert await pool.fetchval("SELECT count(*) FROM counselors WHERE presence <> 'offline'") == 0
+
+    async def incoming(sid: str) -> db.CallRow:
+        async with aiohttp.ClientSession() as s:
+            _, body = await post_signed(s, base + "/twilio/voice", call_params(sid))
+        assert parse_twiml(body).find("Gather") is not None  # the menu, either way
+        row = await db.load_call(pool, sid)
+        assert row is not None
+        return row
+
+    alone = new_sid()
+    assert (await incoming(alone)).transfer is None
+    assert await pool.fetchval("SELECT count(*) FROM waiting WHERE call_sid = $1", alone) == 0
+    await staff_all(server)
+    staffed = new_sid()
+    row = await incoming(staffed)
+    assert row.transfer is not None and Progress.from_json(row.transfer).phase is Phase.EARLY
+    assert await pool.fetchval("SELECT count(*) FROM waiting WHERE call_sid = $1", staffed) == 1
 
 
 async def test_a_menu_answer_that_queues_the_caller_leaves_the_ring_to_the_dispatcher(
@@ -340,6 +396,72 @@ async def test_the_menu_end_with_a_counselor_waiting_is_one_statement(
     row = await db.load_call(pool, sid)
     assert row is not None and row.phase == "transfer" and row.transfer is not None
     assert Progress.from_json(row.transfer).phase is Phase.CONNECTED
+
+
+def abandoned_count(server: TestServer) -> float:
+    registry = server.app[keys.metrics].registry
+    return registry.get_sample_value("ivr_calls_total", {"outcome": "abandoned"}) or 0.0
+
+
+def first_rings(server: TestServer) -> float:
+    registry = server.app[keys.metrics].registry
+    return registry.get_sample_value("ivr_time_to_first_ring_seconds_count") or 0.0
+
+
+async def test_a_caller_hanging_up_while_a_dial_step_rings_costs_one_statement(
+    server: TestServer, settings: Settings
+) -> None:
+    """The status callback of a caller who hangs up during their transfer's dial
+    step: the status, the transfer left (Phase.GONE) and the call counted
+    abandoned (row and metrics, with its time to first ring) in one statement,
+    from the transfer this instance wrote at the menu answer."""
+    counting = count_statements(server)
+    pool, sid, base = server.app[keys.pool], new_sid(), settings.public_url
+    abandoned, rings = abandoned_count(server), first_rings(server)
+    async with aiohttp.ClientSession() as s:
+        await post_signed(s, base + "/twilio/voice", call_params(sid))
+        await post_signed(s, base + "/twilio/gather?seq=1", call_params(sid, Digits="2"))
+
+        async def hang_up() -> None:
+            status, _ = await post_signed(s, base + "/twilio/status",
+                                          call_params(sid, CallStatus="completed"))
+            assert status == 204
+
+        assert await counted(counting, hang_up) == 1
+    row = await pool.fetchrow("SELECT phase, transfer, abandoned, ended_at, twilio_status"
+                              " FROM calls WHERE call_sid = $1", sid)
+    assert (row["phase"], row["abandoned"], row["twilio_status"]) == ("ended", True, "completed")
+    assert row["ended_at"] is not None
+    assert Progress.from_json(row["transfer"]).phase is Phase.GONE
+    assert (await db.events_of(pool, sid))[-1][0] == "status"
+    assert abandoned_count(server) == abandoned + 1
+    assert first_rings(server) == rings + 1
+
+
+async def test_a_hang_up_after_the_transfer_moved_elsewhere_leaves_the_stored_one(
+    server: TestServer, settings: Settings
+) -> None:
+    """The transfer this instance wrote is no longer the row's (another instance,
+    a dial result, moved it): the one statement stores the status only, and
+    the caller leaves the transfer the row holds, as before."""
+    pool, sid, base = server.app[keys.pool], new_sid(), settings.public_url
+    abandoned = abandoned_count(server)
+    async with aiohttp.ClientSession() as s:
+        await post_signed(s, base + "/twilio/voice", call_params(sid))
+        await post_signed(s, base + "/twilio/gather?seq=1", call_params(sid, Digits="2"))
+        kept = server.app[keys.callflow].written.get(sid)
+        assert kept is not None and kept.transfer is not None
+        moved = {**kept.transfer, "stage": Progress.from_json(kept.transfer).stage + 1}
+        await pool.execute("UPDATE calls SET transfer = $2 WHERE call_sid = $1", sid, moved)
+        status, _ = await post_signed(s, base + "/twilio/status",
+                                      call_params(sid, CallStatus="completed"))
+        assert status == 204
+    row = await pool.fetchrow("SELECT phase, transfer, abandoned FROM calls WHERE call_sid = $1",
+                              sid)
+    assert (row["phase"], row["abandoned"]) == ("ended", True)
+    gone = Progress.from_json(row["transfer"])
+    assert gone.phase is Phase.GONE and gone.stage == moved["stage"]  # left the row's transfer
+    assert abandoned_count(server) == abandoned + 1
 
 
 @pytest.fixture
