@@ -40,18 +40,15 @@ $$ SELECT pg_notify('ivr_routing', '') $$;
 -- offer to one counselor, made only if the caller's stored progress is still
 -- the one the progression advanced from, the caller has no open offer and
 -- the counselor is still free (available, not removed: an offer or a
--- wrap-up is another presence). Either the progress is `p_seen` and becomes
--- `p_transfer` (the dispatcher: offer and progress in one statement), or,
--- `p_transfer` NULL, the stored progress already holds this very offer
--- (written with a step's other changes first: the intent). An offer number is
--- made once at most, whatever became of it. Nothing is made (no row
--- returned) when any of it no longer holds: another instance took the
+-- wrap-up is another presence); the progress `p_seen` becomes `p_transfer`
+-- in the same statement, so no progress holds an offer never made. An offer
+-- number is made once at most, whatever became of it. Nothing is made (no
+-- row returned) when any of it no longer holds: another instance took the
 -- counselor, or the caller moved on.
 -- Locks in the usual order (call, caller, counselor), with SKIP LOCKED (a
--- caller or counselor another transaction is changing is not free for this
--- one), but for the call row of an offer the progress holds, which is waited
--- for: its caller is not looked at again by a pass. The dispatcher makes its
--- pass's offers in one statement (ivr_ring_all) and never waits at all.
+-- call, caller or counselor another transaction is changing is not free for
+-- this one). The dispatcher makes its pass's offers in one statement
+-- (ivr_ring_all) and never waits at all.
 CREATE OR REPLACE FUNCTION ivr_ring(p_call text, p_counselor text, p_number integer,
                                     p_seen jsonb, p_transfer jsonb)
 RETURNS SETOF offer_details LANGUAGE plpgsql AS $$
@@ -60,17 +57,8 @@ DECLARE
     center  text;
     made    bigint;
 BEGIN
-    IF p_transfer IS NULL THEN
-        -- The progress codec's keys (ivr.routing.progress).
-        PERFORM 1 FROM calls
-        WHERE call_sid = p_call AND transfer->>'phase' IN ('holding', 'early')
-          AND transfer->'offer'->>'number' = p_number::text
-          AND transfer->'offer'->>'counselor' = p_counselor
-        FOR UPDATE;
-    ELSE
-        PERFORM 1 FROM calls WHERE call_sid = p_call AND transfer = p_seen
-        FOR UPDATE SKIP LOCKED;
-    END IF;
+    PERFORM 1 FROM calls WHERE call_sid = p_call AND transfer = p_seen
+    FOR UPDATE SKIP LOCKED;
     IF NOT FOUND OR EXISTS (SELECT 1 FROM offers WHERE call_sid = p_call AND number = p_number)
     THEN
         RETURN;  -- moved on, or this offer was made already (and maybe ended since)
@@ -95,17 +83,14 @@ BEGIN
     INSERT INTO offers (call_sid, counselor_id, tier_kind, center_id, number)
     VALUES (p_call, p_counselor, kind, center, p_number)
     RETURNING id INTO made;
-    IF p_transfer IS NOT NULL THEN
-        UPDATE calls SET transfer = p_transfer, updated_at = now() WHERE call_sid = p_call;
-    END IF;
+    UPDATE calls SET transfer = p_transfer, updated_at = now() WHERE call_sid = p_call;
     RETURN QUERY SELECT * FROM offer_details WHERE id = made;
 END $$;
 
 -- The callers a dispatcher pass may ring someone for (dispatch.look), longest
 -- waiting first, at most p_most of them: on the line with no open offer,
 -- their tier listing a free counselor they were not offered in it yet, and
--- their progress holding no offer (a Ring's intent not made yet, or one
--- whose end it has not heard yet). The line is walked in its order and the
+-- their progress holding no offer (one whose end it has not heard yet). The line is walked in its order and the
 -- walk stops at p_most: with one counselor freed, a pass reads a few rows,
 -- not the whole line.
 CREATE OR REPLACE FUNCTION ivr_look(p_free text[], p_most integer)
