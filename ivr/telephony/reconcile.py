@@ -27,7 +27,7 @@ from typing import Final
 
 from ivr.routing.progress import Progress
 from ivr.storage import timers
-from ivr.storage.reconcile import LIMIT, lost_placements, lost_ring_timeouts, open_calls, open_legs
+from ivr.storage.reconcile import lost_placements, lost_ring_timeouts, open_calls, open_legs
 from ivr.telephony.callflow import FINAL_STATUSES, CallFlow
 from ivr.telephony.rest import RestError
 from ivr.telephony.transfer import Transfers
