@@ -15,8 +15,8 @@ from ivr import keys
 from ivr.admin.api import create_admin_app
 from ivr.storage import queue as q
 from ivr.storage.database import open_pool
-from tests.storage.dispatching import make_offers
 from ivr.storage.queue import Offer
+from tests.storage.dispatching import make_offers
 from tests.storage.test_queue import person, staff, wait
 
 TOKEN = "test-admin-token"

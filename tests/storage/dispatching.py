@@ -1,6 +1,6 @@
 """Callers holding and dispatchers of their own, for the storage tests of the
 progression's Ring (the guarded statement, the dispatcher pass, the ring order),
-and offers made for waiting-line rows the way the server makes them (`offers`)."""
+and offers made for waiting-line rows the way the server makes them (`make_offers`)."""
 
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ from ivr.routing.steps import DialStep, Step, WarmStep
 from ivr.storage import dispatch
 from ivr.storage import queue as q
 from ivr.telephony.apihealth import ApiHealth
+from ivr.telephony.dispatcher import LOOK_LIMIT
 from ivr.telephony.rest import TwilioRest
 from ivr.telephony.transfer import Transfers
-from ivr.telephony.dispatcher import LOOK_LIMIT
 from ivr.telephony.twiml import Renderer
 
 # Long enough that no test's tier runs out while it makes offers.
