@@ -396,9 +396,8 @@ async def _flipper(dsn: str, start_at: float, args: argparse.Namespace) -> Measu
                 change = await cs.set_presence(pool, who, presence)
                 m.outcomes["withdrew an offer" if change.withdrawn else presence] += 1
                 if change.withdrawn is not None:  # as the admin API: the caller moves on
+                    # Its next counselor: rung by a dispatcher pass in a server.
                     await transfers.withdrawn(change.withdrawn)
-                    # Its next counselor, rung by this instance's dispatcher in a server.
-                    await transfers.ring_pending()
             except cs.PresenceConflict:
                 m.outcomes["refused (on a call)"] += 1
             except Exception as exc:

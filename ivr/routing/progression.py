@@ -273,7 +273,7 @@ def _early(p: Progress, event: Event, now: datetime, av: Availability) -> Result
     p, service_failed = _offer_news(p, event)
     if before is not None and p.offer is None and before.counselor not in p.tried:
         # Offered once, never again for this caller in this tier, whatever ended
-        # it (as the database's claim has it: any offer since the line was joined).
+        # it (as the dispatcher's look has it: any offer since the tier started).
         p = replace(p, tried=(*p.tried, before.counselor))
     if service_failed:
         return p, ()  # the API failed: nobody is rung early; the transfer will see it

@@ -14,15 +14,14 @@ has nobody left in the plan to try are read too (their tier is over). A
 tier nearing its end with nobody free is the tier_deadline timer's.
 
 `ring` and `ring_all` are the guarded statement of the progression's Ring
-action (ivr_ring in functions.sql); `lost_rings` finds the Ring intents a
-dead instance left in a progress without making them.
+action (ivr_ring in functions.sql): the offer and the progress that holds
+it, written together, so no progress holds an offer that was never made.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -114,12 +113,11 @@ async def look(pool: asyncpg.Pool, api_down: bool, limit: int) -> Line:
 
 async def ring(
     pool: asyncpg.Pool, call_sid: str, counselor: str, number: int,
-    seen: dict[str, Any] | None = None, transfer: dict[str, Any] | None = None,
+    seen: dict[str, Any], transfer: dict[str, Any],
 ) -> Offer | None:
     """Offer the caller to `counselor` as offer `number` of their progress, if they
     and the counselor are both free and their stored progress is still `seen`
-    (it becomes `transfer`), or, without `transfer`, holds this offer already.
-    None when nothing was made (ivr_ring)."""
+    (it becomes `transfer`). None when nothing was made (ivr_ring)."""
     record = await pool.fetchrow("SELECT * FROM ivr_ring($1, $2, $3, $4, $5)",
                                  call_sid, counselor, number, seen, transfer)
     return None if record is None else Offer(**dict(record))
@@ -146,34 +144,3 @@ async def ring_all(pool: asyncpg.Pool, rings: Sequence[Decided]) -> list[Offer]:
         [r.call_sid for r in rings], [r.counselor for r in rings], [r.number for r in rings],
         [r.seen for r in rings], [r.transfer for r in rings])
     return [Offer(**dict(r)) for r in records]
-
-
-async def made(pool: asyncpg.Pool, call_sid: str, number: int) -> bool:
-    """Whether offer `number` of the caller's progress was made (by any instance)."""
-    found: bool = await pool.fetchval(
-        "SELECT EXISTS (SELECT 1 FROM offers WHERE call_sid = $1 AND number = $2)",
-        call_sid, number)
-    return found
-
-
-async def lost_rings(pool: asyncpg.Pool, before: datetime,
-                     limit: int) -> list[tuple[str, int, str]]:
-    """(call, offer number, counselor) of the offers callers' progress holds that
-    were never made (their Ring's intent, left by an instance that died before
-    its dispatcher made it), stored before `before`."""
-    rows = await pool.fetch(
-        """
-        SELECT c.call_sid, (c.transfer->'offer'->>'number')::int AS number,
-               c.transfer->'offer'->>'counselor' AS counselor
-        FROM waiting w JOIN calls c ON c.call_sid = w.call_sid
-        WHERE w.status = 'waiting' AND c.phase IN ('transfer', 'flow')
-          -- the progress codec's keys (ivr.routing.progress)
-          AND jsonb_typeof(c.transfer->'offer') = 'object'
-          AND c.transfer->>'phase' IN ('holding', 'early')
-          AND NOT EXISTS (SELECT 1 FROM offers o WHERE o.call_sid = c.call_sid
-                          AND o.number = (c.transfer->'offer'->>'number')::int)
-          AND c.updated_at <= $1
-        LIMIT $2
-        """,
-        before, limit)
-    return [(str(r["call_sid"]), int(r["number"]), str(r["counselor"])) for r in rows]

@@ -18,7 +18,7 @@
 -- caller is 'offering' with offered_counselor = the offer's counselor. Each
 -- change to an open offer holds the row locks of both, always taken in the
 -- same order (caller, then counselor, then offer) so two changes never
--- deadlock; claiming takes its locks with SKIP LOCKED and never waits at all.
+-- deadlock; a ring takes its locks with SKIP LOCKED and never waits at all.
 
 
 -- An offer as the call flow needs it: whom to dial, and what to whisper.
@@ -40,18 +40,15 @@ $$ SELECT pg_notify('ivr_routing', '') $$;
 -- offer to one counselor, made only if the caller's stored progress is still
 -- the one the progression advanced from, the caller has no open offer and
 -- the counselor is still free (available, not removed: an offer or a
--- wrap-up is another presence). Either the progress is `p_seen` and becomes
--- `p_transfer` (the dispatcher: offer and progress in one statement), or,
--- `p_transfer` NULL, the stored progress already holds this very offer
--- (written with a step's other changes first: the intent). An offer number is
--- made once at most, whatever became of it. Nothing is made (no row
--- returned) when any of it no longer holds: another instance took the
+-- wrap-up is another presence); the progress `p_seen` becomes `p_transfer`
+-- in the same statement, so no progress holds an offer never made. An offer
+-- number is made once at most, whatever became of it. Nothing is made (no
+-- row returned) when any of it no longer holds: another instance took the
 -- counselor, or the caller moved on.
 -- Locks in the usual order (call, caller, counselor), with SKIP LOCKED (a
--- caller or counselor another transaction is changing is not free for this
--- one), but for the call row of an offer the progress holds, which is waited
--- for: its caller is not looked at again by a pass. The dispatcher makes its
--- pass's offers in one statement (ivr_ring_all) and never waits at all.
+-- call, caller or counselor another transaction is changing is not free for
+-- this one). The dispatcher makes its pass's offers in one statement
+-- (ivr_ring_all) and never waits at all.
 CREATE OR REPLACE FUNCTION ivr_ring(p_call text, p_counselor text, p_number integer,
                                     p_seen jsonb, p_transfer jsonb)
 RETURNS SETOF offer_details LANGUAGE plpgsql AS $$
@@ -60,17 +57,8 @@ DECLARE
     center  text;
     made    bigint;
 BEGIN
-    IF p_transfer IS NULL THEN
-        -- The progress codec's keys (ivr.routing.progress).
-        PERFORM 1 FROM calls
-        WHERE call_sid = p_call AND transfer->>'phase' IN ('holding', 'early')
-          AND transfer->'offer'->>'number' = p_number::text
-          AND transfer->'offer'->>'counselor' = p_counselor
-        FOR UPDATE;
-    ELSE
-        PERFORM 1 FROM calls WHERE call_sid = p_call AND transfer = p_seen
-        FOR UPDATE SKIP LOCKED;
-    END IF;
+    PERFORM 1 FROM calls WHERE call_sid = p_call AND transfer = p_seen
+    FOR UPDATE SKIP LOCKED;
     IF NOT FOUND OR EXISTS (SELECT 1 FROM offers WHERE call_sid = p_call AND number = p_number)
     THEN
         RETURN;  -- moved on, or this offer was made already (and maybe ended since)
@@ -95,17 +83,14 @@ BEGIN
     INSERT INTO offers (call_sid, counselor_id, tier_kind, center_id, number)
     VALUES (p_call, p_counselor, kind, center, p_number)
     RETURNING id INTO made;
-    IF p_transfer IS NOT NULL THEN
-        UPDATE calls SET transfer = p_transfer, updated_at = now() WHERE call_sid = p_call;
-    END IF;
+    UPDATE calls SET transfer = p_transfer, updated_at = now() WHERE call_sid = p_call;
     RETURN QUERY SELECT * FROM offer_details WHERE id = made;
 END $$;
 
 -- The callers a dispatcher pass may ring someone for (dispatch.look), longest
 -- waiting first, at most p_most of them: on the line with no open offer,
 -- their tier listing a free counselor they were not offered in it yet, and
--- their progress holding no offer (a Ring's intent not made yet, or one
--- whose end it has not heard yet). The line is walked in its order and the
+-- their progress holding no offer (one whose end it has not heard yet). The line is walked in its order and the
 -- walk stops at p_most: with one counselor freed, a pass reads a few rows,
 -- not the whole line.
 CREATE OR REPLACE FUNCTION ivr_look(p_free text[], p_most integer)
@@ -157,117 +142,9 @@ RETURNS SETOF offer_details LANGUAGE sql AS $$
 $$;
 
 
--- No longer the server's: whom to ring is the transfer progression's, made
--- by ivr_ring. Kept for the storage tests that make offers for line rows
--- with no call row (queue.claim_offers); to be retired with them.
--- Matches waiting callers (longest waiting first) with free counselors
--- (lowest rank, then longest idle) in one transaction.
---
--- The free counselors are locked up front with SKIP LOCKED: two instances
--- claiming at once split them instead of both walking the line for the same
--- few, and the second one returns at once when the first holds them all.
--- One who becomes free meanwhile waits for the next claim.
-CREATE OR REPLACE FUNCTION ivr_claim_offers(p_limit integer) RETURNS SETOF offer_details
-LANGUAGE plpgsql AS $$
-DECLARE
-    free     text[];
-    hit      bigint[];
-    calls    text[] := '{}';
-    picks    text[] := '{}';
-    kinds    text[] := '{}';
-    centers  text[] := '{}';
-    w        record;
-    pick     record;
-BEGIN
-    SELECT coalesce(array_agg(f.id), '{}') INTO free FROM (
-        SELECT k.id FROM counselors k
-        WHERE k.presence = 'available' AND NOT k.removed
-        FOR UPDATE SKIP LOCKED
-    ) f;
-    IF cardinality(free) = 0 THEN
-        RETURN;
-    END IF;
-    -- The lists naming a free counselor. Two lists may share a hash: a caller
-    -- is then walked for nothing (the test in the loop is exact), never missed.
-    hit := ARRAY(SELECT DISTINCT g.key FROM eligibility g WHERE g.members && free);
-    IF cardinality(hit) = 0 THEN
-        RETURN;
-    END IF;
-    -- Choose first, write after: the matching is sequential (each caller takes
-    -- from what the older ones left), the writes are one set-based statement.
-    FOR w IN
-        SELECT q.call_sid, q.eligible, q.ranks, q.tier_kind, q.tier_started_at
-        FROM waiting q
-        WHERE q.status = 'waiting' AND q.eligible_key = ANY (hit)
-        ORDER BY q.enqueued_at, q.call_sid
-    LOOP
-        -- Cheap test first: the counselors this caller could have may all be taken.
-        CONTINUE WHEN NOT (w.eligible && free);
-        -- The caller's best among the free counselors of their list: the
-        -- list is intersected in memory, then only those rows are read by
-        -- primary key (OFFSET 0 keeps it a nested loop whatever the
-        -- statistics say). All of them are locked by this transaction.
-        -- A missing rank (ranks empty: everyone alike) counts as 0.
-        SELECT k.id, k.center_id INTO pick
-        FROM unnest(w.eligible, w.ranks) AS e(id, rank)
-        CROSS JOIN LATERAL (
-            SELECT c.id, c.center_id, c.idle_since FROM counselors c
-            WHERE c.id = e.id
-            OFFSET 0
-        ) k
-        WHERE e.id = ANY (free)
-          -- a counselor who missed or declined this caller is not rung again in this tier
-          AND NOT EXISTS (SELECT 1 FROM offers o
-                          WHERE o.call_sid = w.call_sid AND o.counselor_id = k.id
-                            AND o.created_at >= w.tier_started_at)
-        ORDER BY coalesce(e.rank, 0), k.idle_since, k.id
-        LIMIT 1;
-        CONTINUE WHEN NOT FOUND;
-        -- Only the callers matched are locked (the walk may pass many). One
-        -- another instance is offering, or whose tier changed since the walk
-        -- read it, is left to the next claim.
-        PERFORM 1 FROM waiting q
-        WHERE q.call_sid = w.call_sid AND q.status = 'waiting'
-          AND q.tier_started_at = w.tier_started_at
-        FOR UPDATE SKIP LOCKED;
-        CONTINUE WHEN NOT FOUND;
-        calls := calls || w.call_sid;
-        picks := picks || pick.id;
-        kinds := kinds || w.tier_kind;
-        centers := centers || pick.center_id;
-        free := array_remove(free, pick.id);
-        EXIT WHEN cardinality(picks) >= p_limit OR cardinality(free) = 0;
-    END LOOP;
-    IF cardinality(picks) = 0 THEN
-        RETURN;
-    END IF;
-    RETURN QUERY
-    WITH m AS (
-        SELECT * FROM unnest(calls, picks, kinds, centers) WITH ORDINALITY
-            AS m(call_sid, id, kind, center_id, n)
-    ), k AS (
-        UPDATE counselors k SET presence = 'offered', current_call = m.call_sid,
-                                presence_since = now(), updated_at = now()
-        FROM m WHERE k.id = m.id
-        RETURNING k.id, k.address
-    ), q AS (
-        UPDATE waiting q SET status = 'offering', offered_counselor = m.id, updated_at = now()
-        FROM m WHERE q.call_sid = m.call_sid
-        RETURNING q.call_sid, q.language, q.need, q.caller_state, q.enqueued_at
-    ), o AS (
-        INSERT INTO offers (call_sid, counselor_id, tier_kind, center_id)
-        SELECT m.call_sid, m.id, m.kind, m.center_id FROM m ORDER BY m.n
-        RETURNING *
-    )
-    SELECT o.id, o.call_sid, o.counselor_id, k.address, o.center_id, o.tier_kind,
-           q.language, q.need, q.caller_state,
-           extract(epoch FROM o.created_at - q.enqueued_at)::double precision,
-           o.leg_sid, o.state, o.number
-    FROM o
-    JOIN k ON k.id = o.counselor_id
-    JOIN q ON q.call_sid = o.call_sid
-    ORDER BY o.id;
-END $$;
+-- The database's own matching, retired: whom to ring is the transfer
+-- progression's, made by ivr_ring. Dropped from databases that had it.
+DROP FUNCTION IF EXISTS ivr_claim_offers(integer);
 
 
 -- Ends the open offer of a call whose caller row the transaction has locked.
@@ -488,7 +365,7 @@ WHERE c.transfer_started_at IS NOT NULL;
 -- 'ivr_console' (PostgreSQL folds the repeats of a transaction into one
 -- NOTIFY), and each instance's console hub reloads its picture. Row
 -- triggers, not statement ones: the many statements that change nothing
--- (a claim finding nobody free, a timer finding nothing due) stay silent.
+-- (a ring finding nobody free, a timer finding nothing due) stay silent.
 CREATE OR REPLACE FUNCTION ivr_console_changed() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM pg_notify('ivr_console', TG_TABLE_NAME);

@@ -5,23 +5,13 @@ tier and the rank of each (`ivr.routing.tiers.rank`, where the order of
 counselors is written down); the transfer progression decides whom to
 offer each caller, and dispatch.ring makes the offer (atomically across
 server instances); the call flow then dials each offer's address and
-reports how it ended (`offer_accepted`, `offer_missed`). `claim_offers`,
-the database's own matching, is no longer the server's: storage tests still
-use it to make offers for line rows that have no call row. Moving to the
+reports how it ended (`offer_accepted`, `offer_missed`). Moving to the
 next tier (`set_tier`) or leaving the line (`dequeue`, `abandon`) cancels an
 offer still ringing and returns it, so the counselor leg can be hung up.
 
 The state changes live in SQL functions (functions.sql): each is one round
 trip and takes its row locks in one fixed order, so concurrent instances
 never deadlock and never see a half-made offer.
-
-How `claim_offers` stayed cheap with hundreds of callers waiting: it locks the
-free counselors (SKIP LOCKED: a second instance claiming at the same moment
-gets the others, or returns at once); finds the eligible lists naming one of
-them (a list is stored once for all the callers sharing it, table
-`eligibility`); walks only the callers holding such a list, oldest first,
-looking up each one's best counselor by primary key; locks only the callers
-it matched; and writes every offer in one statement.
 
 What happens to the counselor when an offer ends without a conversation, as
 in a contact center: no answer ('missed') or an unreachable address
@@ -189,20 +179,6 @@ async def dequeue(pool: asyncpg.Pool, call_sid: str, status: FinalStatus) -> lis
 async def abandon(pool: asyncpg.Pool, call_sid: str) -> list[Offer]:
     """The caller hung up: returns the offers whose counselor legs must be cancelled."""
     return await dequeue(pool, call_sid, "abandoned")
-
-
-async def claim_offers(pool: asyncpg.Pool, limit: int = 20) -> list[Offer]:
-    """Match waiting callers with free counselors; each offer returned is ringing.
-
-    Callers are served longest-waiting first; each gets, among the free
-    counselors in their `eligible` list, the lowest ranked, longest idle
-    first (the order is written down at `ivr.routing.tiers.rank`). One
-    statement, safe to run from every instance at once:
-    no counselor gets two open offers, no caller two.
-    """
-    if limit < 1:
-        raise ValueError("limit must be at least 1")
-    return _offers(await pool.fetch("SELECT * FROM ivr_claim_offers($1)", limit))
 
 
 async def offer_accepted(pool: asyncpg.Pool, offer_id: int) -> bool:

@@ -2,9 +2,8 @@
 
 Whom to ring and when a tier is over are the transfer progression's
 (ivr.routing.progression); a pass only asks it, for the callers who could
-have a free counselor, and carries out what it returns (Transfers). First
-the Rings whose intent this instance stored in a progress (a callback's:
-`Transfers.carry_out`); then one look at the line (dispatch.look): each
+have a free counselor, and carries out what it returns (Transfers). It is
+the only thing that rings. One look at the line (dispatch.look): each
 caller found, longest waiting first, is advanced with CounselorFreed
 against one snapshot of who is free, a counselor rung leaving the snapshot
 for the callers after. The offers that only change the progress are made
@@ -80,7 +79,6 @@ async def pass_once(t: Transfers) -> None:
     if time.monotonic() - t.wrap_ups_swept >= WRAP_UP_SWEEP_EVERY:
         await outcomes.end_wrap_up(t.pool, t.wrap_up_seconds)
         t.wrap_ups_swept = time.monotonic()
-    await t.ring_pending()
     api_usable = await t.health.probe()
     now = t.clock()
     line = await dispatch.look(t.pool, not api_usable, LOOK_LIMIT)

@@ -5,8 +5,6 @@ that died, is never sent again; an instance that died between two steps
 leaves one half done. The sweep (at start, then every few seconds, from the
 timer worker) repairs what that leaves:
 
-- an offer a caller's progress holds (a Ring's intent) that was never made:
-  made now, or withdrawn from the progress (Transfers.ring);
 - an offer made whose leg placement was never recorded: recorded now
   (place_leg), so a leg rings or the offer ends;
 - a leg placed whose ring timeout was never recorded: recorded now;
@@ -28,8 +26,8 @@ from datetime import datetime, timedelta
 from typing import Final
 
 from ivr.routing.progress import Progress
-from ivr.storage import dispatch, timers
-from ivr.storage.reconcile import LIMIT, lost_placements, lost_ring_timeouts, open_calls, open_legs
+from ivr.storage import timers
+from ivr.storage.reconcile import lost_placements, lost_ring_timeouts, open_calls, open_legs
 from ivr.telephony.callflow import FINAL_STATUSES, CallFlow
 from ivr.telephony.rest import RestError
 from ivr.telephony.transfer import Transfers
@@ -50,20 +48,12 @@ class Reconciler:
 
     async def sweep(self) -> None:
         now = self.t.clock()
-        await self._rings(now)
         await self._placements(now)
         await self._ring_timeouts(now)
         await self._legs(now)
         await self._calls(now)
         stale = now - timedelta(seconds=CHECK_EVERY * 2)
         self._asked = {sid: at for sid, at in self._asked.items() if at > stale}
-
-    async def _rings(self, now: datetime) -> None:
-        before = now - timedelta(seconds=PLACE_GRACE)
-        for sid, number, counselor in await dispatch.lost_rings(self.pool, before, LIMIT):
-            log.warning("call %s: offer %d to counselor %s was never made: making it now",
-                        sid, number, counselor)
-            await self.t.ring(sid, number, counselor)
 
     async def _placements(self, now: datetime) -> None:
         for offer_id, call_sid in await lost_placements(self.pool, now, PLACE_GRACE):

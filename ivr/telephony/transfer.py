@@ -19,10 +19,8 @@ counselor is left to its next pass. A Ring is one guarded statement
 (dispatch.ring): the offer is made only if the counselor is still free and
 the caller still where the progression left them, and unique indexes keep
 any counselor and any caller from holding two open offers across
-instances. (`ring` makes a Ring found in a progress, withdrawing it when
-refused: no event produces one outside the dispatcher now, but the
-reconciliation still looks for them.) The counselor's presence stays the
-database's (queue.offer_missed).
+instances. The counselor's presence stays the database's
+(queue.offer_missed).
 
 Only Twilio refusing a counselor's own address counts against them (their
 leg 'failed', they go offline). Any other REST failure is nobody's on the
@@ -82,7 +80,7 @@ from ivr.routing.signals import (
 )
 from ivr.routing.steps import DialStep, Step, WarmStep
 from ivr.storage import counselors as staff
-from ivr.storage import dispatch, queue, timers
+from ivr.storage import queue, timers
 from ivr.storage import transfers as outcomes
 from ivr.storage.availability import snapshot as availability_now
 from ivr.storage.holding import holder
@@ -169,8 +167,6 @@ class Transfers:
         self._tasks: set[asyncio.Task[None]] = set()
         self.wrap_ups_swept = -1e9  # time.monotonic() of the dispatcher's last look at them
         self._moving: set[str] = set()  # callers this instance is taking to the backup line now
-        # Offers stored in a progress (a Ring's intent) for the next pass to make.
-        self.pending: dict[str, tuple[int, str]] = {}
         # The content versions (ivr.publishing.wiring sets them): what the stage
         # renders for a call, and the plan it reads for it, are those of the
         # version the call started on; `plan` and `renderer` are the active's.
@@ -330,10 +326,14 @@ class Transfers:
                 case DialLine():
                     await outcomes.ringing(self.pool, sid)
                 case Ring(offer=number, counselor=counselor):
-                    # Its intent is the offer `p` holds: this instance's next
-                    # dispatcher pass, at once, makes it (`ring`), so no webhook
-                    # waits on it (one that dies first: the reconciliation's).
-                    self.pending[sid] = (number, counselor)
+                    # Only a dispatcher pass rings (its own guarded statement,
+                    # dispatch.ring_all); every other event advances with
+                    # Availability(ring=False). A Ring here is a programming
+                    # error: nobody is rung, and the offer the stored progress
+                    # now holds is withdrawn, or the caller would wait for it.
+                    log.error("call %s: a Ring of offer %d to counselor %s reached carry_out, "
+                              "which never rings; withdrawn", sid, number, counselor)
+                    await self.leg_event(sid, OfferWithdrawn(number))
                     self.kick()
                 case CancelLeg():
                     # Never alone: the line's change beside it (Dequeue, SetTier)
@@ -376,29 +376,6 @@ class Transfers:
     async def dispatch_once(self) -> None:
         """One dispatcher pass (ivr.telephony.dispatcher.pass_once)."""
         await dispatcher.pass_once(self)
-
-    async def ring_pending(self) -> None:
-        """Make the offers this instance stored as a Ring's intent (`carry_out`)."""
-        while self.pending:
-            sid, (number, counselor) = self.pending.popitem()
-            await self.ring(sid, number, counselor)
-
-    async def ring(self, sid: str, number: int, counselor: str) -> None:
-        """The Ring action a progress the call row holds asked for: the offer made
-        by the guarded statement (dispatch.ring), then its leg's placement
-        recorded and started (`claimed`). Refused (another instance or caller
-        took the counselor first), the offer is withdrawn from the progress,
-        whose next step the progression decides with who is free now."""
-        offer = await dispatch.ring(self.pool, sid, counselor, number)
-        if offer is not None:
-            await self.claimed([offer])
-            return
-        if await dispatch.made(self.pool, sid, number):
-            return  # by another instance's pass: its worker places the leg
-        log.info("call %s: counselor %s was taken first; offer %d withdrawn",
-                 sid, counselor, number)
-        await self.leg_event(sid, OfferWithdrawn(number))
-        self.kick()
 
     async def leg_ended(self, offer: queue.Offer, end: queue.EndState, event: Event) -> None:
         """An offer ended without a conversation: the counselor's presence is the

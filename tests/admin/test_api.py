@@ -16,6 +16,7 @@ from ivr.admin.api import create_admin_app
 from ivr.storage import queue as q
 from ivr.storage.database import open_pool
 from ivr.storage.queue import Offer
+from tests.storage.dispatching import make_offers
 from tests.storage.test_queue import person, staff, wait
 
 TOKEN = "test-admin-token"
@@ -166,7 +167,7 @@ async def test_presence_conflicts_and_withdrawals(
     client: Client, pool: asyncpg.Pool, withdrawn: list[Offer]
 ) -> None:
     await wait(pool, "CA-1", ["bob"])
-    (offer,) = await q.claim_offers(pool)
+    (offer,) = await make_offers(pool)
     resp = await client.put("/admin/counselors/bob/presence", headers=AUTH,
                             json={"presence": "offline"})
     assert resp.status == 200
@@ -177,14 +178,14 @@ async def test_presence_conflicts_and_withdrawals(
     await client.put("/admin/counselors/bob/presence", headers=AUTH,
                      json={"presence": "available"})
     await wait(pool, "CA-2", ["bob"])
-    (again,) = await q.claim_offers(pool)
+    (again,) = await make_offers(pool)
     resp = await client.put("/admin/counselors/bob/presence", headers=AUTH,
                             json={"presence": "available"})
     assert resp.status == 200
     bob = await body(resp)
     assert bob["presence"] == "available" and bob["withdrawn_offer"] == again.id
     await wait(pool, "CA-3", ["bob"])
-    (again,) = await q.claim_offers(pool)
+    (again,) = await make_offers(pool)
     assert await q.offer_accepted(pool, again.id)
     resp = await client.put("/admin/counselors/bob/presence", headers=AUTH,
                             json={"presence": "available"})
@@ -220,7 +221,7 @@ async def test_center_view(client: Client) -> None:
 async def test_queue_view_has_no_phone_numbers(client: Client, pool: asyncpg.Pool) -> None:
     await wait(pool, "CA-old", ["bob"], ago=30)
     await wait(pool, "CA-es", ["eva"], language="es", ago=10)
-    await q.claim_offers(pool)
+    await make_offers(pool)
     resp = await client.get("/admin/queue", headers=AUTH)
     assert resp.status == 200
     data = await body(resp)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
@@ -12,6 +13,7 @@ import pytest
 from ivr.storage import counselors as cs
 from ivr.storage import queue as q
 from ivr.storage.database import open_pool
+from tests.storage.dispatching import decide, line_up, make_offers
 from tests.storage.test_queue import person, plan_of, staff, wait
 
 
@@ -66,7 +68,7 @@ async def test_sync_adds_offline_and_keeps_presence(pool: asyncpg.Pool) -> None:
 async def test_sync_flags_removed_counselors_and_never_cuts_a_call(pool: asyncpg.Pool) -> None:
     await staff(pool, person("ann"), person("bob"), person("cat"), available=["ann", "bob"])
     await wait(pool, "CA-1", ["ann"])
-    (offer,) = await q.claim_offers(pool)
+    (offer,) = await make_offers(pool)
     result = await cs.sync_counselors(pool, plan_of([person("cat")]))
     assert result.removed == 2
     ann, bob = await cs.get_counselor(pool, "ann"), await cs.get_counselor(pool, "bob")
@@ -110,7 +112,7 @@ async def test_presence_rules(pool: asyncpg.Pool) -> None:
 async def test_available_is_refused_during_a_call(pool: asyncpg.Pool) -> None:
     await staff(pool, person("ann"), available=["ann"])
     await wait(pool, "CA-1", ["ann"])
-    (offer,) = await q.claim_offers(pool)
+    (offer,) = await make_offers(pool)
     assert await q.offer_accepted(pool, offer.id)
     with pytest.raises(cs.PresenceConflict, match="on a call"):
         await cs.set_presence(pool, "ann", "available")
@@ -126,7 +128,7 @@ async def test_available_works_while_offered_and_withdraws_the_offer(
     setting them offline first: the offer is withdrawn, the counselor free."""
     await staff(pool, person("ann"), available=["ann"])
     await wait(pool, "CA-1", ["ann"])
-    (offer,) = await q.claim_offers(pool)
+    (offer,) = await make_offers(pool)
     await q.set_leg(pool, offer.id, "CA-leg")
     change = await cs.set_presence(pool, "ann", "available")
     assert change.counselor.presence == "available" and change.counselor.current_call is None
@@ -140,7 +142,7 @@ async def test_available_works_while_offered_and_withdraws_the_offer(
 async def test_offline_withdraws_a_ringing_offer(pool: asyncpg.Pool) -> None:
     await staff(pool, person("ann"), person("bob"), available=["ann", "bob"])
     await wait(pool, "CA-1", ["ann", "bob"])
-    (offer,) = await q.claim_offers(pool)
+    (offer,) = await make_offers(pool)
     await q.set_leg(pool, offer.id, "CA-leg")
     change = await cs.set_presence(pool, "ann", "offline")
     assert change.counselor.presence == "offline" and change.counselor.current_call is None
@@ -150,14 +152,14 @@ async def test_offline_withdraws_a_ringing_offer(pool: asyncpg.Pool) -> None:
     w = await q.get_waiting(pool, "CA-1")
     assert w is not None and (w.status, w.attempts) == ("waiting", 0)
     assert not await q.offer_accepted(pool, offer.id)
-    assert [o.counselor_id for o in await q.claim_offers(pool)] == ["bob"]
+    assert [o.counselor_id for o in await make_offers(pool)] == ["bob"]
     await consistent(pool)
 
 
 async def test_offline_during_a_call_keeps_the_call(pool: asyncpg.Pool) -> None:
     await staff(pool, person("ann"), available=["ann"])
     await wait(pool, "CA-1", ["ann"])
-    (offer,) = await q.claim_offers(pool)
+    (offer,) = await make_offers(pool)
     assert await q.offer_accepted(pool, offer.id)
     change = await cs.set_presence(pool, "ann", "offline")
     assert change.withdrawn is None and change.counselor.presence == "offline"
@@ -172,7 +174,7 @@ async def test_offline_during_a_call_keeps_the_call(pool: asyncpg.Pool) -> None:
 async def test_call_end_moves_to_wrap_up(pool: asyncpg.Pool) -> None:
     await staff(pool, person("ann"), available=["ann"])
     await wait(pool, "CA-1", ["ann"])
-    (offer,) = await q.claim_offers(pool)
+    (offer,) = await make_offers(pool)
     assert await cs.call_ended_for_counselor(pool, "ann") is None  # still ringing
     assert await q.offer_accepted(pool, offer.id)
     assert await cs.call_ended_for_counselor(pool, "ann", "CA-other") is None
@@ -199,7 +201,7 @@ async def test_presence_change_racing_acceptance(dsn: str) -> None:
         for i in range(25):
             await cs.set_presence(a, "ann", "available")
             await wait(a, f"CA-{i}", ["ann"])
-            (offer,) = await q.claim_offers(a)
+            (offer,) = await make_offers(a)
             accepted, change = await asyncio.gather(
                 q.offer_accepted(a, offer.id), cs.set_presence(b, "ann", "offline")
             )
@@ -228,7 +230,7 @@ async def test_presence_change_racing_hang_up(dsn: str) -> None:
         for i in range(25):
             await cs.set_presence(a, "ann", "available")
             await wait(a, f"CA-{i}", ["ann"])
-            (offer,) = await q.claim_offers(a)
+            (offer,) = await make_offers(a)
             hung_up, change = await asyncio.gather(
                 q.abandon(a, f"CA-{i}"), cs.set_presence(b, "ann", "offline")
             )
@@ -245,17 +247,23 @@ async def test_presence_change_racing_hang_up(dsn: str) -> None:
         await b.close()
 
 
-async def test_presence_change_blocked_by_a_claim_sees_the_new_offer(
+async def test_presence_change_blocked_by_a_ring_sees_the_new_offer(
     pool: asyncpg.Pool, dsn: str
 ) -> None:
     """Another instance offers the counselor while the change waits for the row lock."""
     await staff(pool, person("ann"), available=["ann"])
     await wait(pool, "CA-1", ["ann"])
+    await line_up(pool)
+    (ring,) = await decide(pool)  # the other instance's pass decides...
     other = await asyncpg.connect(dsn)
     try:
         claim = other.transaction()
         await claim.start()
-        (offered,) = await other.fetch("SELECT * FROM ivr_claim_offers(5)")
+        # ...and makes its offer (dispatch.ring_all's statement), not committed yet.
+        (offered,) = await other.fetch(
+            "SELECT * FROM ivr_ring_all($1, $2, $3, $4::jsonb[], $5::jsonb[])",
+            [ring.call_sid], [ring.counselor], [ring.number], [json.dumps(ring.seen)],
+            [json.dumps(ring.transfer)])
         change_task = asyncio.create_task(cs.set_presence(pool, "ann", "offline"))
         for _ in range(500):  # until the change is waiting on the counselor's row lock
             waiting = await other.fetchval(

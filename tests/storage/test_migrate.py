@@ -14,6 +14,7 @@ import pytest
 from ivr.storage.database import open_pool
 from ivr.storage.migrate import Schema, available, migrate, shipped
 from tests.conftest import fresh_database
+from tests.storage.dispatching import make_offers
 
 # The numbered migrations as the version before functions.sql shipped them
 # (commit f482f72): functions and views were created inside 002 and 005.
@@ -83,7 +84,8 @@ async def test_instances_starting_together_apply_each_migration_once(dsn: str) -
         migrations = await asyncio.to_thread(available)
         assert [r["version"] for r in rows] == [v for v, _, _ in migrations]
         assert await pools[0].fetchval("SELECT count(*) FROM calls") == 0
-        assert await pools[0].fetch("SELECT * FROM ivr_claim_offers(5)") == []
+        assert await pools[0].fetch("SELECT * FROM ivr_look('{}'::text[], 5)") == []
+        assert await pools[0].fetchval("SELECT to_regproc('ivr_claim_offers')") is None
     finally:
         await asyncio.gather(*(p.close() for p in pools))
 
@@ -119,6 +121,8 @@ async def test_a_database_of_the_old_migrations_ends_like_a_fresh_one(
     for part in _CATALOG:
         assert upgraded[part] == fresh[part], part
     assert fresh["functions"] and fresh["views"]
+    # A function retired since (functions.sql drops it) is gone from the old one.
+    assert "ivr_claim_offers" not in {f.split("(")[0] for f, _ in upgraded["functions"]}
 
 
 async def test_functions_are_applied_again_on_every_migrate(dsn: str) -> None:
@@ -150,7 +154,9 @@ def test_no_numbered_migration_creates_a_function_or_a_view() -> None:
         for statement in ("CREATE FUNCTION", "CREATE OR REPLACE", "CREATE VIEW",
                           "CREATE PROCEDURE", "CREATE TRIGGER"):
             assert statement not in words, f"{name}: {statement} belongs in functions.sql"
-    assert "CREATE OR REPLACE FUNCTION ivr_claim_offers" in schema.functions
+    # A retired function is dropped there, so an upgraded database keeps no stale one.
+    assert "DROP FUNCTION IF EXISTS ivr_claim_offers(integer);" in schema.functions
+    assert "FUNCTION ivr_claim_offers(p_limit" not in schema.functions
 
 
 async def test_a_caller_waiting_across_the_upgrade_is_still_served(dsn: str) -> None:
@@ -170,13 +176,17 @@ async def test_a_caller_waiting_across_the_upgrade_is_still_served(dsn: str) -> 
             " VALUES ('CA-1', 'crisis', 'en', 0, 'local', '{ann}')"
         )
         await migrate(conn)
-        (offer,) = await conn.fetch("SELECT * FROM ivr_claim_offers(5)")
-        assert (offer["call_sid"], offer["counselor_id"]) == ("CA-1", "ann")
+        pool = await open_pool(dsn, min_size=1, max_size=1)
+        try:
+            (offer,) = await make_offers(pool)  # as a dispatcher pass of this version
+        finally:
+            await pool.close()
+        assert (offer.call_sid, offer.counselor_id) == ("CA-1", "ann")
         # An instance of the older version, still running, moves the caller
         # on with the four arguments it knows.
         (cancelled,) = await conn.fetch(
             "SELECT * FROM ivr_set_tier('CA-1', 1, 'backup', '{bob}')")
-        assert cancelled["id"] == offer["id"]
+        assert cancelled["id"] == offer.id
         assert await conn.fetchval("SELECT ranks FROM waiting WHERE call_sid = 'CA-1'") == []
     finally:
         await conn.close()

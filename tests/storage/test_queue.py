@@ -17,6 +17,7 @@ from ivr.routing.tiers import rank
 from ivr.storage import counselors as cs
 from ivr.storage import queue as q
 from ivr.storage.database import open_pool
+from tests.storage.dispatching import make_offers
 
 
 def plan_of(people: Sequence[Counselor]) -> RoutingPlan:
@@ -89,7 +90,7 @@ async def test_longest_waiting_caller_gets_longest_idle_counselor(pool: asyncpg.
     await wait(pool, "CA-new", ["ann", "bob", "cat"], ago=5)
     await wait(pool, "CA-old", ["ann", "bob", "cat"], ago=50)
     await wait(pool, "CA-mid", ["ann", "bob", "cat"], ago=20)
-    offers = await q.claim_offers(pool)
+    offers = await make_offers(pool)
     assert [(o.call_sid, o.counselor_id) for o in offers] == [("CA-old", "bob"), ("CA-mid", "ann")]
     first = offers[0]
     assert first.address == person("bob").address
@@ -100,7 +101,7 @@ async def test_longest_waiting_caller_gets_longest_idle_counselor(pool: asyncpg.
     assert await status(pool, "CA-old") == ("offering", 0)
     assert await presence(pool, "bob") == "offered"
     assert (await cs.get_counselor(pool, "bob")).current_call == "CA-old"
-    assert await q.claim_offers(pool) == []  # nobody free any more
+    assert await make_offers(pool) == []  # nobody free any more
 
 
 async def test_needed_skill_comes_before_idle_time(pool: asyncpg.Pool) -> None:
@@ -109,7 +110,7 @@ async def test_needed_skill_comes_before_idle_time(pool: asyncpg.Pool) -> None:
     await wait(pool, "CA-v", ["vet", "ann"], need="veteran", ago=10,
                ranks=[rank(vet, "veteran"), rank(ann, "veteran")])
     await wait(pool, "CA-x", ["vet", "ann"], ago=5, ranks=[rank(vet, None), rank(ann, None)])
-    offers = await q.claim_offers(pool)
+    offers = await make_offers(pool)
     assert [(o.call_sid, o.counselor_id) for o in offers] == [("CA-v", "vet"), ("CA-x", "ann")]
     assert offers[0].need == "veteran"
 
@@ -117,7 +118,7 @@ async def test_needed_skill_comes_before_idle_time(pool: asyncpg.Pool) -> None:
 async def test_need_without_skilled_counselor_still_gets_someone(pool: asyncpg.Pool) -> None:
     await staff(pool, person("ann"), available=["ann"])
     await wait(pool, "CA-v", ["ann"], need="veteran")
-    assert [o.counselor_id for o in await q.claim_offers(pool)] == ["ann"]
+    assert [o.counselor_id for o in await make_offers(pool)] == ["ann"]
 
 
 async def test_only_eligible_counselors_are_offered(pool: asyncpg.Pool) -> None:
@@ -125,7 +126,7 @@ async def test_only_eligible_counselors_are_offered(pool: asyncpg.Pool) -> None:
     await staff(pool, person("ann"), person("eva", languages=("es",)), available=["ann", "eva"])
     await wait(pool, "CA-es", ["eva"], language="es", ago=30)
     await wait(pool, "CA-far", [], ago=20)  # an external-number tier: nobody to offer
-    offers = await q.claim_offers(pool)
+    offers = await make_offers(pool)
     assert [(o.call_sid, o.counselor_id, o.language) for o in offers] == [("CA-es", "eva", "es")]
     assert await presence(pool, "ann") == "available"
 
@@ -134,18 +135,16 @@ async def test_a_caller_nobody_can_take_does_not_block_the_line(pool: asyncpg.Po
     await staff(pool, person("ann"), person("bob"), available=["bob"])
     await wait(pool, "CA-1", ["ann"], ago=30)  # ann is offline
     await wait(pool, "CA-2", ["bob"], ago=10)
-    assert [o.call_sid for o in await q.claim_offers(pool)] == ["CA-2"]
+    assert [o.call_sid for o in await make_offers(pool)] == ["CA-2"]
 
 
-async def test_limit_bounds_one_claim(pool: asyncpg.Pool) -> None:
+async def test_limit_bounds_one_pass(pool: asyncpg.Pool) -> None:
     names = [f"p{i}" for i in range(5)]
     await staff(pool, *(person(n) for n in names), available=names)
     for i in range(5):
         await wait(pool, f"CA-{i}", names, ago=100 - i)
-    assert [o.call_sid for o in await q.claim_offers(pool, limit=2)] == ["CA-0", "CA-1"]
-    assert [o.call_sid for o in await q.claim_offers(pool, limit=10)] == ["CA-2", "CA-3", "CA-4"]
-    with pytest.raises(ValueError):
-        await q.claim_offers(pool, limit=0)
+    assert [o.call_sid for o in await make_offers(pool, limit=2)] == ["CA-0", "CA-1"]
+    assert [o.call_sid for o in await make_offers(pool, limit=10)] == ["CA-2", "CA-3", "CA-4"]
 
 
 async def test_enqueue_is_idempotent(pool: asyncpg.Pool) -> None:
@@ -161,7 +160,7 @@ async def test_enqueue_is_idempotent(pool: asyncpg.Pool) -> None:
 async def test_accepted_connects_once(pool: asyncpg.Pool) -> None:
     await staff(pool, person("ann"), available=["ann"])
     await wait(pool, "CA-1", ["ann"])
-    (offer,) = await q.claim_offers(pool)
+    (offer,) = await make_offers(pool)
     assert await q.set_leg(pool, offer.id, "CA-leg-1")
     assert await q.offer_accepted(pool, offer.id)
     assert not await q.offer_accepted(pool, offer.id)
@@ -177,19 +176,19 @@ async def test_accepted_connects_once(pool: asyncpg.Pool) -> None:
 async def test_no_answer_sets_counselor_not_ready(pool: asyncpg.Pool) -> None:
     await staff(pool, person("ann"), person("bob"), available=["ann", "bob"])
     await wait(pool, "CA-1", ["ann", "bob"])
-    (offer,) = await q.claim_offers(pool)
+    (offer,) = await make_offers(pool)
     assert offer.counselor_id == "ann"
     assert await q.offer_missed(pool, offer.id, "missed")
     assert await presence(pool, "ann") == "offline"
     assert await status(pool, "CA-1") == ("waiting", 1)
-    (second,) = await q.claim_offers(pool)
+    (second,) = await make_offers(pool)
     assert second.counselor_id == "bob"
 
 
 async def test_failed_leg_sets_counselor_not_ready(pool: asyncpg.Pool) -> None:
     await staff(pool, person("ann"), available=["ann"])
     await wait(pool, "CA-1", ["ann"])
-    (offer,) = await q.claim_offers(pool)
+    (offer,) = await make_offers(pool)
     assert await q.offer_missed(pool, offer.id, "failed")
     assert await presence(pool, "ann") == "offline"
 
@@ -198,32 +197,32 @@ async def test_decline_keeps_place_but_not_this_caller(pool: asyncpg.Pool) -> No
     await staff(pool, person("ann"), person("bob"), available=["ann"])
     await wait(pool, "CA-1", ["ann", "bob"], ago=20)
     idle_before = (await cs.get_counselor(pool, "ann")).idle_since
-    (offer,) = await q.claim_offers(pool)
+    (offer,) = await make_offers(pool)
     assert await q.offer_missed(pool, offer.id, "declined")
     ann = await cs.get_counselor(pool, "ann")
     assert ann.presence == "available" and ann.idle_since == idle_before
     assert await status(pool, "CA-1") == ("waiting", 1)
     # Not rung again for the same caller in the same tier...
-    assert await q.claim_offers(pool) == []
+    assert await make_offers(pool) == []
     # ...but still first in line for the next caller.
     await wait(pool, "CA-2", ["ann"])
-    assert [(o.call_sid, o.counselor_id) for o in await q.claim_offers(pool)] == [("CA-2", "ann")]
+    assert [(o.call_sid, o.counselor_id) for o in await make_offers(pool)] == [("CA-2", "ann")]
 
 
 async def test_a_new_tier_may_ring_the_same_counselor_again(pool: asyncpg.Pool) -> None:
     await staff(pool, person("ann"), available=["ann"])
     await wait(pool, "CA-1", ["ann"])
-    (offer,) = await q.claim_offers(pool)
+    (offer,) = await make_offers(pool)
     assert await q.offer_missed(pool, offer.id, "declined")
     assert await q.set_tier(pool, "CA-1", 1, "backup", ["ann"], [0]) == []
-    (again,) = await q.claim_offers(pool)
+    (again,) = await make_offers(pool)
     assert again.counselor_id == "ann" and again.tier_kind == "backup"
 
 
 async def test_cancel_does_not_count_as_an_attempt(pool: asyncpg.Pool) -> None:
     await staff(pool, person("ann"), available=["ann"])
     await wait(pool, "CA-1", ["ann"])
-    (offer,) = await q.claim_offers(pool)
+    (offer,) = await make_offers(pool)
     assert await q.offer_missed(pool, offer.id, "canceled")
     assert await status(pool, "CA-1") == ("waiting", 0)
     assert await presence(pool, "ann") == "available"
@@ -232,7 +231,7 @@ async def test_cancel_does_not_count_as_an_attempt(pool: asyncpg.Pool) -> None:
 async def test_set_tier_cancels_the_ringing_offer(pool: asyncpg.Pool) -> None:
     await staff(pool, person("ann"), person("bob"), available=["ann", "bob"])
     await wait(pool, "CA-1", ["ann"])
-    (offer,) = await q.claim_offers(pool)
+    (offer,) = await make_offers(pool)
     await q.set_leg(pool, offer.id, "CA-leg")
     (cancelled,) = await q.set_tier(pool, "CA-1", 1, "backup", ["bob"], [0])
     assert (cancelled.id, cancelled.state, cancelled.leg_sid) == (offer.id, "canceled", "CA-leg")
@@ -240,13 +239,13 @@ async def test_set_tier_cancels_the_ringing_offer(pool: asyncpg.Pool) -> None:
     w = await q.get_waiting(pool, "CA-1")
     assert w is not None and (w.status, w.tier_index, w.tier_kind) == ("waiting", 1, "backup")
     assert not await q.offer_accepted(pool, offer.id)
-    assert [o.counselor_id for o in await q.claim_offers(pool)] == ["bob"]
+    assert [o.counselor_id for o in await make_offers(pool)] == ["bob"]
 
 
 async def test_abandon_cancels_and_returns_legs_to_hang_up(pool: asyncpg.Pool) -> None:
     await staff(pool, person("ann"), available=["ann"])
     await wait(pool, "CA-1", ["ann"])
-    (offer,) = await q.claim_offers(pool)
+    (offer,) = await make_offers(pool)
     await q.set_leg(pool, offer.id, "CA-leg")
     assert [o.id for o in await q.open_offers_of(pool, "CA-1")] == [offer.id]
     (cancelled,) = await q.abandon(pool, "CA-1")
@@ -255,7 +254,7 @@ async def test_abandon_cancels_and_returns_legs_to_hang_up(pool: asyncpg.Pool) -
     assert await presence(pool, "ann") == "available"
     # The counselor pressing 1 a moment later connects nobody.
     assert not await q.offer_accepted(pool, offer.id)
-    assert await q.claim_offers(pool) == []
+    assert await make_offers(pool) == []
     assert await q.abandon(pool, "CA-1") == []
     assert await q.waiting_callers(pool) == []
 
@@ -263,7 +262,7 @@ async def test_abandon_cancels_and_returns_legs_to_hang_up(pool: asyncpg.Pool) -
 async def test_leg_created_after_the_caller_left_must_be_cancelled(pool: asyncpg.Pool) -> None:
     await staff(pool, person("ann"), available=["ann"])
     await wait(pool, "CA-1", ["ann"])
-    (offer,) = await q.claim_offers(pool)
+    (offer,) = await make_offers(pool)
     (cancelled,) = await q.abandon(pool, "CA-1")
     assert cancelled.leg_sid is None  # the REST create had not returned yet
     assert not await q.set_leg(pool, offer.id, "CA-late-leg")
@@ -285,7 +284,7 @@ async def test_dequeue_keeps_the_first_final_status(pool: asyncpg.Pool) -> None:
 
 
 async def test_two_instances_never_double_offer(dsn: str) -> None:
-    """Two pools (two server instances) claim and resolve offers at full speed."""
+    """Two pools (two server instances) make and resolve offers at full speed."""
     pools = [await open_pool(dsn, min_size=3, max_size=3) for _ in range(2)]
     try:
         names = [f"p{i}" for i in range(6)]
@@ -298,7 +297,7 @@ async def test_two_instances_never_double_offer(dsn: str) -> None:
         async def instance(pool: asyncpg.Pool, seed: int) -> None:
             rng = random.Random(seed)
             for _ in range(60):
-                offers = await q.claim_offers(pool, limit=3)
+                offers = await make_offers(pool, limit=3)
                 claimed.extend(offers)
                 for offer in offers:
                     outcome = rng.random()
@@ -341,14 +340,14 @@ async def test_two_instances_never_double_offer(dsn: str) -> None:
 async def test_requeue_after_a_dropped_counselor_keeps_the_place(pool: asyncpg.Pool) -> None:
     await staff(pool, person("ann"), person("bob"), available=["ann"])
     await wait(pool, "CA-1", ["ann"], ago=60)
-    (offer,) = await q.claim_offers(pool)
+    (offer,) = await make_offers(pool)
     assert not await q.requeue(pool, "CA-1", 0, "local", ["bob"], [0])  # not connected yet
     assert await q.offer_accepted(pool, offer.id)
     await wait(pool, "CA-2", ["bob"], ago=5)
     assert await q.requeue(pool, "CA-1", 0, "local", ["bob"], [0])
     await cs.set_presence(pool, "bob", "available")
     # The first caller is still the longest waiting, with a list of their new tier.
-    assert [(o.call_sid, o.counselor_id) for o in await q.claim_offers(pool)] == [("CA-1", "bob")]
+    assert [(o.call_sid, o.counselor_id) for o in await make_offers(pool)] == [("CA-1", "bob")]
 
 
 async def test_dispatchers_are_woken_when_someone_may_be_matched(
@@ -363,7 +362,7 @@ async def test_dispatchers_are_woken_when_someone_may_be_matched(
         await asyncio.wait_for(woken.get(), 5)  # a caller joined the line
         await cs.set_presence(pool, "ann", "available")
         await asyncio.wait_for(woken.get(), 5)  # a counselor became free
-        (offer,) = await q.claim_offers(pool)
+        (offer,) = await make_offers(pool)
         await q.offer_missed(pool, offer.id, "declined")
         await asyncio.wait_for(woken.get(), 5)  # the caller waits again
         assert woken.empty()

@@ -4,6 +4,7 @@ and the dispatcher pass that advances the line with it (Transfers.dispatch_once)
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
@@ -73,25 +74,21 @@ async def test_a_ring_is_refused_when_the_progress_moved_or_the_counselor_is_tak
     assert await ringing(pool) == set()
 
 
-async def test_an_offer_the_progress_holds_is_made_once_at_most(pool: asyncpg.Pool) -> None:
-    """Without `transfer`, the stored progress must hold the very offer: its intent,
-    written with a step's other changes. Made once, never again, whatever became
-    of it (its leg event may not have reached the progress yet)."""
+async def test_an_offer_number_is_made_once_at_most(pool: asyncpg.Pool) -> None:
+    """Made once, never again, whatever became of it (its leg event may not have
+    reached the progress yet): a progress that still reads as before the offer
+    cannot have it made a second time."""
     await staff(pool, person("ann"), available=["ann"])
     await holding(pool, "CA-1", steps_for(["ann"]), ago=5)
-    p = await progress(pool, "CA-1")
-    assert await dispatch.ring(pool, "CA-1", "ann", 1) is None  # the progress holds no offer
-    seen = p.to_json()
-    held = {**seen, "offers_made": 1, "offer": {
-        "number": 1, "counselor": "ann", "made_at": datetime.now(UTC).isoformat(),
-        "ring_seconds": 20}}
-    await pool.execute("UPDATE calls SET transfer = $2 WHERE call_sid = $1", "CA-1", held)
-    assert await dispatch.ring(pool, "CA-1", "bob", 1) is None  # not the offer it holds
-    offer = await dispatch.ring(pool, "CA-1", "ann", 1)
+    seen = (await progress(pool, "CA-1")).to_json()
+    rung = {**seen, "offers_made": 1}
+    offer = await dispatch.ring(pool, "CA-1", "ann", 1, seen, rung)
     assert offer is not None and offer.number == 1
     assert await q.offer_missed(pool, offer.id, "declined")  # ann is available again
-    assert await dispatch.ring(pool, "CA-1", "ann", 1) is None
+    await pool.execute("UPDATE calls SET transfer = $2 WHERE call_sid = $1", "CA-1", seen)
+    assert await dispatch.ring(pool, "CA-1", "ann", 1, seen, rung) is None
     assert await ringing(pool) == set()
+    assert (await progress(pool, "CA-1")).to_json() == seen
 
 
 # The dispatcher ------------------------------------------------------------------------
@@ -133,14 +130,15 @@ async def test_one_pass_rings_each_free_counselor_once_best_rank_first(
     assert (await progress(pool, "CA-3")).offer is None
 
 
-async def test_a_ring_refused_in_a_tier_that_does_not_wait_moves_the_caller_on(
-    pool: asyncpg.Pool, transfers_on: Callable[[asyncpg.Pool], Transfers]
+async def test_a_ring_reaching_carry_out_rings_nobody_and_moves_the_caller_on(
+    pool: asyncpg.Pool, transfers_on: Callable[[asyncpg.Pool], Transfers],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """The progression decides that a tier is over, not a rule of the dispatcher's
-    own: a caller whose progress holds an offer to ann (its Ring's intent, stored
-    by a callback) finds her taken by a caller waiting longer; the offer is
-    withdrawn and, nobody else being free in a tier that does not wait, the
-    progression moves them on."""
+    """Only a dispatcher pass rings: a Ring reaching carry_out (a programming
+    error) rings nobody, is logged as an error, and the offer the stored
+    progress holds is withdrawn; ann being taken by a caller waiting longer,
+    and nobody else free in a tier that does not wait, the progression moves
+    the caller on."""
     await staff(pool, person("ann"), available=["ann"])
     await holding(pool, "CA-1", steps_for(["ann"]), ago=30)
     await holding(pool, "CA-2", steps_for(["ann"], skip=True), ago=10)
@@ -153,8 +151,11 @@ async def test_a_ring_refused_in_a_tier_that_does_not_wait_moves_the_caller_on(
     transfers = transfers_on(pool)
     await transfers.dispatch_once()  # the longest waiting has ann
     assert await ringing(pool) == {("CA-1", "ann", 1)}
-    await transfers.ring("CA-2", 1, "ann")  # the intent, made too late
+    with caplog.at_level(logging.ERROR, logger="ivr.telephony.transfer"):
+        await transfers.carry_out("CA-2", intent, actions, 3)
     assert await ringing(pool) == {("CA-1", "ann", 1)}
+    assert any("reached carry_out" in r.getMessage() and r.levelno == logging.ERROR
+               for r in caplog.records)
     moved = await progress(pool, "CA-2")
     assert (moved.step.tier, moved.stage, moved.offer) == ("national", 2, None)
     assert (await q.get_waiting(pool, "CA-2")).status == "backup"  # type: ignore[union-attr]
