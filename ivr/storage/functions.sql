@@ -130,16 +130,26 @@ BEGIN
 END $$;
 
 -- A dispatcher pass's rings, in its order (longest waiting first), each
--- guarded on its own (ivr_ring): the offers made.
+-- guarded on its own (ivr_ring): the offers made. The first one refused ends
+-- the pass's rings: the callers after it wait for the next pass (kicked at
+-- once), which looks again from the oldest, so nobody is rung ahead of a
+-- caller who waited longer because that caller's row was busy for a moment.
 CREATE OR REPLACE FUNCTION ivr_ring_all(p_calls text[], p_counselors text[],
                                         p_numbers integer[], p_seen jsonb[],
                                         p_transfers jsonb[])
-RETURNS SETOF offer_details LANGUAGE sql AS $$
-    SELECT r.* FROM unnest(p_calls, p_counselors, p_numbers, p_seen, p_transfers)
-                    WITH ORDINALITY AS a(call_sid, counselor, number, seen, transfer, n)
-    CROSS JOIN LATERAL ivr_ring(a.call_sid, a.counselor, a.number, a.seen, a.transfer) r
-    ORDER BY a.n
-$$;
+RETURNS SETOF offer_details LANGUAGE plpgsql AS $$
+DECLARE
+    made offer_details;
+BEGIN
+    FOR i IN 1 .. coalesce(cardinality(p_calls), 0) LOOP
+        SELECT * INTO made FROM ivr_ring(p_calls[i], p_counselors[i], p_numbers[i],
+                                         p_seen[i], p_transfers[i]);
+        IF NOT FOUND THEN
+            RETURN;
+        END IF;
+        RETURN NEXT made;
+    END LOOP;
+END $$;
 
 
 -- The database's own matching, retired: whom to ring is the transfer

@@ -116,8 +116,9 @@ async def pass_once(t: Transfers) -> None:
     rung = {o.call_sid for o in made}
     for refused in (d for d in decided if d.call_sid not in rung):
         # Another instance took the counselor, or the caller's progress changed
-        # meanwhile: advanced again with who is free now (a tier that does not
-        # wait may be over), rung by the next pass if someone still is.
+        # meanwhile (and the callers after the first refused were not rung, so
+        # that none overtakes it: ivr_ring_all): advanced again with who is free
+        # now (a tier that does not wait may be over), rung by the next pass.
         await t.leg_event(refused.call_sid, CounselorFreed())
         t.kick()
     if line.full and (made or moved):

@@ -130,6 +130,27 @@ async def test_one_pass_rings_each_free_counselor_once_best_rank_first(
     assert (await progress(pool, "CA-3")).offer is None
 
 
+async def test_no_caller_is_rung_ahead_of_one_whose_ring_was_refused(
+    pool: asyncpg.Pool, transfers_on: Callable[[asyncpg.Pool], Transfers]
+) -> None:
+    """Two counselors free, two callers: the one who waited longer has their
+    call row changed by another transaction as the pass rings (a webhook of
+    theirs), so their ring is refused. The caller after them is not rung
+    ahead of them in that pass: the next pass rings both, in the order of
+    waiting (first offers never overtake the line)."""
+    await staff(pool, person("ann"), person("bob"), available=["ann", "bob"])
+    await holding(pool, "CA-1", steps_for(["ann", "bob"]), ago=30)
+    await holding(pool, "CA-2", steps_for(["ann", "bob"]), ago=20)
+    transfers = transfers_on(pool)
+    async with pool.acquire() as webhook, webhook.transaction():
+        await webhook.execute("SELECT 1 FROM calls WHERE call_sid = 'CA-1' FOR UPDATE")
+        await transfers.dispatch_once()
+        assert await ringing(pool) == set()
+    await transfers.dispatch_once()
+    rung = await pool.fetch("SELECT call_sid FROM offers ORDER BY id")
+    assert [r["call_sid"] for r in rung] == ["CA-1", "CA-2"]
+
+
 async def test_a_ring_reaching_carry_out_rings_nobody_and_moves_the_caller_on(
     pool: asyncpg.Pool, transfers_on: Callable[[asyncpg.Pool], Transfers],
     caplog: pytest.LogCaptureFixture,
