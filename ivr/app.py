@@ -217,7 +217,7 @@ async def _routing_listener(app: web.Application) -> AsyncIterator[None]:
         await listener.add_listener(ROUTING_CHANNEL, heard)
         app[keys.listener] = listener
         # Read first once LISTENing: a change made between the two is not missed.
-        await on_shift.first_read()
+        await on_shift.refresh()  # the first read, before the first caller
         watching = asyncio.create_task(on_shift.run())
         yield
     finally:

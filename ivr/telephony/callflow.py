@@ -497,7 +497,7 @@ class CallFlow:
             if waiting:
                 av = Availability()
             elif (none_free is not None and early is None and warm and on_shift is not None
-                  and on_shift.none_of(warm)):
+                  and not on_shift.may_ring(warm)):
                 av = Availability()  # checked by the write instead (a read saved: issue 12)
                 none_free.extend(warm)
             else:

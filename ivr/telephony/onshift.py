@@ -54,15 +54,11 @@ class OnShift:
         self._heard = asyncio.Event()
 
     def may_ring(self, counselors: Iterable[str]) -> bool:
-        """Whether any of `counselors` may be on shift (yes when unsure)."""
+        """Whether any of `counselors` may be on shift: yes when unsure; no only
+        when the view, sure since the last change it heard, has none of them."""
         if self._unsure or self._ids is None:
             return True
         return not self._ids.isdisjoint(counselors)
-
-    def none_of(self, counselors: Iterable[str]) -> bool:
-        """Whether the view, sure since the last change it heard, has none of
-        `counselors` on shift."""
-        return not self._unsure and self._ids is not None and self._ids.isdisjoint(counselors)
 
     def sure_of(self, counselors: Iterable[str]) -> bool:
         """Whether the view has read, since the last change it heard, that all
@@ -86,22 +82,18 @@ class OnShift:
 
     async def run(self) -> None:
         """Read again at every change heard (at most every MIN_PAUSE_SECONDS) and
-        every `resync` seconds, until cancelled (the first read is the caller's)."""
+        every `resync` seconds, until cancelled (the first read is the caller's: refresh)."""
         while True:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.resync):
                     await self._heard.wait()
             self._heard.clear()
-            try:
-                await self.read()
-            except _READ_ERRORS as exc:
-                log.warning("could not read who is on shift (%s): every caller may be "
-                            "lined up early until it is read", exc)
+            await self.refresh()
             await asyncio.sleep(MIN_PAUSE_SECONDS)
 
-    async def first_read(self) -> None:
-        """The read at start-up, before the first caller: a failure only leaves
-        the view unsure (every caller lined up early) until the next."""
+    async def refresh(self) -> None:
+        """Read again; a failure (at start-up too) only leaves the view unsure
+        (every caller lined up early) until the next read."""
         try:
             await self.read()
         except _READ_ERRORS as exc:
