@@ -63,24 +63,31 @@ async def look(pool: asyncpg.Pool, api_down: bool, limit: int) -> Line:
         ), n AS (
             SELECT CASE WHEN degraded THEN $2 ELSE least($2, cardinality(free)) END AS most
             FROM s
+        ), line AS NOT MATERIALIZED (
+            -- On the line with no open offer, their progress holding none either
+            -- (the progress codec's keys: ivr.routing.progress). Inlined where
+            -- used, so that a branch whose condition is false reads nothing.
+            SELECT w.call_sid, w.enqueued_at, w.eligible, w.tier_started_at,
+                   c.seq, c.transfer, c.content_version
+            FROM waiting w
+            JOIN calls c ON c.call_sid = w.call_sid AND c.phase IN ('transfer', 'flow')
+            WHERE w.status = 'waiting'
+              AND jsonb_typeof(c.transfer->'offer') IS DISTINCT FROM 'object'
         ), picked AS (
             SELECT l.* FROM s, n, ivr_look(s.free, n.most) l WHERE NOT s.degraded
             UNION ALL
             -- The REST API degraded: every caller on the line (their tier is over).
-            SELECT w.call_sid, w.enqueued_at, w.eligible, c.seq, c.transfer, c.content_version
-            FROM waiting w
-            JOIN calls c ON c.call_sid = w.call_sid AND c.phase IN ('transfer', 'flow')
-            WHERE (SELECT degraded FROM s) AND w.status = 'waiting'
-              AND jsonb_typeof(c.transfer->'offer') IS DISTINCT FROM 'object'
+            SELECT w.call_sid, w.enqueued_at, w.eligible, w.seq, w.transfer, w.content_version
+            FROM line w
+            WHERE (SELECT degraded FROM s)
             ORDER BY enqueued_at, call_sid
             LIMIT (SELECT most FROM n)
         ), spent AS (
             -- After a publish: callers whose tier has nobody left in the plan to try.
-            SELECT w.call_sid, w.enqueued_at, w.eligible, c.seq, c.transfer, c.content_version
-            FROM waiting w
-            JOIN calls c ON c.call_sid = w.call_sid AND c.phase IN ('transfer', 'flow')
+            SELECT w.call_sid, w.enqueued_at, w.eligible, w.seq, w.transfer, w.content_version
+            FROM line w
             CROSS JOIN s
-            WHERE w.status = 'waiting' AND cardinality((SELECT gone FROM s)) > 0
+            WHERE cardinality((SELECT gone FROM s)) > 0
               AND NOT s.degraded AND w.eligible && s.gone
               AND NOT EXISTS (
                   SELECT 1 FROM unnest(w.eligible) AS e(id)
@@ -88,7 +95,6 @@ async def look(pool: asyncpg.Pool, api_down: bool, limit: int) -> Line:
                       SELECT 1 FROM offers o
                       WHERE o.call_sid = w.call_sid AND o.counselor_id = e.id
                         AND o.created_at >= w.tier_started_at))
-              AND jsonb_typeof(c.transfer->'offer') IS DISTINCT FROM 'object'
             ORDER BY w.enqueued_at, w.call_sid
             LIMIT $2
         ), both_ AS (
