@@ -258,8 +258,7 @@ class Transfers:
         if not any(isinstance(s, WarmStep) for s in steps):
             return Availability(ring=False)
         degraded, free = await availability_now(self.pool)  # one round trip for both
-        return Availability(degraded=True, ring=False) if degraded else Availability(
-            free=free, ring=False)
+        return Availability(free=() if degraded else free, degraded=degraded, ring=False)
 
     def dial_step(self, action: DialLine) -> DialStep:
         """The step of a DialLine as rendered: our own number as callerId unless the
