@@ -17,7 +17,7 @@ import shutil
 import tempfile
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ from ivr.yamlsrc import Pos, Problems
 log = logging.getLogger(__name__)
 
 CACHE_SIZE = 8  # older versions kept loaded beside the active one
+STEPS_CACHE_SIZE = 4096  # (transfer, state) keys: flows' queues x languages x needs x states
 
 
 class UnknownVersion(ContentError, LookupError):
@@ -57,9 +58,21 @@ class Served:
     # (language, prompt id) -> the recording as 8 kHz mu-law, for media streams.
     prompt_audio: Mapping[tuple[str, str], bytes]
     backup_number: str  # IVR_BACKUP_NUMBER, else the plan's national backup
+    # A version's steps for each (transfer, caller's state) it was asked: every
+    # menu turn asks (for an early offer), and resolving was a tenth of the
+    # voice webhook's CPU (py-spy, issue 12). Few distinct keys per version.
+    _steps: dict[tuple[TransferTo, str | None], tuple[Step, ...]] = field(
+        default_factory=dict, compare=False, repr=False)
 
     def steps(self, transfer: TransferTo, caller_state: str | None) -> Sequence[Step]:
-        return transfer_steps(self.content.plan, transfer, caller_state, self.backup_number)
+        key = (transfer, caller_state)
+        found = self._steps.get(key)
+        if found is None:
+            found = tuple(transfer_steps(self.content.plan, transfer, caller_state,
+                                         self.backup_number))
+            if len(self._steps) < STEPS_CACHE_SIZE:
+                self._steps[key] = found
+        return found
 
 
 @dataclass(frozen=True)

@@ -120,14 +120,15 @@ class CallFlow:
         loc = caller.location
         state = new_call(flow, loc.state, loc.source)
         turn = step(flow, state, Start(self.clock()))
-        twiml, phase, transfer, listen, begun = await self._render_turn(
+        twiml, phase, progress, listen, begun = await self._render_turn(
             sid, served, flow, turn, params.get("From"))
+        transfer = None if progress is None else progress.to_json()
         events = [
             _webhook_event("voice", params),
             ("located", {"state": loc.state, "source": loc.source, "area_code": loc.area_code}),
-            *_turn_events(turn, twiml, transfer, begun),
+            *_turn_events(turn, twiml, progress, begun),
         ]
-        line_up, begun = _early_line_up(transfer, begun)
+        line_up, begun = _early_line_up(progress, begun)
         created = await db.create_call(
             self.pool,
             call_sid=sid,
@@ -145,7 +146,7 @@ class CallFlow:
             twiml=twiml,
             events=events,
             listen=listen,
-            ringing=is_ringing(transfer),
+            ringing=is_ringing(progress),
             content_version=served.version,
             line_up=line_up,
         )
@@ -155,7 +156,7 @@ class CallFlow:
                 self.transfers.kick()  # as carry_out does after an Enqueue
             self._keep(db.CallRow(sid, turn.state.seq, phase, turn.state.to_json(), transfer,
                                   twiml, loc.state, loc.source, listen))
-            await self._entered(sid, transfer, begun, turn.state.seq)
+            await self._entered(sid, progress, begun, turn.state.seq)
             return twiml
         return await self._replay(sid, "voice", params)
 
@@ -232,21 +233,22 @@ class CallFlow:
         turn = step(flow, state, event)
         early = Progress.from_json(row.transfer) if row.transfer else None
         none_free: list[str] = []
-        twiml, phase, transfer, listen, begun = await self._render_turn(
+        twiml, phase, progress, listen, begun = await self._render_turn(
             sid, served, flow, turn, params.get("From"), early,
             none_free=none_free if assume else None)
-        events = [_webhook_event(kind, params), *_turn_events(turn, twiml, transfer, begun)]
+        transfer = None if progress is None else progress.to_json()
+        events = [_webhook_event(kind, params), *_turn_events(turn, twiml, progress, begun)]
         state_json = turn.state.to_json()
         if await db.advance_call(
             self.pool, call_sid=sid, expected_seq=row.seq, expected_phase="flow",
             seq=turn.state.seq, state=state_json, phase=phase, transfer=transfer, twiml=twiml,
             expected_transfer=row.transfer,
-            events=events, listen=listen, ringing=is_ringing(transfer),
+            events=events, listen=listen, ringing=is_ringing(progress),
             none_free=none_free or None,
         ):
             self._keep(replace(row, seq=turn.state.seq, phase=phase, state=state_json,
                                transfer=transfer, last_twiml=twiml, listen=listen))
-            await self._entered(sid, transfer, begun, turn.state.seq)
+            await self._entered(sid, progress, begun, turn.state.seq)
             return twiml
         return None
 
@@ -289,15 +291,14 @@ class CallFlow:
             self._keep(row)
 
     async def _entered(
-        self, sid: str, transfer: dict[str, Any] | None, begun: tuple[Action, ...], seq: int
+        self, sid: str, p: Progress | None, begun: tuple[Action, ...], seq: int
     ) -> None:
         """The flow handed the caller over (or offered them early, or withdrew that)
         and the row holds it: the waiting line's side of the actions (the caller's
         TwiML went with the flow turn). A first dial step's ring was stamped by
         the row's own write (`ringing`): its DialLine asks for nothing more, and
         is not carried out again."""
-        if transfer is not None and begun:
-            p = Progress.from_json(transfer)
+        if p is not None and begun:
             # An early accept's answer is the early side's to record and count
             # once it stands (preoffer.py); counted here it would pass for a
             # dial step's (an external line).
@@ -370,7 +371,7 @@ class CallFlow:
             # No phase guard: recording an answer (above) has marked the row connected.
             self.pool, call_sid=sid, expected_seq=row.seq, expected_phase=None, seq=new_seq,
             state=replace(state, seq=new_seq).to_json(), phase=phase, transfer=transfer,
-            twiml=twiml, events=events, ringing=phase == "transfer" and is_ringing(transfer),
+            twiml=twiml, events=events, ringing=phase == "transfer" and is_ringing(p),
         ):
             self.written.drop(sid)  # a row kept for the status callback is behind now
             await self.transfers.carry_out(sid, p, actions, new_seq)
@@ -468,7 +469,7 @@ class CallFlow:
     async def _render_turn(
         self, sid: str, served: Served, flow: Flow, turn: Turn, caller: str | None = None,
         early: Progress | None = None, none_free: list[str] | None = None,
-    ) -> tuple[str, str, dict[str, Any] | None, dict[str, Any] | None, tuple[Action, ...]]:
+    ) -> tuple[str, str, Progress | None, dict[str, Any] | None, tuple[Action, ...]]:
         """(TwiML, phase, transfer progress, listening-menu record, the transfer's
         first actions) for a turn.
 
@@ -512,7 +513,7 @@ class CallFlow:
                           if isinstance(a, DialLine)), p.step)
             twiml = served.renderer.flow_turn(
                 turn.actions, turn.state.seq, then=(conference_name(sid), first))
-            return twiml, "transfer", p.to_json(), None, actions
+            return twiml, "transfer", p, None, actions
         listen = self._listen_record(served, wait) if isinstance(wait, Ask) else None
         token = listen["token"] if listen else None
         twiml = served.renderer.flow_turn(turn.actions, turn.state.seq, listen_token=token)
@@ -520,8 +521,7 @@ class CallFlow:
             served.steps, flow, turn, early,
             lambda: self.renderer.dial_caller_id(caller) is None)
         kept, actions = found if found is not None else (None, ())
-        return (twiml, ("flow" if not turn.state.finished else "ended"),
-                None if kept is None else kept.to_json(), listen, actions)
+        return twiml, ("flow" if not turn.state.finished else "ended"), kept, listen, actions
 
     def _listen_record(self, served: Served, ask: Ask) -> dict[str, Any] | None:
         """What a listening menu's stream needs; None when the menu cannot listen."""
@@ -547,14 +547,13 @@ class CallFlow:
 
 
 def _early_line_up(
-    transfer: dict[str, Any] | None, begun: tuple[Action, ...]
+    p: Progress | None, begun: tuple[Action, ...]
 ) -> tuple[db.LineUp | None, tuple[Action, ...]]:
     """A new call lined up early at its first menu (an early progress whose only
     action is its Enqueue): the line-up the call's own insert writes, and the
     actions left to carry out after it (none)."""
-    if transfer is None or len(begun) != 1 or not isinstance(begun[0], Enqueue):
+    if p is None or len(begun) != 1 or not isinstance(begun[0], Enqueue):
         return None, begun
-    p = Progress.from_json(transfer)
     step = p.steps[begun[0].index]
     if p.phase is not Phase.EARLY or not isinstance(step, WarmStep):
         return None, begun
@@ -576,13 +575,12 @@ def _webhook_event(kind: str, params: Mapping[str, str]) -> db.Event:
 
 
 def _turn_events(
-    turn: Turn, twiml: str, transfer: dict[str, Any] | None, begun: tuple[Action, ...] = ()
+    turn: Turn, twiml: str, p: Progress | None, begun: tuple[Action, ...] = ()
 ) -> list[db.Event]:
     events: list[db.Event] = [
         ("node", {"node": v.node, "detail": v.detail} if v.detail else {"node": v.node})
         for v in turn.visited
     ]
-    p = Progress.from_json(transfer) if transfer is not None else None
     if p is not None and p.phase is Phase.EARLY and begun:
         events.append(("early_offer", {"queue": p.queue, "tier": p.step.tier,
                                        "languages": list(p.languages)}))

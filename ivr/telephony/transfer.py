@@ -749,6 +749,6 @@ def as_service_error(exc: RestError) -> ServiceError:
     return ServiceError(str(exc), status=exc.status, code=exc.code)
 
 
-def is_ringing(transfer: dict[str, Any] | None) -> bool:
+def is_ringing(p: Progress | None) -> bool:
     """A dial step rings at once; a warm step rings when a counselor is offered."""
-    return transfer is not None and Progress.from_json(transfer).phase is Phase.DIALING
+    return p is not None and p.phase is Phase.DIALING

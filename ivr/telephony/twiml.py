@@ -7,6 +7,7 @@ was given, so the URL must be exactly the one we validate against).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from urllib.parse import urlencode
 
@@ -33,6 +34,19 @@ TURN_CACHE_SIZE = 4096
 COUNSELOR_WAIT_PAUSE = 5  # seconds; the wait URL is requested again after it
 # Seconds a listening menu's spoken prompt waits for a key before its stream opens.
 LISTEN_KEY_WINDOW = 1
+
+
+# Where the CallSid goes in a transfer turn rendered once for every call; a
+# CallSid in which URL-encoding and XML escaping change nothing (Twilio's: CA
+# and 32 hex digits) replaces it verbatim.
+_SID_MARK = "CallSidMark7f3a9c"
+_VERBATIM = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+def _marks(step: Step) -> int:
+    """The CallSid appears twice in a warm step's <Conference> (its name and its
+    wait URL) and nowhere in a dial step's <Dial>."""
+    return 0 if isinstance(step, DialStep) else 2
 
 
 class MissingPrompt(ContentError, LookupError):
@@ -62,6 +76,7 @@ class Renderer:
         # Most turns hold nothing of the caller (the greeting and menu at seq 1
         # are the same for every call): render each distinct one once.
         self._turns: dict[tuple[tuple[Action, ...], int], str] = {}
+        self._transfer_turns: dict[tuple[tuple[Action, ...], int, Step], str] = {}
 
     def url(self, path: str, **query: object) -> str:
         qs = urlencode({k: v for k, v in query.items() if v is not None})
@@ -113,14 +128,36 @@ class Renderer:
         With a `listen_token` the menu listens over a media stream instead of
         a <Gather>; `then` is a transfer's first step (conference name, step).
         """
-        plain = listen_token is None and then is None
-        key = (tuple(actions), seq)
-        if plain and key in self._turns:
-            return self._turns[key]
-        text = self._flow_turn(actions, seq, listen_token, then)
-        if plain and len(self._turns) < TURN_CACHE_SIZE:
-            self._turns[key] = text
-        return text
+        if listen_token is None and then is None:
+            key = (tuple(actions), seq)
+            text = self._turns.get(key)
+            if text is None:
+                text = self._flow_turn(actions, seq, None, None)
+                if len(self._turns) < TURN_CACHE_SIZE:
+                    self._turns[key] = text
+            return text
+        if listen_token is None and then is not None:
+            return self._transfer_turn(actions, seq, then)
+        return self._flow_turn(actions, seq, listen_token, then)
+
+    def _transfer_turn(self, actions: Sequence[Action], seq: int, then: tuple[str, Step]) -> str:
+        """A turn that hands the caller over: the same document for every call
+        but for the call's own conference, so rendered once with a mark where
+        the CallSid goes (the menu answer's TwiML was a sixth of its CPU)."""
+        conference, step = then
+        sid = conference.removeprefix("call-")
+        if not (conference.startswith("call-") and _VERBATIM.fullmatch(sid)):
+            return self._flow_turn(actions, seq, None, then)
+        key = (tuple(actions), seq, step)
+        text = self._transfer_turns.get(key)
+        if text is None:
+            text = self._flow_turn(actions, seq, None, ("call-" + _SID_MARK, step))
+            if text.count(_SID_MARK) != _marks(step):
+                # The mark is in the words too (a prompt saying it): never cached.
+                return self._flow_turn(actions, seq, None, then)
+            if len(self._transfer_turns) < TURN_CACHE_SIZE:
+                self._transfer_turns[key] = text
+        return text.replace(_SID_MARK, sid)
 
     def _flow_turn(
         self,

@@ -7,12 +7,14 @@ these catalogs are built by hand to stand for "somehow missing anyway".
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from urllib.parse import quote_plus
 
 import pytest
 
 from ivr.flow.model import Prompt, PromptCatalog
 from ivr.flow.prompts import estimate_seconds
-from ivr.flow.runtime import Speak
+from ivr.flow.runtime import Speak, TransferTo
+from ivr.routing.steps import DialStep, Step, WarmStep
 from ivr.telephony.twiml import MissingPrompt, Renderer
 
 PUBLIC = "https://ivr.example"
@@ -73,3 +75,34 @@ def test_a_counselor_goodbye_must_be_declared() -> None:
     # the staff language, so it is refused rather than trusted.
     with pytest.raises(ValueError, match="not a counselor goodbye declared"):
         renderer.counselor_goodbye("welcome")
+
+
+@pytest.mark.parametrize("step", [
+    WarmStep("regional", "austin", ("c1", "c2"), 30, False, ("austin",)),
+    DialStep("national", "backup", ("+18005550100",), 45, last=True),
+], ids=["warm", "dial"])
+@pytest.mark.parametrize("sid", ["CA" + "0123456789abcdef" * 2, "CA-1.x_2", "CA:odd", "CAx&y"])
+def test_a_transfer_turn_rendered_once_reads_as_rendered_for_the_call(
+        step: Step, sid: str) -> None:
+    renderer = Renderer(PUBLIC, catalog({"en": EN}), "+15005550006")
+    actions = (Speak("welcome", "en"), TransferTo("t", "crisis", None, "en", None))
+    renderer.flow_turn(actions, 3, then=("call-CAother", step))  # the first call renders it
+    turn = renderer.flow_turn(actions, 3, then=(f"call-{sid}", step))
+    # What the call would have got without the document kept, to the byte.
+    assert turn == renderer._flow_turn(actions, 3, None, (f"call-{sid}", step))
+    if isinstance(step, WarmStep):
+        conference = ET.fromstring(turn).find("Dial/Conference")
+        assert conference is not None and conference.text == f"call-{sid}"
+        assert f"call={quote_plus(sid)}" in conference.attrib["waitUrl"]
+
+
+def test_words_that_hold_the_kept_documents_mark_are_never_mistaken_for_it() -> None:
+    words = dict(EN, welcome="Say CallSidMark7f3a9c twice: CallSidMark7f3a9c.")
+    renderer = Renderer(PUBLIC, catalog({"en": words}), "+15005550006")
+    step = WarmStep("regional", "austin", ("c1",), 30, False, ("austin",))
+    actions = (Speak("welcome", "en"), TransferTo("t", "crisis", None, "en", None))
+    for sid in ("CAfirst", "CAsecond"):
+        turn = renderer.flow_turn(actions, 3, then=(f"call-{sid}", step))
+        assert said(turn) == ["Say CallSidMark7f3a9c twice: CallSidMark7f3a9c."]
+        conference = ET.fromstring(turn).find("Dial/Conference")
+        assert conference is not None and conference.text == f"call-{sid}"
