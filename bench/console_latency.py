@@ -5,7 +5,8 @@ instance B listens to its event stream (Server-Sent Events); a counselor's
 presence is changed through instance A's admin API, and the time from
 sending that request to B's stream delivering a board that shows the change
 is measured. The same change made through B itself is the baseline, in the
-same run: the difference is what crossing instances (NOTIFY) costs.
+same run: the difference is what crossing instances costs (each instance
+polls the database for changes, ivr/admin/console/events.py).
 
     PYTHONPATH=. .venv/bin/python bench/console_latency.py [--rounds 30] [--database DSN]
 """

@@ -21,8 +21,9 @@ client, in the same run, drives each target in its own process:
   command (e.g. another checkout), to compare a change with its baseline in
   the same run on the same background load. Both full servers share the
   benchmark's PostgreSQL, which serializes the commits of transactions that
-  NOTIFY (the console's triggers) server-wide; the targets take turns, so
-  one's webhooks never queue behind the other's.
+  NOTIFY server-wide (a baseline from before issue 12's change still has
+  the console's triggers); the targets take turns, so one's webhooks never
+  queue behind the other's.
 
 Two loads are measured for each: a closed loop (every caller sends its next
 request as soon as the previous answer arrives: saturation throughput), and

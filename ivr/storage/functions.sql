@@ -370,33 +370,24 @@ FROM calls c
 WHERE c.transfer_started_at IS NOT NULL;
 
 
--- The console (ivr.admin.console) shows the line live on every instance:
--- any change to the tables it shows is announced on the channel
--- 'ivr_console' (PostgreSQL folds the repeats of a transaction into one
--- NOTIFY), and each instance's console hub reloads its picture. Row
--- triggers, not statement ones: the many statements that change nothing
--- (a ring finding nobody free, a timer finding nothing due) stay silent.
-CREATE OR REPLACE FUNCTION ivr_console_changed() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM pg_notify('ivr_console', TG_TABLE_NAME);
-    RETURN NULL;
-END $$;
-
--- Created once: replacing a trigger on every start-up would lock these
--- tables against calls while another instance starts.
+-- Retired: the console's row triggers NOTIFYing 'ivr_console'. PostgreSQL
+-- serializes the commits of transactions that NOTIFY, so every webhook's
+-- commit queued behind the others'; the console now polls instead
+-- (ivr/admin/console/events.py). Each is dropped only if there, so that an
+-- ordinary start-up runs no DDL on the tables calls write (a DROP that finds
+-- its trigger waits for, and holds up, every transaction on its table).
 DO $$
 DECLARE
     t text;
 BEGIN
     FOREACH t IN ARRAY ARRAY['counselors', 'waiting', 'offers', 'calls'] LOOP
-        IF NOT EXISTS (SELECT 1 FROM pg_trigger
-                       WHERE tgname = 'ivr_console_' || t AND NOT tgisinternal) THEN
-            EXECUTE format('CREATE TRIGGER %I AFTER INSERT OR UPDATE OR DELETE ON %I'
-                           ' FOR EACH ROW EXECUTE FUNCTION ivr_console_changed()',
-                           'ivr_console_' || t, t);
+        IF EXISTS (SELECT 1 FROM pg_trigger
+                   WHERE tgrelid = t::regclass AND tgname = 'ivr_console_' || t) THEN
+            EXECUTE format('DROP TRIGGER %I ON %I', 'ivr_console_' || t, t);
         END IF;
     END LOOP;
 END $$;
+DROP FUNCTION IF EXISTS ivr_console_changed();
 
 -- Published content is immutable: a version names what served its calls.
 CREATE OR REPLACE FUNCTION content_immutable() RETURNS trigger

@@ -209,3 +209,81 @@ async def test_an_older_instance_leaves_the_newer_functions_alone(dsn: str) -> N
         assert "'future'" in defined
     finally:
         await conn.close()
+
+
+# The console's change feed as functions.sql created it until it was retired:
+# what an upgraded database still has.
+_OLD_CONSOLE_FEED = """
+CREATE OR REPLACE FUNCTION ivr_console_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('ivr_console', TG_TABLE_NAME);
+    RETURN NULL;
+END $$;
+DO $$
+DECLARE
+    t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['counselors', 'waiting', 'offers', 'calls'] LOOP
+        EXECUTE format('CREATE TRIGGER %I AFTER INSERT OR UPDATE OR DELETE ON %I'
+                       ' FOR EACH ROW EXECUTE FUNCTION ivr_console_changed()',
+                       'ivr_console_' || t, t);
+    END LOOP;
+END $$;
+"""
+_CONSOLE_TRIGGERS = "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'ivr\\_console\\_%'"
+
+
+async def _first_console_notification(dsn: str, call_sid: str) -> str:
+    """What 'ivr_console' hears first after a write to `calls`, then a marker:
+    notifications arrive in commit order, so "marker" means the write sent none."""
+    listener, writer = await asyncpg.connect(dsn), await asyncpg.connect(dsn)
+    heard: asyncio.Queue[str] = asyncio.Queue()
+    try:
+        await listener.add_listener("ivr_console", lambda *args: heard.put_nowait(args[3]))
+        await writer.execute(
+            "INSERT INTO calls (call_sid, flow_id, flow_version, seq, state)"
+            " VALUES ($1, 'lifeline', 'v1', 1, '{}')", call_sid)
+        await writer.execute("SELECT pg_notify('ivr_console', 'marker')")
+        async with asyncio.timeout(10):
+            return await heard.get()
+    finally:
+        await listener.close()
+        await writer.close()
+
+
+async def test_the_console_feed_is_gone_from_an_upgraded_database(
+    dsn: str, other_dsn: str
+) -> None:
+    await migrated(dsn, None)
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(_OLD_CONSOLE_FEED)
+        assert await conn.fetchval(_CONSOLE_TRIGGERS) == 4
+        assert await _first_console_notification(dsn, "CA-old") == "calls"  # as it was
+        await migrate(conn)
+        assert await conn.fetchval(_CONSOLE_TRIGGERS) == 0
+        assert await conn.fetchval("SELECT to_regprocedure('ivr_console_changed()')") is None
+    finally:
+        await conn.close()
+    assert await _first_console_notification(dsn, "CA-new") == "marker"
+
+    await migrated(other_dsn, None)  # a fresh database never has it
+    conn = await asyncpg.connect(other_dsn)
+    try:
+        assert await conn.fetchval(_CONSOLE_TRIGGERS) == 0
+    finally:
+        await conn.close()
+
+
+async def test_a_start_up_does_not_wait_for_the_line_tables(dsn: str) -> None:
+    await migrated(dsn, None)
+    busy, conn = await asyncpg.connect(dsn), await asyncpg.connect(dsn)
+    try:
+        # As a webhook's open transaction holds them.
+        await busy.execute("BEGIN; LOCK TABLE counselors, waiting, offers, calls"
+                           " IN ROW EXCLUSIVE MODE")
+        await conn.execute("SET lock_timeout = '2s'")
+        assert await migrate(conn) == []
+    finally:
+        await busy.close()
+        await conn.close()

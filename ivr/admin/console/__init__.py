@@ -6,7 +6,7 @@
 
 Modules: setup (the wiring), tokens (issued, hashed, revoked), sessions
 (cookie sessions and the sign-in limit, in PostgreSQL), board (what is
-shown, read in one go), events (NOTIFY in, Server-Sent Events out), views
+shown, read in one go), events (changes polled, Server-Sent Events out), views
 (pages and form posts), pictures (the flows as SVG), assets (templates and
 the vendored scripts), command (`ivr tokens`).
 """

@@ -14,7 +14,7 @@ from aiohttp import web
 from ivr import keys
 from ivr.admin.console import views
 from ivr.admin.console.assets import TEMPLATES
-from ivr.admin.console.events import Hub, Listener
+from ivr.admin.console.events import Hub
 from ivr.admin.console.pictures import FlowPictures
 
 log = logging.getLogger(__name__)
@@ -35,24 +35,17 @@ def create_console_app(admin_token: str, secure_cookie: bool) -> web.Application
 
 
 async def live_updates(app: web.Application) -> AsyncIterator[None]:
-    """The console hub: a connection of its own LISTENing for changes (made
-    again when lost), and the task that reads the board and feeds the open
-    event streams."""
+    """The console hub: the task that watches the database while event
+    streams are open, and feeds them the board."""
     hub = Hub(app[keys.pool])
-    listener = Listener(app[keys.database_url], hub)
-    await listener.connect()
-    tasks: list[asyncio.Task[None]] = []
+    task = asyncio.create_task(hub.run())
+    app[keys.console_hub] = hub
     try:
-        tasks = [asyncio.create_task(hub.run()), asyncio.create_task(listener.run())]
-        app[keys.console_hub] = hub
         yield
     finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await listener.close()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def close_event_streams(app: web.Application) -> None:

@@ -1,9 +1,11 @@
-"""The live board: a change made through one instance reaches a console
-served by another (NOTIFY between them, Server-Sent Events to the page),
-and names from the routing plan are shown as text, live or not."""
+"""The live board: a change made anywhere (through one instance, or with no
+instance at all) reaches a console served by another (each polls the
+database, Server-Sent Events to the page), and names from the routing plan
+are shown as text, live or not."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -41,13 +43,17 @@ async def other(other_settings: Settings, content: Content) -> AsyncIterator[Tes
 
 
 @pytest.fixture
-def notify_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No redraw on the clock: only a NOTIFY can bring the change."""
+def changes_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No redraw on the clock: only a change seen in the database can bring it."""
     monkeypatch.setattr(events, "TICK_SECONDS", 3600.0)
 
 
+PROMISE = 1.0  # seconds from a commit to the console showing it
+AVAILABLE = 'class="presence available"'
+
+
 async def test_a_change_through_one_instance_reaches_a_console_on_another(
-    notify_only: None, server: TestServer, settings: Settings, other: TestServer,
+    changes_only: None, server: TestServer, settings: Settings, other: TestServer,
     other_settings: Settings,
 ) -> None:
     async with browser() as session:
@@ -72,7 +78,7 @@ async def test_a_change_through_one_instance_reaches_a_console_on_another(
 
 
 async def test_a_stream_whose_session_ends_says_so_and_stops(
-    notify_only: None, server: TestServer, settings: Settings
+    changes_only: None, server: TestServer, settings: Settings
 ) -> None:
     base = settings.public_url
     async with browser() as session:
@@ -96,6 +102,66 @@ async def test_a_stream_whose_session_ends_says_so_and_stops(
             assert "tx-ana" not in ended
             with pytest.raises(EOFError):  # and the stream stops
                 await next_event(stream)
+
+
+def _row(html: str, counselor: str) -> str:
+    row = html[html.index(f'id="counselor-{counselor}"'):]
+    return row[:row.index("</tr>")]
+
+
+async def _set_available(conn: asyncpg.Connection, counselor: str) -> None:
+    await conn.execute("UPDATE counselors SET presence = 'available', idle_since = now(),"
+                       " presence_since = now() WHERE id = $1", counselor)
+
+
+async def _shown_within_promise(events: aiohttp.ClientResponse, counselor: str) -> None:
+    """The stream's boards until one shows `counselor` available, within PROMISE."""
+    async with asyncio.timeout(PROMISE):
+        shown = False
+        while not shown:
+            shown = AVAILABLE in _row(await board_until(events, "tx-ana"), counselor)
+
+
+async def test_a_change_made_outside_any_instance_reaches_an_open_stream(
+    changes_only: None, server: TestServer, settings: Settings
+) -> None:
+    base = settings.public_url
+    conn = await asyncpg.connect(settings.database_url)  # as psql would
+    try:
+        async with browser() as session:
+            await sign_in(session, base, ADMIN_TOKEN)
+            async with session.get(f"{base}/console/events") as events:
+                first = await board_until(events, "tx-ana")
+                assert AVAILABLE not in first
+                await _set_available(conn, "tx-ana")
+                await _shown_within_promise(events, "tx-ana")
+    finally:
+        await conn.close()
+
+
+async def test_a_transaction_open_at_one_poll_and_committed_after_it_is_seen(
+    changes_only: None, server: TestServer, settings: Settings
+) -> None:
+    base = settings.public_url
+    slow = await asyncpg.connect(settings.database_url)
+    quick = await asyncpg.connect(settings.database_url)
+    try:
+        async with browser() as session:
+            await sign_in(session, base, ADMIN_TOKEN)
+            async with session.get(f"{base}/console/events") as events:
+                await board_until(events, "tx-ana")
+                # `slow` takes its xid first; `quick`, after it, commits first:
+                # the snapshot's xmax moves past `slow`, listed as in progress.
+                async with slow.transaction():
+                    await _set_available(slow, "tx-ana")
+                    await _set_available(quick, "tx-ben")
+                    # Polled since: the board with Ben was read after his commit.
+                    await _shown_within_promise(events, "tx-ben")
+                # Committing `slow` leaves xmax where it was: only the list moves.
+                await _shown_within_promise(events, "tx-ana")
+    finally:
+        await slow.close()
+        await quick.close()
 
 
 @pytest.fixture
