@@ -178,12 +178,15 @@ class Child:
 
 
 def start_child(
-    name: str, argv: Sequence[str], env: Mapping[str, str], log_dir: Path
+    name: str, argv: Sequence[str], env: Mapping[str, str], log_dir: Path, cwd: Path = ROOT,
 ) -> Child:
+    """`cwd`: a server meant to run another checkout's code (`python -m ivr.cli`
+    with that checkout on PYTHONPATH) must not start here: `-m` puts the working
+    directory first on sys.path, and this checkout's `ivr` would win."""
     log_path = log_dir / f"{name}.log"
     log = log_path.open("wb")
     proc = subprocess.Popen(
-        list(argv), env=dict(env), stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+        list(argv), env=dict(env), stdout=log, stderr=subprocess.STDOUT, cwd=cwd,
         stdin=subprocess.DEVNULL,
     )
     return Child(name, proc, log_path, log)

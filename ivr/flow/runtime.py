@@ -288,7 +288,8 @@ def _run(
         entering = not visited or visited[-1].node != node_id
         if entering:
             visited.append(Visit(node_id))
-        state = replace(state, node=node_id)
+        if state.node != node_id:
+            state = replace(state, node=node_id)
         match node:
             case Say(prompt=prompt, next=nxt):
                 actions.append(Speak(prompt, state.language))
