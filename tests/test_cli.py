@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import subprocess
@@ -92,3 +93,15 @@ def test_call_on_invalid_content_names_the_problems(
     err = capsys.readouterr().err
     assert "the content is not valid" in err and "no-flows" in err
     assert "Traceback" not in err
+
+
+async def test_serving_moves_the_start_up_heap_out_of_the_collectors_reach() -> None:
+    from ivr.cli import _freeze_start_up_heap
+
+    assert gc.get_freeze_count() == 0
+    try:
+        await _freeze_start_up_heap(object())
+        # Everything alive now (this test's modules and objects included) is frozen.
+        assert gc.get_freeze_count() > 1000
+    finally:
+        gc.unfreeze()
