@@ -75,8 +75,7 @@ class Renderer:
         self.version = version
         # Most turns hold nothing of the caller (the greeting and menu at seq 1
         # are the same for every call): render each distinct one once.
-        self._turns: dict[tuple[tuple[Action, ...], int], str] = {}
-        self._transfer_turns: dict[tuple[tuple[Action, ...], int, Step], str] = {}
+        self._turns: dict[tuple[tuple[Action, ...], int, Step | None], str] = {}
 
     def url(self, path: str, **query: object) -> str:
         qs = urlencode({k: v for k, v in query.items() if v is not None})
@@ -128,36 +127,31 @@ class Renderer:
         With a `listen_token` the menu listens over a media stream instead of
         a <Gather>; `then` is a transfer's first step (conference name, step).
         """
-        if listen_token is None and then is None:
-            key = (tuple(actions), seq)
-            text = self._turns.get(key)
-            if text is None:
-                text = self._flow_turn(actions, seq, None, None)
-                if len(self._turns) < TURN_CACHE_SIZE:
-                    self._turns[key] = text
-            return text
-        if listen_token is None and then is not None:
-            return self._transfer_turn(actions, seq, then)
-        return self._flow_turn(actions, seq, listen_token, then)
-
-    def _transfer_turn(self, actions: Sequence[Action], seq: int, then: tuple[str, Step]) -> str:
-        """A turn that hands the caller over: the same document for every call
-        but for the call's own conference, so rendered once with a mark where
-        the CallSid goes (the menu answer's TwiML was a sixth of its CPU)."""
+        if listen_token is not None:
+            return self._flow_turn(actions, seq, listen_token, then)  # the call's own token
+        if then is None:
+            return self._kept(actions, seq, None)
+        # A transfer turn is the same for every call but for the call's own
+        # conference: kept with a mark where the CallSid goes (the menu answer's
+        # TwiML was a sixth of its CPU).
         conference, step = then
         sid = conference.removeprefix("call-")
-        if not (conference.startswith("call-") and _VERBATIM.fullmatch(sid)):
-            return self._flow_turn(actions, seq, None, then)
+        if conference.startswith("call-") and _VERBATIM.fullmatch(sid):
+            text = self._kept(actions, seq, step)
+            if text.count(_SID_MARK) == _marks(step):  # else the words say the mark too
+                return text.replace(_SID_MARK, sid)
+        return self._flow_turn(actions, seq, None, then)
+
+    def _kept(self, actions: Sequence[Action], seq: int, step: Step | None) -> str:
+        """A turn rendered once (with the CallSid's mark when it transfers)."""
         key = (tuple(actions), seq, step)
-        text = self._transfer_turns.get(key)
+        text = self._turns.get(key)
         if text is None:
-            text = self._flow_turn(actions, seq, None, ("call-" + _SID_MARK, step))
-            if text.count(_SID_MARK) != _marks(step):
-                # The mark is in the words too (a prompt saying it): never cached.
-                return self._flow_turn(actions, seq, None, then)
-            if len(self._transfer_turns) < TURN_CACHE_SIZE:
-                self._transfer_turns[key] = text
-        return text.replace(_SID_MARK, sid)
+            then = None if step is None else ("call-" + _SID_MARK, step)
+            text = self._flow_turn(actions, seq, None, then)
+            if len(self._turns) < TURN_CACHE_SIZE:
+                self._turns[key] = text
+        return text
 
     def _flow_turn(
         self,

@@ -7,13 +7,14 @@ these catalogs are built by hand to stand for "somehow missing anyway".
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from urllib.parse import quote_plus
 
 import pytest
 
 from ivr.flow.model import Prompt, PromptCatalog
 from ivr.flow.prompts import estimate_seconds
-from ivr.flow.runtime import Speak, TransferTo
+from ivr.flow.runtime import Action, Speak, TransferTo
 from ivr.routing.steps import DialStep, Step, WarmStep
 from ivr.telephony.twiml import MissingPrompt, Renderer
 
@@ -106,3 +107,21 @@ def test_words_that_hold_the_kept_documents_mark_are_never_mistaken_for_it() -> 
         assert said(turn) == ["Say CallSidMark7f3a9c twice: CallSidMark7f3a9c."]
         conference = ET.fromstring(turn).find("Dial/Conference")
         assert conference is not None and conference.text == f"call-{sid}"
+
+
+def test_a_transfer_turn_is_rendered_once_for_every_call() -> None:
+    rendered: list[int] = []
+
+    class Counting(Renderer):
+        def _flow_turn(self, actions: Sequence[Action], seq: int, listen_token: str | None,
+                       then: tuple[str, Step] | None) -> str:
+            rendered.append(seq)
+            return super()._flow_turn(actions, seq, listen_token, then)
+
+    renderer = Counting(PUBLIC, catalog({"en": EN}), "+15005550006")
+    step = WarmStep("regional", "austin", ("c1",), 30, False, ("austin",))
+    actions = (Speak("welcome", "en"), TransferTo("t", "crisis", None, "en", None))
+    turns = [renderer.flow_turn(actions, 3, then=(f"call-CA{n:032x}", step)) for n in range(5)]
+    assert rendered == [3]
+    assert [ET.fromstring(t).findtext("Dial/Conference") for t in turns] == [
+        f"call-CA{n:032x}" for n in range(5)]
