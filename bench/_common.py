@@ -178,15 +178,16 @@ class Child:
 
 
 def start_child(
-    name: str, argv: Sequence[str], env: Mapping[str, str], log_dir: Path, cwd: Path = ROOT,
+    name: str, argv: Sequence[str], env: Mapping[str, str], log_dir: Path
 ) -> Child:
-    """`cwd`: a server meant to run another checkout's code (`python -m ivr.cli`
-    with that checkout on PYTHONPATH) must not start here: `-m` puts the working
-    directory first on sys.path, and this checkout's `ivr` would win."""
+    """Started in `log_dir`, never in this checkout: a server meant to run
+    another checkout's code (`python -m ivr.cli` with it on PYTHONPATH) would
+    import this one's `ivr` (`-m` puts the working directory first on sys.path).
+    So children name every folder they use by its absolute path."""
     log_path = log_dir / f"{name}.log"
     log = log_path.open("wb")
     proc = subprocess.Popen(
-        list(argv), env=dict(env), stdout=log, stderr=subprocess.STDOUT, cwd=cwd,
+        list(argv), env=dict(env), stdout=log, stderr=subprocess.STDOUT, cwd=log_dir,
         stdin=subprocess.DEVNULL,
     )
     return Child(name, proc, log_path, log)

@@ -98,7 +98,8 @@ def main() -> int:
             port = free_port()
             env = {**os.environ, "IVR_DATABASE_URL": pg.dsn, "IVR_DATA_DIR": f"{tmp}/{name}",
                    "IVR_ADMIN_TOKEN": TOKEN, "IVR_PUBLIC_URL": f"http://127.0.0.1:{port}",
-                   "IVR_TWILIO_API_URL": "http://127.0.0.1:9", "IVR_LOG_LEVEL": "WARNING"}
+                   "IVR_TWILIO_API_URL": "http://127.0.0.1:9", "IVR_LOG_LEVEL": "WARNING",
+                   "IVR_FLOWS_DIR": str(ROOT / "flows"), "IVR_PROMPTS_DIR": str(ROOT / "prompts")}
             children.append(start_child(name, [sys.executable, "-m", "ivr.cli", "serve",
                                                 "--port", str(port)], env, Path(tmp)))
             urls.append(f"http://127.0.0.1:{port}")

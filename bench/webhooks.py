@@ -853,8 +853,7 @@ async def _start_full(name: str, command: str | None, pg: Postgres, database: st
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     child = start_child(name.replace(" ", "-").strip("()"), server_argv(port, command, profile),
-                        server_env(port, database_dsn(pg.dsn, database), work / database), work,
-                        cwd=work)
+                        server_env(port, database_dsn(pg.dsn, database), work / database), work)
     children.append(child)
     await wait_http(url + "/healthz", child)
     return url, child
