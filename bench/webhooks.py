@@ -526,6 +526,7 @@ def serve_floor(port: int, dsn: str, voice_file: Path, gather_file: Path) -> Non
     import asyncpg
     from aiohttp import web
 
+    from ivr.storage.database import POOL_MAX, POOL_MIN
     from ivr.telephony.signature import SignatureChecker, form_of, middleware
 
     answers = {"/twilio/voice": voice_file.read_bytes(), "/twilio/gather": gather_file.read_bytes()}
@@ -552,12 +553,13 @@ def serve_floor(port: int, dsn: str, voice_file: Path, gather_file: Path) -> Non
 
     async def database(app: web.Application) -> AsyncIterator[None]:
         # The server's pool, as ivr.storage.database.open_pool makes it: its size,
-        # and no reset round trip when a connection goes back to the pool.
+        # no reset round trip when a connection goes back to the pool, no idle timer.
         async def keep_session(conn: asyncpg.Connection) -> None:
             pass
 
-        app[pool_key] = await asyncpg.create_pool(dsn, min_size=2, max_size=10,
-                                                  reset=keep_session)
+        app[pool_key] = await asyncpg.create_pool(dsn, min_size=POOL_MIN, max_size=POOL_MAX,
+                                                  reset=keep_session,
+                                                  max_inactive_connection_lifetime=0)
         await app[pool_key].execute(
             f"CREATE TABLE IF NOT EXISTS {FLOOR_TABLE} (call_sid text PRIMARY KEY,"
             " seq integer NOT NULL, updated_at timestamptz NOT NULL DEFAULT now())")

@@ -225,10 +225,10 @@ def _answer(
     if option is not None:
         how = f"key {event.digits}" if event.digits else f"word {event.word!r}"
         visited.append(Visit(state.node, f"chose {how}"))
-        if event.word_language and event.word_language in flow.languages:
-            state = replace(state, language=event.word_language, language_chosen=True)
         # Answering the menu at all shows which language the caller follows.
-        state = replace(state, failures=0, language_chosen=True)
+        heard = event.word_language
+        language = heard if heard and heard in flow.languages else state.language
+        state = replace(state, language=language, failures=0, language_chosen=True)
         state = _apply_set(flow, state, option.set)
         return state, option.next
     fallback, kind = (
@@ -288,8 +288,7 @@ def _run(
         entering = not visited or visited[-1].node != node_id
         if entering:
             visited.append(Visit(node_id))
-        if state.node != node_id:
-            state = replace(state, node=node_id)
+        # No node reads `state.node`: it is set once, where the turn ends.
         match node:
             case Say(prompt=prompt, next=nxt):
                 actions.append(Speak(prompt, state.language))
@@ -303,22 +302,25 @@ def _run(
                 node_id = _branch(node, state, now)
             case Menu():
                 actions.append(_ask(flow, node_id, node, state))
-                return _turn(state, actions, visited)
+                return _turn(state, node_id, actions, visited)
             case Transfer(queue=queue, line=line, prompt=prompt):
                 if prompt:
                     actions.append(Speak(prompt, state.language))
                 actions.append(TransferTo(node_id, queue, line, state.language, state.need))
-                return _turn(replace(state, finished=True), actions, visited)
+                return _turn(state, node_id, actions, visited, finished=True)
             case Hangup(prompt=prompt):
                 if prompt:
                     actions.append(Speak(prompt, state.language))
                 actions.append(HangUp(node_id))
-                return _turn(replace(state, finished=True), actions, visited)
+                return _turn(state, node_id, actions, visited, finished=True)
     raise FlowRuntimeError(f"flow {flow.id!r} did not reach a wait point near {node_id!r}")
 
 
-def _turn(state: CallState, actions: list[Action], visited: list[Visit]) -> Turn:
-    return Turn(replace(state, seq=state.seq + 1), tuple(actions), tuple(visited))
+def _turn(state: CallState, node_id: str, actions: list[Action], visited: list[Visit],
+          *, finished: bool = False) -> Turn:
+    # One copy of the state per turn: `replace` is the turn's costliest call.
+    ended = replace(state, node=node_id, seq=state.seq + 1, finished=finished)
+    return Turn(ended, tuple(actions), tuple(visited))
 
 
 def _ask(flow: Flow, node_id: str, menu: Menu, state: CallState) -> Ask:

@@ -287,3 +287,29 @@ async def test_a_start_up_does_not_wait_for_the_line_tables(dsn: str) -> None:
     finally:
         await busy.close()
         await conn.close()
+
+
+async def test_calls_starting_together_lock_nothing_of_their_content_version(dsn: str) -> None:
+    # With the foreign key (before 015) each new call's insert held a KEY SHARE
+    # lock on its version's row until commit, which FOR UPDATE cannot pass.
+    await migrated(dsn, None)
+    starting, other = await asyncpg.connect(dsn), await asyncpg.connect(dsn)
+    try:
+        await other.execute(
+            "INSERT INTO content_versions (version, published_by, worst_case, file_count,"
+            " total_bytes) VALUES ('v1', 'test', '{}', 0, 0)")
+        await starting.execute(
+            "BEGIN; INSERT INTO calls (call_sid, flow_id, flow_version, seq, state,"
+            " content_version) VALUES ('CA-new', '988', 'f1', 1, '{}', 'v1')")
+        await other.execute("BEGIN")
+        locked = await other.fetchval(
+            "SELECT version FROM content_versions WHERE version = 'v1' FOR UPDATE NOWAIT")
+        assert locked == "v1"
+        await other.execute("ROLLBACK")
+        await starting.execute("COMMIT")
+        # What the key stood for still holds: a version a call names stays.
+        with pytest.raises(asyncpg.PostgresError, match="cannot be changed"):
+            await other.execute("DELETE FROM content_versions WHERE version = 'v1'")
+    finally:
+        await starting.close()
+        await other.close()
