@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,13 +56,24 @@ class OwnPostgres:
         self._pg_ctl("-w", "-o", '-h ""', "-o", f"-k {socket_dir}",
                      "-l", str(self.pgdata / "log"), "start")
 
+    def stop(self) -> None:
+        """Before pgserver's cleanup, which stops only the postmaster it started
+        itself: one started again here would outlive the tests."""
+        try:
+            self._pg_ctl("status")
+        except subprocess.CalledProcessError:
+            return  # not running
+        self._pg_ctl("-m", "fast", "-w", "stop")
+
 
 @pytest.fixture(scope="module")
 def own_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OwnPostgres]:
     from pgserver import get_server  # type: ignore[attr-defined]
 
     server = get_server(tmp_path_factory.mktemp("outage-pg"), cleanup_mode="delete")
-    yield OwnPostgres(server.pgdata, str(server.get_uri()), server.system_user)
+    own = OwnPostgres(server.pgdata, str(server.get_uri()), server.system_user)
+    yield own
+    own.stop()
     server.cleanup()
 
 

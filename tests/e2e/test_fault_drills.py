@@ -228,11 +228,7 @@ async def own_pg(tmp_path: Path) -> AsyncIterator[OwnPostgres]:
     server = await asyncio.to_thread(get_server, tmp_path / "pg", cleanup_mode="stop")
     own = OwnPostgres(server.pgdata, str(server.get_uri()), server.system_user)
     yield own
-    try:
-        conn = await asyncpg.connect(own.uri, timeout=5)
-        await conn.close()
-    except (OSError, asyncpg.PostgresError, TimeoutError):
-        await asyncio.to_thread(own.start)
+    await asyncio.to_thread(own.stop)
     await asyncio.to_thread(server.cleanup)
 
 
