@@ -526,7 +526,7 @@ def serve_floor(port: int, dsn: str, voice_file: Path, gather_file: Path) -> Non
     import asyncpg
     from aiohttp import web
 
-    from ivr.storage.database import POOL_MAX, POOL_MIN
+    from ivr.storage.database import pool_options
     from ivr.telephony.signature import SignatureChecker, form_of, middleware
 
     answers = {"/twilio/voice": voice_file.read_bytes(), "/twilio/gather": gather_file.read_bytes()}
@@ -552,14 +552,9 @@ def serve_floor(port: int, dsn: str, voice_file: Path, gather_file: Path) -> Non
         return web.json_response({"ok": True})
 
     async def database(app: web.Application) -> AsyncIterator[None]:
-        # The server's pool, as ivr.storage.database.open_pool makes it: its size,
-        # no reset round trip when a connection goes back to the pool, no idle timer.
-        async def keep_session(conn: asyncpg.Connection) -> None:
-            pass
-
-        app[pool_key] = await asyncpg.create_pool(dsn, min_size=POOL_MIN, max_size=POOL_MAX,
-                                                  reset=keep_session,
-                                                  max_inactive_connection_lifetime=0)
+        # The server's pool settings (its size, no reset round trip when a
+        # connection goes back, no idle timer), without its jsonb codec.
+        app[pool_key] = await asyncpg.create_pool(dsn, **pool_options())
         await app[pool_key].execute(
             f"CREATE TABLE IF NOT EXISTS {FLOOR_TABLE} (call_sid text PRIMARY KEY,"
             " seq integer NOT NULL, updated_at timestamptz NOT NULL DEFAULT now())")

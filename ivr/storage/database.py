@@ -80,23 +80,30 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     skipping asyncpg's reset on release saves a round trip per query."""
 
 
-# A serving instance's pool. Twenty, not ten: under bench/webhooks.py's 50
-# callers, seven releases in ten handed the connection to a waiting request
-# (issue 12), and the waits cost the loop more than the connections cost the
-# database (20 against 10: 2,065 against 1,929 req/s, server CPU 0.355 against
-# 0.388 ms a request; at 32 the database's CPU per request rose by a fifth).
-POOL_MIN, POOL_MAX = 2, 20
+POOL_MIN, POOL_MAX = 2, 20  # a serving instance's: see pool_options
+
+
+def pool_options(min_size: int = POOL_MIN, max_size: int = POOL_MAX) -> dict[str, Any]:
+    """How a serving instance's pool lends connections (bench/webhooks.py's
+    floor lends its own the same way).
+
+    Twenty, not ten: under bench/webhooks.py's 50 callers, seven releases in ten
+    handed the connection to a waiting request (issue 12), and the waits cost
+    the loop more than the connections cost the database (20 against 10: 2,065
+    against 1,929 req/s, server CPU 0.355 against 0.388 ms a request; at 32 the
+    database's CPU per request rose by a fifth). At most max_size connections
+    stay open, so none is closed for idling: no timer to arm on every release
+    and cancel on every acquire."""
+    return {"min_size": min_size, "max_size": max_size, "reset": _keep_session,
+            "max_inactive_connection_lifetime": 0}
 
 
 async def open_pool(dsn: str, *, min_size: int = POOL_MIN, max_size: int = POOL_MAX,
                     ) -> asyncpg.Pool:
     try:
         pool: asyncpg.Pool = await asyncpg.create_pool(
-            dsn, min_size=min_size, max_size=max_size, init=_init_connection,
-            command_timeout=10, reset=_keep_session,
-            # At most max_size connections stay open: no idle timer to arm on
-            # every release and cancel on every acquire.
-            max_inactive_connection_lifetime=0,
+            dsn, init=_init_connection, command_timeout=10,
+            **pool_options(min_size, max_size),
         )
     except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
         raise DatabaseError(f"cannot connect to the database: {exc}") from exc

@@ -22,6 +22,7 @@ from ivr.sim.script import DialOutcome
 from ivr.storage.counselors import set_presence
 from tests.conftest import AUTH_TOKEN, bounded, make_settings
 from tests.helpers import queueing_folders
+from tests.waiting import eventually
 
 TX_CALLER = "+15125550123"
 BACKUP = "+18005550100"
@@ -109,11 +110,10 @@ async def test_a_caller_on_the_lifeline_is_never_rung_for_nor_moved(
             # The dispatcher passes every 0.5 s, and its first pass after the
             # outage may meet a connection the restart broke: the call can end
             # before a pass works again, so the server stays up until one does.
-            for _ in range(500):
-                if any(r.getMessage() == "dispatcher pass works again"
-                       for r in caplog.records):
-                    break
-                await asyncio.sleep(0.02)
+            await eventually(
+                lambda: [r for r in caplog.records
+                         if r.getMessage() == "dispatcher pass works again"],
+                "a dispatcher pass working again after the outage", seconds=10)
         finally:
             await bounded(server.close(), "closing the server")
     assert t.reached_human, t.format()
