@@ -196,7 +196,8 @@ BEGIN
     END IF;
     PERFORM 1 FROM waiting WHERE call_sid = o.call_sid FOR UPDATE;
     PERFORM 1 FROM counselors WHERE id = o.counselor_id FOR UPDATE;
-    UPDATE offers SET state = 'accepted', ended_at = clock_timestamp()
+    -- Its leg is answered: it no longer rings (migration 016).
+    UPDATE offers SET state = 'accepted', ended_at = clock_timestamp(), leg_until = NULL
     WHERE id = p_offer AND state = 'ringing';
     IF NOT FOUND THEN
         RETURN false;

@@ -214,6 +214,56 @@ async def set_leg(pool: asyncpg.Pool, offer_id: int, leg_sid: str) -> bool:
     return state == "ringing"
 
 
+@dataclass(frozen=True)
+class OpenLeg:
+    """Another offer's leg that may still ring the counselor's phone."""
+
+    offer_id: int
+    leg_sid: str | None  # None: being placed, or placed by an instance that died
+
+
+async def placing(
+    pool: asyncpg.Pool, offer_id: int, counselor_id: str, seconds: float
+) -> list[OpenLeg] | bool:
+    """Written before the REST create: a leg of this offer may ring for up to
+    `seconds` from now. Not written while another leg of the counselor's is
+    not known over and not past the moment it must have rung out: those legs
+    are returned instead (wait for them, or end them). False when the offer
+    no longer rings (do not place)."""
+    row = await pool.fetchrow(
+        """
+        WITH earlier AS (
+            SELECT id, leg_sid FROM offers
+            WHERE counselor_id = $2 AND id <> $1 AND leg_until > now()
+        ), marked AS (
+            UPDATE offers SET leg_until = now() + make_interval(secs => $3)
+            WHERE id = $1 AND state = 'ringing' AND NOT EXISTS (SELECT 1 FROM earlier)
+            RETURNING id
+        )
+        SELECT EXISTS (SELECT 1 FROM marked) AS marked,
+               ARRAY(SELECT id FROM earlier ORDER BY id) AS ids,
+               ARRAY(SELECT leg_sid FROM earlier ORDER BY id) AS sids
+        """, offer_id, counselor_id, seconds)
+    assert row is not None
+    if row["ids"]:
+        return [OpenLeg(i, sid) for i, sid in zip(row["ids"], row["sids"], strict=True)]
+    return bool(row["marked"])
+
+
+async def leg_over(pool: asyncpg.Pool, offer_id: int) -> None:
+    """The offer's leg is known over (or was never created): its counselor's
+    next leg need not wait for it."""
+    await pool.execute(
+        "UPDATE offers SET leg_until = NULL WHERE id = $1 AND leg_until IS NOT NULL", offer_id)
+
+
+async def leg_seen(pool: asyncpg.Pool, offer_id: int, leg_sid: str) -> None:
+    """A status callback named the offer's leg: kept if the create's answer was
+    lost (its instance died), so that the leg can still be cancelled."""
+    await pool.execute(
+        "UPDATE offers SET leg_sid = $2 WHERE id = $1 AND leg_sid IS NULL", offer_id, leg_sid)
+
+
 async def number_offer(pool: asyncpg.Pool, offer_id: int, number: int) -> None:
     """Record which offer of its caller's transfer progress this row is."""
     await pool.execute("UPDATE offers SET number = $2 WHERE id = $1", offer_id, number)

@@ -648,10 +648,16 @@ class Transfers:
         except RestError:
             log.exception("could not send counselor leg %s to its goodbye", leg_sid)
 
-    async def leg_status(self, offer_id: int, status: str) -> None:
+    async def leg_status(self, offer_id: int, status: str, leg_sid: str = "") -> None:
+        if status in MISSED:  # a final status: the leg rings no more
+            await queue.leg_over(self.pool, offer_id)
         offer = await queue.get_offer(self.pool, offer_id)
         if offer is None:
             return
+        if leg_sid and offer.leg_sid is None:
+            # The create's answer was lost (its instance died): kept, so that
+            # the leg can still be cancelled.
+            await queue.leg_seen(self.pool, offer_id, leg_sid)
         if status == "ringing":
             await outcomes.ringing(self.pool, offer.call_sid)
             return
@@ -727,15 +733,19 @@ class Transfers:
     async def cancel(self, offers: Sequence[queue.Offer]) -> None:
         self.metrics.offer_ended("canceled", len(offers))
         for offer in offers:
-            if offer.leg_sid:
-                await self.end_leg(offer.leg_sid, ringing=True)
+            if offer.leg_sid and await self.end_leg(offer.leg_sid, ringing=True):
+                await queue.leg_over(self.pool, offer.id)
 
-    async def end_leg(self, leg_sid: str, *, ringing: bool) -> None:
+    async def end_leg(self, leg_sid: str, *, ringing: bool) -> bool:
+        """Cancel (or hang up) a counselor leg; False when Twilio could not be
+        told (the leg may still ring: its counselor's next leg waits for it)."""
         try:
             await self.rest.end_call(leg_sid, ringing=ringing)
         except RestError as exc:
             log.warning("could not end counselor leg %s: %s", leg_sid, exc)
             await self.health.failed(as_service_error(exc))
+            return False
+        return True
 
     async def close(self) -> None:
         for task in list(self._tasks):

@@ -193,9 +193,11 @@ async def leg_status(request: web.Request) -> web.Response:
         offer = _offer(request)
     except ValueError:
         raise web.HTTPBadRequest(text="offer must be an offer id\n") from None
-    status = form_of(request).get("CallStatus", "")
-    return await _stored_or_spooled(request, Spooled("leg-status",
-                                                     {"offer": offer, "status": status}))
+    form = form_of(request)
+    leg = form.get("CallSid", "").strip()
+    fields = {"offer": offer, "status": form.get("CallStatus", ""),
+              "sid": leg if _PLAUSIBLE_SID.fullmatch(leg) else ""}
+    return await _stored_or_spooled(request, Spooled("leg-status", fields))
 
 
 @voice_webhook
@@ -231,7 +233,8 @@ async def _replay(app: web.Application, entry: Spooled) -> None:
     """Act on a status callback, live or from the spool (the same idempotent paths)."""
     fields = entry.fields
     if entry.kind == "leg-status":
-        await app[keys.transfers].leg_status(int(fields["offer"]), str(fields["status"]))
+        await app[keys.transfers].leg_status(int(fields["offer"]), str(fields["status"]),
+                                             str(fields.get("sid", "")))
         return
     if entry.kind != "status":
         raise ValueError(f"unknown spooled callback kind {entry.kind!r}")

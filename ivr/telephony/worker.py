@@ -64,6 +64,11 @@ RING_GRACE: Final = 0.75
 # A leg answered (the whisper plays) when its ring time ran out: the
 # counselor gets this much longer to press a key before the leg is ended.
 WHISPER_GRACE: Final = 20.0
+# How long past its ring timeout a leg may still ring (Twilio queues and
+# dials it first): a counselor's next leg waits no longer for one whose end
+# nobody heard of.
+LEG_SLACK: Final = 5.0
+LEG_WAIT: Final = 0.25  # seconds between looks at a counselor's earlier leg
 MOVE_ATTEMPTS: Final = 8  # then the caller's next hold round records the move again
 
 
@@ -298,6 +303,16 @@ class TimerWorker:
             await t.leg_ended(offer, "canceled", OfferWithdrawn(offer.number or 0))
             return "withdrawn: the transfer moved on"
         number, seconds = made
+        for _ in range(2):  # once more after ending the earlier legs
+            marked = await queue.placing(self.pool, offer.id, offer.counselor_id,
+                                         seconds + LEG_SLACK)
+            if not isinstance(marked, list) or not await self._end_earlier(offer, marked):
+                break
+        if isinstance(marked, list):
+            return Later(t.clock() + timedelta(seconds=LEG_WAIT),
+                         "the counselor's phone still rings with an earlier leg")
+        if not marked:
+            return "the offer is over"
         try:
             leg = await t.rest.place_call(
                 to=offer.address,
@@ -313,6 +328,7 @@ class TimerWorker:
             # reachable there, so they go offline like a leg that failed.
             log.warning("call %s: counselor %s could not be rung: %s",
                         offer.call_sid, offer.counselor_id, exc)
+            await queue.leg_over(self.pool, offer.id)  # refused: no call was made
             await t.leg_ended(offer, "failed", LegFailed(number, Blame.COUNSELOR))
             return f"address refused: {exc}"
         except RestError as exc:
@@ -320,19 +336,40 @@ class TimerWorker:
             # offer is withdrawn as if never made and the API marked degraded,
             # so the caller goes on at once instead of waiting on a dead API.
             await t.health.failed(as_service_error(exc))
+            if exc.status is not None and exc.status < 500:
+                await queue.leg_over(self.pool, offer.id)  # refused: no call was made
             log.info("call %s: offer to counselor %s withdrawn, the REST API failed",
                      offer.call_sid, offer.counselor_id)
             await t.leg_ended(offer, "canceled", LegFailed(number, Blame.SERVICE))
             return f"REST API failed: {exc}"
         if not await queue.set_leg(self.pool, offer.id, leg.sid):
             # The caller left (or the tier moved on) while the leg was being placed.
-            await t.end_leg(leg.sid, ringing=True)
+            if await t.end_leg(leg.sid, ringing=True):
+                await queue.leg_over(self.pool, offer.id)
             return "placed, then cancelled: the offer ended meanwhile"
         due = t.clock() + timedelta(seconds=seconds + RING_GRACE)
         await timers.add(self.pool, "ring_timeout", str(offer.id), due, call_sid=offer.call_sid)
         log.info("call %s: ringing counselor %s (offer %d)",
                  offer.call_sid, offer.counselor_id, offer.id)
         return f"placed {leg.sid}"
+
+    async def _end_earlier(self, offer: queue.Offer, legs: list[queue.OpenLeg]) -> bool:
+        """Whether these earlier legs to the counselor's phone are over now. A
+        leg whose offer ended (its cancel on its way, or lost with an instance
+        that died) is cancelled here by whoever needs the phone next; one still
+        being placed, or that Twilio would not cancel, is waited for (at most
+        until it must have rung out: queue.placing)."""
+        clear = True
+        for earlier in legs:
+            if earlier.leg_sid is None:
+                clear = False
+            elif await self.t.end_leg(earlier.leg_sid, ringing=True):
+                log.info("call %s: cancelled counselor %s's earlier leg %s (offer %d) first",
+                         offer.call_sid, offer.counselor_id, earlier.leg_sid, earlier.offer_id)
+                await queue.leg_over(self.pool, earlier.offer_id)
+            else:
+                clear = False
+        return clear
 
     async def _offered(self, offer: queue.Offer) -> tuple[int, int] | None:
         """(the offer's number, seconds the phone may ring), or None when the
@@ -374,8 +411,8 @@ class TimerWorker:
             return f"callback made up: {status}"
         if status == "in-progress" and timer.attempts <= 1:
             return Later(t.clock() + timedelta(seconds=WHISPER_GRACE), "the whisper plays")
-        if offer.leg_sid:
-            await t.end_leg(offer.leg_sid, ringing=True)
+        if offer.leg_sid and await t.end_leg(offer.leg_sid, ringing=True):
+            await queue.leg_over(self.pool, offer.id)
         number = offer.number
         log.info("call %s: counselor %s's phone rang past its time (leg %s); ended, "
                  "the caller moves on", offer.call_sid, offer.counselor_id, status or "unknown")

@@ -114,6 +114,7 @@ class Drill:
     rung_after_leaving: int = 0
     double_offers: int = 0  # over the whole drill, from the offers' history
     double_rings: int = 0  # two legs to one phone at once, as Twilio saw them
+    overlaps: list[str] = field(default_factory=list)  # those legs, told
     in_flight: int = 0  # calls the fault met (not yet over when it struck)
     taken_over: int = 0  # timers (placements, moves...) that needed a second attempt
 
@@ -146,7 +147,7 @@ class Drill:
         assert self.in_flight > 0, "the fault struck after every call was over"
         assert self.beyond == 0.0, [round(c.wall, 1) for c in self.calls]
         assert self.rung_after_leaving == 0
-        assert (self.double_offers, self.double_rings) == (0, 0)
+        assert (self.double_offers, self.double_rings) == (0, 0), self.overlaps
         assert self.after == CLEAN
 
 
@@ -174,19 +175,23 @@ async def overlapping_offers(pool: asyncpg.Pool) -> int:
     return int(n)
 
 
-def overlapping_legs(world: TwilioWorld) -> int:
-    """Pairs of legs to one phone that rang or talked at once."""
+def overlapping_legs(world: TwilioWorld) -> list[str]:
+    """Pairs of legs to one phone that rang or talked at once, told."""
     legs = sorted(world.legs, key=lambda leg: leg.created_at)
-    return sum(
-        1 for a, b in itertools.combinations(legs, 2)
+    return [
+        f"{a.request.to}: {a.sid} ({a.created_at:.1f}-{a.ended_at}, {a.final_status}, "
+        f"{a.request.status_callback}) and {b.sid} ({b.created_at:.1f}-{b.ended_at}, "
+        f"{b.final_status}, {b.request.status_callback})"
+        for a, b in itertools.combinations(legs, 2)
         if a.request.to == b.request.to
-        and b.created_at < (a.ended_at if a.ended_at is not None else float("inf")))
+        and b.created_at < (a.ended_at if a.ended_at is not None else float("inf"))]
 
 
 async def tally(drill: Drill, pool: asyncpg.Pool, world: TwilioWorld) -> None:
     drill.rung_after_leaving = await rung_after_leaving(pool)
     drill.double_offers = await overlapping_offers(pool)
-    drill.double_rings = overlapping_legs(world)
+    drill.overlaps = overlapping_legs(world)
+    drill.double_rings = len(drill.overlaps)
     drill.taken_over = int(await pool.fetchval("SELECT count(*) FROM timers WHERE attempts > 1"))
 
 

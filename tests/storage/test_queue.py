@@ -268,6 +268,40 @@ async def test_leg_created_after_the_caller_left_must_be_cancelled(pool: asyncpg
     assert not await q.set_leg(pool, offer.id, "CA-late-leg")
 
 
+async def test_a_phone_is_rung_again_only_once_its_earlier_leg_is_over(
+    pool: asyncpg.Pool
+) -> None:
+    await staff(pool, person("ann"), available=["ann"])
+    await wait(pool, "CA-1", ["ann"])
+    (first,) = await make_offers(pool)
+    assert await q.placing(pool, first.id, "ann", 30) is True
+    # The REST create's answer was lost; the leg's first callback names it.
+    await q.leg_seen(pool, first.id, "CA-leg-1")
+    await q.leg_seen(pool, first.id, "CA-other")  # a second name changes nothing
+    (cancelled,) = await q.abandon(pool, "CA-1")  # its cancel not (yet) taken by Twilio
+    assert cancelled.leg_sid == "CA-leg-1"
+    await wait(pool, "CA-2", ["ann"])
+    (second,) = await make_offers(pool)
+    assert second.counselor_id == "ann"  # free again in the database at once...
+    # ... but her phone is not rung for the second caller while the first leg may ring.
+    assert await q.placing(pool, second.id, "ann", 30) == [q.OpenLeg(first.id, "CA-leg-1")]
+    await q.leg_over(pool, first.id)
+    assert await q.placing(pool, second.id, "ann", 30) is True
+    # An answered leg rings no more; a leg past its ring time blocks nobody.
+    assert await q.offer_accepted(pool, second.id)
+    assert await pool.fetchval("SELECT leg_until FROM offers WHERE id = $1", second.id) is None
+    await pool.execute("UPDATE offers SET leg_until = now() - interval '1 second'"
+                       " WHERE id = $1", first.id)
+    await wait(pool, "CA-3", ["ann"])
+    await cs.set_presence(pool, "ann", "offline")  # (her call over) and back
+    await cs.set_presence(pool, "ann", "available")
+    (third,) = await make_offers(pool)
+    assert await q.placing(pool, third.id, "ann", 30) is True
+    # An offer that no longer rings is not marked (nor placed).
+    await q.abandon(pool, "CA-3")
+    assert await q.placing(pool, third.id, "ann", 30) is False
+
+
 async def test_dequeue_keeps_the_first_final_status(pool: asyncpg.Pool) -> None:
     await wait(pool, "CA-1", [])
     assert await q.dequeue(pool, "CA-1", "backup") == []
