@@ -29,6 +29,24 @@ async def lost_placements(
     return [(int(r["id"]), str(r["call_sid"])) for r in rows]
 
 
+async def lost_cancels(
+    pool: asyncpg.Pool, now: datetime, grace: float
+) -> list[tuple[int, str, str]]:
+    """(offer, call, leg) of offers ended without a conversation more than
+    `grace` seconds ago whose leg may still ring: its cancel never reached
+    Twilio (lost with an instance, or refused), and no callback told its end."""
+    rows = await pool.fetch(
+        """
+        SELECT o.id, o.call_sid, o.leg_sid FROM offers o
+        WHERE o.leg_until > now() AND o.leg_sid IS NOT NULL
+          AND o.state NOT IN ('ringing', 'accepted')
+          AND o.ended_at <= $1::timestamptz - make_interval(secs => $2)
+        ORDER BY o.id LIMIT $3
+        """,
+        now, grace, LIMIT)
+    return [(int(r["id"]), str(r["call_sid"]), str(r["leg_sid"])) for r in rows]
+
+
 async def lost_ring_timeouts(pool: asyncpg.Pool) -> list[tuple[int, str, dict[str, Any] | None]]:
     """Ringing offers with a leg and no ring timeout pending (with the caller's progress)."""
     rows = await pool.fetch(

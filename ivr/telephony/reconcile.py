@@ -8,6 +8,10 @@ timer worker) repairs what that leaves:
 - an offer made whose leg placement was never recorded: recorded now
   (place_leg), so a leg rings or the offer ends;
 - a leg placed whose ring timeout was never recorded: recorded now;
+- a leg whose offer ended (the caller left, the tier moved on) that may
+  still ring, its cancel lost with an instance or refused: cancelled now,
+  so the counselor's phone stops ringing for nobody (and their next leg
+  need not wait for it);
 - a counselor on a call whose leg Twilio says has ended (its 'completed'
   callback lost): wrap-up, then available, without an administrator;
 - a call still open here that Twilio says has ended (its final status
@@ -26,8 +30,14 @@ from datetime import datetime, timedelta
 from typing import Final
 
 from ivr.routing.progress import Progress
-from ivr.storage import timers
-from ivr.storage.reconcile import lost_placements, lost_ring_timeouts, open_calls, open_legs
+from ivr.storage import queue, timers
+from ivr.storage.reconcile import (
+    lost_cancels,
+    lost_placements,
+    lost_ring_timeouts,
+    open_calls,
+    open_legs,
+)
 from ivr.telephony.callflow import FINAL_STATUSES, CallFlow
 from ivr.telephony.rest import RestError
 from ivr.telephony.transfer import Transfers
@@ -37,6 +47,9 @@ log = logging.getLogger(__name__)
 PLACE_GRACE: Final = 10.0  # seconds an offer may wait for its leg before the intent is renewed
 CHECK_EVERY: Final = 60.0  # seconds between questions to Twilio about one call or leg
 QUIET: Final = 60.0  # a call or leg without news this long is asked about
+# Seconds after an offer ended before its leg's cancel is taken to be lost:
+# the instance that ended it sends the cancel at once.
+CANCEL_GRACE: Final = 3.0
 
 
 class Reconciler:
@@ -50,6 +63,7 @@ class Reconciler:
         now = self.t.clock()
         await self._placements(now)
         await self._ring_timeouts(now)
+        await self._cancels(now)
         await self._legs(now)
         await self._calls(now)
         stale = now - timedelta(seconds=CHECK_EVERY * 2)
@@ -73,6 +87,13 @@ class Reconciler:
                                 call_sid=call_sid):
                 log.warning("call %s: offer %d rang with no timeout recorded: recorded",
                             call_sid, offer_id)
+
+    async def _cancels(self, now: datetime) -> None:
+        for offer_id, call_sid, leg_sid in await lost_cancels(self.pool, now, CANCEL_GRACE):
+            if await self.t.end_leg(leg_sid, ringing=True):
+                await queue.leg_over(self.pool, offer_id)
+                log.warning("call %s: counselor leg %s of ended offer %d was never cancelled: "
+                            "cancelled now", call_sid, leg_sid, offer_id)
 
     async def _legs(self, now: datetime) -> None:
         for counselor, call_sid, leg_sid in await open_legs(self.pool, now, QUIET):

@@ -41,8 +41,9 @@ class HoldingApi:
     """The REST API as the server reaches it: every request passes at once,
     except the first cancel, held until `release` is set (or HELD_AT_MOST)."""
 
-    def __init__(self, world: TwilioWorld) -> None:
+    def __init__(self, world: TwilioWorld, *, drop: bool = False) -> None:
         self.world = world
+        self.drop = drop  # the first cancel never reaches Twilio (502 instead)
         self.held = asyncio.Event()  # the first cancel arrived and waits
         self.release = asyncio.Event()
         self.port = unused_port()
@@ -54,6 +55,8 @@ class HoldingApi:
         body = await request.read()
         if b"Status=canceled" in body and not self.held.is_set():
             self.held.set()
+            if self.drop:  # as from a balancer whose instance died with it
+                return web.Response(status=502)
             try:
                 async with asyncio.timeout(HELD_AT_MOST):
                     await self.release.wait()
@@ -79,8 +82,10 @@ class HoldingApi:
 
 
 @pytest.fixture
-async def holding(world: TwilioWorld) -> AsyncIterator[HoldingApi]:
-    async with HoldingApi(world) as api:
+async def holding(request: pytest.FixtureRequest, world: TwilioWorld
+                  ) -> AsyncIterator[HoldingApi]:
+    drop = request.node.get_closest_marker("drop_first_cancel") is not None
+    async with HoldingApi(world, drop=drop) as api:
         yield api
 
 
@@ -121,3 +126,30 @@ async def test_a_phone_whose_cancel_is_on_its_way_rings_for_nobody_else_meanwhil
                             " ORDER BY id")
     assert [r["state"] for r in rows] == ["canceled", "missed"]
     assert [r["leg_until"] for r in rows] == [None, None]  # both legs known over
+
+
+# Half of real time per simulated second: the server's clock is the real one,
+# and the sweep (every 5 s, taking a cancel for lost 3 s after its offer
+# ended) must come before Ana's phone rings out.
+@pytest.mark.drop_first_cancel
+@pytest.mark.counselors(counselors={ANA: NoAnswer()}, time_scale=0.5)
+async def test_a_cancel_that_never_reached_twilio_is_sent_again_by_the_sweep(
+    sim: SimConfig, settings: Settings, server: TestServer, world: TwilioWorld,
+    holding: HoldingApi
+) -> None:
+    pool = server.app[keys.pool]
+    await set_presence(pool, "tx-ben", "offline")
+    t = await simulate_call(sim, CallScript(from_number=TX_CALLER, inputs=(Silence(),),
+                                            hangup_after=HANGUP), world=world)
+    assert not t.reached_human
+    assert holding.held.is_set()  # the cancel sent when they hung up was lost
+    await world.wait_idle(60)
+    [leg] = world.legs
+    # Nobody else needed Ana's phone: the reconciliation cancelled it, well
+    # before its 19-20 s of ringing ran out.
+    assert leg.final_status == "canceled", (leg.created_at, leg.ended_at, leg.final_status)
+    cancels = [r for r in world.api_requests
+               if r.path.endswith(f"/Calls/{leg.sid}.json") and r.method == "POST"]
+    assert [r.status for r in cancels] == [200]  # the first never reached Twilio
+    assert await pool.fetchval("SELECT leg_until FROM offers WHERE leg_sid = $1",
+                               leg.sid) is None
