@@ -94,7 +94,9 @@ def twilio_api_url(holding: HoldingApi) -> str:
     return f"http://127.0.0.1:{holding.port}"
 
 
-@pytest.mark.counselors(counselors={ANA: NoAnswer()})
+# A tenth of real time per simulated second, so that Ana is surely rung
+# before the first caller hangs up (7 simulated seconds later).
+@pytest.mark.counselors(counselors={ANA: NoAnswer()}, time_scale=0.1)
 async def test_a_phone_whose_cancel_is_on_its_way_rings_for_nobody_else_meanwhile(
     sim: SimConfig, settings: Settings, server: TestServer, world: TwilioWorld,
     holding: HoldingApi
