@@ -30,7 +30,7 @@ from datetime import datetime, timedelta
 from typing import Final
 
 from ivr.routing.progress import Progress
-from ivr.storage import queue, timers
+from ivr.storage import timers
 from ivr.storage.reconcile import (
     lost_cancels,
     lost_placements,
@@ -90,8 +90,7 @@ class Reconciler:
 
     async def _cancels(self, now: datetime) -> None:
         for offer_id, call_sid, leg_sid in await lost_cancels(self.pool, now, CANCEL_GRACE):
-            if await self.t.end_leg(leg_sid, ringing=True):
-                await queue.leg_over(self.pool, offer_id)
+            if await self.t.end_leg(offer_id, leg_sid):
                 log.warning("call %s: counselor leg %s of ended offer %d was never cancelled: "
                             "cancelled now", call_sid, leg_sid, offer_id)
 

@@ -733,18 +733,20 @@ class Transfers:
     async def cancel(self, offers: Sequence[queue.Offer]) -> None:
         self.metrics.offer_ended("canceled", len(offers))
         for offer in offers:
-            if offer.leg_sid and await self.end_leg(offer.leg_sid, ringing=True):
-                await queue.leg_over(self.pool, offer.id)
+            if offer.leg_sid:
+                await self.end_leg(offer.id, offer.leg_sid)
 
-    async def end_leg(self, leg_sid: str, *, ringing: bool) -> bool:
-        """Cancel (or hang up) a counselor leg; False when Twilio could not be
-        told (the leg may still ring: its counselor's next leg waits for it)."""
+    async def end_leg(self, offer_id: int, leg_sid: str) -> bool:
+        """Cancel (or hang up, if answered) offer `offer_id`'s counselor leg, and
+        record it over. False when Twilio could not be told: the leg may still
+        ring, and its counselor's next leg waits for it (queue.placing)."""
         try:
-            await self.rest.end_call(leg_sid, ringing=ringing)
+            await self.rest.end_call(leg_sid, ringing=True)
         except RestError as exc:
             log.warning("could not end counselor leg %s: %s", leg_sid, exc)
             await self.health.failed(as_service_error(exc))
             return False
+        await queue.leg_over(self.pool, offer_id)
         return True
 
     async def close(self) -> None:

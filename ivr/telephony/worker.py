@@ -303,11 +303,11 @@ class TimerWorker:
             await t.leg_ended(offer, "canceled", OfferWithdrawn(offer.number or 0))
             return "withdrawn: the transfer moved on"
         number, seconds = made
-        for _ in range(2):  # once more after ending the earlier legs
+        marked = await queue.placing(self.pool, offer.id, offer.counselor_id,
+                                     seconds + LEG_SLACK)
+        if isinstance(marked, list) and await self._end_earlier(offer, marked):
             marked = await queue.placing(self.pool, offer.id, offer.counselor_id,
                                          seconds + LEG_SLACK)
-            if not isinstance(marked, list) or not await self._end_earlier(offer, marked):
-                break
         if isinstance(marked, list):
             return Later(t.clock() + timedelta(seconds=LEG_WAIT),
                          "the counselor's phone still rings with an earlier leg")
@@ -344,8 +344,7 @@ class TimerWorker:
             return f"REST API failed: {exc}"
         if not await queue.set_leg(self.pool, offer.id, leg.sid):
             # The caller left (or the tier moved on) while the leg was being placed.
-            if await t.end_leg(leg.sid, ringing=True):
-                await queue.leg_over(self.pool, offer.id)
+            await t.end_leg(offer.id, leg.sid)
             return "placed, then cancelled: the offer ended meanwhile"
         due = t.clock() + timedelta(seconds=seconds + RING_GRACE)
         await timers.add(self.pool, "ring_timeout", str(offer.id), due, call_sid=offer.call_sid)
@@ -363,10 +362,9 @@ class TimerWorker:
         for earlier in legs:
             if earlier.leg_sid is None:
                 clear = False
-            elif await self.t.end_leg(earlier.leg_sid, ringing=True):
+            elif await self.t.end_leg(earlier.offer_id, earlier.leg_sid):
                 log.info("call %s: cancelled counselor %s's earlier leg %s (offer %d) first",
                          offer.call_sid, offer.counselor_id, earlier.leg_sid, earlier.offer_id)
-                await queue.leg_over(self.pool, earlier.offer_id)
             else:
                 clear = False
         return clear
@@ -411,8 +409,8 @@ class TimerWorker:
             return f"callback made up: {status}"
         if status == "in-progress" and timer.attempts <= 1:
             return Later(t.clock() + timedelta(seconds=WHISPER_GRACE), "the whisper plays")
-        if offer.leg_sid and await t.end_leg(offer.leg_sid, ringing=True):
-            await queue.leg_over(self.pool, offer.id)
+        if offer.leg_sid:
+            await t.end_leg(offer.id, offer.leg_sid)
         number = offer.number
         log.info("call %s: counselor %s's phone rang past its time (leg %s); ended, "
                  "the caller moves on", offer.call_sid, offer.counselor_id, status or "unknown")

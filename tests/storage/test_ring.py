@@ -223,3 +223,24 @@ async def test_two_dispatchers_racing_never_ring_a_counselor_or_caller_twice(
         assert len({(r["call_sid"], r["number"]) for r in rows}) == len(rows)
     finally:
         await other.close()
+
+
+async def test_a_legs_callbacks_name_it_and_tell_its_end(
+    pool: asyncpg.Pool, transfers_on: Callable[[asyncpg.Pool], Transfers]
+) -> None:
+    """The REST create's answer lost with its instance: the leg's first status
+    callback records its CallSid (so it can still be cancelled), a later one
+    changes nothing, and its final status marks it over."""
+    await staff(pool, person("ann"), available=["ann"])
+    await holding(pool, "CA-1", steps_for(["ann"]), ago=5)
+    transfers = transfers_on(pool)
+    await transfers.dispatch_once()
+    (offer,) = await q.open_offers_of(pool, "CA-1")
+    assert await q.placing(pool, offer.id, "ann", 30) is True
+    await transfers.leg_status(offer.id, "initiated", "CA-leg")
+    await transfers.leg_status(offer.id, "ringing", "CA-other")
+    assert (await q.get_offer(pool, offer.id)).leg_sid == "CA-leg"  # type: ignore[union-attr]
+    assert await pool.fetchval("SELECT leg_until FROM offers WHERE id = $1", offer.id)
+    await transfers.leg_status(offer.id, "no-answer", "CA-leg")
+    assert await pool.fetchval("SELECT leg_until FROM offers WHERE id = $1", offer.id) is None
+    assert (await q.get_offer(pool, offer.id)).state == "missed"  # type: ignore[union-attr]
