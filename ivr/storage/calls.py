@@ -156,8 +156,6 @@ async def create_call(
             SELECT call_sid, $20, $21, $22, $23, $24, $25, $26, $27 FROM c WHERE $19
             ON CONFLICT (call_sid) DO NOTHING
             RETURNING call_sid
-        ), g AS (
-            INSERT INTO eligibility (members) SELECT $26 FROM w ON CONFLICT DO NOTHING
         ),""" + _trail("c", "$14", "$15") + """
         SELECT (SELECT count(*) FROM c) AS inserted,
                (SELECT count(*) FROM (SELECT ivr_routing_changed() FROM w) n) AS lined_up

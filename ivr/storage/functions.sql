@@ -274,7 +274,6 @@ BEGIN
         RETURN;
     END IF;
     ended := ivr_end_open_offer(p_call, 'canceled', NULL);
-    INSERT INTO eligibility (members) VALUES (p_eligible) ON CONFLICT DO NOTHING;
     UPDATE waiting SET tier_index = p_index, tier_kind = p_kind, eligible = p_eligible,
                        ranks = p_ranks, tier_started_at = clock_timestamp(), status = 'waiting',
                        offered_counselor = NULL, updated_at = now()
@@ -420,7 +419,6 @@ BEGIN
     IF NOT FOUND THEN
         RETURN false;
     END IF;
-    INSERT INTO eligibility (members) VALUES (p_eligible) ON CONFLICT DO NOTHING;
     UPDATE waiting SET tier_index = p_index, tier_kind = p_kind, eligible = p_eligible,
                        ranks = p_ranks, language = p_language, updated_at = now()
     WHERE call_sid = p_call;

@@ -117,8 +117,6 @@ async def enqueue(
                     tier_started_at = clock_timestamp(), updated_at = now()
                 WHERE waiting.status = 'backup'
             RETURNING call_sid
-        ), g AS (
-            INSERT INTO eligibility (members) SELECT $8 FROM w ON CONFLICT DO NOTHING
         )
         SELECT count(*) FROM (SELECT ivr_routing_changed() FROM w) n
         """,
@@ -156,8 +154,6 @@ async def requeue(
                                tier_started_at = clock_timestamp(), updated_at = now()
             WHERE call_sid = $1 AND status = 'connected'
             RETURNING call_sid
-        ), g AS (
-            INSERT INTO eligibility (members) SELECT $4 FROM w ON CONFLICT DO NOTHING
         )
         SELECT count(*) FROM (SELECT ivr_routing_changed() FROM w) n
         """,
