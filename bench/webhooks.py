@@ -522,10 +522,12 @@ def serve_bare(port: int, voice_file: Path, gather_file: Path) -> None:
 def serve_floor(port: int, dsn: str, voice_file: Path, gather_file: Path) -> None:
     """What a webhook must at least do: the project's own signature middleware
     (the real validator, the form parsed once) and one durable write round trip
-    to the same PostgreSQL, keyed by the CallSid; then the real server's bytes."""
+    to the same PostgreSQL, keyed by the CallSid; then the real server's bytes.
+    It runs with the server's pool and garbage collector settings."""
     import asyncpg
     from aiohttp import web
 
+    from ivr.cli import settle_garbage_collector
     from ivr.storage.database import pool_options
     from ivr.telephony.signature import SignatureChecker, form_of, middleware
 
@@ -564,6 +566,8 @@ def serve_floor(port: int, dsn: str, voice_file: Path, gather_file: Path) -> Non
     checker = SignatureChecker(AUTH_TOKEN, f"http://127.0.0.1:{port}")
     app = web.Application(middlewares=[middleware(checker)])
     app.cleanup_ctx.append(database)
+    # The server's garbage collector settings too (ivr serve does the same).
+    app.on_startup.append(settle_garbage_collector)
     app.router.add_post("/twilio/voice", answer)
     app.router.add_post("/twilio/gather", answer)
     app.router.add_post("/twilio/status", ended)

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 EXIT_INVALID = 2
 # Net allocations of container objects between young-generation collections
-# (the interpreter's default is 700): see _settle_garbage_collector.
+# (the interpreter's default is 700): see settle_garbage_collector.
 YOUNG_COLLECTION_THRESHOLD = 10_000
 
 
@@ -132,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 1
 
 
-async def _settle_garbage_collector(app: object) -> None:
+async def settle_garbage_collector(app: object) -> None:
     """Move what start-up loaded (content, phone-number metadata, libraries,
     the speech models' Python side) out of the garbage collector's reach: it
     lives as long as the process, and every full collection walked all of it.
@@ -177,7 +177,7 @@ def _serve(host: str, port: int) -> int:
     from ivr.publishing.wiring import publish_on_hup
 
     app.on_startup.append(publish_on_hup)  # `kill -HUP` publishes the content folders
-    app.on_startup.append(_settle_garbage_collector)  # last: after every resource has started
+    app.on_startup.append(settle_garbage_collector)  # last: after every resource has started
     try:
         web.run_app(app, host=host, port=port, print=lambda s: print(f"ivr: {s}"))
     except DatabaseError as exc:

@@ -96,12 +96,12 @@ def test_call_on_invalid_content_names_the_problems(
 
 
 async def test_serving_moves_the_start_up_heap_out_of_the_collectors_reach() -> None:
-    from ivr.cli import YOUNG_COLLECTION_THRESHOLD, _settle_garbage_collector
+    from ivr.cli import YOUNG_COLLECTION_THRESHOLD, settle_garbage_collector
 
     assert gc.get_freeze_count() == 0
     thresholds = gc.get_threshold()
     try:
-        await _settle_garbage_collector(object())
+        await settle_garbage_collector(object())
         # Everything alive now (this test's modules and objects included) is frozen.
         assert gc.get_freeze_count() > 1000
         # Young collections are rarer; the older generations keep their ratios.
