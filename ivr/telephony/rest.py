@@ -205,14 +205,13 @@ class TwilioRest:
             raise self._told(_unreachable(exc, doing)) from exc
         return Leg(str(call.sid), str(call.status))
 
-    async def end_call(self, sid: str, *, ringing: bool) -> None:
-        """Cancel a ringing leg or hang up a live one; an ended call is fine.
+    async def end_call(self, sid: str) -> None:
+        """Cancel a ringing leg, or hang it up if answered; an ended call is fine.
 
         Twilio ignores `canceled` for a call already answered, so a leg answered
-        just before we cancel it is then hung up as well.
+        before the cancel reached it is then hung up (`completed`).
         """
-        status = await self._update(sid, status="canceled" if ringing else "completed")
-        if ringing and status == "in-progress":
+        if await self._update(sid, status="canceled") == "in-progress":
             await self._update(sid, status="completed")
 
     async def call_status(self, sid: str) -> str | None:

@@ -741,7 +741,7 @@ class Transfers:
         record it over. False when Twilio could not be told: the leg may still
         ring, and its counselor's next leg waits for it (queue.placing)."""
         try:
-            await self.rest.end_call(leg_sid, ringing=True)
+            await self.rest.end_call(leg_sid)
         except RestError as exc:
             log.warning("could not end counselor leg %s: %s", leg_sid, exc)
             await self.health.failed(as_service_error(exc))

@@ -5,15 +5,21 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import unused_port
 from twilio.base.exceptions import TwilioRestException
 
-from ivr.sim import ApiError, NoAnswer, TwilioWorld
+from ivr.sim import ApiError, CounselorScript, NoAnswer, TwilioWorld
+from ivr.sim.config import SimConfig
 from ivr.sim.rest import RestOutage
 from ivr.telephony.rest import AddressError, ServiceError, TwilioRest, classify
+from tests.helpers import catch_all_server
+from tests.waiting import eventually
 
 ACCOUNT = "AC" + "7" * 32
 TOKEN = "rest-client-token"
 RINGS = "+15125550100"
+ANSWERS = "+15125550102"
 LEG = {"from_": "+18005550100", "url": "http://127.0.0.1:9/x",
        "status_callback": "http://127.0.0.1:9/y", "ring_seconds": 20}
 
@@ -43,9 +49,41 @@ async def rest(world: TwilioWorld) -> AsyncIterator[TwilioRest]:
 async def test_ending_a_call_that_already_ended_is_not_a_failure(rest: TwilioRest) -> None:
     # Twilio answers 20404 for a call it no longer has: whatever we wanted to stop stopped.
     # (Cancelling a live leg is covered end to end by the abandoned-caller test.)
-    await rest.end_call("CA" + "0" * 32, ringing=True)
-    await rest.end_call("CA" + "0" * 32, ringing=False)
+    await rest.end_call("CA" + "0" * 32)
     assert await rest.redirect("CA" + "0" * 32, "http://127.0.0.1:9/twilio/resume") is False
+
+
+async def test_ending_a_leg_answered_before_its_cancel_hangs_it_up() -> None:
+    # Twilio ignores `canceled` for a call in progress: the client then hangs it up.
+    async def twiml(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(text="<Response><Pause length=\"3600\"/></Response>",
+                            content_type="text/xml")
+
+    port = unused_port()
+    runner = await catch_all_server(twiml, port)
+    try:
+        async with TwilioWorld(account_sid=ACCOUNT, auth_token=TOKEN, counselors={
+                ANSWERS: CounselorScript(answer_after=0, then="silence")}) as world:
+            base = f"http://127.0.0.1:{port}"
+            world.bind(SimConfig(server_url=base, auth_token=TOKEN, account_sid=ACCOUNT))
+            client = TwilioRest(ACCOUNT, TOKEN, world.api_url)
+            try:
+                leg = await client.place_call(to=ANSWERS, from_="+18005550100", url=base + "/x",
+                                              status_callback=base + "/y", ring_seconds=20)
+                [placed] = world.legs
+                await eventually(lambda: placed.session.status == "in-progress",
+                                 "the counselor answers")
+                await client.end_call(leg.sid)
+                await world.wait_idle(10)
+            finally:
+                await client.close()
+            updates = [dict(r.form).get("Status") for r in world.api_requests
+                       if r.path.endswith(f"/Calls/{leg.sid}.json") and r.method == "POST"]
+            assert updates == ["canceled", "completed"]
+            assert placed.final_status == "completed"
+    finally:
+        await runner.cleanup()
 
 
 @pytest.mark.parametrize(
