@@ -18,12 +18,12 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import aiohttp
+import asyncpg
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer, unused_port
 
 from ivr import keys
-from ivr.config import Settings
 from ivr.sim import CallScript, NoAnswer, Silence, TwilioWorld, simulate_call
 from ivr.sim.config import SimConfig
 from ivr.storage.counselors import set_presence
@@ -94,15 +94,21 @@ def twilio_api_url(holding: HoldingApi) -> str:
     return f"http://127.0.0.1:{holding.port}"
 
 
+@pytest.fixture
+async def ana_alone(server: TestServer) -> asyncpg.Pool:
+    """The server's pool, with Ana the only counselor on shift (she never answers)."""
+    pool: asyncpg.Pool = server.app[keys.pool]
+    await set_presence(pool, "tx-ben", "offline")
+    return pool
+
+
 # A tenth of real time per simulated second, so that Ana is surely rung
 # before the first caller hangs up (7 simulated seconds later).
 @pytest.mark.counselors(counselors={ANA: NoAnswer()}, time_scale=0.1)
 async def test_a_phone_whose_cancel_is_on_its_way_rings_for_nobody_else_meanwhile(
-    sim: SimConfig, settings: Settings, server: TestServer, world: TwilioWorld,
-    holding: HoldingApi
+    sim: SimConfig, ana_alone: asyncpg.Pool, world: TwilioWorld, holding: HoldingApi
 ) -> None:
-    pool = server.app[keys.pool]
-    await set_presence(pool, "tx-ben", "offline")  # Ana alone, never answering
+    pool = ana_alone
     first = asyncio.create_task(simulate_call(sim, CallScript(
         from_number=TX_CALLER, inputs=(Silence(),), hangup_after=HANGUP), world=world))
     await eventually(holding.held.wait, "the first caller's leg is being cancelled")
@@ -136,11 +142,9 @@ async def test_a_phone_whose_cancel_is_on_its_way_rings_for_nobody_else_meanwhil
 @pytest.mark.drop_first_cancel
 @pytest.mark.counselors(counselors={ANA: NoAnswer()}, time_scale=0.5)
 async def test_a_cancel_that_never_reached_twilio_is_sent_again_by_the_sweep(
-    sim: SimConfig, settings: Settings, server: TestServer, world: TwilioWorld,
-    holding: HoldingApi
+    sim: SimConfig, ana_alone: asyncpg.Pool, world: TwilioWorld, holding: HoldingApi
 ) -> None:
-    pool = server.app[keys.pool]
-    await set_presence(pool, "tx-ben", "offline")
+    pool = ana_alone
     t = await simulate_call(sim, CallScript(from_number=TX_CALLER, inputs=(Silence(),),
                                             hangup_after=HANGUP), world=world)
     assert not t.reached_human
