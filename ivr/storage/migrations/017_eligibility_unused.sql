@@ -1,6 +1,6 @@
 -- Nothing ever read the `eligibility` table or `waiting.eligible_key`: the
 -- dispatcher tests each waiting caller's `eligible` against the free
--- counselors itself (ivr_claim_offers, dispatch.py). The generated key was
+-- counselors itself (ivr_look, dispatch.look). The generated key was
 -- computed on every write of a waiting row for nobody, and is dropped.
 -- The table is no longer written by this version, but is kept for now:
 -- during a rolling upgrade, instances of the previous version still insert
