@@ -107,36 +107,76 @@ def _trail(source: str, kinds: str = "$8", details: str = "$9") -> str:
         )"""
 
 
-async def create_call(
-    pool: asyncpg.Pool,
-    *,
-    call_sid: str,
-    caller_hash: str | None,
-    caller_area_code: str | None,
-    called: str | None,
-    flow_id: str,
-    flow_version: str,
-    seq: int,
-    state: dict[str, Any],
-    location_state: str | None,
-    location_source: str | None,
-    phase: str,
-    transfer: dict[str, Any] | None,
-    twiml: str,
-    events: Sequence[Event],
-    listen: dict[str, Any] | None = None,
-    ringing: bool = False,
-    content_version: str | None = None,
-    line_up: LineUp | None = None,
-) -> bool:
+def _trail_each(source: str, first: int) -> str:
+    """The event trail's insert for a grouped statement: `source` has the
+    number (i) and CallSid of each call written, and parameters `first` to
+    `first` + 2 the events of all, each with its call's number, in order."""
+    return f"""
+        e AS (
+            INSERT INTO call_events (call_sid, kind, detail)
+            SELECT {source}.call_sid, x.kind, x.detail
+            FROM {source} JOIN unnest(${first}::int[], ${first + 1}::text[],
+                                      ${first + 2}::jsonb[])
+                 WITH ORDINALITY AS x(i, kind, detail, n) ON x.i = {source}.i
+            ORDER BY x.n
+        )"""
+
+
+def _split_each(trails: Sequence[Sequence[Event]]) -> tuple[list[int], list[str], list[Any]]:
+    """Several calls' events as three arrays: the call's number (from 1), kind, detail."""
+    numbers, kinds, details = [], [], []
+    for number, events in enumerate(trails, 1):
+        for kind, detail in events:
+            numbers.append(number)
+            kinds.append(kind)
+            details.append(detail)
+    return numbers, kinds, details
+
+
+def _columns(items: Sequence[object], *names: str) -> list[list[Any]]:
+    """A grouped statement's parameters: one array per field, an element per item."""
+    return [[getattr(item, name) for item in items] for name in names]
+
+
+def _landed(rows: Sequence[asyncpg.Record], count: int) -> list[bool]:
+    """Which of a grouped statement's `count` items (numbered from 1) it wrote."""
+    written = {row["i"] for row in rows}
+    return [number in written for number in range(1, count + 1)]
+
+
+@dataclass(frozen=True, slots=True)
+class NewCall:
+    """A new call's row and first events (create_call)."""
+
+    call_sid: str
+    caller_hash: str | None
+    caller_area_code: str | None
+    called: str | None
+    flow_id: str
+    flow_version: str
+    seq: int
+    state: dict[str, Any]
+    location_state: str | None
+    location_source: str | None
+    phase: str
+    transfer: dict[str, Any] | None
+    twiml: str
+    events: Sequence[Event]
+    listen: dict[str, Any] | None = None
+    ringing: bool = False  # a first dial step rings: its time is stamped
+    content_version: str | None = None
+    line_up: LineUp | None = None
+
+
+async def create_call(pool: asyncpg.Pool, new: NewCall) -> bool:
     """Insert a new call with its first events; False if the CallSid already exists.
 
     A call that goes straight to a transfer has its transfer start (and, for a
     dial step, its first ring) stamped in the same statement; `line_up` puts
     the new call on the waiting line in it too, waking the dispatchers.
     """
-    kinds, details = _split(events)
-    line = line_up or LineUp("", "", None, None, 0, "", (), ())
+    kinds, details = _split(new.events)
+    line = new.line_up or LineUp("", "", None, None, 0, "", (), ())
     ranks = checked_ranks(line.eligible, line.ranks)
     row = await pool.fetchrow(
         """
@@ -160,13 +200,55 @@ async def create_call(
         SELECT (SELECT count(*) FROM c) AS inserted,
                (SELECT count(*) FROM (SELECT ivr_routing_changed() FROM w) n) AS lined_up
         """,
-        call_sid, caller_hash, caller_area_code, called, flow_id, flow_version, seq, state,
-        location_state, location_source, phase, transfer, twiml, kinds, details, listen, ringing,
-        content_version, line_up is not None, line.queue, line.language, line.need,
+        new.call_sid, new.caller_hash, new.caller_area_code, new.called, new.flow_id,
+        new.flow_version, new.seq, new.state, new.location_state, new.location_source,
+        new.phase, new.transfer, new.twiml, kinds, details, new.listen, new.ringing,
+        new.content_version, new.line_up is not None, line.queue, line.language, line.need,
         line.caller_state, line.tier_index, line.tier_kind, list(line.eligible), ranks,
     )
     assert row is not None  # a SELECT without FROM always has its one row
     return bool(row["inserted"] == 1)
+
+
+async def create_calls(pool: asyncpg.Pool, news: Sequence[NewCall]) -> list[bool]:
+    """create_call for several new calls (none lined up, no two the same) in one
+    statement: True for each inserted."""
+    if any(new.line_up is not None for new in news):
+        raise ValueError("a call lined up at its creation is created alone")
+    numbers, kinds, details = _split_each([new.events for new in news])
+    rows = await pool.fetch(
+        """
+        WITH u AS (
+            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                                 $6::text[], $7::int[], $8::jsonb[], $9::text[], $10::text[],
+                                 $11::text[], $12::jsonb[], $13::text[], $14::jsonb[],
+                                 $15::bool[], $16::text[])
+                WITH ORDINALITY AS u(call_sid, caller_hash, caller_area_code, called, flow_id,
+                                     flow_version, seq, state, location_state, location_source,
+                                     phase, transfer, twiml, listen, ringing, content_version, i)
+        ), c AS (
+            INSERT INTO calls (call_sid, caller_hash, caller_area_code, called, flow_id,
+                               flow_version, seq, state, location_state, location_source,
+                               phase, transfer, last_twiml, listen,
+                               transfer_started_at, first_ring_at, content_version)
+            SELECT call_sid, caller_hash, caller_area_code, called, flow_id, flow_version, seq,
+                   state, location_state, location_source, phase, transfer, twiml, listen,
+                   CASE WHEN phase = 'transfer' THEN now() END,
+                   CASE WHEN ringing THEN now() END, content_version
+            FROM u ORDER BY i
+            ON CONFLICT (call_sid) DO NOTHING
+            RETURNING call_sid
+        ), n AS (
+            SELECT u.i, u.call_sid FROM u JOIN c USING (call_sid)
+        ),""" + _trail_each("n", 17) + """
+        SELECT i FROM n
+        """,
+        *_columns(news, "call_sid", "caller_hash", "caller_area_code", "called", "flow_id",
+                  "flow_version", "seq", "state", "location_state", "location_source", "phase",
+                  "transfer", "twiml", "listen", "ringing", "content_version"),
+        numbers, kinds, details,
+    )
+    return _landed(rows, len(news))
 
 
 async def load_call(pool: asyncpg.Pool, call_sid: str) -> CallRow | None:
@@ -180,31 +262,42 @@ class _Unchecked:
 UNCHECKED: Final = _Unchecked()
 
 
-async def advance_call(
-    pool: asyncpg.Pool,
-    *,
-    call_sid: str,
-    expected_seq: int,
-    expected_phase: str | None,
-    seq: int,
-    state: dict[str, Any],
-    phase: str,
-    transfer: dict[str, Any] | None,
-    twiml: str,
-    events: Sequence[Event],
-    listen: dict[str, Any] | None = None,
-    ringing: bool = False,
-    expected_transfer: dict[str, Any] | _Unchecked | None = UNCHECKED,
-    none_free: Sequence[str] | None = None,
-) -> bool:
+@dataclass(frozen=True, slots=True)
+class Advance:
+    """A call's next step, written only if the call is where the webhook saw it
+    (advance_call)."""
+
+    call_sid: str
+    expected_seq: int
+    expected_phase: str | None  # None: any phase (a final status ends a call without a new seq)
+    seq: int
+    state: dict[str, Any]
+    phase: str
+    transfer: dict[str, Any] | None
+    twiml: str
+    events: Sequence[Event]
+    listen: dict[str, Any] | None = None
+    ringing: bool = False
+    expected_transfer: dict[str, Any] | _Unchecked | None = UNCHECKED
+    none_free: Sequence[str] | None = None
+
+    @property
+    def checks_transfer(self) -> bool:
+        return not isinstance(self.expected_transfer, _Unchecked)
+
+    @property
+    def transfer_seen(self) -> dict[str, Any] | None:
+        return None if isinstance(self.expected_transfer, _Unchecked) else self.expected_transfer
+
+
+async def advance_call(pool: asyncpg.Pool, step: Advance) -> bool:
     """Move a call to its next step if it is still at `expected_seq` and, unless
-    None, in `expected_phase` (a final status ends a call without a new seq),
-    and, when given, its transfer progress is still `expected_transfer`: while
-    a caller offered early is in the menu, the dispatcher and the counselor's
-    leg write their progress (transfers.store_progress, which compares it)
-    without a new seq, and the caller's answer must not write over an offer or
-    an accept made meanwhile. One statement: the UPDATE re-reads its WHERE on
-    the row it locked.
+    None, in `expected_phase`, and, when given, its transfer progress is still
+    `expected_transfer`: while a caller offered early is in the menu, the
+    dispatcher and the counselor's leg write their progress
+    (transfers.store_progress, which compares it) without a new seq, and the
+    caller's answer must not write over an offer or an accept made meanwhile.
+    One statement: the UPDATE re-reads its WHERE on the row it locked.
 
     Entering a transfer stamps its start, and a dial step its first ring.
 
@@ -212,18 +305,13 @@ async def advance_call(
     available and the REST API is not degraded (transfers.availability not
     read); the write lands only if that holds as it is made.
     """
-    kinds, details = _split(events)
+    kinds, details = _split(step.events)
     updated: int = await pool.fetchval(
         """
         WITH c AS (
-            UPDATE calls SET seq = $3, state = $4, phase = $5, transfer = $6,
-                             last_twiml = $7, listen = $10, updated_at = now(),
-                             transfer_started_at = CASE WHEN $5 = 'transfer'
-                                 THEN coalesce(transfer_started_at, now())
-                                 ELSE transfer_started_at END,
-                             first_ring_at = CASE WHEN $11
-                                 THEN coalesce(first_ring_at, now()) ELSE first_ring_at END,
-                             ended_at = CASE WHEN $5 = 'ended' THEN now() ELSE ended_at END
+            UPDATE calls SET """ + _ADVANCED.format(
+                seq="$3", state="$4", phase="$5", transfer="$6", twiml="$7", listen="$10",
+                ringing="$11") + """
             WHERE call_sid = $1 AND seq = $2 AND ($12::text IS NULL OR phase = $12)
               AND (NOT $13 OR transfer IS NOT DISTINCT FROM $14::jsonb)
               AND ($15::text[] IS NULL OR (NOT EXISTS (SELECT 1 FROM api_health)
@@ -233,12 +321,65 @@ async def advance_call(
         ),""" + _trail("c") + """
         SELECT count(*) FROM c
         """,
-        call_sid, expected_seq, seq, state, phase, transfer, twiml, kinds, details, listen,
-        ringing, expected_phase, not isinstance(expected_transfer, _Unchecked),
-        None if isinstance(expected_transfer, _Unchecked) else expected_transfer,
-        None if none_free is None else list(none_free),
+        step.call_sid, step.expected_seq, step.seq, step.state, step.phase, step.transfer,
+        step.twiml, kinds, details, step.listen, step.ringing, step.expected_phase,
+        step.checks_transfer, step.transfer_seen,
+        None if step.none_free is None else list(step.none_free),
     )
     return updated == 1
+
+
+# The new values of a stepped call: from parameters, or from a grouped
+# statement's row of values.
+_ADVANCED = """seq = {seq}, state = {state}, phase = {phase}, transfer = {transfer},
+                             last_twiml = {twiml}, listen = {listen}, updated_at = now(),
+                             transfer_started_at = CASE WHEN {phase} = 'transfer'
+                                 THEN coalesce(transfer_started_at, now())
+                                 ELSE transfer_started_at END,
+                             first_ring_at = CASE WHEN {ringing}
+                                 THEN coalesce(first_ring_at, now()) ELSE first_ring_at END,
+                             ended_at = CASE WHEN {phase} = 'ended' THEN now() ELSE ended_at END"""
+_ADVANCED_FIELDS = ("seq", "state", "phase", "transfer", "twiml", "listen", "ringing")
+
+
+async def advance_calls(pool: asyncpg.Pool, steps: Sequence[Advance]) -> list[bool]:
+    """advance_call for several calls (no two the same) in one statement: True
+    for each that moved."""
+    numbers, kinds, details = _split_each([step.events for step in steps])
+    # In an object: asyncpg would take a list in the array for one more dimension.
+    none_free = [None if step.none_free is None else {"ids": list(step.none_free)}
+                 for step in steps]
+    rows = await pool.fetch(
+        """
+        WITH u AS (
+            SELECT * FROM unnest($1::text[], $2::int[], $3::int[], $4::jsonb[], $5::text[],
+                                 $6::jsonb[], $7::text[], $8::jsonb[], $9::bool[],
+                                 $10::text[], $11::bool[], $12::jsonb[], $13::jsonb[])
+                WITH ORDINALITY AS u(call_sid, expected_seq, seq, state, phase, transfer, twiml,
+                                     listen, ringing, expected_phase, checks_transfer,
+                                     transfer_seen, none_free, i)
+        ), n AS (
+            UPDATE calls SET """ + _ADVANCED.format_map(
+                {name: f"u.{name}" for name in _ADVANCED_FIELDS}) + """
+            FROM u
+            WHERE calls.call_sid = u.call_sid AND calls.seq = u.expected_seq
+              AND (u.expected_phase IS NULL OR calls.phase = u.expected_phase)
+              AND (NOT u.checks_transfer OR calls.transfer IS NOT DISTINCT FROM u.transfer_seen)
+              AND (u.none_free IS NULL OR (NOT EXISTS (SELECT 1 FROM api_health)
+                   AND NOT EXISTS (
+                       SELECT 1 FROM counselors k
+                       WHERE k.id IN (SELECT jsonb_array_elements_text(u.none_free->'ids'))
+                         AND k.presence = 'available' AND NOT k.removed)))
+            RETURNING u.i, calls.call_sid
+        ),""" + _trail_each("n", 14) + """
+        SELECT i FROM n
+        """,
+        *_columns(steps, "call_sid", "expected_seq", "seq", "state", "phase", "transfer",
+                  "twiml", "listen", "ringing", "expected_phase", "checks_transfer",
+                  "transfer_seen"),
+        none_free, numbers, kinds, details,
+    )
+    return _landed(rows, len(steps))
 
 
 async def add_events(pool: asyncpg.Pool, call_sid: str, events: Sequence[Event]) -> None:
@@ -297,10 +438,18 @@ class EndRecorded(StatusRecorded):
     answer: float | None
 
 
-async def record_end(
-    pool: asyncpg.Pool, call_sid: str, status: str, detail: dict[str, Any],
-    seen: dict[str, Any], gone: dict[str, Any],
-) -> EndRecorded | None:
+@dataclass(frozen=True, slots=True)
+class End:
+    """A final status for a call whose transfer this instance saw (record_end)."""
+
+    call_sid: str
+    status: str
+    detail: dict[str, Any]
+    seen: dict[str, Any]  # the transfer as this instance last wrote it
+    gone: dict[str, Any]  # that transfer once the caller left it
+
+
+async def record_end(pool: asyncpg.Pool, end: End) -> EndRecorded | None:
     """A final status for a call whose transfer (phase 'transfer' or 'flow') was
     `seen` by this instance, and the transfer after the caller left it (`gone`,
     whose only action is counting the call abandoned): record_status,
@@ -316,29 +465,67 @@ async def record_end(
                    phase IN ('transfer', 'flow') AND transfer = $4::jsonb AS left_now
             FROM calls WHERE call_sid = $1 FOR UPDATE
         ), c AS (
-            UPDATE calls SET twilio_status = $2, updated_at = now(),
-                ended_at = coalesce(calls.ended_at, now()), phase = 'ended',
-                transfer = CASE WHEN old.left_now THEN $5::jsonb ELSE calls.transfer END,
-                abandoned = CASE WHEN old.left_now AND calls.answered_at IS NULL
-                                      AND calls.transfer_started_at IS NOT NULL
-                                 THEN true ELSE calls.abandoned END
+            UPDATE calls SET """ + _ENDED.format(status="$2", gone="$5") + """
             FROM old WHERE calls.call_sid = old.call_sid
-            RETURNING old.phase, old.transfer, old.left_now,
-                extract(epoch FROM calls.first_ring_at - calls.transfer_started_at)
-                    ::double precision AS first_ring,
-                extract(epoch FROM calls.answered_at - calls.transfer_started_at)
-                    ::double precision AS answer
+            RETURNING """ + _ENDED_RETURNS + """
         ), e AS (
             INSERT INTO call_events (call_sid, kind, detail) VALUES ($1, 'status', $3)
         )
         SELECT phase, transfer, left_now, first_ring, answer FROM c
         """,
-        call_sid, status, detail, seen, gone,
+        end.call_sid, end.status, end.detail, end.seen, end.gone,
     )
-    if row is None:
-        return None
+    return None if row is None else _end_recorded(row)
+
+
+# An ended call's row: the transfer left and the call counted abandoned when
+# the caller left the transfer `old` saw (old.left_now).
+_ENDED = """twilio_status = {status}, updated_at = now(),
+                ended_at = coalesce(calls.ended_at, now()), phase = 'ended',
+                transfer = CASE WHEN old.left_now THEN {gone}::jsonb ELSE calls.transfer END,
+                abandoned = CASE WHEN old.left_now AND calls.answered_at IS NULL
+                                      AND calls.transfer_started_at IS NOT NULL
+                                 THEN true ELSE calls.abandoned END"""
+_ENDED_RETURNS = """old.phase, old.transfer, old.left_now,
+                extract(epoch FROM calls.first_ring_at - calls.transfer_started_at)
+                    ::double precision AS first_ring,
+                extract(epoch FROM calls.answered_at - calls.transfer_started_at)
+                    ::double precision AS answer"""
+
+
+def _end_recorded(row: asyncpg.Record) -> EndRecorded:
     return EndRecorded(row["phase"], row["transfer"], bool(row["left_now"]), row["first_ring"],
                        row["answer"])
+
+
+async def record_ends(pool: asyncpg.Pool, ends: Sequence[End]) -> list[EndRecorded | None]:
+    """record_end for several calls (no two the same) in one statement. The rows
+    are locked in CallSid order, as no other grouped statement could lock two
+    of them the other way round."""
+    rows = await pool.fetch(
+        """
+        WITH u AS (
+            SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::jsonb[], $5::jsonb[])
+                WITH ORDINALITY AS u(call_sid, status, detail, seen, gone, i)
+        ), old AS (
+            SELECT calls.call_sid, calls.phase, calls.transfer, u.i,
+                   calls.phase IN ('transfer', 'flow') AND calls.transfer = u.seen AS left_now
+            FROM calls JOIN u ON calls.call_sid = u.call_sid
+            ORDER BY calls.call_sid FOR UPDATE OF calls
+        ), c AS (
+            UPDATE calls SET """ + _ENDED.format(status="u.status", gone="u.gone") + """
+            FROM old JOIN u ON u.i = old.i WHERE calls.call_sid = old.call_sid
+            RETURNING old.i, """ + _ENDED_RETURNS + """
+        ), e AS (
+            INSERT INTO call_events (call_sid, kind, detail)
+            SELECT call_sid, 'status', detail FROM u ORDER BY i
+        )
+        SELECT i, phase, transfer, left_now, first_ring, answer FROM c
+        """,
+        *_columns(ends, "call_sid", "status", "detail", "seen", "gone"),
+    )
+    recorded = {row["i"]: _end_recorded(row) for row in rows}
+    return [recorded.get(number) for number in range(1, len(ends) + 1)]
 
 
 async def events_of(pool: asyncpg.Pool, call_sid: str) -> list[tuple[str, dict[str, Any]]]:

@@ -49,6 +49,7 @@ from ivr.routing.signals import (
 )
 from ivr.routing.steps import WarmStep
 from ivr.storage import calls as db
+from ivr.storage.callwrites import CallWrites
 from ivr.telephony.onshift import OnShift
 from ivr.telephony.preoffer import EarlyOffers
 from ivr.telephony.transfer import Transfers, conference_name, is_ringing
@@ -90,6 +91,7 @@ class CallFlow:
         on_shift: OnShift | None = None,
     ) -> None:
         self.pool = pool
+        self.writes = CallWrites(pool)  # the row writes of webhooks, grouped under load
         # A new call takes the active content version; every later webhook of
         # the call is served by the version its row names, whichever is active.
         self.contents = contents
@@ -129,8 +131,7 @@ class CallFlow:
             *_turn_events(turn, twiml, progress, begun),
         ]
         line_up, begun = _early_line_up(progress, begun)
-        created = await db.create_call(
-            self.pool,
+        created = await self.writes.create(db.NewCall(
             call_sid=sid,
             caller_hash=caller.caller_hash,
             caller_area_code=loc.area_code,
@@ -149,7 +150,7 @@ class CallFlow:
             ringing=is_ringing(progress),
             content_version=served.version,
             line_up=line_up,
-        )
+        ))
         if created:
             log.info("call %s started flow %s in %s", sid, flow.id, loc.state or "unknown state")
             if line_up is not None:
@@ -239,13 +240,13 @@ class CallFlow:
         transfer = None if progress is None else progress.to_json()
         events = [_webhook_event(kind, params), *_turn_events(turn, twiml, progress, begun)]
         state_json = turn.state.to_json()
-        if await db.advance_call(
-            self.pool, call_sid=sid, expected_seq=row.seq, expected_phase="flow",
+        if await self.writes.advance(db.Advance(
+            call_sid=sid, expected_seq=row.seq, expected_phase="flow",
             seq=turn.state.seq, state=state_json, phase=phase, transfer=transfer, twiml=twiml,
             expected_transfer=row.transfer,
             events=events, listen=listen, ringing=is_ringing(progress),
             none_free=none_free or None,
-        ):
+        )):
             self._keep(replace(row, seq=turn.state.seq, phase=phase, state=state_json,
                                transfer=transfer, last_twiml=twiml, listen=listen))
             await self._entered(sid, progress, begun, turn.state.seq)
@@ -367,12 +368,12 @@ class CallFlow:
         phase = "transfer" if not p.phase.over else "ended"
         transfer = p.to_json()
         events.append(("twiml", {"xml": twiml}))
-        if await db.advance_call(
+        if await self.writes.advance(db.Advance(
             # No phase guard: recording an answer (above) has marked the row connected.
-            self.pool, call_sid=sid, expected_seq=row.seq, expected_phase=None, seq=new_seq,
+            call_sid=sid, expected_seq=row.seq, expected_phase=None, seq=new_seq,
             state=replace(state, seq=new_seq).to_json(), phase=phase, transfer=transfer,
             twiml=twiml, events=events, ringing=phase == "transfer" and is_ringing(p),
-        ):
+        )):
             self.written.drop(sid)  # a row kept for the status callback is behind now
             await self.transfers.carry_out(sid, p, actions, new_seq)
             return twiml
@@ -412,7 +413,7 @@ class CallFlow:
         if not (len(actions) == 1 and isinstance(actions[0], RecordOutcome)
                 and actions[0].outcome is Outcome.ABANDONED):
             return None
-        recorded = await db.record_end(self.pool, sid, status, _kept(params), seen, p.to_json())
+        recorded = await self.writes.end(db.End(sid, status, _kept(params), seen, p.to_json()))
         if recorded is None:
             return False
         if recorded.left:

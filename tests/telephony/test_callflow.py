@@ -20,6 +20,7 @@ from ivr.routing.signals import Action
 from ivr.routing.steps import WarmStep
 from ivr.storage import calls as db
 from ivr.storage import queue
+from ivr.storage.callwrites import CallWrites
 from ivr.telephony.rest import Leg
 from tests.helpers import (
     call_params,
@@ -69,6 +70,7 @@ def count_statements(server: TestServer) -> CountingPool:
     counting = CountingPool(app[keys.pool])
     pool = cast(asyncpg.Pool, counting)
     app[keys.callflow].pool = pool
+    app[keys.callflow].writes = CallWrites(pool)
     app[keys.callflow].early.pool = pool
     app[keys.transfers].pool = pool
     app[keys.transfers].health.pool = pool

@@ -1,0 +1,46 @@
+"""The webhooks' writes of call rows, grouped when they come together.
+
+Each kind (a new call, a step, a caller's hang-up during a transfer) is a
+GroupWrite: alone on a quiet line, one statement for many callers under load
+(groupwrite.py). The statements are calls.py's, each item written exactly as
+its single statement would write it.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import asyncpg
+
+from ivr.storage import calls
+from ivr.storage.groupwrite import GroupWrite
+
+
+class CallWrites:
+    def __init__(self, pool: asyncpg.Pool, in_flight: int = 2) -> None:
+        self.pool = pool
+        self._create = GroupWrite(partial(calls.create_call, pool),
+                                  partial(calls.create_calls, pool),
+                                  key=lambda new: new.call_sid, in_flight=in_flight)
+        self._advance = GroupWrite(partial(calls.advance_call, pool),
+                                   partial(calls.advance_calls, pool),
+                                   key=lambda step: step.call_sid, in_flight=in_flight)
+        self._end = GroupWrite(partial(calls.record_end, pool), partial(calls.record_ends, pool),
+                               key=lambda end: end.call_sid, in_flight=in_flight)
+
+    async def create(self, new: calls.NewCall) -> bool:
+        if new.line_up is not None:
+            # Lining up wakes the dispatchers (a NOTIFY): rare, and written alone.
+            return await calls.create_call(self.pool, new)
+        return await self._create(new)
+
+    async def advance(self, step: calls.Advance) -> bool:
+        return await self._advance(step)
+
+    async def end(self, end: calls.End) -> calls.EndRecorded | None:
+        return await self._end(end)
+
+    @property
+    def groups(self) -> tuple[GroupWrite[calls.NewCall, bool], GroupWrite[calls.Advance, bool],
+                              GroupWrite[calls.End, calls.EndRecorded | None]]:
+        return self._create, self._advance, self._end
