@@ -49,9 +49,10 @@ class GroupWrite(Generic[Item, Result]):
     one statement, returning their results in order. Items with the same
     `key` (a call) never share a statement: one statement cannot step a row
     twice, so the later waits for the next one. At most `in_flight`
-    statements of this kind run at once: more than one, so that a statement
-    waiting on a row's lock holds up the others no longer than it takes the
-    next one to start.
+    statements of this kind run at once, unless none has started for
+    `stalled_after` seconds while writes wait: a statement held up (by a row's
+    lock, by a database that stopped answering) delays the writes behind it
+    that long at most, never until its own timeout.
     """
 
     def __init__(
@@ -60,10 +61,13 @@ class GroupWrite(Generic[Item, Result]):
         many: Callable[[Sequence[Item]], Awaitable[list[Result]]],
         key: Callable[[Item], Hashable],
         in_flight: int = 2,
+        stalled_after: float = 0.5,
     ) -> None:
         self._one, self._many, self._key = one, many, key
-        self.in_flight = in_flight
+        self.in_flight, self.stalled_after = in_flight, stalled_after
         self._busy = 0  # statements under way
+        self._last_start = 0.0  # the event loop's time
+        self._check: asyncio.TimerHandle | None = None  # the stall check, while writes wait
         self._waiting: list[tuple[Item, asyncio.Future[Result]]] = []
         self._groups: set[asyncio.Task[None]] = set()  # referenced while they run
         self.statements = 0  # sent, for the tests and the benchmarks
@@ -73,6 +77,7 @@ class GroupWrite(Generic[Item, Result]):
         if self._busy < self.in_flight and not self._waiting:
             # A quiet line: written at once, by the request itself.
             self._busy += 1
+            self._last_start = asyncio.get_running_loop().time()
             self.statements += 1
             self.writes += 1
             try:
@@ -86,11 +91,20 @@ class GroupWrite(Generic[Item, Result]):
         return await future
 
     def _start(self) -> None:
-        while self._waiting and self._busy < self.in_flight:
+        loop = asyncio.get_running_loop()
+        while self._waiting and (self._busy < self.in_flight
+                                 or loop.time() - self._last_start >= self.stalled_after):
             self._busy += 1
+            self._last_start = loop.time()
             task = asyncio.create_task(self._send(self._take()))
             self._groups.add(task)
             task.add_done_callback(self._sent)
+        if self._waiting and self._check is None:
+            self._check = loop.call_at(self._last_start + self.stalled_after, self._stalled)
+
+    def _stalled(self) -> None:
+        self._check = None
+        self._start()
 
     def _sent(self, task: asyncio.Task[None]) -> None:
         self._groups.discard(task)

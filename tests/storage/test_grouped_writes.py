@@ -242,3 +242,31 @@ async def test_a_failure_of_the_database_is_every_writes_and_not_retried() -> No
     results = await asyncio.gather(*calls, return_exceptions=True)
     assert all(isinstance(r, ConnectionResetError) for r in results)
     assert tries == ["a", "b", "c"]  # each sent once: no one-by-one retry
+
+
+async def test_a_statement_held_up_holds_the_writes_behind_it_only_so_long() -> None:
+    """A statement waiting (on a row's lock, on a database that stopped
+    answering) does not keep the writes queued behind it until it ends."""
+    release = asyncio.Event()
+    groups: list[list[str]] = []
+
+    async def one(item: str) -> str:
+        groups.append([item])
+        if item == "held":
+            await release.wait()
+        return item
+
+    async def many(items: Sequence[str]) -> list[str]:
+        groups.append(list(items))
+        return list(items)
+
+    write: GroupWrite[str, str] = GroupWrite(one, many, key=str, in_flight=1,
+                                             stalled_after=0.05)
+    held = asyncio.create_task(write("held"))
+    await asyncio.sleep(0)
+    behind = asyncio.gather(write("a"), write("b"))
+    assert list(await asyncio.wait_for(behind, timeout=5)) == ["a", "b"]
+    assert not held.done()
+    release.set()
+    assert await held == "held"
+    assert groups == [["held"], ["a", "b"]]
