@@ -8,6 +8,11 @@ instance skip the read: `LastWritten` keeps the rows this instance wrote, and
 a webhook that finds its call there at the expected step writes at once,
 falling back to a read only when the guarded write misses (another instance
 moved the call, or ended it).
+
+The webhooks' three writes (a new call, a step, a hang-up during a
+transfer) also have a grouped form (`create_calls`, `advance_calls`,
+`record_ends`): many calls in one statement, each written, guard and trail
+included, as its own statement would write it. callwrites.py chooses.
 """
 
 from __future__ import annotations
