@@ -513,13 +513,13 @@ async def record_ends(pool: asyncpg.Pool, ends: Sequence[End]) -> list[EndRecord
             SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::jsonb[], $5::jsonb[])
                 WITH ORDINALITY AS u(call_sid, status, detail, seen, gone, i)
         ), old AS (
-            SELECT calls.call_sid, calls.phase, calls.transfer, u.i,
+            SELECT calls.call_sid, calls.phase, calls.transfer, u.i, u.status, u.gone,
                    calls.phase IN ('transfer', 'flow') AND calls.transfer = u.seen AS left_now
             FROM calls JOIN u ON calls.call_sid = u.call_sid
             ORDER BY calls.call_sid FOR UPDATE OF calls
         ), c AS (
-            UPDATE calls SET """ + _ENDED.format(status="u.status", gone="u.gone") + """
-            FROM old JOIN u ON u.i = old.i WHERE calls.call_sid = old.call_sid
+            UPDATE calls SET """ + _ENDED.format(status="old.status", gone="old.gone") + """
+            FROM old WHERE calls.call_sid = old.call_sid
             RETURNING old.i, """ + _ENDED_RETURNS + """
         ), e AS (
             INSERT INTO call_events (call_sid, kind, detail)

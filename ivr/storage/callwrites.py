@@ -19,28 +19,23 @@ from ivr.storage.groupwrite import GroupWrite
 class CallWrites:
     def __init__(self, pool: asyncpg.Pool, in_flight: int = 2) -> None:
         self.pool = pool
-        self._create = GroupWrite(partial(calls.create_call, pool),
+        self.creates = GroupWrite(partial(calls.create_call, pool),
                                   partial(calls.create_calls, pool),
                                   key=lambda new: new.call_sid, in_flight=in_flight)
-        self._advance = GroupWrite(partial(calls.advance_call, pool),
+        self.advances = GroupWrite(partial(calls.advance_call, pool),
                                    partial(calls.advance_calls, pool),
                                    key=lambda step: step.call_sid, in_flight=in_flight)
-        self._end = GroupWrite(partial(calls.record_end, pool), partial(calls.record_ends, pool),
+        self.ends = GroupWrite(partial(calls.record_end, pool), partial(calls.record_ends, pool),
                                key=lambda end: end.call_sid, in_flight=in_flight)
 
     async def create(self, new: calls.NewCall) -> bool:
         if new.line_up is not None:
             # Lining up wakes the dispatchers (a NOTIFY): rare, and written alone.
             return await calls.create_call(self.pool, new)
-        return await self._create(new)
+        return await self.creates(new)
 
     async def advance(self, step: calls.Advance) -> bool:
-        return await self._advance(step)
+        return await self.advances(step)
 
     async def end(self, end: calls.End) -> calls.EndRecorded | None:
-        return await self._end(end)
-
-    @property
-    def groups(self) -> tuple[GroupWrite[calls.NewCall, bool], GroupWrite[calls.Advance, bool],
-                              GroupWrite[calls.End, calls.EndRecorded | None]]:
-        return self._create, self._advance, self._end
+        return await self.ends(end)

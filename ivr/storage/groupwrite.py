@@ -70,16 +70,16 @@ class GroupWrite(Generic[Item, Result]):
         self._check: asyncio.TimerHandle | None = None  # the stall check, while writes wait
         self._waiting: list[tuple[Item, asyncio.Future[Result]]] = []
         self._groups: set[asyncio.Task[None]] = set()  # referenced while they run
-        self.statements = 0  # sent, for the tests and the benchmarks
+        self.statements = 0  # sent, and the writes they carried: how well writes group
         self.writes = 0
 
     async def __call__(self, item: Item) -> Result:
+        self.writes += 1
         if self._busy < self.in_flight and not self._waiting:
             # A quiet line: written at once, by the request itself.
             self._busy += 1
             self._last_start = asyncio.get_running_loop().time()
             self.statements += 1
-            self.writes += 1
             try:
                 return await self._one(item)
             finally:
@@ -91,6 +91,8 @@ class GroupWrite(Generic[Item, Result]):
         return await future
 
     def _start(self) -> None:
+        if not self._waiting:
+            return
         loop = asyncio.get_running_loop()
         while self._waiting and (self._busy < self.in_flight
                                  or loop.time() - self._last_start >= self.stalled_after):
@@ -126,7 +128,6 @@ class GroupWrite(Generic[Item, Result]):
     async def _send(self, group: list[tuple[Item, asyncio.Future[Result]]]) -> None:
         items = [item for item, _ in group]
         self.statements += 1
-        self.writes += len(items)
         try:
             results = [await self._one(items[0])] if len(items) == 1 else await self._many(items)
             if len(results) != len(items):
@@ -135,7 +136,7 @@ class GroupWrite(Generic[Item, Result]):
             if len(items) > 1 and _one_writes_fault(exc):
                 log.warning("a grouped write of %d failed (%s: %s); writing them one by one",
                             len(items), type(exc).__name__, exc)
-                await self._send_one_by_one(group)
+                await asyncio.gather(*(self._send([entry]) for entry in group))
                 return
             for _, future in group:
                 if not future.done():
@@ -146,17 +147,3 @@ class GroupWrite(Generic[Item, Result]):
         for (_, future), result in zip(group, results, strict=True):
             if not future.done():
                 future.set_result(result)
-
-    async def _send_one_by_one(self, group: list[tuple[Item, asyncio.Future[Result]]]) -> None:
-        async def one(item: Item, future: asyncio.Future[Result]) -> None:
-            self.statements += 1
-            try:
-                result = await self._one(item)
-            except Exception as exc:
-                if not future.done():
-                    future.set_exception(exc)
-                return
-            if not future.done():
-                future.set_result(result)
-
-        await asyncio.gather(*(one(item, future) for item, future in group))

@@ -168,8 +168,7 @@ async def test_concurrent_writes_share_statements_and_each_gets_its_own_answer(
     sids = [f"c-{n}" for n in range(30)]
     created = await asyncio.gather(*(writes.create(new_call(sid)) for sid in sids))
     assert created == [True] * 30
-    create = writes.groups[0]
-    assert create.writes == 30 and create.statements < 10  # grouped, not one each
+    assert writes.creates.writes == 30 and writes.creates.statements < 10  # grouped
     # Every other step is stale: those alone must miss.
     steps = [db.Advance(call_sid=sid, expected_seq=1 + n % 2, expected_phase="flow", seq=3,
                         state=STATE, phase="flow", transfer=None, twiml="<Response/>",

@@ -102,6 +102,25 @@ async def test_a_menu_answer_where_the_menu_was_written_costs_one_statement(
     assert row is not None and row.seq == 2 and row.phase == "flow"
 
 
+async def test_callers_arriving_together_share_statements(
+    server: TestServer, settings: Settings
+) -> None:
+    """Concurrent webhooks write through the grouped writes (callwrites.py):
+    each caller gets their menu and their own row, in fewer statements."""
+    creates = server.app[keys.callflow].writes.creates
+    before = (creates.statements, creates.writes)
+    sids, base = [new_sid() for _ in range(20)], settings.public_url
+    async with aiohttp.ClientSession() as s:
+        answers = await asyncio.gather(
+            *(post_signed(s, base + "/twilio/voice", call_params(sid)) for sid in sids))
+    assert all(parse_twiml(body).find(".//Gather") is not None for _, body in answers)
+    statements, writes = creates.statements - before[0], creates.writes - before[1]
+    assert writes == 20 and statements < writes
+    for sid in sids:
+        row = await db.load_call(server.app[keys.pool], sid)
+        assert row is not None and row.seq == 1 and row.phase == "flow"
+
+
 async def test_an_incoming_call_lined_up_early_costs_one_statement(
     server: TestServer, settings: Settings
 ) -> None:
