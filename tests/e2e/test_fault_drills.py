@@ -395,6 +395,7 @@ class SlowApi:
         self.sent = sent  # False: the instance dies before its request reaches Twilio
         self.armed: list[SlowApi] = [self]  # the proxies one kill disarms
         self.seen = asyncio.Event()
+        self.caught_at = 0.0  # time.monotonic() when the trigger caught the request
         self.release = asyncio.Event()
         self._random = random.Random(seed)
         self._http: aiohttp.ClientSession | None = None
@@ -412,6 +413,7 @@ class SlowApi:
         caught = (self.trigger is not None and not self.seen.is_set()
                   and self.trigger(request, body))
         if caught:
+            self.caught_at = time.monotonic()
             self.disarm()  # one kill per drill: the other instances' requests pass
         if caught and not self.sent:
             self.seen.set()
@@ -553,20 +555,26 @@ async def settle(drill: Drill, c: Cluster, calls: Sequence[asyncio.Task[Timed]],
     await tally(drill, c.pool, c.world)
 
 
-async def kill_on_trigger(c: Cluster) -> Instance:
+async def kill_on_trigger(c: Cluster) -> tuple[Instance, float]:
     """Kill (-9) the instance whose REST request the trigger caught, while it
-    waits for Twilio's answer."""
+    waits for Twilio's answer; the victim and the moment its request was
+    caught. The fault strikes then: the work it interrupts is under way from
+    that moment. (Twilio may finish a call it was sent on before the kill
+    lands: a caller moved to a line whose talk takes no wall time hangs up
+    within milliseconds, so the moment of the kill itself would count that
+    call as one the fault never met.)"""
     waits = {asyncio.ensure_future(api.seen.wait()): n for n, api in enumerate(c.apis)}
     done, pending = await asyncio.wait(waits, timeout=60, return_when=asyncio.FIRST_COMPLETED)
     for w in pending:
         w.cancel()
     assert done, "no instance made the request the drill kills it during"
-    victim = c.instances[waits[done.pop()]]
+    caught = waits[done.pop()]
+    victim = c.instances[caught]
     victim.kill()
     await asyncio.to_thread(victim.proc.wait, 10)
     for api in c.apis:
         api.release.set()
-    return victim
+    return victim, c.apis[caught].caught_at
 
 
 @pytest.mark.parametrize("sent", [True, False], ids=["twilio-had-it", "twilio-never-had-it"])
@@ -593,8 +601,8 @@ async def test_ivr_serve_killed_during_work_in_flight(
         script = SCRIPT
         calls = [asyncio.create_task(timed_call(c.sim, script, world, 0.1 * n))
                  for n in range(callers)]
-        victim = await kill_on_trigger(c)
-        await settle(drill, c, calls, time.monotonic(), dsn, tmp_path, content)
+        victim, struck = await kill_on_trigger(c)
+        await settle(drill, c, calls, struck, dsn, tmp_path, content)
         # The victim's own work, leased when it died: done by a later attempt.
         # (Without that, the caller still reaches the lifeline within the
         # bound, so the checks below alone would not see it lost.)
