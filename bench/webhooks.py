@@ -709,9 +709,10 @@ def report(windows: Sequence[Phase], names: Sequence[str], concurrency: int,
         n = max(p.requests, 1)
         pg_cpu = _zero_nan(p.postgres_cpu)
         mine = list(by_round(windows, target, load).values())
-        rows.append([f"{target} / {load}", f"{p.server_cpu / n * 1000:.2f}",
-                     "-" if math.isnan(p.postgres_cpu) else f"{pg_cpu / n * 1000:.2f}",
-                     f"{p.client_cpu / n * 1000:.2f}",
+        # Three decimals: a change worth a few microseconds a request shows.
+        rows.append([f"{target} / {load}", f"{p.server_cpu / n * 1000:.3f}",
+                     "-" if math.isnan(p.postgres_cpu) else f"{pg_cpu / n * 1000:.3f}",
+                     f"{p.client_cpu / n * 1000:.3f}",
                      spread([_ours(w) / w.seconds for w in mine], lambda v: f"{v:.2f}"),
                      spread([_others(w) / w.seconds for w in mine], lambda v: f"{v:.2f}")])
     print_table(["window", "server", "postgres", "client", "ours", "others"], rows)
@@ -782,8 +783,8 @@ def report_markdown(windows: Sequence[Phase], names: Sequence[str],
             spread(ratios(windows, "closed", target, "bare"), _pct),
             *(spread([window_p99(w, e) for w in paced], _ms) if paced else "-"
               for e in (None, *ENDPOINTS)),
-            f"{server:.2f}",
-            "-" if all(math.isnan(w.postgres_cpu) for w in closed) else f"{pg:.2f}",
+            f"{server:.3f}",
+            "-" if all(math.isnan(w.postgres_cpu) for w in closed) else f"{pg:.3f}",
             "-" if tx is None else f"{tx[0]:.2f}",
             spread([w.load_average for w in both], lambda v: f"{v:.1f}"),
             spread([_others(w) / w.seconds for w in both], lambda v: f"{v:.1f}"),

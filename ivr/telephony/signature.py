@@ -14,9 +14,10 @@ to a signature problem (a rotated token, a proxy rewriting the URL).
 from __future__ import annotations
 
 import asyncio
+import base64
 import hmac
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -40,34 +41,48 @@ STREAMED_BODIES = frozenset({"/admin/content/publish"})
 # Callbacks whose URLs carry connection overrides (overrides.py).
 OVERRIDDEN_PATHS = frozenset({"/twilio/status", "/twilio/leg-status"})
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# The X-Twilio-Webhooks-Signature-Settings algorithms and their digests
+# (twilio-python's RequestValidator knows the same two).
+DIGESTS = {"HMAC_SHA1": "sha1", "HMAC_SHA256": "sha256"}
+
+
+def signature(key: bytes, url: str, params: Iterable[tuple[str, str]], digest: str) -> str:
+    """Twilio's signature of a request: the URL, then each parameter's name and
+    value, sorted by name (case-sensitive) and, for a repeated name, by value,
+    an identical pair counted once, as twilio-python's RequestValidator signs;
+    HMAC of that in UTF-8, in base64. One sort of the pairs does the name and
+    value ordering at once: the validator's own took twice as long, a tenth of
+    a webhook's signature check and form handling (issue 12)."""
+    text = url + "".join([name + value for name, value in sorted(set(params))])
+    return base64.b64encode(hmac.digest(key, text.encode(), digest)).decode()
 
 
 class SignatureChecker:
     def __init__(self, auth_token: str, public_url: str) -> None:
         self._validator = RequestValidator(auth_token)
+        self._key = auth_token.encode()
         self.public_url = public_url
         parts = urlsplit(public_url)
         ws_scheme = "wss" if parts.scheme == "https" else "ws"
         self._ws_base = f"{ws_scheme}://{parts.netloc}{parts.path}"
 
     def ok(self, url: str, params: Mapping[str, str], request: web.Request) -> bool:
-        signature = request.headers.get("X-Twilio-Signature", "")
-        if not signature or not signature.isascii():
+        given = request.headers.get("X-Twilio-Signature", "")
+        if not given or not given.isascii():
             # A base64 HMAC is ASCII; anything else is forged (and would make
             # compare_digest raise rather than answer).
             return False
         algorithm = get_signature_algorithm(
             request.headers.get("X-Twilio-Webhooks-Signature-Settings", "")
         )
+        digest = DIGESTS.get(algorithm.upper())
+        if digest is None:  # an algorithm we do not know
+            return False
         # The URL as configured is what Twilio signs: one HMAC settles it. Only
         # a mismatch pays for the validator's with-and-without-port retries.
-        try:
-            expected = self._validator.compute_signature(url, params, algorithm)
-        except ValueError:  # an algorithm we do not know
-            return False
-        if hmac.compare_digest(expected, signature):
+        if hmac.compare_digest(signature(self._key, url, params.items(), digest), given):
             return True
-        return bool(self._validator.validate(url, params, signature, algorithm))
+        return bool(self._validator.validate(url, params, given, algorithm))
 
     def http_url(self, request: web.Request) -> str:
         return self.public_url + request.raw_path
@@ -98,7 +113,7 @@ def middleware(checker: SignatureChecker) -> Middleware:
             # An unknown charset, bytes that are not in it: no form to verify.
             raise web.HTTPBadRequest(text="the form body cannot be decoded\n") from None
         params: MultiDict[str] = MultiDict(
-            (k, v) for k, v in form.items() if isinstance(v, str)
+            [(k, v) for k, v in form.items() if isinstance(v, str)]
         )
         url = checker.http_url(request)
         if not checker.ok(url, params, request) and not (
