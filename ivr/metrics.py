@@ -101,6 +101,7 @@ class Metrics:
         self.webhook_seconds = Histogram(
             "ivr_webhook_seconds", "Time to answer an HTTP request, by route",
             ["endpoint"], buckets=WEBHOOK_BUCKETS, registry=r)
+        self._webhook_timers: dict[str, Histogram] = {}
         self.offers = Counter("ivr_offers", "Counselor offers by how they ended", ["result"],
                               registry=r)
         self.first_ring = Histogram(
@@ -194,6 +195,14 @@ class Metrics:
 
     def rest_error(self, exc: RestError) -> None:
         self.rest_errors.labels(rest_error_class(exc)).inc()
+
+    def webhook_timer(self, endpoint: str) -> Histogram:
+        """The request-time series of a route (prometheus_client's `labels` takes
+        a lock and builds a key on every call; a route's series is kept)."""
+        timer = self._webhook_timers.get(endpoint)
+        if timer is None:
+            timer = self._webhook_timers[endpoint] = self.webhook_seconds.labels(endpoint)
+        return timer
 
     def serving(self, version: str) -> None:
         self.content.info({"version": version})

@@ -1,11 +1,11 @@
 """The metrics and the logs' call context, wired into the application.
 
 `install(app)` adds `GET /metrics` (Prometheus exposition; a bearer token
-when IVR_METRICS_TOKEN is set), a middleware timing every request by route
-name (bounded cardinality: `/twilio/gather`, never `/twilio/gather?seq=3`
-or a path a client made up), and a middleware giving the logs of a webhook
-its CallSid (ivr.logs), innermost, where the signature check has parsed
-the form.
+when IVR_METRICS_TOKEN is set) and the outermost middleware, which times
+every request by route name (bounded cardinality: `/twilio/gather`, never
+`/twilio/gather?seq=3` or a path a client made up) and scopes the logs'
+call context (ivr.logs) to the request: the hold URL's `call`, or the
+CallSid of the form once the signature check has parsed it.
 """
 
 from __future__ import annotations
@@ -17,14 +17,12 @@ import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
-from aiohttp.helpers import ChainMapProxy
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ivr import keys, logs
 from ivr.content import Content
 from ivr.metrics import Metrics
 from ivr.storage.linegauges import LineSnapshot, line_snapshot
-from ivr.telephony.signature import FORM_KEY
 
 log = logging.getLogger(__name__)
 
@@ -45,15 +43,8 @@ def content_version(content: Content) -> str:
     return ",".join(f"{f.id}@{f.version}" for f in flows)
 
 
-def _serving(app: web.Application | ChainMapProxy) -> str:
-    """The content version this instance serves to new calls; the start-up
-    folders' own until the versions are loaded."""
-    active = app.get(keys.active)
-    return active.current.version if active is not None else content_version(app[keys.content])
-
-
 def install(app: web.Application) -> Metrics:
-    """Give `app` its metrics, GET /metrics and the two middlewares; call it
+    """Give `app` its metrics, GET /metrics and the middleware; call it
     in create_app once the content is set, before the other cleanup contexts."""
     metrics = Metrics()
     app[keys.metrics] = metrics
@@ -62,8 +53,7 @@ def install(app: web.Application) -> Metrics:
     metrics.serving(version)
     logs.set_version(version)
 
-    app.middlewares.insert(0, _timed)  # outermost: refusals are timed too
-    app.middlewares.append(_call_context)  # innermost: the form is parsed by then
+    app.middlewares.insert(0, _observed)  # outermost: refusals are timed too
     app.router.add_get("/metrics", scrape)
     return metrics
 
@@ -75,30 +65,26 @@ def endpoint(request: web.Request) -> str:
 
 
 @web.middleware
-async def _timed(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.headers.get("Upgrade", "").lower() == "websocket":
-        return await handler(request)  # a media stream lasts as long as its menu
+async def _observed(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Time the request by route, and scope its log lines' call context to it.
+
+    The context starts as the hold URL's `call` (or none) and the version
+    served to new calls (ivr.logs falls back to it); the signature check sets
+    the form's CallSid, a call's webhook its own version (logs.about_version).
+    aiohttp answers the requests of one connection in one task: reset, so the
+    next request on it does not inherit this one's call. One middleware, not
+    two: each costs aiohttp a wrapper per request (issue 12)."""
+    sid_token = logs.call_sid.set(request.query.get("call"))
+    version_token = logs.content_version.set(None)
+    # A media stream lasts as long as its menu: not timed.
+    timed = request.headers.get("Upgrade", "").lower() != "websocket"
     started = time.perf_counter()
     try:
         return await handler(request)
     finally:
-        request.config_dict[keys.metrics].webhook_seconds.labels(endpoint(request)).observe(
-            time.perf_counter() - started)
-
-
-@web.middleware
-async def _call_context(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """The call this request is about, for its log lines: the CallSid of its form
-    (a counselor leg's webhooks carry the leg's), or the hold URL's `call`."""
-    form = request.get(FORM_KEY)
-    sid = (form.get("CallSid") if form is not None else None) or request.query.get("call")
-    sid_token = logs.call_sid.set(sid or None)
-    version_token = logs.content_version.set(_serving(request.config_dict))
-    try:
-        return await handler(request)
-    finally:
-        # aiohttp answers the requests of one connection in one task: reset, so
-        # the next request on it does not inherit this one's call.
+        if timed:
+            request.app[keys.metrics].webhook_timer(endpoint(request)).observe(
+                time.perf_counter() - started)
         logs.call_sid.reset(sid_token)
         logs.content_version.reset(version_token)
 

@@ -10,9 +10,11 @@ from dataclasses import replace
 import aiohttp
 import pytest
 import yaml
+from aiohttp import web
 from aiohttp.test_utils import TestServer
+from twilio.request_validator import RequestValidator
 
-from ivr import keys
+from ivr import keys, logs
 from ivr.app import create_app
 from ivr.config import Settings
 from ivr.content import Content
@@ -21,7 +23,7 @@ from ivr.monitoring import content_version
 from ivr.storage import queue
 from ivr.storage.linegauges import LineSnapshot
 from ivr.telephony.rest import AddressError, ServiceError
-from tests.conftest import ROOT, bounded
+from tests.conftest import AUTH_TOKEN, ROOT, bounded
 from tests.e2e.test_metrics import scrape, value
 from tests.helpers import call_params, new_sid, post_signed
 
@@ -178,3 +180,43 @@ def test_readme_lists_every_metric_and_its_rules_use_them() -> None:
             assert name in listed, name
         for outcome in re.findall(r'outcome="(\w+)"', alert["expr"]):
             assert outcome in CALL_OUTCOMES, outcome
+
+
+async def test_a_requests_log_context_is_its_own_and_its_time_is_counted(
+    settings: Settings, content: Content
+) -> None:
+    """The call a request's log lines are about: its form's CallSid, else its
+    `call` query parameter; nothing left over from the previous request on
+    the same connection; and each request timed under its route."""
+    app = create_app(settings, content)
+
+    async def context(request: web.Request) -> web.Response:
+        return web.json_response({"sid": logs.call_sid.get()})
+
+    app.router.add_post("/twilio/context", context)
+    port = int(settings.public_url.rsplit(":", 1)[1])
+    srv = TestServer(app, host="127.0.0.1", port=port)
+    await srv.start_server()
+    sid, other = new_sid(), new_sid()
+    try:
+        async with aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=1)  # one connection: one task on the server
+        ) as session:
+            async def seen(query: str, params: dict[str, str]) -> object:
+                url = f"{settings.public_url}/twilio/context{query}"
+                signed = RequestValidator(AUTH_TOKEN).compute_signature(url, params)
+                async with session.post(url, data=params,
+                                        headers={"X-Twilio-Signature": signed}) as resp:
+                    assert resp.status == 200
+                    return (await resp.json())["sid"]
+
+            assert await seen("", {"CallSid": sid, "Digits": "1"}) == sid
+            assert await seen("", {"Digits": "1"}) is None
+            assert await seen(f"?call={other}", {"Digits": "1"}) == other
+            assert await seen(f"?call={other}", {"CallSid": sid}) == sid
+            assert await seen("", {}) is None
+    finally:
+        await bounded(srv.close(), "closing the server")
+    count = app[keys.metrics].registry.get_sample_value(
+        "ivr_webhook_seconds_count", {"endpoint": "/twilio/context"})
+    assert count == 5

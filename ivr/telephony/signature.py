@@ -25,6 +25,7 @@ from aiohttp.typedefs import Middleware
 from multidict import MultiDict, MultiDictProxy
 from twilio.request_validator import RequestValidator, get_signature_algorithm
 
+from ivr import logs
 from ivr.telephony.overrides import with_overrides
 
 log = logging.getLogger(__name__)
@@ -125,6 +126,9 @@ def middleware(checker: SignatureChecker) -> Middleware:
             log.warning("forged or unsigned request to %s", request.path)
             raise web.HTTPForbidden(text="invalid Twilio signature\n")
         request[FORM_KEY] = MultiDictProxy(params)
+        sid = params.get("CallSid")
+        if sid:  # this request's log lines are about its call (reset by ivr.monitoring)
+            logs.call_sid.set(sid)
         return await handler(request)
 
     return check_signature
