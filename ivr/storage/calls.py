@@ -20,13 +20,14 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Generic, TypeVar
 
 import asyncpg
 
 from ivr.storage.queue import checked_ranks
 
 Event = tuple[str, dict[str, Any]]
+Decoded = TypeVar("Decoded")
 
 
 @dataclass(frozen=True)
@@ -53,24 +54,34 @@ def _row(record: asyncpg.Record | None) -> CallRow | None:
     return None if record is None else CallRow(**dict(record))
 
 
-class LastWritten:
+class LastWritten(Generic[Decoded]):
     """The call rows this instance wrote last, most recent first, a bounded number.
 
     Never the truth: a row here may be stale (another instance, a status
     callback, a media stream may have written since), so it is only used to
     skip the read before a write guarded by `seq` and `phase`; a write that
     misses drops the entry and the caller reads the row.
+
+    A row may be kept with its transfer as the writer had it decoded (a
+    routing Progress): the next webhook of the call then need not decode
+    the row's `transfer` again (issue 12).
     """
 
     def __init__(self, size: int = 10_000) -> None:
         self.size = size
-        self._rows: OrderedDict[str, CallRow] = OrderedDict()
+        self._rows: OrderedDict[str, tuple[CallRow, Decoded | None]] = OrderedDict()
 
     def get(self, call_sid: str) -> CallRow | None:
-        return self._rows.get(call_sid)
+        kept = self._rows.get(call_sid)
+        return None if kept is None else kept[0]
 
-    def put(self, row: CallRow) -> None:
-        self._rows[row.call_sid] = row
+    def decoded(self, row: CallRow) -> Decoded | None:
+        """The decoded transfer kept with `row`, when `row` is the one kept."""
+        kept = self._rows.get(row.call_sid)
+        return kept[1] if kept is not None and kept[0] is row else None
+
+    def put(self, row: CallRow, decoded: Decoded | None = None) -> None:
+        self._rows[row.call_sid] = (row, decoded)
         self._rows.move_to_end(row.call_sid)
         while len(self._rows) > self.size:
             self._rows.popitem(last=False)

@@ -98,7 +98,8 @@ class CallFlow:
         self.transfers = transfers
         self.clock = clock
         self.speech_languages = speech_languages  # languages with a Vosk model loaded
-        self.written = db.LastWritten()  # rows this instance wrote, for the next menu answer
+        # Rows this instance wrote, for the next menu answer, with their progress.
+        self.written: db.LastWritten[Progress] = db.LastWritten()
         # The dispatcher's leg events change an early-offered caller's row under
         # the kept copy: forgotten then, and read again off the request path.
         transfers.progress_changed = self._progress_changed
@@ -156,7 +157,7 @@ class CallFlow:
             if line_up is not None:
                 self.transfers.kick()  # as carry_out does after an Enqueue
             self._keep(db.CallRow(sid, turn.state.seq, phase, turn.state.to_json(), transfer,
-                                  twiml, loc.state, loc.source, listen))
+                                  twiml, loc.state, loc.source, listen), progress)
             await self._entered(sid, progress, begun, turn.state.seq)
             return twiml
         return await self._replay(sid, "voice", params)
@@ -232,7 +233,7 @@ class CallFlow:
             unrecognised=bool(heard.get("unrecognised", False)),
         )
         turn = step(flow, state, event)
-        early = Progress.from_json(row.transfer) if row.transfer else None
+        early = self._progress(row)
         none_free: list[str] = []
         twiml, phase, progress, listen, begun = await self._render_turn(
             sid, served, flow, turn, params.get("From"), early,
@@ -248,17 +249,18 @@ class CallFlow:
             none_free=none_free or None,
         )):
             self._keep(replace(row, seq=turn.state.seq, phase=phase, state=state_json,
-                               transfer=transfer, last_twiml=twiml, listen=listen))
+                               transfer=transfer, last_twiml=twiml, listen=listen), progress)
             await self._entered(sid, progress, begun, turn.state.seq)
             return twiml
         return None
 
-    def _keep(self, row: db.CallRow) -> None:
-        """Keep a row this instance wrote, while a menu answer may follow, or
-        the status callback of a caller hanging up during their transfer."""
+    def _keep(self, row: db.CallRow, progress: Progress | None = None) -> None:
+        """Keep a row this instance wrote (with the progress its `transfer`
+        holds), while a menu answer may follow, or the status callback of a
+        caller hanging up during their transfer."""
         self._rereads.pop(row.call_sid, None)  # newer than any read under way
         if row.phase in ("flow", "transfer"):
-            self.written.put(row)
+            self.written.put(row, progress)
         else:
             self.written.drop(row.call_sid)
 
@@ -383,9 +385,11 @@ class CallFlow:
         status = params.get("CallStatus", "")
         if status in FINAL_STATUSES:
             kept = self.written.get(sid)
+            progress = None if kept is None else self._progress(kept)
             self.written.drop(sid)
-            if kept is not None and kept.transfer:
-                ended = await self._ended_in_transfer(sid, status, params, kept.transfer)
+            if kept is not None and kept.transfer and progress is not None:
+                ended = await self._ended_in_transfer(sid, status, params, kept.transfer,
+                                                      progress)
                 if ended is not None:
                     return ended
         recorded = await db.record_status(self.pool, sid, status, _kept(params))
@@ -399,7 +403,8 @@ class CallFlow:
         return True
 
     async def _ended_in_transfer(
-        self, sid: str, status: str, params: Mapping[str, str], seen: dict[str, Any]
+        self, sid: str, status: str, params: Mapping[str, str], seen: dict[str, Any],
+        progress: Progress,
     ) -> bool | None:
         """A caller hung up while their transfer was, as this instance wrote it
         last, `seen`: when leaving it only counts them abandoned (a dial step
@@ -407,9 +412,9 @@ class CallFlow:
         the count are one statement (calls.record_end; they were four: issue
         12). The statement finds the transfer moved on since: the caller left
         the one the row holds, as any status callback has them (caller_gone).
-        None when leaving `seen` asks more (a line, a leg): the usual way then."""
-        p, actions = advance(Progress.from_json(seen), CallerLeft(), self.clock(),
-                             Availability())
+        None when leaving `seen` (`progress`, decoded) asks more (a line, a
+        leg): the usual way then."""
+        p, actions = advance(progress, CallerLeft(), self.clock(), Availability())
         if not (len(actions) == 1 and isinstance(actions[0], RecordOutcome)
                 and actions[0].outcome is Outcome.ABANDONED):
             return None
@@ -443,6 +448,14 @@ class CallFlow:
         return self.renderer.goodbye()
 
     # Helpers ---------------------------------------------------------------
+
+    def _progress(self, row: db.CallRow) -> Progress | None:
+        """The transfer progress `row` holds: as this instance wrote it, when
+        the row is the one it kept (decoding it was 2% of the server's time
+        under load, issue 12), else decoded."""
+        if not row.transfer:
+            return None
+        return self.written.decoded(row) or Progress.from_json(row.transfer)
 
     async def _row(self, sid: str) -> db.CallRow:
         row = await db.load_call(self.pool, sid)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import replace
 from typing import Any, cast
 
 import aiohttp
@@ -531,7 +532,7 @@ async def test_a_call_ended_elsewhere_is_not_stepped_from_the_row_written_here(
 
 
 async def test_kept_rows_are_bounded() -> None:
-    kept = db.LastWritten(size=2)
+    kept: db.LastWritten[object] = db.LastWritten(size=2)
     rows = [db.CallRow(f"CA{i}", 1, "flow", {}, None, "<Response/>", None, None, None)
             for i in range(3)]
     for row in rows:
@@ -539,6 +540,21 @@ async def test_kept_rows_are_bounded() -> None:
     assert len(kept) == 2 and kept.get("CA0") is None and kept.get("CA2") == rows[2]
     kept.drop("CA2")
     assert kept.get("CA2") is None
+
+
+async def test_a_kept_rows_decoded_transfer_is_only_the_kept_rows() -> None:
+    kept: db.LastWritten[str] = db.LastWritten()
+    row = db.CallRow("CA1", 2, "transfer", {}, {"index": 0}, "<Response/>", None, None, None)
+    kept.put(row, "decoded")
+    assert kept.decoded(row) == "decoded"
+    # The same call read from the database (another object, maybe newer): decoded anew.
+    assert kept.decoded(replace(row, transfer={"index": 1})) is None
+    assert kept.decoded(replace(row)) is None
+    kept.put(row)  # kept without its decoded transfer
+    assert kept.decoded(row) is None
+    kept.put(row, "decoded")
+    kept.drop("CA1")
+    assert kept.decoded(row) is None
 
 
 async def test_an_early_caller_arriving_is_not_moved_on_by_their_early_line(
