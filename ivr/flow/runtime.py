@@ -21,6 +21,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from ivr.errors import ContentError
+from ivr.evolve import evolve
 from ivr.flow.model import (
     BUILTIN_FIELDS,
     Branch,
@@ -228,7 +229,7 @@ def _answer(
         # Answering the menu at all shows which language the caller follows.
         heard = event.word_language
         language = heard if heard and heard in flow.languages else state.language
-        state = replace(state, language=language, failures=0, language_chosen=True)
+        state = evolve(state, language=language, failures=0, language_chosen=True)
         state = _apply_set(flow, state, option.set)
         return state, option.next
     fallback, kind = (
@@ -318,8 +319,8 @@ def _run(
 
 def _turn(state: CallState, node_id: str, actions: list[Action], visited: list[Visit],
           *, finished: bool = False) -> Turn:
-    # One copy of the state per turn: `replace` is the turn's costliest call.
-    ended = replace(state, node=node_id, seq=state.seq + 1, finished=finished)
+    # One copy of the state per turn: a copy is the turn's costliest call.
+    ended = evolve(state, node=node_id, seq=state.seq + 1, finished=finished)
     return Turn(ended, tuple(actions), tuple(visited))
 
 

@@ -50,6 +50,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
+from ivr.evolve import evolve
 from ivr.routing.progress import Offer, Phase, Progress
 from ivr.routing.rules import (
     MOVE_GRACE,
@@ -168,7 +169,7 @@ def early_steps(choices: Sequence[Sequence[Step]]) -> tuple[Step, ...] | None:
     if not keep:
         return None
     ranks = tuple(first.ranks[i] for i in keep) if first.ranks else ()
-    warm = replace(first, counselors=tuple(first.counselors[i] for i in keep), ranks=ranks)
+    warm = evolve(first, counselors=tuple(first.counselors[i] for i in keep), ranks=ranks)
     return warm, choices[0][-1]
 
 
@@ -462,12 +463,12 @@ def _enter(
         join: Action = (SetTier(index, stage, step.tier, step.counselors)
                         if p.queued and holding
                         else Enqueue(index, stage, step.tier, step.counselors))
-        q = replace(p, index=index, phase=Phase.HOLDING, stage=stage, stage_started_at=now,
+        q = evolve(p, index=index, phase=Phase.HOLDING, stage=stage, stage_started_at=now,
                     deadline=deadline, offer=None, tried=(), queued=True, moved_at=None)
         q, rung = _settle(q, now, av)
         return q, (join, ScheduleDeadline(stage, deadline), *rung)
     leave: tuple[Action, ...] = (Dequeue("backup"),) if p.queued else ()
-    q = replace(p, index=index, phase=Phase.DIALING, stage=stage, stage_started_at=now,
+    q = evolve(p, index=index, phase=Phase.DIALING, stage=stage, stage_started_at=now,
                 deadline=None, offer=None, tried=(), queued=False,
                 moved_at=now if holding else None)
     dial = DialLine(index, stage, step, prompt_before(step, from_flow), p.pass_caller_id)
@@ -483,7 +484,7 @@ def _gone(p: Progress) -> Result:
         actions.append(Dequeue("abandoned"))
     if p.phase is not Phase.EARLY:  # offered early, they never reached the transfer
         actions.append(_outcome(p, Outcome.ABANDONED))
-    return replace(p, phase=Phase.GONE, offer=None, queued=False, moved_at=None), tuple(actions)
+    return evolve(p, phase=Phase.GONE, offer=None, queued=False, moved_at=None), tuple(actions)
 
 
 def _outcome(p: Progress, outcome: Outcome, counselor: str | None = None) -> RecordOutcome:

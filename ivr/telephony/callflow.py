@@ -29,6 +29,7 @@ import asyncpg
 
 from ivr import logs
 from ivr.errors import RequestError
+from ivr.evolve import evolve
 from ivr.flow.model import Flow
 from ivr.flow.runtime import Answer, Ask, CallState, Start, TransferTo, Turn, new_call, step
 from ivr.metrics import dial_outcome
@@ -248,7 +249,7 @@ class CallFlow:
             events=events, listen=listen, ringing=is_ringing(progress),
             none_free=none_free or None,
         )):
-            self._keep(replace(row, seq=turn.state.seq, phase=phase, state=state_json,
+            self._keep(evolve(row, seq=turn.state.seq, phase=phase, state=state_json,
                                transfer=transfer, last_twiml=twiml, listen=listen), progress)
             await self._entered(sid, progress, begun, turn.state.seq)
             return twiml

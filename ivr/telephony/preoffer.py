@@ -24,11 +24,11 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import replace
 from datetime import UTC, datetime
 
 import asyncpg
 
+from ivr.evolve import evolve
 from ivr.flow.model import Branch, Flow
 from ivr.flow.runtime import Ask, CallState, LikelyTransfer, TransferTo, Turn, likely_transfer
 from ivr.routing.progress import Phase, Progress
@@ -128,7 +128,7 @@ class EarlyOffers:
         caller_state = turn.state.caller_state
         language = likely.transfer.language
         order = [language, *(lang for lang in likely.languages if lang != language)]
-        choices = [steps_for(replace(likely.transfer, language=lang), caller_state)
+        choices = [steps_for(evolve(likely.transfer, language=lang), caller_state)
                    for lang in order]
         steps = early_steps(choices)
         if steps is None:

@@ -41,13 +41,13 @@ import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
 import asyncpg
 
 from ivr import logs
+from ivr.evolve import evolve
 from ivr.languages import LANGUAGE_NAMES
 from ivr.metrics import Metrics
 from ivr.routing.model import RoutingPlan
@@ -264,7 +264,7 @@ class Transfers:
         """The step of a DialLine as rendered: our own number as callerId unless the
         caller's may pass through."""
         caller_id = None if action.pass_caller_id else self.renderer.caller_id
-        return replace(action.step, caller_id=caller_id)
+        return evolve(action.step, caller_id=caller_id)
 
     def twiml_for(self, sid: str, p: Progress, actions: Sequence[Action], seq: int,
                   renderer: Renderer) -> str | None:
