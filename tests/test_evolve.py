@@ -64,12 +64,17 @@ class Slotted:
 
 
 @dataclass(frozen=True)
+class FromSlotted(Slotted):  # its instances have a __dict__, but `n` lives in a slot
+    m: int = 0
+
+
+@dataclass(frozen=True)
 class Derived:
     n: int
     double: int = field(init=False, default=0)
 
 
-@pytest.mark.parametrize("obj", [Checked(1), Slotted(1), Derived(1), (1, 2)])
+@pytest.mark.parametrize("obj", [Checked(1), Slotted(1), FromSlotted(1), Derived(1), (1, 2)])
 def test_classes_a_plain_copy_would_get_wrong_are_refused(obj: object) -> None:
     with pytest.raises(TypeError):
         evolve(obj, n=2)

@@ -464,13 +464,13 @@ def _enter(
                         if p.queued and holding
                         else Enqueue(index, stage, step.tier, step.counselors))
         q = evolve(p, index=index, phase=Phase.HOLDING, stage=stage, stage_started_at=now,
-                    deadline=deadline, offer=None, tried=(), queued=True, moved_at=None)
+                   deadline=deadline, offer=None, tried=(), queued=True, moved_at=None)
         q, rung = _settle(q, now, av)
         return q, (join, ScheduleDeadline(stage, deadline), *rung)
     leave: tuple[Action, ...] = (Dequeue("backup"),) if p.queued else ()
     q = evolve(p, index=index, phase=Phase.DIALING, stage=stage, stage_started_at=now,
-                deadline=None, offer=None, tried=(), queued=False,
-                moved_at=now if holding else None)
+               deadline=None, offer=None, tried=(), queued=False,
+               moved_at=now if holding else None)
     dial = DialLine(index, stage, step, prompt_before(step, from_flow), p.pass_caller_id)
     move: tuple[Action, ...] = (MoveCaller(index, stage),) if holding else ()
     return q, (*leave, dial, *move)

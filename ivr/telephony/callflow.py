@@ -250,7 +250,7 @@ class CallFlow:
             none_free=none_free or None,
         )):
             self._keep(evolve(row, seq=turn.state.seq, phase=phase, state=state_json,
-                               transfer=transfer, last_twiml=twiml, listen=listen), progress)
+                              transfer=transfer, last_twiml=twiml, listen=listen), progress)
             await self._entered(sid, progress, begun, turn.state.seq)
             return twiml
         return None
