@@ -54,9 +54,10 @@ def signature(mac: hmac.HMAC, url: str, params: Iterable[tuple[str, str]]) -> st
     the HMAC of that in UTF-8 (`mac`: keyed with the auth token, given no
     message yet), in base64.
 
-    One sort of the pairs does the name and value ordering at once, and the
-    keyed HMAC is copied rather than keyed again: under load in the server
-    this took 12 us a webhook where the validator took 27 (issue 12)."""
+    One sort of the pairs does the name and value ordering at once (4.8 us for
+    a gather form where the validator took 10.6), and the keyed HMAC is
+    copied rather than keyed again (the check 16 -> 12 us a webhook in the
+    loaded server; issue 12)."""
     text = url + "".join([name + value for name, value in sorted(set(params))])
     keyed = mac.copy()
     keyed.update(text.encode())
