@@ -181,6 +181,19 @@ async def test_concurrent_writes_share_statements_and_each_gets_its_own_answer(
         assert (trail[-1] == ("gather", {"n": n})) == (n % 2 == 0)
 
 
+async def test_a_call_lined_up_at_its_creation_is_written_alone(pool: asyncpg.Pool) -> None:
+    """Its statement also puts it on the waiting line (and wakes the
+    dispatchers): never in a grouped one, even when other new calls wait."""
+    writes = CallWrites(pool, in_flight=1)
+    line_up = db.LineUp("crisis", "en", None, "TX", 0, "regional", ("ana",), ())
+    news = [new_call(f"l-{n}", line_up=line_up if n == 3 else None) for n in range(6)]
+    created = await asyncio.gather(*(writes.create(new) for new in news))
+    assert created == [True] * 6
+    assert writes.creates.writes == 5 and writes.creates.statements < 5  # the others grouped
+    lined = await pool.fetch("SELECT call_sid FROM waiting WHERE call_sid LIKE 'l-%'")
+    assert [r["call_sid"] for r in lined] == ["l-3"]
+
+
 async def test_one_writes_bad_data_costs_the_others_nothing(pool: asyncpg.Pool) -> None:
     """PostgreSQL's jsonb refuses a NUL character: the grouped statement fails,
     and its writes are made one by one, each with its own outcome."""

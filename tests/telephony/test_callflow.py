@@ -460,6 +460,34 @@ async def test_a_caller_hanging_up_while_a_dial_step_rings_costs_one_statement(
     assert first_rings(server) == rings + 1
 
 
+async def test_a_hang_up_answered_where_the_transfer_was_written_does_not_decode_it(
+    server: TestServer, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The instance that wrote the caller's transfer at the menu answer keeps it
+    decoded with the row: the hang-up's status callback leaves it without
+    decoding the row's JSON again (and ends it as the one-statement test above
+    checks)."""
+    decoded: list[object] = []
+    from_json = Progress.from_json
+
+    def counting(data: Any) -> Progress:
+        decoded.append(data)
+        return from_json(data)
+
+    sid, base = new_sid(), settings.public_url
+    async with aiohttp.ClientSession() as s:
+        await post_signed(s, base + "/twilio/voice", call_params(sid))
+        await post_signed(s, base + "/twilio/gather?seq=1", call_params(sid, Digits="2"))
+        monkeypatch.setattr(Progress, "from_json", staticmethod(counting))
+        status, _ = await post_signed(s, base + "/twilio/status",
+                                      call_params(sid, CallStatus="completed"))
+        monkeypatch.undo()
+    assert status == 204 and decoded == []
+    row = await db.load_call(server.app[keys.pool], sid)
+    assert row is not None and row.phase == "ended" and row.transfer is not None
+    assert Progress.from_json(row.transfer).phase is Phase.GONE
+
+
 async def test_a_hang_up_after_the_transfer_moved_elsewhere_leaves_the_stored_one(
     server: TestServer, settings: Settings
 ) -> None:
