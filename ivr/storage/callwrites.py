@@ -9,24 +9,25 @@ its single statement would write it.
 from __future__ import annotations
 
 from functools import partial
+from operator import attrgetter
 
 import asyncpg
 
 from ivr.storage import calls
 from ivr.storage.groupwrite import GroupWrite
 
+_BY_CALL = attrgetter("call_sid")  # two writes of one call never share a statement
+
 
 class CallWrites:
     def __init__(self, pool: asyncpg.Pool, in_flight: int = 2) -> None:
         self.pool = pool
         self.creates = GroupWrite(partial(calls.create_call, pool),
-                                  partial(calls.create_calls, pool),
-                                  key=lambda new: new.call_sid, in_flight=in_flight)
+                                  partial(calls.create_calls, pool), _BY_CALL, in_flight)
         self.advances = GroupWrite(partial(calls.advance_call, pool),
-                                   partial(calls.advance_calls, pool),
-                                   key=lambda step: step.call_sid, in_flight=in_flight)
+                                   partial(calls.advance_calls, pool), _BY_CALL, in_flight)
         self.ends = GroupWrite(partial(calls.record_end, pool), partial(calls.record_ends, pool),
-                               key=lambda end: end.call_sid, in_flight=in_flight)
+                               _BY_CALL, in_flight)
 
     async def create(self, new: calls.NewCall) -> bool:
         if new.line_up is not None:

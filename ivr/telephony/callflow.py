@@ -386,6 +386,7 @@ class CallFlow:
         status = params.get("CallStatus", "")
         if status in FINAL_STATUSES:
             kept = self.written.get(sid)
+            # Taken before the entry is dropped: the progress kept with the row.
             progress = None if kept is None else self._progress(kept)
             self.written.drop(sid)
             if kept is not None and kept.transfer and progress is not None:
